@@ -1,0 +1,215 @@
+//! Wiring: state, router, listeners, the start-up database task, and the serve loop with its
+//! bounded drain.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use rand::Rng;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+use crate::config::{Secret, Settings};
+use crate::db;
+use crate::error::ApiError;
+use crate::lifecycle::Lifecycle;
+
+type CachedHealth = Option<(Instant, Result<Duration, String>)>;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub lifecycle: Arc<Lifecycle>,
+    pool: PgPool,
+    health_cache: Arc<Mutex<CachedHealth>>,
+}
+
+impl AppState {
+    /// The pool, once start-up has connected and migrated; before that a 503 so clients retry.
+    pub fn database(&self) -> Result<&PgPool, ApiError> {
+        if self.lifecycle.is_started() {
+            Ok(&self.pool)
+        } else {
+            Err(ApiError::Unavailable {
+                detail: "the service is starting and has not reached its database yet".into(),
+                retry_after_secs: 2,
+            })
+        }
+    }
+
+    /// Database round-trip latency, cached for up to a second so probes cannot overload it.
+    pub async fn database_health(&self) -> Result<Duration, String> {
+        let mut cache = self.health_cache.lock().await;
+        if let Some((at, result)) = cache.as_ref() {
+            if at.elapsed() < Duration::from_secs(1) {
+                return result.clone();
+            }
+        }
+        let timeout = Duration::from_millis(self.settings.database.health_timeout_ms);
+        let result = db::ping(&self.pool, timeout).await;
+        metrics::gauge!("shadowcheck_db_health").set(if result.is_ok() { 1.0 } else { 0.0 });
+        *cache = Some((Instant::now(), result.clone()));
+        result
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    metrics_listener: TcpListener,
+    state: AppState,
+    metrics: PrometheusHandle,
+}
+
+impl Application {
+    /// Binds both listeners (port 0 works, for tests) and prepares a lazy pool; nothing here
+    /// waits for the database.
+    pub async fn build(
+        settings: Settings,
+        database_url: &Secret,
+        lifecycle: Arc<Lifecycle>,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+        let metrics_listener = TcpListener::bind(settings.server.metrics_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} for metrics",
+                    settings.server.metrics_listen
+                )
+            })?;
+        let pool =
+            db::lazy_pool(database_url, &settings.database).context("invalid database URL")?;
+        let state = AppState {
+            settings: Arc::new(settings),
+            lifecycle,
+            pool,
+            health_cache: Arc::new(Mutex::new(None)),
+        };
+        Ok(Self {
+            listener,
+            metrics_listener,
+            state,
+            metrics: crate::telemetry::metrics_handle(),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn metrics_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.metrics_listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until the lifecycle's shutdown fires, then drains for at most the configured time.
+    /// Returns an error when the drain did not finish in time.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            metrics_listener,
+            state,
+            metrics,
+        } = self;
+        let shutdown = state.lifecycle.shutdown_token();
+        tokio::spawn(prepare_database(state.clone()));
+
+        let metrics_router = Router::new().route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { metrics.render() }
+            }),
+        );
+        let metrics_shutdown = shutdown.clone();
+        let metrics_server = tokio::spawn(async move {
+            axum::serve(metrics_listener, metrics_router)
+                .with_graceful_shutdown(metrics_shutdown.cancelled_owned())
+                .await
+        });
+
+        let drain = Duration::from_secs(state.settings.server.drain_timeout_secs);
+        let pool = state.pool.clone();
+        let router = crate::http::router(state);
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        // axum's graceful shutdown has no deadline of its own.
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(drain).await;
+        };
+        let outcome = tokio::select! {
+            served = server => served.context("server error"),
+            () = deadline => Err(anyhow::anyhow!("in-flight requests did not finish within {} s", drain.as_secs())),
+        };
+        metrics_server.abort();
+        pool.close().await;
+        tracing::info!("database pool closed");
+        outcome
+    }
+}
+
+/// Connects and migrates in the background with exponential backoff and jitter, so the process
+/// serves probes (live 200, ready 503) while the database is still unreachable.
+async fn prepare_database(state: AppState) {
+    let settings = &state.settings.database;
+    let shutdown = state.lifecycle.shutdown_token();
+    let mut delay = Duration::from_millis(settings.retry_initial_ms);
+    let max_delay = Duration::from_millis(settings.retry_max_ms);
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        let result = if settings.migrate_on_start {
+            db::MIGRATOR
+                .run(&state.pool)
+                .await
+                .map_err(|e| e.to_string())
+        } else {
+            match db::migrations_current(&state.pool).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err("migrations are pending; run `shadowcheck migrate`".to_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(attempt, "database ready; migrations applied");
+                state.lifecycle.mark_started();
+                return;
+            }
+            Err(error) => {
+                if settings.retry_max_attempts != 0 && attempt >= settings.retry_max_attempts {
+                    tracing::error!(attempt, %error, "giving up on the database; shutting down");
+                    state.lifecycle.begin_shutdown();
+                    return;
+                }
+                // Full jitter between half and all of the delay: instances do not retry in step.
+                let jittered = delay.mul_f64(rand::thread_rng().gen_range(0.5..=1.0));
+                tracing::warn!(attempt, %error, next_delay_ms = jittered.as_millis() as u64, "database not ready; retrying");
+                metrics::counter!("shadowcheck_db_reconnect_attempts_total").increment(1);
+                tokio::select! {
+                    () = tokio::time::sleep(jittered) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                delay = (delay * 2).min(max_delay);
+            }
+        }
+    }
+}

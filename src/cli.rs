@@ -1,0 +1,171 @@
+//! The `shadowcheck` command line: parse, load settings, run the chosen subcommand.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::app::Application;
+use crate::config::{LogFormat, Secret, Settings, Sources};
+use crate::db::embedded::{self, EmbeddedPostgres};
+use crate::lifecycle::Lifecycle;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shadowcheck",
+    version,
+    about = "Resilient geospatial signal-ingest API (wifi, bluetooth, BLE, cellular) on PostGIS"
+)]
+pub struct Cli {
+    /// Optional settings file (TOML or JSON); environment variables SHADOWCHECK__SECTION__KEY override it.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Log format on stdout.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Data directory of the embedded PostgreSQL (used when no database URL is configured).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API (and, without DATABASE_URL, the embedded PostgreSQL).
+    Serve {
+        /// API listen address.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Prometheus metrics listen address.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<String>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the effective configuration (secrets redacted) and exit non-zero if it is invalid.
+    CheckConfig,
+}
+
+impl Cli {
+    fn sources(&self) -> Sources {
+        let mut overrides = Vec::new();
+        if let Some(dir) = &self.data_dir {
+            overrides.push(("database.data_dir".to_owned(), dir.display().to_string()));
+        }
+        if let Some(format) = self.log_format {
+            let name = match format {
+                LogFormat::Json => "json",
+                LogFormat::Pretty => "pretty",
+            };
+            overrides.push(("log.format".to_owned(), name.to_owned()));
+        }
+        if let Command::Serve {
+            listen,
+            metrics_listen,
+        } = &self.command
+        {
+            if let Some(addr) = listen {
+                overrides.push(("server.listen".to_owned(), addr.clone()));
+            }
+            if let Some(addr) = metrics_listen {
+                overrides.push(("server.metrics_listen".to_owned(), addr.clone()));
+            }
+        }
+        Sources {
+            file: self.config.clone(),
+            env: std::env::vars().collect(),
+            overrides,
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let settings = match Settings::load(&cli.sources()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("shadowcheck: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::CheckConfig = cli.command {
+        print!("{}", settings.to_redacted_toml());
+        eprintln!("shadowcheck: configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    crate::telemetry::init_tracing(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("shadowcheck: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { .. } => serve(settings).await,
+            Command::Migrate => migrate(settings).await,
+            Command::CheckConfig => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "shadowcheck failed");
+            eprintln!("shadowcheck: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The configured database URL, or one for an embedded cluster this call starts.
+async fn database(settings: &Settings) -> anyhow::Result<(Secret, Option<EmbeddedPostgres>)> {
+    if let Some(url) = &settings.database.url {
+        return Ok((url.clone(), None));
+    }
+    let dir = settings.database.data_dir.clone();
+    tracing::info!(data_dir = %dir.display(), "no database URL configured; using the embedded PostgreSQL");
+    let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir))
+        .await
+        .context("embedded PostgreSQL start-up panicked")??;
+    Ok((pg.url(embedded::DATABASE), Some(pg)))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let lifecycle = Lifecycle::new();
+    lifecycle.listen_for_signals();
+    let (url, embedded) = database(&settings).await?;
+    let app = Application::build(settings, &url, lifecycle).await?;
+    tracing::info!(
+        listen = %app.local_addr()?,
+        metrics_listen = %app.metrics_addr()?,
+        version = env!("CARGO_PKG_VERSION"),
+        "shadowcheck listening"
+    );
+    let served = app.run_until_stopped().await;
+    if let Some(mut pg) = embedded {
+        tokio::task::spawn_blocking(move || pg.stop()).await??;
+    }
+    served?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    let (url, embedded) = database(&settings).await?;
+    let pool = crate::db::lazy_pool(&url, &settings.database)?;
+    crate::db::MIGRATOR
+        .run(&pool)
+        .await
+        .context("migration failed")?;
+    pool.close().await;
+    tracing::info!("migrations applied");
+    if let Some(mut pg) = embedded {
+        tokio::task::spawn_blocking(move || pg.stop()).await??;
+    }
+    Ok(())
+}

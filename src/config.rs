@@ -1,0 +1,487 @@
+//! Settings: built-in defaults < optional file < environment (`SHADOWCHECK__SECTION__KEY`) <
+//! command-line flags. Any key may instead be given as `<key>_file` naming a file that holds the
+//! value (Docker secrets). This is the only module that reads settings.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A value that must never be printed: `Debug` and `Serialize` both redact it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("[redacted]")
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub ingest: IngestSettings,
+    pub query: QuerySettings,
+    pub log: LogSettings,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// API listener.
+    pub listen: SocketAddr,
+    /// Prometheus metrics listener, kept apart so it is never exposed with the API.
+    pub metrics_listen: SocketAddr,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    pub drain_timeout_secs: u64,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// PostgreSQL URL; when absent the binary runs its own cluster under `data_dir`.
+    pub url: Option<Secret>,
+    /// Where the embedded cluster lives.
+    pub data_dir: PathBuf,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    /// Bound on waiting for a pooled connection on the request path.
+    pub acquire_timeout_ms: u64,
+    /// Bound on one health probe of the database.
+    pub health_timeout_ms: u64,
+    /// Apply pending migrations when `serve` starts.
+    pub migrate_on_start: bool,
+    /// First delay between connection attempts at start-up; doubles (with jitter) up to the max.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// Give up after this many start-up attempts; 0 means never.
+    pub retry_max_attempts: u32,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSettings {
+    /// Most detections accepted in one request.
+    pub max_batch_items: usize,
+    /// How far in the future (device clock skew) a detection time may be.
+    pub max_future_skew_secs: i64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuerySettings {
+    pub default_limit: u32,
+    pub max_limit: u32,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// `tracing` env-filter directive, e.g. `info,sqlx=warn`.
+    pub level: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings::default(),
+            database: DatabaseSettings::default(),
+            ingest: IngestSettings::default(),
+            query: QuerySettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            drain_timeout_secs: 15,
+            body_limit_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            data_dir: PathBuf::from("./data"),
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout_ms: 3_000,
+            health_timeout_ms: 1_000,
+            migrate_on_start: true,
+            retry_initial_ms: 250,
+            retry_max_ms: 10_000,
+            retry_max_attempts: 0,
+        }
+    }
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            max_batch_items: 10_000,
+            max_future_skew_secs: 300,
+        }
+    }
+}
+
+impl Default for QuerySettings {
+    fn default() -> Self {
+        Self {
+            default_limit: 1_000,
+            max_limit: 10_000,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Json,
+            level: "info,sqlx=warn".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error("configuration key `{key}`: cannot read file {path}: {source}")]
+    SecretFile {
+        key: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl From<config::ConfigError> for ConfigError {
+    fn from(e: config::ConfigError) -> Self {
+        Self::Invalid(e.to_string())
+    }
+}
+
+/// Where settings come from besides the defaults. `env` is passed in (not read from the process)
+/// so tests never mutate the process environment.
+#[derive(Debug, Default)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    pub env: HashMap<String, String>,
+    /// Command-line flags as `(key, value)`, the highest precedence.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl Settings {
+    pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
+        let defaults = config::Config::try_from(&Settings::default())?;
+        let mut builder = config::Config::builder().add_source(defaults);
+        if let Some(file) = &sources.file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            builder = builder.add_source(config::File::from(file.as_path()));
+        }
+        // The conventional DATABASE_URL, below the namespaced variables.
+        let mut env = sources.env.clone();
+        if let Some(url) = sources.env.get("DATABASE_URL") {
+            env.entry("SHADOWCHECK__DATABASE__URL".to_owned())
+                .or_insert_with(|| url.clone());
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("SHADOWCHECK")
+                .prefix_separator("__")
+                .separator("__")
+                .source(Some(env)),
+        );
+        let layered: serde_json::Value = builder.build()?.try_deserialize()?;
+        let resolved = resolve_secret_files(layered)?;
+
+        let mut builder =
+            config::Config::builder().add_source(config::Config::try_from(&resolved)?);
+        for (key, value) in &sources.overrides {
+            builder = builder.set_override(key.as_str(), value.as_str())?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Cross-field checks the types alone cannot express; each names its key.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("key `{key}`: {why}")));
+        if self.database.max_connections == 0 {
+            return bad("database.max_connections", "must be at least 1");
+        }
+        if self.database.min_connections > self.database.max_connections {
+            return bad(
+                "database.min_connections",
+                "must not exceed database.max_connections",
+            );
+        }
+        if self.database.acquire_timeout_ms == 0 {
+            return bad("database.acquire_timeout_ms", "must be positive");
+        }
+        if self.database.retry_initial_ms == 0
+            || self.database.retry_initial_ms > self.database.retry_max_ms
+        {
+            return bad(
+                "database.retry_initial_ms",
+                "must be positive and at most database.retry_max_ms",
+            );
+        }
+        if self.ingest.max_batch_items == 0 {
+            return bad("ingest.max_batch_items", "must be at least 1");
+        }
+        if self.ingest.max_future_skew_secs < 0 {
+            return bad("ingest.max_future_skew_secs", "must not be negative");
+        }
+        if self.query.default_limit == 0 || self.query.default_limit > self.query.max_limit {
+            return bad(
+                "query.default_limit",
+                "must be between 1 and query.max_limit",
+            );
+        }
+        if self.server.body_limit_bytes < 1024 {
+            return bad("server.body_limit_bytes", "must be at least 1024");
+        }
+        if let Some(url) = &self.database.url {
+            let u = url.expose();
+            if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                return bad(
+                    "database.url",
+                    "must start with postgres:// or postgresql://",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Replaces every `<key>_file = PATH` with `<key> = <contents of PATH>` (trailing newline
+/// trimmed). Giving both forms of one key is an error, so a forgotten variable cannot silently win.
+fn resolve_secret_files(value: serde_json::Value) -> Result<serde_json::Value, ConfigError> {
+    fn walk(prefix: &str, value: serde_json::Value) -> Result<serde_json::Value, ConfigError> {
+        let serde_json::Value::Object(map) = value else {
+            return Ok(value);
+        };
+        let mut out = serde_json::Map::new();
+        for (key, val) in map {
+            let full = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match (key.strip_suffix("_file"), &val) {
+                (Some(base), serde_json::Value::String(path)) if !base.is_empty() => {
+                    let contents = read_secret_file(&full, Path::new(path))?;
+                    if out.contains_key(base) {
+                        return Err(ConfigError::Invalid(format!(
+                            "key `{full}` and `{}` are both set; give only one",
+                            full.trim_end_matches("_file")
+                        )));
+                    }
+                    out.insert(base.to_owned(), serde_json::Value::String(contents));
+                }
+                _ => {
+                    let walked = walk(&full, val)?;
+                    if out.contains_key(&key) {
+                        return Err(ConfigError::Invalid(format!(
+                            "key `{full}` and `{full}_file` are both set; give only one"
+                        )));
+                    }
+                    out.insert(key, walked);
+                }
+            }
+        }
+        Ok(serde_json::Value::Object(out))
+    }
+    // Unset optional keys arrive as null; a null `url` must not clash with `url_file`.
+    walk("", strip_nulls(value))
+}
+
+fn strip_nulls(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, strip_nulls(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
+    let contents = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+        key: key.to_owned(),
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(contents.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = Settings::load(&Sources::default()).expect("defaults load");
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(s.server.metrics_listen.to_string(), "127.0.0.1:9090");
+        assert!(s.database.url.is_none());
+    }
+
+    #[test]
+    fn env_beats_file_and_cli_beats_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[query]\ndefault_limit = 7\nmax_limit = 50\n").expect("write");
+        let sources = Sources {
+            file: Some(file),
+            env: env(&[("SHADOWCHECK__QUERY__DEFAULT_LIMIT", "9")]),
+            overrides: vec![],
+        };
+        let s = Settings::load(&sources).expect("load");
+        assert_eq!((s.query.default_limit, s.query.max_limit), (9, 50));
+        let sources = Sources {
+            overrides: vec![("server.listen".into(), "127.0.0.1:6000".into())],
+            env: env(&[("SHADOWCHECK__SERVER__LISTEN", "127.0.0.1:7000")]),
+            ..Sources::default()
+        };
+        assert_eq!(
+            Settings::load(&sources).expect("load").server.listen.port(),
+            6000
+        );
+    }
+
+    #[test]
+    fn secret_from_file_and_redacted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("url");
+        std::fs::write(&file, "postgres://u:hunter2@db/x\n").expect("write");
+        let sources = Sources {
+            env: env(&[(
+                "SHADOWCHECK__DATABASE__URL_FILE",
+                file.to_str().expect("utf8"),
+            )]),
+            ..Sources::default()
+        };
+        let s = Settings::load(&sources).expect("load");
+        assert_eq!(
+            s.database.url.as_ref().map(Secret::expose),
+            Some("postgres://u:hunter2@db/x")
+        );
+        let shown = s.to_redacted_toml();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn database_url_env_is_honoured_below_namespaced() {
+        let s = Settings::load(&Sources {
+            env: env(&[("DATABASE_URL", "postgres://a/b")]),
+            ..Sources::default()
+        })
+        .expect("load");
+        assert_eq!(
+            s.database.url.as_ref().map(Secret::expose),
+            Some("postgres://a/b")
+        );
+        let s = Settings::load(&Sources {
+            env: env(&[
+                ("DATABASE_URL", "postgres://a/b"),
+                ("SHADOWCHECK__DATABASE__URL", "postgres://c/d"),
+            ]),
+            ..Sources::default()
+        })
+        .expect("load");
+        assert_eq!(
+            s.database.url.as_ref().map(Secret::expose),
+            Some("postgres://c/d")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (
+                "SHADOWCHECK__DATABASE__MAX_CONNECTIONS",
+                "lots",
+                "max_connections",
+            ),
+            ("SHADOWCHECK__SERVER__LISTEN", "not-an-address", "listen"),
+            (
+                "SHADOWCHECK__DATABASE__MAX_CONNECTIONS",
+                "0",
+                "database.max_connections",
+            ),
+            ("SHADOWCHECK__DATABASE__URL", "mysql://x", "database.url"),
+            (
+                "SHADOWCHECK__DATABASE__URL_FILE",
+                "/nonexistent/secret",
+                "database.url_file",
+            ),
+            ("SHADOWCHECK__SERVER__BOGUS", "1", "bogus"),
+        ];
+        for (key, value, named) in cases {
+            let err = Settings::load(&Sources {
+                env: env(&[(key, value)]),
+                ..Sources::default()
+            })
+            .expect_err(key)
+            .to_string();
+            assert!(err.contains(named), "{key}={value}: {err}");
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Everything that talks to PostgreSQL: the pool, migrations, the embedded cluster and the SQL.
+
+pub mod detections;
+pub mod embedded;
+
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::config::{DatabaseSettings, Secret};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A pool that connects lazily: the process starts (and answers probes) without a database,
+/// and broken connections are tested and replaced on acquire.
+pub fn lazy_pool(url: &Secret, settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = url.expose().parse()?;
+    let options = options.application_name("shadowcheck");
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        // sqlx's default is 30 s: far too long for a request to wait while the database is down.
+        .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+        .test_before_acquire(true)
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .max_lifetime(Some(Duration::from_secs(1800)))
+        .connect_lazy_with(options))
+}
+
+/// Round trip to the database, bounded so a silently dropped TCP connection cannot hang a probe.
+pub async fn ping(pool: &PgPool, timeout: Duration) -> Result<Duration, String> {
+    let started = Instant::now();
+    match tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(pool)).await {
+        Ok(Ok(_)) => Ok(started.elapsed()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+/// True when every migration this binary knows has been applied.
+pub async fn migrations_current(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let applied: Option<i64> =
+        sqlx::query_scalar(r#"SELECT max(version) FROM _sqlx_migrations WHERE success"#)
+            .fetch_one(pool)
+            .await
+            .or_else(|e| match &e {
+                // No bookkeeping table yet: nothing applied.
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => Ok(None),
+                _ => Err(e),
+            })?;
+    Ok(applied.unwrap_or(0) >= latest)
+}
+
+/// Classifies errors that mean "the database is unavailable right now" (retry later) as opposed
+/// to a bug or bad data.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or("");
+            // 08: connection exception; 57P0x: shutdown in progress; 53300: too many connections.
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }
+        sqlx::Error::Protocol(_) => true,
+        _ => false,
+    }
+}

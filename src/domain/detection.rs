@@ -1,0 +1,614 @@
+//! One observation of one transmitter by one capture device, and the rules it must satisfy.
+//! Items arrive as loose JSON objects; `Detection::parse` checks every field and reports every
+//! problem (not just the first), each naming its field.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::geo::Position;
+use super::mac::Mac;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
+#[sqlx(type_name = "sigint.signal_type", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum SignalType {
+    Wifi,
+    Bluetooth,
+    Ble,
+    Cellular,
+}
+
+impl SignalType {
+    pub const ALL: [SignalType; 4] = [Self::Wifi, Self::Bluetooth, Self::Ble, Self::Cellular];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Wifi => "wifi",
+            Self::Bluetooth => "bluetooth",
+            Self::Ble => "ble",
+            Self::Cellular => "cellular",
+        }
+    }
+}
+
+impl fmt::Display for SignalType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SignalType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "wifi" => Ok(Self::Wifi),
+            "bluetooth" => Ok(Self::Bluetooth),
+            "ble" => Ok(Self::Ble),
+            "cellular" => Ok(Self::Cellular),
+            _ => Err("must be one of wifi, bluetooth, ble, cellular".to_owned()),
+        }
+    }
+}
+
+/// Cellular radio generations accepted in `network_type` (stored upper-case).
+const NETWORK_TYPES: [&str; 7] = ["GSM", "CDMA", "WCDMA", "UMTS", "TDSCDMA", "LTE", "NR"];
+
+/// What the validator needs to know besides the item: the server's clock and its tolerance.
+#[derive(Clone, Copy, Debug)]
+pub struct ValidationPolicy {
+    pub now: DateTime<Utc>,
+    pub max_future_skew: Duration,
+}
+
+impl ValidationPolicy {
+    /// Nothing before 802.11 and Bluetooth existed can be a real detection.
+    pub fn earliest() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(1990, 1, 1, 0, 0, 0)
+            .single()
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+}
+
+/// A problem with one field of one item in a batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A validated detection: every field in range, the identifier its signal type needs present.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Detection {
+    pub detected_at: DateTime<Utc>,
+    pub capture_duration_ms: Option<i32>,
+    pub position: Position,
+    pub altitude_meters: Option<f64>,
+    pub accuracy_meters: Option<f64>,
+    pub signal_type: SignalType,
+    pub protocol_version: Option<String>,
+    pub ssid: Option<String>,
+    pub bssid: Option<Mac>,
+    pub channel: Option<i32>,
+    pub frequency_mhz: Option<i32>,
+    pub signal_strength_dbm: Option<i32>,
+    pub bt_address: Option<Mac>,
+    pub bt_name: Option<String>,
+    pub bt_class: Option<i32>,
+    pub bt_rssi: Option<i32>,
+    pub cell_id: Option<i64>,
+    pub lac: Option<i32>,
+    pub mcc: Option<i16>,
+    pub mnc: Option<i16>,
+    pub network_type: Option<String>,
+    pub device_id: Option<Uuid>,
+    pub device_name: Option<String>,
+    pub is_suspicious: bool,
+    pub surveillance_score: Option<f32>,
+    pub raw_data: Option<Value>,
+    pub tags: Vec<String>,
+}
+
+/// Collects field errors while reading one item.
+struct Reader<'a> {
+    item: &'a Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl<'a> Reader<'a> {
+    fn fail(&mut self, field: &str, reason: impl Into<String>) {
+        self.errors.push(FieldError::new(field, reason));
+    }
+
+    /// The field's value, treating JSON null as absent.
+    fn get(&self, field: &str) -> Option<&'a Value> {
+        self.item.get(field).filter(|v| !v.is_null())
+    }
+
+    fn string(&mut self, field: &str, max_bytes: usize) -> Option<String> {
+        match self.get(field)? {
+            Value::String(s) if s.len() > max_bytes => {
+                self.fail(field, format!("longer than {max_bytes} bytes"));
+                None
+            }
+            Value::String(s) if s.contains('\0') => {
+                self.fail(field, "must not contain NUL characters");
+                None
+            }
+            Value::String(s) => Some(s.clone()),
+            _ => {
+                self.fail(field, "must be a string");
+                None
+            }
+        }
+    }
+
+    fn float(&mut self, field: &str, min: f64, max: f64) -> Option<f64> {
+        let value = self.get(field)?;
+        match value.as_f64() {
+            Some(v) if v.is_finite() && (min..=max).contains(&v) => Some(v),
+            Some(_) => {
+                self.fail(field, format!("must be between {min} and {max}"));
+                None
+            }
+            None => {
+                self.fail(field, "must be a number");
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, field: &str, min: i64, max: i64) -> Option<i64> {
+        let value = self.get(field)?;
+        // Accept 6.0 from clients that only have doubles, but not 6.5.
+        let parsed = value.as_i64().or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        });
+        match parsed {
+            Some(v) if (min..=max).contains(&v) => Some(v),
+            Some(_) => {
+                self.fail(field, format!("must be an integer between {min} and {max}"));
+                None
+            }
+            None => {
+                self.fail(field, "must be an integer");
+                None
+            }
+        }
+    }
+
+    fn mac(&mut self, field: &str) -> Option<Mac> {
+        let s = self.string(field, 64)?;
+        match s.parse::<Mac>() {
+            Ok(mac) => Some(mac),
+            Err(e) => {
+                self.fail(field, e.to_string());
+                None
+            }
+        }
+    }
+}
+
+/// Every field a detection may carry; anything else is reported, so a typo such as
+/// `lattitude` is not silently dropped.
+const KNOWN_FIELDS: [&str; 30] = [
+    "detected_at",
+    "capture_duration_ms",
+    "latitude",
+    "longitude",
+    "altitude_meters",
+    "accuracy_meters",
+    "signal_type",
+    "protocol_version",
+    "ssid",
+    "bssid",
+    "channel",
+    "frequency_mhz",
+    "signal_strength_dbm",
+    "bt_address",
+    "bt_name",
+    "bt_class",
+    "bt_rssi",
+    "cell_id",
+    "lac",
+    "mcc",
+    "mnc",
+    "network_type",
+    "device_id",
+    "device_name",
+    "is_suspicious",
+    "surveillance_score",
+    "raw_data",
+    "tags",
+    "id",
+    "created_at",
+];
+
+/// Fields that only make sense for some signal types.
+const WIFI_ONLY: [&str; 3] = ["ssid", "bssid", "channel"];
+const BLUETOOTH_ONLY: [&str; 4] = ["bt_address", "bt_name", "bt_class", "bt_rssi"];
+const CELLULAR_ONLY: [&str; 5] = ["cell_id", "lac", "mcc", "mnc", "network_type"];
+
+impl Detection {
+    pub fn parse(value: &Value, policy: &ValidationPolicy) -> Result<Detection, Vec<FieldError>> {
+        let Value::Object(item) = value else {
+            return Err(vec![FieldError::new(
+                "",
+                "each detection must be a JSON object",
+            )]);
+        };
+        let mut r = Reader {
+            item,
+            errors: Vec::new(),
+        };
+
+        for key in item.keys() {
+            if !KNOWN_FIELDS.contains(&key.as_str()) {
+                r.fail(key, "unknown field");
+            } else if matches!(key.as_str(), "id" | "created_at") {
+                r.fail(key, "assigned by the server; do not send it");
+            }
+        }
+
+        let signal_type = match r.get("signal_type") {
+            None => {
+                r.fail("signal_type", "required");
+                None
+            }
+            Some(Value::String(s)) => match s.parse::<SignalType>() {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    r.fail("signal_type", e);
+                    None
+                }
+            },
+            Some(_) => {
+                r.fail("signal_type", "must be a string");
+                None
+            }
+        };
+
+        let detected_at = match r.get("detected_at") {
+            None => {
+                r.fail("detected_at", "required");
+                None
+            }
+            Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
+                Ok(t) => {
+                    let t = t.with_timezone(&Utc);
+                    if t > policy.now + policy.max_future_skew {
+                        r.fail(
+                            "detected_at",
+                            format!(
+                                "more than {} s in the future",
+                                policy.max_future_skew.num_seconds()
+                            ),
+                        );
+                        None
+                    } else if t < ValidationPolicy::earliest() {
+                        r.fail("detected_at", "before 1990-01-01");
+                        None
+                    } else {
+                        Some(t)
+                    }
+                }
+                Err(e) => {
+                    r.fail("detected_at", format!("not an RFC 3339 timestamp ({e})"));
+                    None
+                }
+            },
+            Some(_) => {
+                r.fail("detected_at", "must be an RFC 3339 timestamp string");
+                None
+            }
+        };
+
+        let lat = r.float("latitude", -90.0, 90.0);
+        let lon = r.float("longitude", -180.0, 180.0);
+        if r.get("latitude").is_none() {
+            r.fail("latitude", "required");
+        }
+        if r.get("longitude").is_none() {
+            r.fail("longitude", "required");
+        }
+        let position = match (lat, lon) {
+            (Some(lat), Some(lon)) => Position::new(lat, lon).ok(),
+            _ => None,
+        };
+
+        let capture_duration_ms = r
+            .int("capture_duration_ms", 0, 86_400_000)
+            .map(|v| v as i32);
+        let altitude_meters = r.float("altitude_meters", -1_000.0, 50_000.0);
+        let accuracy_meters = r.float("accuracy_meters", 0.0, 100_000.0);
+        let protocol_version = r.string("protocol_version", 32);
+
+        // 802.11 limits an SSID to 32 octets.
+        let ssid = r.string("ssid", 32);
+        let bssid = r.mac("bssid");
+        // 2.4, 5 and 6 GHz channel numbers run up to 233.
+        let channel = r.int("channel", 1, 233).map(|v| v as i32);
+        let frequency_mhz = r.int("frequency_mhz", 1, 100_000).map(|v| v as i32);
+        let signal_strength_dbm = r.int("signal_strength_dbm", -150, 0).map(|v| v as i32);
+
+        let bt_address = r.mac("bt_address");
+        // The Bluetooth remote name is at most 248 octets.
+        let bt_name = r.string("bt_name", 248);
+        // Class of Device is a 24-bit field.
+        let bt_class = r.int("bt_class", 0, 0xFF_FFFF).map(|v| v as i32);
+        let bt_rssi = r.int("bt_rssi", -150, 20).map(|v| v as i32);
+
+        let network_type = r.string("network_type", 16).and_then(|s| {
+            let upper = s.trim().to_ascii_uppercase();
+            if NETWORK_TYPES.contains(&upper.as_str()) {
+                Some(upper)
+            } else {
+                r.fail(
+                    "network_type",
+                    format!("must be one of {}", NETWORK_TYPES.join(", ")),
+                );
+                None
+            }
+        });
+        let is_nr = network_type.as_deref() == Some("NR");
+        // NR cell identities are 36 bits and NR tracking areas 24 bits; older radios are smaller.
+        let cell_id = r.int(
+            "cell_id",
+            1,
+            if is_nr { (1 << 36) - 1 } else { (1 << 28) - 1 },
+        );
+        let lac = r
+            .int("lac", 1, if is_nr { (1 << 24) - 1 } else { 65_533 })
+            .map(|v| v as i32);
+        let mcc = r.int("mcc", 1, 999).map(|v| v as i16);
+        let mnc = r.int("mnc", 0, 999).map(|v| v as i16);
+
+        let device_id = match r.string("device_id", 64) {
+            Some(s) => match Uuid::parse_str(&s) {
+                Ok(u) => Some(u),
+                Err(_) => {
+                    r.fail("device_id", "must be a UUID");
+                    None
+                }
+            },
+            None => None,
+        };
+        let device_name = r.string("device_name", 128);
+        let is_suspicious = match r.get("is_suspicious") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                r.fail("is_suspicious", "must be true or false");
+                false
+            }
+        };
+        let surveillance_score = r.float("surveillance_score", 0.0, 100.0).map(|v| v as f32);
+        let raw_data = match r.get("raw_data") {
+            None => None,
+            Some(v @ Value::Object(_)) => {
+                if v.to_string().len() > 64 * 1024 {
+                    r.fail("raw_data", "larger than 64 KiB");
+                    None
+                } else if v.to_string().contains("\\u0000") {
+                    r.fail("raw_data", "must not contain NUL characters");
+                    None
+                } else {
+                    Some(v.clone())
+                }
+            }
+            Some(_) => {
+                r.fail("raw_data", "must be a JSON object");
+                None
+            }
+        };
+        let tags = match r.get("tags") {
+            None => Vec::new(),
+            Some(Value::Array(items)) if items.len() > 32 => {
+                r.fail("tags", "at most 32 tags");
+                Vec::new()
+            }
+            Some(Value::Array(items)) => {
+                let mut tags = Vec::with_capacity(items.len());
+                for tag in items {
+                    match tag.as_str() {
+                        Some(t) if !t.is_empty() && t.len() <= 64 && !t.contains('\0') => {
+                            tags.push(t.to_owned())
+                        }
+                        _ => {
+                            r.fail(
+                                "tags",
+                                "each tag must be a non-empty string of at most 64 bytes",
+                            );
+                            break;
+                        }
+                    }
+                }
+                tags
+            }
+            Some(_) => {
+                r.fail("tags", "must be an array of strings");
+                Vec::new()
+            }
+        };
+
+        if let Some(kind) = signal_type {
+            let foreign: Vec<&str> = match kind {
+                SignalType::Wifi => [&BLUETOOTH_ONLY[..], &CELLULAR_ONLY[..]].concat(),
+                SignalType::Bluetooth | SignalType::Ble => {
+                    [&WIFI_ONLY[..], &CELLULAR_ONLY[..]].concat()
+                }
+                SignalType::Cellular => [&WIFI_ONLY[..], &BLUETOOTH_ONLY[..]].concat(),
+            };
+            for field in foreign {
+                if r.get(field).is_some() {
+                    r.fail(field, format!("does not apply to signal_type {kind}"));
+                }
+            }
+            let required: &[&str] = match kind {
+                SignalType::Wifi => &["bssid"],
+                SignalType::Bluetooth | SignalType::Ble => &["bt_address"],
+                SignalType::Cellular => &["mcc", "mnc", "cell_id"],
+            };
+            for field in required {
+                if r.get(field).is_none() {
+                    r.fail(field, format!("required for signal_type {kind}"));
+                }
+            }
+            if kind == SignalType::Wifi {
+                if let Some(f) = frequency_mhz {
+                    if !(2_400..=7_125).contains(&f) {
+                        r.fail(
+                            "frequency_mhz",
+                            "wifi frequency must be between 2400 and 7125 MHz",
+                        );
+                    }
+                }
+            }
+        }
+
+        match (r.errors.is_empty(), detected_at, position, signal_type) {
+            (true, Some(detected_at), Some(position), Some(signal_type)) => Ok(Detection {
+                detected_at,
+                capture_duration_ms,
+                position,
+                altitude_meters,
+                accuracy_meters,
+                signal_type,
+                protocol_version,
+                ssid,
+                bssid,
+                channel,
+                frequency_mhz,
+                signal_strength_dbm,
+                bt_address,
+                bt_name,
+                bt_class,
+                bt_rssi,
+                cell_id,
+                lac,
+                mcc,
+                mnc,
+                network_type,
+                device_id,
+                device_name,
+                is_suspicious,
+                surveillance_score,
+                raw_data,
+                tags,
+            }),
+            _ => {
+                let mut errors = r.errors;
+                if errors.is_empty() {
+                    errors.push(FieldError::new("", "invalid detection"));
+                }
+                Err(errors)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy() -> ValidationPolicy {
+        ValidationPolicy {
+            now: Utc
+                .with_ymd_and_hms(2026, 11, 23, 12, 0, 0)
+                .single()
+                .expect("valid"),
+            max_future_skew: Duration::seconds(300),
+        }
+    }
+
+    fn fields(v: Value) -> Vec<String> {
+        match Detection::parse(&v, &policy()) {
+            Ok(_) => vec![],
+            Err(errors) => errors.into_iter().map(|e| e.field).collect(),
+        }
+    }
+
+    #[test]
+    fn accepts_each_signal_type() {
+        let base =
+            json!({"detected_at": "2026-11-23T11:00:00Z", "latitude": 52.5, "longitude": 13.4});
+        let cases = [
+            json!({"signal_type": "wifi", "bssid": "AA-BB-CC-DD-EE-01", "ssid": "x", "channel": 6, "frequency_mhz": 2437, "signal_strength_dbm": -60}),
+            json!({"signal_type": "bluetooth", "bt_address": "aabbccddee02", "bt_name": "hp", "bt_class": 2360344, "bt_rssi": -70}),
+            json!({"signal_type": "BLE", "bt_address": "aa:bb:cc:dd:ee:03", "bt_rssi": -80}),
+            json!({"signal_type": "cellular", "mcc": 262, "mnc": 1, "lac": 1234, "cell_id": 56789, "network_type": "lte", "signal_strength_dbm": -95}),
+        ];
+        for case in cases {
+            let mut item = base.clone();
+            item.as_object_mut()
+                .expect("object")
+                .extend(case.as_object().expect("object").clone());
+            let d = Detection::parse(&item, &policy()).expect("valid");
+            if let Some(mac) = d.bssid.or(d.bt_address) {
+                assert!(mac.to_string().starts_with("aa:bb:cc:dd:ee:0"));
+            }
+        }
+    }
+
+    #[test]
+    fn reports_every_bad_field() {
+        let got = fields(json!({
+            "detected_at": "2026-11-23 11:00", "latitude": 91, "longitude": "13",
+            "signal_type": "wifi", "bssid": "zz", "channel": 0, "bt_name": "x", "lattitude": 1
+        }));
+        for f in [
+            "detected_at",
+            "latitude",
+            "longitude",
+            "bssid",
+            "channel",
+            "bt_name",
+            "lattitude",
+        ] {
+            assert!(got.contains(&f.to_string()), "{f} missing from {got:?}");
+        }
+    }
+
+    #[test]
+    fn type_specific_requirements() {
+        let got = fields(
+            json!({"detected_at": "2026-11-23T11:00:00Z", "latitude": 1, "longitude": 1, "signal_type": "cellular", "mcc": 262}),
+        );
+        assert_eq!(got, vec!["mnc", "cell_id"]);
+        let got = fields(
+            json!({"detected_at": "2026-11-23T11:00:00Z", "latitude": 1, "longitude": 1, "signal_type": "wifi", "bssid": "aa:bb:cc:dd:ee:ff", "frequency_mhz": 900}),
+        );
+        assert_eq!(got, vec!["frequency_mhz"]);
+    }
+
+    #[test]
+    fn future_skew_and_ancient_times() {
+        let item = |t: &str| json!({"detected_at": t, "latitude": 1, "longitude": 1, "signal_type": "ble", "bt_address": "aa:bb:cc:dd:ee:ff"});
+        assert!(fields(item("2026-11-23T12:04:59Z")).is_empty());
+        assert_eq!(fields(item("2026-11-23T12:05:01Z")), vec!["detected_at"]);
+        assert_eq!(fields(item("1989-12-31T23:59:59Z")), vec!["detected_at"]);
+        assert!(fields(item("2026-11-23T13:00:00+01:00")).is_empty());
+    }
+
+    #[test]
+    fn non_object_item() {
+        assert_eq!(fields(json!([1, 2])), vec![""]);
+    }
+}

@@ -1,0 +1,105 @@
+use std::str::FromStr;
+
+/// A WGS84 position in degrees, finite and in range.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Position {
+    lat: f64,
+    lon: f64,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GeoError {
+    #[error("latitude must be a finite number in [-90, 90]")]
+    Latitude,
+    #[error("longitude must be a finite number in [-180, 180]")]
+    Longitude,
+    #[error("bbox must be minLon,minLat,maxLon,maxLat with min < max")]
+    BBox,
+}
+
+impl Position {
+    pub fn new(lat: f64, lon: f64) -> Result<Self, GeoError> {
+        if !lat.is_finite() || !(-90.0..=90.0).contains(&lat) {
+            return Err(GeoError::Latitude);
+        }
+        if !lon.is_finite() || !(-180.0..=180.0).contains(&lon) {
+            return Err(GeoError::Longitude);
+        }
+        Ok(Self { lat, lon })
+    }
+    pub fn lat(&self) -> f64 {
+        self.lat
+    }
+    pub fn lon(&self) -> f64 {
+        self.lon
+    }
+    pub fn to_point(self) -> geo_types::Point<f64> {
+        geo_types::Point::new(self.lon, self.lat)
+    }
+}
+
+/// An axis-aligned box in degrees. Boxes crossing the antimeridian are not supported: the
+/// frontend splits them into two requests.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BBox {
+    pub min_lon: f64,
+    pub min_lat: f64,
+    pub max_lon: f64,
+    pub max_lat: f64,
+}
+
+impl FromStr for BBox {
+    type Err = GeoError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<f64> = s
+            .split(',')
+            .map(|p| p.trim().parse::<f64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| GeoError::BBox)?;
+        let [min_lon, min_lat, max_lon, max_lat] = parts[..] else {
+            return Err(GeoError::BBox);
+        };
+        Position::new(min_lat, min_lon)?;
+        Position::new(max_lat, max_lon)?;
+        if min_lon >= max_lon || min_lat >= max_lat {
+            return Err(GeoError::BBox);
+        }
+        Ok(Self {
+            min_lon,
+            min_lat,
+            max_lon,
+            max_lat,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_ranges() {
+        assert!(Position::new(90.0, -180.0).is_ok());
+        assert_eq!(Position::new(90.1, 0.0), Err(GeoError::Latitude));
+        assert_eq!(Position::new(f64::NAN, 0.0), Err(GeoError::Latitude));
+        assert_eq!(Position::new(0.0, f64::INFINITY), Err(GeoError::Longitude));
+    }
+
+    #[test]
+    fn bbox_parse() {
+        assert!("35.1,32.0,35.3,32.2".parse::<BBox>().is_ok());
+        for bad in [
+            "",
+            "1,2,3",
+            "1,2,3,4,5",
+            "a,b,c,d",
+            "35.3,32.0,35.1,32.2",
+            "0,0,0,0",
+            "0,-91,1,1",
+            "nan,0,1,1",
+        ] {
+            assert!(bad.parse::<BBox>().is_err(), "{bad}");
+        }
+    }
+}

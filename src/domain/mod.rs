@@ -1,0 +1,10 @@
+//! The detection domain: types that can only hold valid values. No HTTP, no SQL.
+
+pub mod detection;
+pub mod geo;
+pub mod mac;
+pub mod search;
+
+pub use detection::{Detection, FieldError, SignalType, ValidationPolicy};
+pub use geo::{BBox, Position};
+pub use mac::Mac;

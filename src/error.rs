@@ -1,0 +1,195 @@
+//! `ApiError` → `application/problem+json` (RFC 9457). The single place that picks status codes;
+//! internal error text is logged here and never sent to the client.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::domain::FieldError;
+
+/// An error in one item of a batch, by its zero-based index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ItemError {
+    pub index: usize,
+    pub field: String,
+    pub reason: String,
+}
+
+impl ItemError {
+    pub fn from_field(index: usize, e: FieldError) -> Self {
+        Self {
+            index,
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{detail}")]
+    BadRequest {
+        detail: String,
+        parameter: Option<String>,
+    },
+    #[error("{detail}")]
+    MalformedBody { detail: String },
+    #[error("{detail}")]
+    PayloadTooLarge { detail: String },
+    #[error("{detail}")]
+    UnsupportedMediaType { detail: String },
+    #[error("{detail}")]
+    Unprocessable {
+        detail: String,
+        errors: Vec<ItemError>,
+    },
+    #[error("{detail}")]
+    Conflict { detail: String },
+    #[error("{detail}")]
+    NotFound { detail: String },
+    #[error("{detail}")]
+    Unavailable {
+        detail: String,
+        retry_after_secs: u32,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type ApiResult<T, E = ApiError> = Result<T, E>;
+
+impl ApiError {
+    pub fn bad_parameter(parameter: &str, why: impl std::fmt::Display) -> Self {
+        Self::BadRequest {
+            detail: format!("query parameter `{parameter}`: {why}"),
+            parameter: Some(parameter.to_owned()),
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Self::BadRequest { .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid-parameter",
+                "Invalid request parameter",
+            ),
+            Self::MalformedBody { .. } => (
+                StatusCode::BAD_REQUEST,
+                "malformed-body",
+                "Malformed request body",
+            ),
+            Self::PayloadTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Request body too large",
+            ),
+            Self::UnsupportedMediaType { .. } => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            Self::Unprocessable { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation-failed",
+                "No valid detection in request",
+            ),
+            Self::Conflict { .. } => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            Self::Unavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database-unavailable",
+                "Service temporarily unavailable",
+            ),
+            Self::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+            ),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        if crate::db::is_unavailable(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            Self::Unavailable {
+                detail: "the database is unavailable; retry later".to_owned(),
+                retry_after_secs: 5,
+            }
+        } else {
+            Self::Internal(e.to_string())
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameter: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [ItemError]>,
+}
+
+/// Builds a problem+json response; also used for errors raised outside handlers (e.g. panics).
+pub fn problem_response(status: StatusCode, slug: &str, title: &str, detail: String) -> Response {
+    let body = Problem {
+        kind: format!("urn:shadowcheck:problem:{slug}"),
+        title,
+        status: status.as_u16(),
+        detail,
+        parameter: None,
+        errors: None,
+    };
+    with_problem_type(status, serde_json::to_vec(&body).unwrap_or_default())
+}
+
+fn with_problem_type(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = self.parts();
+        let detail = match &self {
+            Self::Internal(message) => {
+                tracing::error!(error = %message, "request failed");
+                "an internal error occurred; it has been logged".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let (parameter, errors) = match &self {
+            Self::BadRequest { parameter, .. } => (parameter.as_deref(), None),
+            Self::Unprocessable { errors, .. } => (None, Some(errors.as_slice())),
+            _ => (None, None),
+        };
+        let body = Problem {
+            kind: format!("urn:shadowcheck:problem:{slug}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            parameter,
+            errors,
+        };
+        let mut response = with_problem_type(status, serde_json::to_vec(&body).unwrap_or_default());
+        if let Self::Unavailable {
+            retry_after_secs, ..
+        } = self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
+    }
+}

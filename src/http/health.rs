@@ -1,0 +1,64 @@
+//! Probes. Liveness never touches the database; readiness does, bounded and cached.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::app::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/health", get(get_live))
+        .route("/api/v1/health/live", get(get_live))
+        .route("/api/v1/health/ready", get(get_ready))
+        .route("/api/v1/health/startup", get(get_startup))
+}
+
+async fn get_live() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+async fn get_startup(State(state): State<AppState>) -> Response {
+    if state.lifecycle.is_started() {
+        (StatusCode::OK, Json(json!({"status": "started"}))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "starting"})),
+        )
+            .into_response()
+    }
+}
+
+async fn get_ready(State(state): State<AppState>) -> Response {
+    let database = state.database_health().await;
+    let migrations = state.lifecycle.is_started();
+    let draining = state.lifecycle.is_draining();
+    let ready = database.is_ok() && migrations && !draining;
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": {
+            "database": match &database {
+                Ok(latency) => json!({"status": "ok", "latency_ms": round_ms(*latency)}),
+                Err(e) => json!({"status": "error", "error": e}),
+            },
+            "migrations": {"status": if migrations { "ok" } else { "pending" }},
+            "draining": {"status": if draining { "draining" } else { "ok" }},
+        }
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+fn round_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
+}

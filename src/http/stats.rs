@@ -1,0 +1,16 @@
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::app::AppState;
+use crate::db;
+use crate::error::ApiResult;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/stats", get(get_stats))
+}
+
+async fn get_stats(State(state): State<AppState>) -> ApiResult<Json<db::detections::Stats>> {
+    let pool = state.database()?;
+    Ok(Json(db::detections::stats(pool).await?))
+}

@@ -1,0 +1,22 @@
+//! ShadowCheck: a resilient geospatial signal-ingest API.
+
+/// Wiring: state, router, listeners, serve loop.
+pub mod app;
+/// Command-line interface and subcommands.
+pub mod cli;
+/// Settings from defaults, file, environment and flags.
+pub mod config;
+/// PostgreSQL: pool, migrations, embedded cluster, SQL.
+pub mod db;
+/// Detections, MAC addresses, positions and searches: the rules, without I/O.
+pub mod domain;
+/// `ApiError` and its mapping to problem+json.
+pub mod error;
+/// HTTP handlers, one module per resource.
+pub mod http;
+/// Decoding, validating and storing ingest batches.
+pub mod ingest;
+/// Start-up, readiness, draining and signals.
+pub mod lifecycle;
+/// Logs and metrics set-up.
+pub mod telemetry;
