@@ -35,7 +35,7 @@ impl Serialize for Secret {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -109,18 +109,6 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// `tracing` env-filter directive, e.g. `info,sqlx=warn`.
     pub level: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            server: ServerSettings::default(),
-            database: DatabaseSettings::default(),
-            ingest: IngestSettings::default(),
-            query: QuerySettings::default(),
-            log: LogSettings::default(),
-        }
-    }
 }
 
 impl Default for ServerSettings {

@@ -1,0 +1,311 @@
+//! Test harness: one throwaway PostGIS cluster per test run (the binary's own embedded-cluster
+//! code, in a world-readable temp dir so the `postgres` user can enter it), a migrated template
+//! database, and a fresh database per test cloned from it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use shadowcheck::app::Application;
+use shadowcheck::config::{Secret, Settings};
+use shadowcheck::db::embedded::EmbeddedPostgres;
+use shadowcheck::lifecycle::Lifecycle;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::OnceCell;
+
+/// Superuser URL of the cluster, without a database name.
+struct Cluster {
+    base_url: String,
+}
+
+static CLUSTER: OnceCell<Cluster> = OnceCell::const_new();
+static EMBEDDED: Mutex<Option<(EmbeddedPostgres, PathBuf)>> = Mutex::new(None);
+const TEMPLATE: &str = "shadowcheck_template";
+
+extern "C" fn stop_cluster() {
+    if let Ok(mut guard) = EMBEDDED.lock() {
+        if let Some((mut pg, dir)) = guard.take() {
+            let _ = pg.stop();
+            drop(pg);
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A directory under the system temp dir that the `postgres` user may enter.
+pub fn shared_temp_dir(prefix: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir")
+        .keep();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
+    dir
+}
+
+async fn cluster() -> &'static Cluster {
+    CLUSTER
+        .get_or_init(|| async {
+            // A developer may point the suite at an existing PostGIS server instead.
+            let base_url = match std::env::var("SHADOWCHECK_TEST_DATABASE_URL") {
+                Ok(url) => url.trim_end_matches('/').to_owned(),
+                Err(_) => {
+                    let dir = shared_temp_dir("shadowcheck-test-pg-");
+                    let data = dir.join("data");
+                    let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&data))
+                        .await
+                        .expect("join")
+                        .expect("start the throwaway PostGIS cluster");
+                    let url = pg
+                        .url("postgres")
+                        .expose()
+                        .trim_end_matches("/postgres")
+                        .to_owned();
+                    *EMBEDDED.lock().expect("lock") = Some((pg, dir));
+                    // SAFETY: registering a plain extern "C" fn with no captured state.
+                    unsafe { libc::atexit(stop_cluster) };
+                    url
+                }
+            };
+            let mut admin = PgConnection::connect(&format!("{base_url}/postgres"))
+                .await
+                .expect("connect as superuser");
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {TEMPLATE}"))
+                .execute(&mut admin)
+                .await
+                .expect("drop template");
+            sqlx::query(&format!("CREATE DATABASE {TEMPLATE}"))
+                .execute(&mut admin)
+                .await
+                .expect("create template");
+            let template = PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&format!("{base_url}/{TEMPLATE}"))
+                .await
+                .expect("connect template");
+            shadowcheck::db::MIGRATOR
+                .run(&template)
+                .await
+                .expect("migrate template");
+            template.close().await;
+            Cluster { base_url }
+        })
+        .await
+}
+
+/// A fresh, migrated database for one test; returns its URL.
+pub async fn fresh_database() -> String {
+    let cluster = cluster().await;
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&format!("{}/postgres", cluster.base_url))
+        .await
+        .expect("connect");
+    let mut tries = 0;
+    loop {
+        match sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+            .execute(&mut admin)
+            .await
+        {
+            Ok(_) => break,
+            // Two clones at once can briefly see each other on the template.
+            Err(e) if tries < 20 => {
+                tries += 1;
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("create test database: {e}"),
+        }
+    }
+    format!("{}/{name}", cluster.base_url)
+}
+
+/// An empty database without migrations (for testing `migrate`).
+pub async fn empty_database() -> String {
+    let cluster = cluster().await;
+    let name = format!("empty_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&format!("{}/postgres", cluster.base_url))
+        .await
+        .expect("connect");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create");
+    format!("{}/{name}", cluster.base_url)
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    /// A pool of the test's own, for checking what the service stored.
+    pub db: PgPool,
+    pub client: reqwest::Client,
+    pub lifecycle: Arc<Lifecycle>,
+    pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    let url = fresh_database().await;
+    let mut settings = Settings::default();
+    settings.server.listen = "127.0.0.1:0".parse().expect("addr");
+    settings.server.metrics_listen = "127.0.0.1:0".parse().expect("addr");
+    settings.database.max_connections = 4;
+    customise(&mut settings);
+    let lifecycle = Lifecycle::new();
+    let app = Application::build(settings, &Secret::new(url.clone()), Arc::clone(&lifecycle))
+        .await
+        .expect("build app");
+    let addr = app.local_addr().expect("addr");
+    let metrics_addr = app.metrics_addr().expect("metrics addr");
+    let server = tokio::spawn(app.run_until_stopped());
+    tokio::time::timeout(Duration::from_secs(60), lifecycle.wait_started())
+        .await
+        .expect("app did not finish start-up");
+    let db = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await
+        .expect("test pool");
+    TestApp {
+        addr,
+        metrics_addr,
+        db,
+        client: reqwest::Client::new(),
+        lifecycle,
+        server,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn post_json(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/detections"))
+            .json(body)
+            .send()
+            .await
+            .expect("POST /api/v1/detections")
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path_and_query))
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    /// Follows `next` links from `path_and_query`, returning every feature id in order and the
+    /// number of pages.
+    pub async fn all_ids(&self, path_and_query: &str) -> (Vec<i64>, usize) {
+        let mut ids = Vec::new();
+        let mut next = Some(path_and_query.to_owned());
+        let mut pages = 0;
+        while let Some(path) = next.take() {
+            let resp = self.get(&path).await;
+            assert_eq!(resp.status(), 200, "GET {path}");
+            let body: Value = resp.json().await.expect("json");
+            pages += 1;
+            assert!(pages < 10_000, "paging does not end");
+            let features = body["features"].as_array().expect("features");
+            assert_eq!(body["numberReturned"].as_u64(), Some(features.len() as u64));
+            ids.extend(features.iter().map(|f| f["id"].as_i64().expect("id")));
+            next = body["links"]
+                .as_array()
+                .expect("links")
+                .iter()
+                .find(|l| l["rel"] == "next")
+                .map(|l| l["href"].as_str().expect("href").to_owned());
+        }
+        (ids, pages)
+    }
+
+    pub async fn count(&self, sql_where: &str) -> i64 {
+        sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM sigint.signal_detections d WHERE {sql_where}"
+        ))
+        .fetch_one(&self.db)
+        .await
+        .expect("count")
+    }
+
+    pub async fn ids(&self, sql_where: &str) -> Vec<i64> {
+        sqlx::query_scalar(&format!(
+            "SELECT id FROM sigint.signal_detections d WHERE {sql_where} ORDER BY id"
+        ))
+        .fetch_all(&self.db)
+        .await
+        .expect("ids")
+    }
+}
+
+/// Cluster centres of the synthetic capture area: a few districts of Berlin.
+pub const CENTRES: [(f64, f64); 3] = [(52.520, 13.405), (52.500, 13.300), (52.540, 13.450)];
+pub const DEVICES: [&str; 3] = [
+    "6f1c7a2e-3b1d-4c55-9f2a-0c6e8b1d2a01",
+    "6f1c7a2e-3b1d-4c55-9f2a-0c6e8b1d2a02",
+    "6f1c7a2e-3b1d-4c55-9f2a-0c6e8b1d2a03",
+];
+
+/// A deterministic mixed batch: all four signal types, clustered positions, reused MACs and
+/// cells, times spread over the last 30 days, some suspicious.
+pub fn mixed_batch(n: usize, seed: u64) -> Vec<Value> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let now = chrono::Utc::now();
+    (0..n)
+        .map(|i| {
+            let (clat, clon) = CENTRES[i % CENTRES.len()];
+            let lat = clat + rng.gen_range(-0.02..0.02);
+            let lon = clon + rng.gen_range(-0.03..0.03);
+            let at = now - chrono::Duration::seconds(rng.gen_range(60..30 * 86_400)) - chrono::Duration::milliseconds(i as i64);
+            let mut item = json!({
+                "detected_at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "latitude": lat,
+                "longitude": lon,
+                "accuracy_meters": rng.gen_range(3.0..50.0),
+                "device_id": DEVICES[i % DEVICES.len()],
+                "is_suspicious": i % 17 == 0,
+            });
+            let mac = format!("02:00:00:00:{:02x}:{:02x}", (i / 7) % 256, (i / 7) / 256);
+            let extra = match i % 4 {
+                0 => json!({"signal_type": "wifi", "bssid": mac.replace("02:", "a4:"), "ssid": format!("net-{}", i % 23),
+                            "channel": 1 + (i % 11), "frequency_mhz": 2412 + 5 * (i % 11), "signal_strength_dbm": -30 - (i % 60) as i64}),
+                1 => json!({"signal_type": "bluetooth", "bt_address": mac.replace("02:", "b4:"), "bt_name": format!("headset-{}", i % 5),
+                            "bt_class": 2360344, "bt_rssi": -40 - (i % 50) as i64}),
+                2 => json!({"signal_type": "ble", "bt_address": mac, "bt_rssi": -50 - (i % 45) as i64, "tags": ["beacon"]}),
+                _ => json!({"signal_type": "cellular", "mcc": 262, "mnc": 1 + (i % 3) as i64, "lac": 1000 + (i % 9) as i64,
+                            "cell_id": 10_000 + (i % 40) as i64, "network_type": "LTE", "signal_strength_dbm": -80 - (i % 40) as i64}),
+            };
+            item.as_object_mut().expect("object").extend(extra.as_object().expect("object").clone());
+            item
+        })
+        .collect()
+}
+
+pub async fn problem(resp: reqwest::Response, status: u16) -> Value {
+    assert_eq!(resp.status().as_u16(), status);
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let body: Value = resp.json().await.expect("problem json");
+    for key in ["type", "title", "status", "detail"] {
+        assert!(body.get(key).is_some(), "problem body lacks {key}: {body}");
+    }
+    assert_eq!(body["status"], status);
+    body
+}

@@ -1,0 +1,94 @@
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::{mixed_batch, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn probes_and_metrics_endpoint() {
+    let app = spawn_app().await;
+    for path in [
+        "/api/v1/health",
+        "/api/v1/health/live",
+        "/api/v1/health/startup",
+    ] {
+        assert_eq!(app.get(path).await.status(), 200, "{path}");
+    }
+    let ready = app.get("/api/v1/health/ready").await;
+    assert_eq!(ready.status(), 200);
+    let body: Value = ready.json().await.expect("json");
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["checks"]["database"]["status"], "ok");
+    assert_eq!(body["checks"]["migrations"]["status"], "ok");
+
+    assert_eq!(app.get("/api/v1/detections/424242").await.status(), 404);
+    let metrics = app
+        .client
+        .get(format!("http://{}/metrics", app.metrics_addr))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    // Labelled by route template, never by the raw path.
+    assert!(
+        metrics.contains(r#"route="/api/v1/detections/{id}""#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("424242"));
+}
+
+#[tokio::test]
+async fn shutdown_drains_an_in_flight_ingest_and_commits_it() {
+    let app = spawn_app_with(|s| s.server.drain_timeout_secs = 30).await;
+    // Hold a lock the ingest needs, so the request is provably inside the handler when the
+    // shutdown starts.
+    let mut blocker = app.db.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE sigint.idempotency_keys IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .expect("lock");
+    let request = app
+        .client
+        .post(app.url("/api/v1/detections"))
+        .header("Idempotency-Key", "drain-1")
+        .json(&Value::Array(mixed_batch(500, 11)));
+    let in_flight = tokio::spawn(request.send());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .expect("activity");
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ingest never reached the database"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.lifecycle.begin_shutdown();
+    // New connections are refused once draining has begun.
+    let refused_deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(app.addr).await.is_ok() {
+        assert!(
+            Instant::now() < refused_deadline,
+            "listener still accepting"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    blocker.commit().await.expect("release");
+    let resp = in_flight
+        .await
+        .expect("join")
+        .expect("in-flight request completed");
+    assert_eq!(resp.status(), 201);
+    let stored = app.count("true").await;
+    app.server.await.expect("join").expect("clean drain");
+    assert_eq!(stored, 500);
+}

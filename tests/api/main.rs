@@ -1,0 +1,8 @@
+//! Integration tests: the real router over HTTP against a real PostgreSQL + PostGIS, and the
+//! real binary for the command line and the embedded default.
+
+mod binary;
+mod helpers;
+mod ingest;
+mod lifecycle;
+mod query;

@@ -1,0 +1,250 @@
+use std::collections::HashSet;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{mixed_batch, problem, spawn_app, TestApp, DEVICES};
+
+async fn loaded_app() -> TestApp {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.post_json(&Value::Array(mixed_batch(1000, 7)))
+            .await
+            .status(),
+        201
+    );
+    app
+}
+
+fn sorted(mut ids: Vec<i64>) -> Vec<i64> {
+    ids.sort_unstable();
+    ids
+}
+
+#[tokio::test]
+async fn filters_match_sql_exactly() {
+    let app = loaded_app().await;
+    let now = chrono::Utc::now();
+    let start =
+        (now - chrono::Duration::days(20)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let end = (now - chrono::Duration::days(10)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let one_bssid: String = sqlx::query_scalar("SELECT bssid::text FROM sigint.signal_detections WHERE bssid IS NOT NULL ORDER BY id LIMIT 1")
+        .fetch_one(&app.db).await.expect("bssid");
+    let one_bt: String = sqlx::query_scalar("SELECT bt_address::text FROM sigint.signal_detections WHERE bt_address IS NOT NULL ORDER BY id LIMIT 1")
+        .fetch_one(&app.db).await.expect("bt");
+    let enc = |s: &str| s.replace(':', "%3A").replace('+', "%2B");
+    let cases: Vec<(String, String)> = vec![
+        ("bbox=13.38,52.50,13.43,52.54".into(),
+         "ST_Intersects(location, ST_MakeEnvelope(13.38,52.50,13.43,52.54,4326))".into()),
+        ("lat=52.52&lon=13.405&radius_m=800".into(),
+         "ST_Distance(location::geography, ST_SetSRID(ST_MakePoint(13.405,52.52),4326)::geography) <= 800".into()),
+        ("lat=52.50&lon=13.30&radius_m=2000".into(),
+         "ST_Distance(location::geography, ST_SetSRID(ST_MakePoint(13.30,52.50),4326)::geography) <= 2000".into()),
+        (format!("start={}&end={}", enc(&start), enc(&end)),
+         format!("detected_at >= '{start}' AND detected_at < '{end}'")),
+        (format!("bbox=13.38,52.50,13.43,52.54&start={}", enc(&start)),
+         format!("location && ST_MakeEnvelope(13.38,52.50,13.43,52.54,4326) AND detected_at >= '{start}'")),
+        ("signal_type=wifi".into(), "signal_type = 'wifi'".into()),
+        ("signal_type=ble,cellular".into(), "signal_type IN ('ble','cellular')".into()),
+        (format!("bssid={}", enc(&one_bssid.to_uppercase())), format!("bssid = '{one_bssid}'")),
+        (format!("bt_address={}", enc(&one_bt)), format!("bt_address = '{one_bt}'")),
+        ("ssid=ET-1".into(), "ssid ILIKE '%et-1%'".into()),
+        (format!("device_id={}", DEVICES[1]), format!("device_id = '{}'", DEVICES[1])),
+        ("is_suspicious=true".into(), "is_suspicious".into()),
+        ("is_suspicious=false".into(), "NOT is_suspicious".into()),
+        ("min_signal_dbm=-60".into(), "COALESCE(signal_strength_dbm, bt_rssi) >= -60".into()),
+        ("signal_type=wifi&min_signal_dbm=-50&bbox=13.2,52.4,13.6,52.6".into(),
+         "signal_type = 'wifi' AND signal_strength_dbm >= -50 AND location && ST_MakeEnvelope(13.2,52.4,13.6,52.6,4326)".into()),
+    ];
+    for (query, sql) in cases {
+        let expected = app.ids(&sql).await;
+        assert!(!expected.is_empty(), "fixture gives no rows for {sql}");
+        let (got, _) = app
+            .all_ids(&format!("/api/v1/detections?{query}&limit=10000"))
+            .await;
+        assert_eq!(sorted(got), expected, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn paging_visits_every_row_once_even_with_concurrent_inserts() {
+    let app = loaded_app().await;
+    let expected = app.ids("signal_type <> 'cellular'").await;
+    let mut seen = Vec::new();
+    let mut next = Some("/api/v1/detections?signal_type=wifi,bluetooth,ble&limit=70".to_owned());
+    let mut pages = 0;
+    while let Some(path) = next.take() {
+        let body: Value = app.get(&path).await.json().await.expect("json");
+        pages += 1;
+        seen.extend(
+            body["features"]
+                .as_array()
+                .expect("features")
+                .iter()
+                .map(|f| f["id"].as_i64().expect("id")),
+        );
+        next = body["links"]
+            .as_array()
+            .expect("links")
+            .iter()
+            .find(|l| l["rel"] == "next")
+            .map(|l| l["href"].as_str().expect("href").to_owned());
+        if pages == 3 {
+            // New rows arriving mid-walk must not shift or repeat what is being paged.
+            assert_eq!(
+                app.post_json(&Value::Array(mixed_batch(40, 99)))
+                    .await
+                    .status(),
+                201
+            );
+        }
+    }
+    let unique: HashSet<i64> = seen.iter().copied().collect();
+    assert_eq!(unique.len(), seen.len(), "a row was visited twice");
+    for id in &expected {
+        assert!(unique.contains(id), "row {id} never visited");
+    }
+    assert!(pages >= 750 / 70);
+}
+
+#[tokio::test]
+async fn nearest_is_exact_geodesic_order() {
+    let app = loaded_app().await;
+    for (lat, lon, n) in [(52.52, 13.405, 10), (52.505, 13.31, 25), (52.60, 13.50, 3)] {
+        let expected: Vec<i64> = sqlx::query_scalar(&format!(
+            "SELECT id FROM sigint.signal_detections
+             ORDER BY ST_Distance(location::geography, ST_SetSRID(ST_MakePoint({lon},{lat}),4326)::geography), id LIMIT {n}"
+        ))
+        .fetch_all(&app.db)
+        .await
+        .expect("truth");
+        let body: Value = app
+            .get(&format!(
+                "/api/v1/detections?lat={lat}&lon={lon}&nearest={n}"
+            ))
+            .await
+            .json()
+            .await
+            .expect("json");
+        let features = body["features"].as_array().expect("features");
+        let got: Vec<i64> = features
+            .iter()
+            .map(|f| f["id"].as_i64().expect("id"))
+            .collect();
+        assert_eq!(got, expected, "nearest {n} to {lat},{lon}");
+        let distances: Vec<f64> = features
+            .iter()
+            .map(|f| f["properties"]["distance_m"].as_f64().expect("distance"))
+            .collect();
+        assert!(distances.windows(2).all(|w| w[0] <= w[1]));
+        assert!(!body["links"]
+            .as_array()
+            .expect("links")
+            .iter()
+            .any(|l| l["rel"] == "next"));
+    }
+    // Combined with a filter.
+    let expected: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM sigint.signal_detections WHERE signal_type = 'ble'
+         ORDER BY ST_Distance(location::geography, ST_SetSRID(ST_MakePoint(13.4,52.52),4326)::geography), id LIMIT 5",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("truth");
+    let body: Value = app
+        .get("/api/v1/detections?lat=52.52&lon=13.4&nearest=5&signal_type=ble")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let got: Vec<i64> = body["features"]
+        .as_array()
+        .expect("f")
+        .iter()
+        .map(|f| f["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
+async fn geojson_shape_single_feature_and_stats() {
+    let app = spawn_app().await;
+    let item = json!({"detected_at": "2026-05-01T12:00:00.250Z", "latitude": 52.52, "longitude": 13.405,
+        "altitude_meters": 40.5, "accuracy_meters": 5.0, "signal_type": "wifi", "bssid": "A4:00:00:00:00:01",
+        "ssid": "Café ☕", "channel": 36, "frequency_mhz": 5180, "signal_strength_dbm": -61,
+        "device_id": DEVICES[0], "device_name": "pixel", "surveillance_score": 12.5, "raw_data": {"auth": "WPA2"},
+        "tags": ["home"], "protocol_version": "802.11ax", "capture_duration_ms": 120});
+    assert_eq!(app.post_json(&item).await.status(), 201);
+    let resp = app.get("/api/v1/detections").await;
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/geo+json")
+    );
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["type"], "FeatureCollection");
+    assert_eq!(body["numberReturned"], 1);
+    let f = &body["features"][0];
+    assert_eq!(f["type"], "Feature");
+    assert_eq!(
+        f["geometry"],
+        json!({"type": "Point", "coordinates": [13.405, 52.52]})
+    );
+    let p = &f["properties"];
+    assert_eq!(p["bssid"], "a4:00:00:00:00:01");
+    assert_eq!(p["ssid"], "Café ☕");
+    assert_eq!(p["detected_at"], "2026-05-01T12:00:00.250Z");
+    assert_eq!(p["raw_data"], json!({"auth": "WPA2"}));
+    assert_eq!(p["tags"], json!(["home"]));
+    assert_eq!(p["signal_type"], "wifi");
+    let id = f["id"].as_i64().expect("id");
+    let one: Value = app
+        .get(&format!("/api/v1/detections/{id}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(one["type"], "Feature");
+    assert_eq!(one["properties"], *p);
+    problem(app.get("/api/v1/detections/999999").await, 404).await;
+    problem(app.get("/api/v1/detections/abc").await, 400).await;
+
+    let stats: Value = app.get("/api/v1/stats").await.json().await.expect("json");
+    assert_eq!(stats["total"], 1);
+    assert_eq!(
+        stats["by_signal_type"],
+        json!({"wifi": 1, "bluetooth": 0, "ble": 0, "cellular": 0})
+    );
+    assert_eq!(stats["extent"], json!([13.405, 52.52, 13.405, 52.52]));
+    assert_eq!(stats["first_detected_at"], "2026-05-01T12:00:00.250Z");
+}
+
+#[tokio::test]
+async fn invalid_parameters_are_400_naming_the_parameter() {
+    let app = spawn_app().await;
+    for (query, param) in [
+        ("bbox=13,52,12,53", "bbox"),
+        ("bbox=a,b,c,d", "bbox"),
+        ("lat=52&lon=200&radius_m=10", "lon"),
+        ("lat=52&lon=13", "radius_m"),
+        ("lat=52&lon=13&radius_m=0", "radius_m"),
+        ("nearest=3", "nearest"),
+        ("start=2026-13-01", "start"),
+        ("start=2026-02-01T00:00:00Z&end=2026-01-01T00:00:00Z", "end"),
+        ("limit=0", "limit"),
+        ("limit=20000", "limit"),
+        ("signal_type=zigbee", "signal_type"),
+        ("bssid=00:00:00:00:00:00", "bssid"),
+        ("bt_address=nope", "bt_address"),
+        ("device_id=1", "device_id"),
+        ("is_suspicious=yes", "is_suspicious"),
+        ("min_signal_dbm=loud", "min_signal_dbm"),
+        ("after=x", "after"),
+        ("colour=red", "colour"),
+        ("lat=52&lon=13&nearest=5&after=3", "after"),
+    ] {
+        let body = problem(app.get(&format!("/api/v1/detections?{query}")).await, 400).await;
+        assert_eq!(body["parameter"], param, "{query}: {body}");
+        assert!(body["detail"].as_str().expect("detail").contains(param));
+    }
+}
