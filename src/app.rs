@@ -1,6 +1,7 @@
 //! Wiring: state, router, listeners, the start-up database task, and the serve loop with its
 //! bounded drain.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,9 @@ use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use rand::Rng;
-use sqlx::PgPool;
+use serde::Serialize;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
@@ -25,8 +28,30 @@ type CachedHealth = Option<(Instant, Result<Duration, String>)>;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub lifecycle: Arc<Lifecycle>,
+    pub exporters: Arc<crate::telemetry::Exporters>,
     pool: PgPool,
     health_cache: Arc<Mutex<CachedHealth>>,
+    /// Requests currently waiting for a pooled connection.
+    waiters: Arc<AtomicUsize>,
+}
+
+/// Connection pool occupancy, for `/health/detailed` and the pool gauges.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: usize,
+    pub in_use: usize,
+    pub max: u32,
+    pub waiters: usize,
+}
+
+/// Decrements the waiter count even when the waiting request is cancelled.
+struct WaiterGuard(Arc<AtomicUsize>);
+
+impl Drop for WaiterGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl AppState {
@@ -55,6 +80,26 @@ impl AppState {
         metrics::gauge!("shadowcheck_db_health").set(if result.is_ok() { 1.0 } else { 0.0 });
         *cache = Some((Instant::now(), result.clone()));
         result
+    }
+
+    /// A pooled connection for one request; waits at most `database.acquire_timeout_ms`.
+    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, ApiError> {
+        let pool = self.database()?;
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let _guard = WaiterGuard(Arc::clone(&self.waiters));
+        Ok(pool.acquire().await?)
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        let size = self.pool.size();
+        let idle = self.pool.num_idle();
+        PoolStats {
+            size,
+            idle,
+            in_use: (size as usize).saturating_sub(idle),
+            max: self.settings.database.max_connections,
+            waiters: self.waiters.load(Ordering::SeqCst),
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -93,8 +138,10 @@ impl Application {
         let state = AppState {
             settings: Arc::new(settings),
             lifecycle,
+            exporters: Arc::default(),
             pool,
             health_cache: Arc::new(Mutex::new(None)),
+            waiters: Arc::new(AtomicUsize::new(0)),
         };
         Ok(Self {
             listener,
@@ -102,6 +149,12 @@ impl Application {
             state,
             metrics: crate::telemetry::metrics_handle(),
         })
+    }
+
+    /// Reports these exporters' state in `/health/detailed`.
+    pub fn with_exporters(mut self, exporters: Arc<crate::telemetry::Exporters>) -> Self {
+        self.state.exporters = exporters;
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -128,11 +181,16 @@ impl Application {
         let shutdown = state.lifecycle.shutdown_token();
         tokio::spawn(prepare_database(state.clone()));
 
+        let scrape_state = state.clone();
         let metrics_router = Router::new().route(
             "/metrics",
             get(move || {
                 let metrics = metrics.clone();
-                async move { metrics.render() }
+                let state = scrape_state.clone();
+                async move {
+                    crate::telemetry::record_scrape_time_gauges(&state.pool_stats());
+                    metrics.render()
+                }
             }),
         );
         let metrics_shutdown = shutdown.clone();

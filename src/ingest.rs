@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
+use sqlx::{Acquire, PgConnection};
 
 use crate::db;
 use crate::domain::{Detection, ValidationPolicy};
@@ -160,15 +160,15 @@ pub enum Stored {
 
 /// Stores the valid detections and, with an idempotency key, the answer, in one transaction.
 pub async fn store(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     detections: &[Detection],
     errors: Vec<ItemError>,
     rejected: u64,
     idempotency: Option<&Idempotency>,
     status_for: impl Fn(&IngestReport) -> u16,
 ) -> Result<Stored, ApiError> {
-    db::detections::ensure_partitions(pool, detections).await?;
-    let mut tx = pool.begin().await?;
+    db::detections::ensure_partitions(conn, detections).await?;
+    let mut tx = conn.begin().await?;
     if let Some(idem) = idempotency {
         // A concurrent request with the same key blocks here until the first commits.
         let claimed = sqlx::query(

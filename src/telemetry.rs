@@ -62,3 +62,60 @@ pub fn metrics_handle() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// Resident set size of this process, from /proc (Linux).
+pub fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page_size).ok()?)
+}
+
+/// Gauges that are cheapest to read at scrape time rather than keep up to date.
+pub fn record_scrape_time_gauges(pool: &crate::app::PoolStats) {
+    metrics::gauge!("shadowcheck_db_pool_connections", "state" => "idle").set(pool.idle as f64);
+    metrics::gauge!("shadowcheck_db_pool_connections", "state" => "in_use").set(pool.in_use as f64);
+    metrics::gauge!("shadowcheck_db_pool_connections", "state" => "max").set(f64::from(pool.max));
+    metrics::gauge!("shadowcheck_db_pool_connections", "state" => "waiting")
+        .set(pool.waiters as f64);
+}
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const GIT_COMMIT: &str = env!("SHADOWCHECK_GIT_COMMIT");
+
+/// Live state of one log/trace exporter, for `/health/detailed`.
+#[derive(Debug, Default)]
+pub struct ExporterState {
+    pub enabled: std::sync::atomic::AtomicBool,
+    pub sent: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
+    pub dropped: std::sync::atomic::AtomicU64,
+    pub last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl ExporterState {
+    pub fn snapshot(&self) -> serde_json::Value {
+        use std::sync::atomic::Ordering::Relaxed;
+        serde_json::json!({
+            "enabled": self.enabled.load(Relaxed),
+            "sent": self.sent.load(Relaxed),
+            "failed": self.failed.load(Relaxed),
+            "dropped": self.dropped.load(Relaxed),
+            "last_error": self.last_error.lock().ok().and_then(|e| e.clone()),
+        })
+    }
+}
+
+/// The exporters this process runs (Loki logs, OTLP traces); disabled unless configured.
+#[derive(Debug, Default)]
+pub struct Exporters {
+    pub loki: ExporterState,
+    pub otlp: ExporterState,
+}
+
+impl Exporters {
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({"loki": self.loki.snapshot(), "otlp": self.otlp.snapshot()})
+    }
+}

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Serialize;
-use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
+use sqlx::{PgConnection, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
 use crate::domain::search::{degree_envelope, Area, DetectionSearch};
@@ -12,7 +12,10 @@ use crate::domain::Detection;
 
 /// Makes sure a monthly partition exists for every month in the batch. Runs outside the insert
 /// transaction so the DDL commits on its own and never holds locks across a long insert.
-pub async fn ensure_partitions(pool: &PgPool, detections: &[Detection]) -> Result<(), sqlx::Error> {
+pub async fn ensure_partitions(
+    conn: &mut PgConnection,
+    detections: &[Detection],
+) -> Result<(), sqlx::Error> {
     let months: BTreeSet<NaiveDate> = detections
         .iter()
         .filter_map(|d| NaiveDate::from_ymd_opt(d.detected_at.year(), d.detected_at.month(), 1))
@@ -20,7 +23,7 @@ pub async fn ensure_partitions(pool: &PgPool, detections: &[Detection]) -> Resul
     for month in months {
         sqlx::query(r#"SELECT sigint.ensure_partition($1)"#)
             .bind(month)
-            .execute(pool)
+            .execute(&mut *conn)
             .await?;
     }
     Ok(())
@@ -270,7 +273,7 @@ fn push_point(q: &mut QueryBuilder<'_, Postgres>, lon: f64, lat: f64) {
 
 /// Runs a search, returning up to `limit + 1` rows so the caller knows whether a next page exists.
 pub async fn search(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     search: &DetectionSearch,
 ) -> Result<Vec<DetectionRow>, sqlx::Error> {
     let fetch = i64::from(search.limit) + 1;
@@ -297,7 +300,10 @@ pub async fn search(
             push_filters(&mut q, search);
             q.push(" ORDER BY distance_m, d.id LIMIT ")
                 .push_bind(i64::from(*n));
-            return q.build_query_as::<DetectionRow>().fetch_all(pool).await;
+            return q
+                .build_query_as::<DetectionRow>()
+                .fetch_all(&mut *conn)
+                .await;
         }
         _ => {
             q.push("SELECT ");
@@ -339,16 +345,18 @@ pub async fn search(
         q.push(" AND d.id > ").push_bind(after);
     }
     q.push(" ORDER BY d.id LIMIT ").push_bind(fetch);
-    q.build_query_as::<DetectionRow>().fetch_all(pool).await
+    q.build_query_as::<DetectionRow>()
+        .fetch_all(&mut *conn)
+        .await
 }
 
-pub async fn get(pool: &PgPool, id: i64) -> Result<Option<DetectionRow>, sqlx::Error> {
+pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<DetectionRow>, sqlx::Error> {
     let mut q = QueryBuilder::<Postgres>::new("SELECT ");
     q.push(COLUMNS);
     q.push(", NULL::float8 AS distance_m FROM sigint.signal_detections d WHERE d.id = ")
         .push_bind(id);
     q.build_query_as::<DetectionRow>()
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
 }
 
@@ -362,11 +370,11 @@ pub struct Stats {
     pub extent: Option<[f64; 4]>,
 }
 
-pub async fn stats(pool: &PgPool) -> Result<Stats, sqlx::Error> {
+pub async fn stats(conn: &mut PgConnection) -> Result<Stats, sqlx::Error> {
     let by_type: Vec<(String, i64)> = sqlx::query_as(
         r#"SELECT signal_type::text, count(*) FROM sigint.signal_detections GROUP BY 1 ORDER BY 1"#,
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     type Summary = (
         Option<DateTime<Utc>>,
@@ -384,7 +392,7 @@ pub async fn stats(pool: &PgPool) -> Result<Stats, sqlx::Error> {
               FROM sigint.signal_detections) AS s
         "#,
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     let mut by_signal_type = serde_json::Map::new();
     for kind in crate::domain::SignalType::ALL {

@@ -187,7 +187,7 @@ impl EmbeddedPostgres {
                 tracing::info!(port, dir = %pg.cluster_dir.display(), "adopting embedded PostgreSQL left running");
                 pg.port = port;
             }
-            None => pg.launch()?,
+            None => pg.launch(None)?,
         }
         pg.ensure_database()?;
         Ok(pg)
@@ -241,11 +241,15 @@ impl EmbeddedPostgres {
         pid_file.lines().nth(3)?.trim().parse().ok()
     }
 
-    fn launch(&mut self) -> Result<()> {
+    /// Starts the postmaster on `port` (or a free one), retrying on a port clash.
+    fn launch(&mut self, port: Option<u16>) -> Result<()> {
         let log = self.cluster_dir.join("server.log");
         let mut last_error = None;
         for _ in 0..3 {
-            let port = free_port()?;
+            let port = match port {
+                Some(p) => p,
+                None => free_port()?,
+            };
             let mut cmd = self.command("pg_ctl");
             cmd.arg("start")
                 .arg("-D")
@@ -313,6 +317,16 @@ impl EmbeddedPostgres {
             self.password.expose(),
             self.port
         ))
+    }
+
+    /// Starts a stopped cluster again on the same port, so existing URLs keep working.
+    pub fn restart(&mut self) -> Result<()> {
+        if !self.stopped {
+            return Ok(());
+        }
+        self.launch(Some(self.port))?;
+        self.stopped = false;
+        Ok(())
     }
 
     /// Fast shutdown: active sessions are ended, committed data is durable.

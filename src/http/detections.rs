@@ -111,7 +111,7 @@ async fn post_detections(
 ) -> ApiResult<Response> {
     let format = body_format(&headers)?;
     let key = idempotency_key(&headers)?;
-    let pool = state.database()?.clone();
+    state.database()?;
     let bytes = read_body(body, &headers, state.settings.server.body_limit_bytes).await?;
     let items = ingest::decode(&bytes, format, state.settings.ingest.max_batch_items)?;
     let policy = ValidationPolicy {
@@ -126,8 +126,9 @@ async fn post_detections(
         });
     }
     let idempotency = key.map(|k| Idempotency::new(k, &bytes));
+    let mut conn = state.acquire().await?;
     match ingest::store(
-        &pool,
+        &mut conn,
         &valid,
         errors,
         rejected,
@@ -429,8 +430,8 @@ async fn get_detections(
 ) -> ApiResult<Response> {
     let q = &state.settings.query;
     let search = parse_search(raw.as_deref(), q.default_limit, q.max_limit)?;
-    let pool = state.database()?;
-    let mut rows = store::search(pool, &search).await?;
+    let mut conn = state.acquire().await?;
+    let mut rows = store::search(&mut conn, &search).await?;
     let has_more = rows.len() > search.limit as usize;
     rows.truncate(search.limit as usize);
     let self_href = match raw.as_deref() {
@@ -465,8 +466,8 @@ async fn get_detection(
             detail: "detection id must be a non-negative integer".into(),
             parameter: Some("id".into()),
         })?;
-    let pool = state.database()?;
-    match store::get(pool, id).await? {
+    let mut conn = state.acquire().await?;
+    match store::get(&mut conn, id).await? {
         Some(row) => Ok(geojson(&feature(&row))),
         None => Err(ApiError::NotFound {
             detail: format!("no detection with id {id}"),

@@ -17,6 +17,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/health/live", get(get_live))
         .route("/api/v1/health/ready", get(get_ready))
         .route("/api/v1/health/startup", get(get_startup))
+        .route("/api/v1/health/detailed", get(get_detailed))
 }
 
 async fn get_live() -> Response {
@@ -61,4 +62,28 @@ async fn get_ready(State(state): State<AppState>) -> Response {
 
 fn round_ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
+}
+
+/// Everything an operator wants at a glance; nothing secret (no URLs, no keys).
+async fn get_detailed(State(state): State<AppState>) -> Response {
+    let database = state.database_health().await;
+    let started = state.lifecycle.is_started();
+    let draining = state.lifecycle.is_draining();
+    let healthy = database.is_ok() && started && !draining;
+    Json(json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "version": crate::telemetry::VERSION,
+        "commit": crate::telemetry::GIT_COMMIT,
+        "uptime_seconds": state.lifecycle.uptime().as_secs(),
+        "started": started,
+        "draining": draining,
+        "memory": {"resident_bytes": crate::telemetry::resident_memory_bytes()},
+        "database": match &database {
+            Ok(latency) => json!({"status": "ok", "latency_ms": round_ms(*latency)}),
+            Err(e) => json!({"status": "error", "error": e}),
+        },
+        "pool": state.pool_stats(),
+        "exporters": state.exporters.snapshot(),
+    }))
+    .into_response()
 }

@@ -11,6 +11,6 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn get_stats(State(state): State<AppState>) -> ApiResult<Json<db::detections::Stats>> {
-    let pool = state.database()?;
-    Ok(Json(db::detections::stats(pool).await?))
+    let mut conn = state.acquire().await?;
+    Ok(Json(db::detections::stats(&mut conn).await?))
 }

@@ -1,25 +1,8 @@
 //! The real `shadowcheck` binary: check-config, migrate, and the embedded default end to end.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
 
-use crate::helpers::{empty_database, shared_temp_dir};
-
-const BIN: &str = env!("CARGO_BIN_EXE_shadowcheck");
-
-fn shadowcheck() -> Command {
-    let mut cmd = Command::new(BIN);
-    // The test process's own environment must not leak settings into the child.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("SHADOWCHECK__") || key == "DATABASE_URL" {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
+use crate::helpers::{empty_database, shadowcheck, shared_temp_dir, ServeProcess};
 
 #[test]
 fn check_config_redacts_secrets_and_names_bad_keys() {
@@ -56,6 +39,7 @@ fn check_config_redacts_secrets_and_names_bad_keys() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_connections"));
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
@@ -86,80 +70,15 @@ async fn migrate_subcommand_applies_the_schema() {
     assert!(out.status.success());
 }
 
-/// Starts `serve` and returns the child and its API address, read from the JSON start-up log.
-fn start_serve(data_dir: &std::path::Path) -> (Child, String) {
-    let mut child = shadowcheck()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if let Some(addr) = v["listen"].as_str() {
-                    let _ = tx.send(addr.to_owned());
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("serve did not report its address");
-    (child, addr)
-}
-
-async fn wait_ready(client: &reqwest::Client, addr: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = client
-            .get(format!("http://{addr}/api/v1/health/ready"))
-            .send()
-            .await
-        {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "not ready in time");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "serve did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test]
 async fn embedded_default_serves_persists_and_restarts() {
     let dir = shared_temp_dir("shadowcheck-embedded-");
     let data = dir.join("data");
     let client = reqwest::Client::new();
 
-    let (mut child, addr) = start_serve(&data);
-    wait_ready(&client, &addr).await;
+    let mut serve = ServeProcess::start(&[], Some(&data));
+    let addr = serve.addr.clone();
+    serve.wait_ready(&client).await;
     let item = json!({"detected_at": "2026-06-01T08:00:00Z", "latitude": 48.85, "longitude": 2.35,
                       "signal_type": "ble", "bt_address": "c0:ff:ee:00:00:01"});
     let resp = client
@@ -169,7 +88,7 @@ async fn embedded_default_serves_persists_and_restarts() {
         .await
         .expect("post");
     assert_eq!(resp.status(), 201);
-    let status = terminate(&mut child);
+    let status = serve.terminate();
     assert_eq!(status.code(), Some(0), "graceful exit");
     assert!(data.join("postgres/PG_VERSION").exists());
     assert!(
@@ -178,8 +97,9 @@ async fn embedded_default_serves_persists_and_restarts() {
     );
 
     // The second start reuses the cluster and finds the data.
-    let (mut child, addr) = start_serve(&data);
-    wait_ready(&client, &addr).await;
+    let mut serve = ServeProcess::start(&[], Some(&data));
+    let addr = serve.addr.clone();
+    serve.wait_ready(&client).await;
     let stats: Value = client
         .get(format!("http://{addr}/api/v1/stats"))
         .send()
@@ -200,6 +120,6 @@ async fn embedded_default_serves_persists_and_restarts() {
         200,
         "the same detection again is a duplicate"
     );
-    assert_eq!(terminate(&mut child).code(), Some(0));
+    assert_eq!(serve.terminate().code(), Some(0));
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -309,3 +309,136 @@ pub async fn problem(resp: reqwest::Response, status: u16) -> Value {
     assert_eq!(body["status"], status);
     body
 }
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_shadowcheck");
+
+/// The real binary, with none of the test process's own settings leaking into it.
+pub fn shadowcheck() -> std::process::Command {
+    let mut cmd = std::process::Command::new(BIN);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SHADOWCHECK__") || key == "DATABASE_URL" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// A running `shadowcheck serve` child process.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub addr: String,
+}
+
+impl ServeProcess {
+    /// Starts `serve` on free ports and waits for its "listening" log line.
+    pub fn start(env: &[(&str, &str)], data_dir: Option<&std::path::Path>) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut cmd = shadowcheck();
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ]);
+        if let Some(dir) = data_dir {
+            cmd.arg("--data-dir").arg(dir);
+        }
+        cmd.envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Keeps draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if let Some(addr) = v["listen"].as_str() {
+                        let _ = tx.send(addr.to_owned());
+                    }
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(addr) => return Self { child, addr },
+                Err(_) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!("serve exited before listening: {status}");
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "serve did not report its address"
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn wait_ready(&self, client: &reqwest::Client) {
+        self.wait_status(client, "/api/v1/health/ready", 200, Duration::from_secs(60))
+            .await;
+    }
+
+    /// Polls `path` until it answers `status`; panics after `within`.
+    pub async fn wait_status(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        status: u16,
+        within: Duration,
+    ) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Ok(r) = client.get(self.url(path)).send().await {
+                if r.status().as_u16() == status {
+                    return;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{path} did not answer {status} within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "serve did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(Duration::from_secs(30))
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! real binary for the command line and the embedded default.
 
 mod binary;
+mod faults;
 mod helpers;
 mod ingest;
 mod lifecycle;
