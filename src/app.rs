@@ -180,6 +180,7 @@ impl Application {
         } = self;
         let shutdown = state.lifecycle.shutdown_token();
         tokio::spawn(prepare_database(state.clone()));
+        tokio::spawn(monitor_database(state.clone()));
 
         let scrape_state = state.clone();
         let metrics_router = Router::new().route(
@@ -189,7 +190,9 @@ impl Application {
                 let state = scrape_state.clone();
                 async move {
                     crate::telemetry::record_scrape_time_gauges(&state.pool_stats());
-                    metrics.render()
+                    let mut text = metrics.render();
+                    text.push_str(&crate::telemetry::process_metrics_text());
+                    text
                 }
             }),
         );
@@ -268,6 +271,22 @@ async fn prepare_database(state: AppState) {
                 }
                 delay = (delay * 2).min(max_delay);
             }
+        }
+    }
+}
+
+/// Keeps `shadowcheck_db_health` current even when nobody probes readiness.
+async fn monitor_database(state: AppState) {
+    let shutdown = state.lifecycle.shutdown_token();
+    loop {
+        if state.lifecycle.is_started() {
+            let _ = state.database_health().await;
+        } else {
+            metrics::gauge!("shadowcheck_db_health").set(0.0);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            () = shutdown.cancelled() => return,
         }
     }
 }

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -10,6 +12,7 @@ use crate::app::Application;
 use crate::config::{LogFormat, Secret, Settings, Sources};
 use crate::db::embedded::{self, EmbeddedPostgres};
 use crate::lifecycle::Lifecycle;
+use crate::telemetry::Exporters;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -94,7 +97,8 @@ pub fn run(cli: Cli) -> ExitCode {
         eprintln!("shadowcheck: configuration is valid");
         return ExitCode::SUCCESS;
     }
-    crate::telemetry::init_tracing(&settings.log);
+    let telemetry = crate::telemetry::init(&settings);
+    let exporters = Arc::clone(&telemetry.exporters);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -107,11 +111,13 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { .. } => serve(settings).await,
+            Command::Serve { .. } => serve(settings, exporters).await,
             Command::Migrate => migrate(settings).await,
             Command::CheckConfig => Ok(()),
         }
     });
+    // Logs and spans of the shutdown itself are flushed too.
+    telemetry.shutdown(Duration::from_secs(5));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -135,11 +141,13 @@ async fn database(settings: &Settings) -> anyhow::Result<(Secret, Option<Embedde
     Ok((pg.url(embedded::DATABASE), Some(pg)))
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(settings: Settings, exporters: Arc<Exporters>) -> anyhow::Result<()> {
     let lifecycle = Lifecycle::new();
     lifecycle.listen_for_signals();
     let (url, embedded) = database(&settings).await?;
-    let app = Application::build(settings, &url, lifecycle).await?;
+    let app = Application::build(settings, &url, lifecycle)
+        .await?
+        .with_exporters(exporters);
     tracing::info!(
         listen = %app.local_addr()?,
         metrics_listen = %app.metrics_addr()?,

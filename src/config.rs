@@ -43,6 +43,60 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub query: QuerySettings,
     pub log: LogSettings,
+    pub loki: LokiSettings,
+    pub otel: OtelSettings,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LokiSettings {
+    /// Base URL of Loki (`http://loki:3100`); shipping is off when absent. A secret because it
+    /// may carry basic-auth credentials.
+    pub url: Option<Secret>,
+    /// Value of the `environment` stream label.
+    pub environment: String,
+    /// Most log events held while Loki is slow or down; beyond it the oldest are dropped.
+    pub queue_capacity: usize,
+    /// Most events in one push.
+    pub batch_size: usize,
+    pub flush_interval_ms: u64,
+    /// Bound on one push request, so a Loki that never answers cannot pin the queue.
+    pub timeout_ms: u64,
+}
+
+impl Default for LokiSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            environment: "development".to_owned(),
+            queue_capacity: 10_000,
+            batch_size: 1_000,
+            flush_interval_ms: 1_000,
+            timeout_ms: 3_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtelSettings {
+    /// OTLP/HTTP endpoint base (`http://collector:4318`); tracing export is off when absent.
+    pub endpoint: Option<String>,
+    pub service_name: String,
+    /// Fraction of new traces sampled (incoming sampled parents are always followed).
+    pub sample_ratio: f64,
+    pub timeout_ms: u64,
+}
+
+impl Default for OtelSettings {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            service_name: "shadowcheck".to_owned(),
+            sample_ratio: 1.0,
+            timeout_ms: 3_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -269,6 +323,25 @@ impl Settings {
         }
         if self.server.body_limit_bytes < 1024 {
             return bad("server.body_limit_bytes", "must be at least 1024");
+        }
+        if self.loki.queue_capacity == 0 || self.loki.batch_size == 0 {
+            return bad(
+                "loki.queue_capacity",
+                "queue_capacity and batch_size must be at least 1",
+            );
+        }
+        if let Some(url) = &self.loki.url {
+            if !(url.expose().starts_with("http://") || url.expose().starts_with("https://")) {
+                return bad("loki.url", "must be an http:// or https:// URL");
+            }
+        }
+        if let Some(endpoint) = &self.otel.endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return bad("otel.endpoint", "must be an http:// or https:// URL");
+            }
+        }
+        if !(0.0..=1.0).contains(&self.otel.sample_ratio) {
+            return bad("otel.sample_ratio", "must be between 0 and 1");
         }
         if let Some(url) = &self.database.url {
             let u = url.expose();

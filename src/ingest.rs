@@ -112,11 +112,14 @@ pub fn decode(body: &[u8], format: BodyFormat, max_items: usize) -> Result<Items
     Ok(items)
 }
 
-/// Validates every item, keeping the valid detections and an error per bad field.
+/// Validates every item, keeping the valid detections and an error per bad field. Rejections are
+/// counted in `shadowcheck_ingest_detections_total{outcome="rejected"}` by the signal type the
+/// item claimed (`unknown` when it named none valid).
 pub fn validate(items: &Items, policy: &ValidationPolicy) -> (Vec<Detection>, Vec<ItemError>, u64) {
     let mut valid = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
     let mut rejected = 0;
+    metrics::histogram!("shadowcheck_ingest_batch_size").record(items.len() as f64);
     for (index, item) in items.iter().enumerate() {
         let parsed = match item {
             Ok(value) => Detection::parse(value, policy),
@@ -126,6 +129,14 @@ pub fn validate(items: &Items, policy: &ValidationPolicy) -> (Vec<Detection>, Ve
             Ok(d) => valid.push(d),
             Err(field_errors) => {
                 rejected += 1;
+                let claimed = item
+                    .as_ref()
+                    .ok()
+                    .and_then(|v| v.get("signal_type"))
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse::<crate::domain::SignalType>().ok())
+                    .map_or("unknown", |t| t.as_str());
+                metrics::counter!("shadowcheck_ingest_detections_total", "signal_type" => claimed, "outcome" => "rejected").increment(1);
                 errors.extend(
                     field_errors
                         .into_iter()
@@ -152,9 +163,10 @@ impl Idempotency {
     }
 }
 
-/// What to answer: a fresh report, or the stored answer to an earlier request with the same key.
+/// What to answer: a fresh report (with the new rows by signal type, for metrics), or the stored
+/// answer to an earlier request with the same key.
 pub enum Stored {
-    Fresh(IngestReport),
+    Fresh(IngestReport, std::collections::BTreeMap<String, u64>),
     Replayed { status: u16, body: Value },
 }
 
@@ -206,7 +218,8 @@ pub async fn store(
             };
         }
     }
-    let inserted = db::detections::insert_batch(&mut tx, detections).await?;
+    let inserted_by_type = db::detections::insert_batch(&mut tx, detections).await?;
+    let inserted: u64 = inserted_by_type.values().sum();
     let report = IngestReport {
         accepted: inserted,
         duplicates: detections.len() as u64 - inserted,
@@ -225,8 +238,8 @@ pub async fn store(
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
-    Ok(Stored::Fresh(report))
+    db::observe("commit", tx.commit()).await?;
+    Ok(Stored::Fresh(report, inserted_by_type))
 }
 
 #[cfg(test)]
@@ -274,5 +287,28 @@ mod tests {
             decode(b"[{},{},{}]", BodyFormat::Json, 2),
             Err(ApiError::PayloadTooLarge { .. })
         ));
+    }
+}
+
+/// Counts stored and duplicate detections by signal type.
+pub fn record_stored(
+    valid: &[Detection],
+    inserted_by_type: &std::collections::BTreeMap<String, u64>,
+) {
+    for kind in crate::domain::SignalType::ALL {
+        let offered = valid.iter().filter(|d| d.signal_type == kind).count() as u64;
+        if offered == 0 {
+            continue;
+        }
+        let accepted = inserted_by_type.get(kind.as_str()).copied().unwrap_or(0);
+        let labels = |outcome: &'static str| [("signal_type", kind.as_str()), ("outcome", outcome)];
+        if accepted > 0 {
+            metrics::counter!("shadowcheck_ingest_detections_total", &labels("accepted"))
+                .increment(accepted);
+        }
+        if offered > accepted {
+            metrics::counter!("shadowcheck_ingest_detections_total", &labels("duplicate"))
+                .increment(offered - accepted);
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! SQL for `sigint.signal_detections`: batched idempotent insert, search, lookup and stats.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Serialize;
@@ -21,28 +21,26 @@ pub async fn ensure_partitions(
         .filter_map(|d| NaiveDate::from_ymd_opt(d.detected_at.year(), d.detected_at.month(), 1))
         .collect();
     for month in months {
-        sqlx::query(r#"SELECT sigint.ensure_partition($1)"#)
-            .bind(month)
-            .execute(&mut *conn)
-            .await?;
+        let query = sqlx::query(r#"SELECT sigint.ensure_partition($1)"#).bind(month);
+        crate::db::observe("ensure_partition", query.execute(&mut *conn)).await?;
     }
     Ok(())
 }
 
 /// Inserts the batch in one statement (UNNEST of column arrays, so one round trip whatever the
-/// batch size) and returns how many rows were new; the rest already existed under the natural
-/// key and were left untouched.
+/// batch size) and returns how many rows were new, by signal type; the rest already existed
+/// under the natural key and were left untouched.
 pub async fn insert_batch(
     tx: &mut Transaction<'_, Postgres>,
     detections: &[Detection],
-) -> Result<u64, sqlx::Error> {
+) -> Result<BTreeMap<String, u64>, sqlx::Error> {
     if detections.is_empty() {
-        return Ok(0);
+        return Ok(BTreeMap::new());
     }
     let col = |f: &dyn Fn(&Detection) -> Option<String>| -> Vec<Option<String>> {
         detections.iter().map(f).collect()
     };
-    let result = sqlx::query(
+    let query = sqlx::query_scalar::<_, String>(
         r#"
         INSERT INTO sigint.signal_detections (
             detected_at, capture_duration_ms, location, altitude_meters, accuracy_meters,
@@ -69,6 +67,7 @@ pub async fn insert_batch(
                mnc, network_type, device_id, device_name, is_suspicious, surveillance_score,
                raw_data, tags)
         ON CONFLICT DO NOTHING
+        RETURNING signal_type::text
         "#,
     )
     .bind(
@@ -163,10 +162,13 @@ pub async fn insert_batch(
             .iter()
             .map(|d| serde_json::to_string(&d.tags).unwrap_or_else(|_| "[]".to_owned()))
             .collect::<Vec<String>>(),
-    )
-    .execute(&mut **tx)
-    .await?;
-    Ok(result.rows_affected())
+    );
+    let inserted = crate::db::observe("insert_batch", query.fetch_all(&mut **tx)).await?;
+    let mut by_type = BTreeMap::new();
+    for kind in inserted {
+        *by_type.entry(kind).or_insert(0) += 1;
+    }
+    Ok(by_type)
 }
 
 /// One stored detection as the API shows it.
@@ -300,10 +302,8 @@ pub async fn search(
             push_filters(&mut q, search);
             q.push(" ORDER BY distance_m, d.id LIMIT ")
                 .push_bind(i64::from(*n));
-            return q
-                .build_query_as::<DetectionRow>()
-                .fetch_all(&mut *conn)
-                .await;
+            let query = q.build_query_as::<DetectionRow>();
+            return crate::db::observe("search_nearest", query.fetch_all(&mut *conn)).await;
         }
         _ => {
             q.push("SELECT ");
@@ -345,9 +345,8 @@ pub async fn search(
         q.push(" AND d.id > ").push_bind(after);
     }
     q.push(" ORDER BY d.id LIMIT ").push_bind(fetch);
-    q.build_query_as::<DetectionRow>()
-        .fetch_all(&mut *conn)
-        .await
+    let query = q.build_query_as::<DetectionRow>();
+    crate::db::observe("search", query.fetch_all(&mut *conn)).await
 }
 
 pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<DetectionRow>, sqlx::Error> {
@@ -355,9 +354,8 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<DetectionRow
     q.push(COLUMNS);
     q.push(", NULL::float8 AS distance_m FROM sigint.signal_detections d WHERE d.id = ")
         .push_bind(id);
-    q.build_query_as::<DetectionRow>()
-        .fetch_optional(&mut *conn)
-        .await
+    let query = q.build_query_as::<DetectionRow>();
+    crate::db::observe("get_detection", query.fetch_optional(&mut *conn)).await
 }
 
 #[derive(Debug, Serialize)]
@@ -371,11 +369,10 @@ pub struct Stats {
 }
 
 pub async fn stats(conn: &mut PgConnection) -> Result<Stats, sqlx::Error> {
-    let by_type: Vec<(String, i64)> = sqlx::query_as(
+    let by_type_query = sqlx::query_as::<_, (String, i64)>(
         r#"SELECT signal_type::text, count(*) FROM sigint.signal_detections GROUP BY 1 ORDER BY 1"#,
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    );
+    let by_type = crate::db::observe("stats_by_type", by_type_query.fetch_all(&mut *conn)).await?;
     type Summary = (
         Option<DateTime<Utc>>,
         Option<DateTime<Utc>>,
@@ -384,16 +381,16 @@ pub async fn stats(conn: &mut PgConnection) -> Result<Stats, sqlx::Error> {
         Option<f64>,
         Option<f64>,
     );
-    let (first, last, xmin, ymin, xmax, ymax): Summary = sqlx::query_as(
+    let summary_query = sqlx::query_as::<_, Summary>(
         r#"
         SELECT s.first_at, s.last_at, ST_XMin(s.e), ST_YMin(s.e), ST_XMax(s.e), ST_YMax(s.e)
         FROM (SELECT min(detected_at) AS first_at, max(detected_at) AS last_at,
                      ST_Extent(location) AS e
               FROM sigint.signal_detections) AS s
         "#,
-    )
-    .fetch_one(&mut *conn)
-    .await?;
+    );
+    let (first, last, xmin, ymin, xmax, ymax) =
+        crate::db::observe("stats_summary", summary_query.fetch_one(&mut *conn)).await?;
     let mut by_signal_type = serde_json::Map::new();
     for kind in crate::domain::SignalType::ALL {
         by_signal_type.insert(kind.as_str().to_owned(), 0.into());

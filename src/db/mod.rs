@@ -18,6 +18,13 @@ pub fn lazy_pool(url: &Secret, settings: &DatabaseSettings) -> Result<PgPool, sq
     let options: PgConnectOptions = url.expose().parse()?;
     let options = options.application_name("shadowcheck");
     Ok(PgPoolOptions::new()
+        .after_connect(|_, _| {
+            Box::pin(async {
+                // Every new physical connection, including replacements after a database restart.
+                metrics::counter!("shadowcheck_db_connections_opened_total").increment(1);
+                Ok(())
+            })
+        })
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
         // sqlx's default is 30 s: far too long for a request to wait while the database is down.
@@ -28,10 +35,28 @@ pub fn lazy_pool(url: &Secret, settings: &DatabaseSettings) -> Result<PgPool, sq
         .connect_lazy_with(options))
 }
 
+/// Runs one database operation inside a `db.query` span (exported as an OTLP span when tracing
+/// is on) and records its duration under `shadowcheck_db_query_duration_seconds{query}`.
+pub async fn observe<F: std::future::Future>(query: &'static str, operation: F) -> F::Output {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "db.query",
+        otel.name = query,
+        db.system = "postgresql",
+        db.operation = query
+    );
+    let started = Instant::now();
+    let output = operation.instrument(span).await;
+    metrics::histogram!("shadowcheck_db_query_duration_seconds", "query" => query)
+        .record(started.elapsed().as_secs_f64());
+    output
+}
+
 /// Round trip to the database, bounded so a silently dropped TCP connection cannot hang a probe.
 pub async fn ping(pool: &PgPool, timeout: Duration) -> Result<Duration, String> {
     let started = Instant::now();
-    match tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(pool)).await {
+    let probe = observe("ping", sqlx::query("SELECT 1").execute(pool));
+    match tokio::time::timeout(timeout, probe).await {
         Ok(Ok(_)) => Ok(started.elapsed()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),

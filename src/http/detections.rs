@@ -137,7 +137,8 @@ async fn post_detections(
     )
     .await?
     {
-        Stored::Fresh(report) => {
+        Stored::Fresh(report, inserted_by_type) => {
+            ingest::record_stored(&valid, &inserted_by_type);
             let status = StatusCode::from_u16(status_for(&report)).unwrap_or(StatusCode::OK);
             Ok((status, Json(report)).into_response())
         }

@@ -5,16 +5,16 @@ pub mod detections;
 pub mod health;
 pub mod stats;
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, StatusCode};
+use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 use crate::error::{problem_response, ApiError};
@@ -29,18 +29,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(middleware::from_fn(record_metrics))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                let request_id = req
-                    .headers()
-                    .get(&REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
-            }),
-        )
+        .layer(middleware::from_fn(observe))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
@@ -70,8 +60,26 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     )
 }
 
-/// Request count and latency by route template (never the raw path, to keep cardinality low).
-async fn record_metrics(req: Request, next: Next) -> impl IntoResponse {
+/// Reads W3C trace context from request headers.
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// The request's span (request id, trace id, route, status), its metrics by route template
+/// (never the raw path, to keep cardinality low) and one access-log event.
+async fn observe(req: Request, next: Next) -> Response {
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::TraceContextExt;
+    use tracing::Instrument;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
     let started = Instant::now();
     let method = req.method().to_string();
     let route = req
@@ -79,13 +87,67 @@ async fn record_metrics(req: Request, next: Next) -> impl IntoResponse {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default();
+    let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new()
+        .extract(&HeaderExtractor(req.headers()));
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        request_id = %request_id,
+        trace_id = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    let incoming = parent.span().span_context().clone();
+    // Harmless when tracing export is off (no OpenTelemetry layer to receive it).
+    let _ = span.set_parent(parent);
+    let trace_id = if incoming.is_valid() {
+        incoming.trace_id().to_string()
+    } else {
+        let own = span.context().span().span_context().trace_id();
+        if own != opentelemetry::trace::TraceId::INVALID {
+            own.to_string()
+        } else {
+            format!("{:032x}", rand::random::<u128>())
+        }
+    };
+    span.record("trace_id", trace_id.as_str());
+
     metrics::gauge!("shadowcheck_http_requests_in_flight").increment(1.0);
-    let response = next.run(req).await;
+    let response = next.run(req).instrument(span.clone()).await;
     metrics::gauge!("shadowcheck_http_requests_in_flight").decrement(1.0);
-    let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
+    let status = response.status().as_u16();
+    span.record("status", status);
+    let elapsed = started.elapsed();
+    tracing::info!(
+        target: "shadowcheck::access",
+        parent: &span,
+        method = %method,
+        route = %route,
+        status,
+        latency_ms = (elapsed.as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
+        client_addr = %client,
+        "request"
+    );
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", status.to_string()),
+    ];
     metrics::counter!("shadowcheck_http_requests_total", &labels).increment(1);
     metrics::histogram!("shadowcheck_http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+        .record(elapsed.as_secs_f64());
     response
 }

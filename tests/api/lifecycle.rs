@@ -21,14 +21,22 @@ async fn probes_and_metrics_endpoint() {
     assert_eq!(body["checks"]["database"]["status"], "ok");
     assert_eq!(body["checks"]["migrations"]["status"], "ok");
 
-    let detailed: Value = app.get("/api/v1/health/detailed").await.json().await.expect("json");
+    let detailed: Value = app
+        .get("/api/v1/health/detailed")
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(detailed["status"], "ok");
     assert_eq!(detailed["database"]["status"], "ok");
     assert_eq!(detailed["pool"]["max"], 4);
     assert!(detailed["memory"]["resident_bytes"].as_u64().expect("rss") > 1_000_000);
     assert_eq!(detailed["exporters"]["loki"]["enabled"], false);
     assert!(detailed["commit"].as_str().is_some_and(|c| !c.is_empty()));
-    assert!(!detailed.to_string().contains("postgres://"), "detailed health leaks the database URL");
+    assert!(
+        !detailed.to_string().contains("postgres://"),
+        "detailed health leaks the database URL"
+    );
 
     assert_eq!(app.get("/api/v1/detections/424242").await.status(), 404);
     let metrics = app
