@@ -242,6 +242,29 @@ pub async fn store(
     Ok(Stored::Fresh(report, inserted_by_type))
 }
 
+/// Counts stored and duplicate detections by signal type.
+pub fn record_stored(
+    valid: &[Detection],
+    inserted_by_type: &std::collections::BTreeMap<String, u64>,
+) {
+    for kind in crate::domain::SignalType::ALL {
+        let offered = valid.iter().filter(|d| d.signal_type == kind).count() as u64;
+        if offered == 0 {
+            continue;
+        }
+        let accepted = inserted_by_type.get(kind.as_str()).copied().unwrap_or(0);
+        let labels = |outcome: &'static str| [("signal_type", kind.as_str()), ("outcome", outcome)];
+        if accepted > 0 {
+            metrics::counter!("shadowcheck_ingest_detections_total", &labels("accepted"))
+                .increment(accepted);
+        }
+        if offered > accepted {
+            metrics::counter!("shadowcheck_ingest_detections_total", &labels("duplicate"))
+                .increment(offered - accepted);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,28 +310,5 @@ mod tests {
             decode(b"[{},{},{}]", BodyFormat::Json, 2),
             Err(ApiError::PayloadTooLarge { .. })
         ));
-    }
-}
-
-/// Counts stored and duplicate detections by signal type.
-pub fn record_stored(
-    valid: &[Detection],
-    inserted_by_type: &std::collections::BTreeMap<String, u64>,
-) {
-    for kind in crate::domain::SignalType::ALL {
-        let offered = valid.iter().filter(|d| d.signal_type == kind).count() as u64;
-        if offered == 0 {
-            continue;
-        }
-        let accepted = inserted_by_type.get(kind.as_str()).copied().unwrap_or(0);
-        let labels = |outcome: &'static str| [("signal_type", kind.as_str()), ("outcome", outcome)];
-        if accepted > 0 {
-            metrics::counter!("shadowcheck_ingest_detections_total", &labels("accepted"))
-                .increment(accepted);
-        }
-        if offered > accepted {
-            metrics::counter!("shadowcheck_ingest_detections_total", &labels("duplicate"))
-                .increment(offered - accepted);
-        }
     }
 }
