@@ -36,6 +36,8 @@ impl Telemetry {
 /// `pretty`), plus Loki and OTLP layers when configured. Later calls in one process change
 /// nothing (tests).
 pub fn init(settings: &Settings) -> Telemetry {
+    // The recorder first, so metrics recorded during start-up are kept.
+    metrics_handle();
     let exporters = Arc::new(Exporters::default());
     let filter =
         || EnvFilter::try_new(&settings.log.level).unwrap_or_else(|_| EnvFilter::new("info"));

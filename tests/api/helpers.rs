@@ -327,6 +327,9 @@ pub fn shadowcheck() -> std::process::Command {
 pub struct ServeProcess {
     pub child: std::process::Child,
     pub addr: String,
+    pub metrics_addr: String,
+    /// Every stdout line so far.
+    pub logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl ServeProcess {
@@ -350,20 +353,34 @@ impl ServeProcess {
         let mut child = cmd.spawn().expect("spawn serve");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&logs);
         // Keeps draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if let Some(addr) = v["listen"].as_str() {
-                        let _ = tx.send(addr.to_owned());
+                    if let (Some(addr), Some(metrics)) =
+                        (v["listen"].as_str(), v["metrics_listen"].as_str())
+                    {
+                        let _ = tx.send((addr.to_owned(), metrics.to_owned()));
                     }
+                }
+                if let Ok(mut logs) = sink.lock() {
+                    logs.push(line);
                 }
             }
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         loop {
             match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(addr) => return Self { child, addr },
+                Ok((addr, metrics_addr)) => {
+                    return Self {
+                        child,
+                        addr,
+                        metrics_addr,
+                        logs,
+                    }
+                }
                 Err(_) => {
                     if let Ok(Some(status)) = child.try_wait() {
                         panic!("serve exited before listening: {status}");
@@ -379,6 +396,10 @@ impl ServeProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.logs.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     pub async fn wait_ready(&self, client: &reqwest::Client) {

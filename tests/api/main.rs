@@ -6,4 +6,5 @@ mod faults;
 mod helpers;
 mod ingest;
 mod lifecycle;
+mod observability;
 mod query;
