@@ -49,6 +49,14 @@ pub enum Command {
     Migrate,
     /// Print the effective configuration (secrets redacted) and exit non-zero if it is invalid.
     CheckConfig,
+    /// Probe a running instance (for container HEALTHCHECKs: the image has no curl); exit 0 when
+    /// the URL answers 2xx within the timeout, 1 otherwise.
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:5000/api/v1/health/ready")]
+        url: String,
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
 }
 
 impl Cli {
@@ -85,6 +93,10 @@ impl Cli {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    // Needs no settings, so a broken configuration cannot hide a healthy server (or vice versa).
+    if let Command::Healthcheck { url, timeout_secs } = &cli.command {
+        return healthcheck(url, Duration::from_secs(*timeout_secs));
+    }
     let settings = match Settings::load(&cli.sources()) {
         Ok(s) => s,
         Err(e) => {
@@ -113,7 +125,7 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Serve { .. } => serve(settings, exporters).await,
             Command::Migrate => migrate(settings).await,
-            Command::CheckConfig => Ok(()),
+            Command::CheckConfig | Command::Healthcheck { .. } => Ok(()),
         }
     });
     // Logs and spans of the shutdown itself are flushed too.
@@ -176,4 +188,28 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || pg.stop()).await??;
     }
     Ok(())
+}
+
+fn healthcheck(url: &str, timeout: Duration) -> ExitCode {
+    let client = match reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shadowcheck healthcheck: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.get(url).send() {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("shadowcheck healthcheck: {url} answered {}", r.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("shadowcheck healthcheck: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -95,6 +95,7 @@ pub fn init(settings: &Settings) -> Telemetry {
     drop(installed);
     metrics::gauge!("shadowcheck_build_info", "version" => VERSION, "commit" => GIT_COMMIT)
         .set(1.0);
+    zero_counters();
     Telemetry {
         exporters,
         loki,
@@ -271,4 +272,30 @@ pub fn process_metrics_text() -> String {
         start,
     );
     out
+}
+
+/// Publishes every counter at zero from the start, so `rate()` and alert rules see a series
+/// before the first event (Prometheus cannot rate a series that does not exist yet).
+fn zero_counters() {
+    for kind in crate::domain::SignalType::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .chain(["unknown"])
+    {
+        for outcome in ["accepted", "duplicate", "rejected"] {
+            metrics::counter!("shadowcheck_ingest_detections_total", "signal_type" => kind, "outcome" => outcome).absolute(0);
+        }
+    }
+    for name in [
+        "shadowcheck_db_reconnect_attempts_total",
+        "shadowcheck_db_connections_opened_total",
+        "shadowcheck_log_events_shipped_total",
+        "shadowcheck_log_events_dropped_total",
+        "shadowcheck_log_shipping_failures_total",
+        "shadowcheck_trace_export_failures_total",
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
+    metrics::gauge!("shadowcheck_http_requests_in_flight").set(0.0);
+    metrics::gauge!("shadowcheck_db_health").set(0.0);
 }

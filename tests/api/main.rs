@@ -8,3 +8,4 @@ mod ingest;
 mod lifecycle;
 mod observability;
 mod query;
+mod stack;

@@ -1,0 +1,749 @@
+//! The `docker compose` stack, validated offline (no Docker engine runs here): the compose model
+//! against the official schema and our hardening rules, Prometheus config and alerts with the
+//! real promtool, the Grafana dashboard's PromQL, metric names against a real scrape, the image's
+//! entrypoint and health check against the real binary, the database init script and backups
+//! against a real PostgreSQL.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+use serde_yaml::Value as Yaml;
+
+use crate::helpers::{fresh_database, shadowcheck, shared_temp_dir, ServeProcess};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn compose() -> Yaml {
+    let text = std::fs::read_to_string(repo("compose/docker-compose.yml")).expect("compose file");
+    let mut doc: Yaml = serde_yaml::from_str(&text).expect("compose YAML");
+    doc.apply_merge().expect("merge keys");
+    doc
+}
+
+fn services(doc: &Yaml) -> Vec<(String, Yaml)> {
+    doc["services"]
+        .as_mapping()
+        .expect("services")
+        .iter()
+        .map(|(k, v)| (k.as_str().expect("name").to_owned(), v.clone()))
+        .collect()
+}
+
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (scripts/test installs it)"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn compose_file_validates_against_the_official_schema() {
+    // The shared copy is authoritative when present; the vendored copy keeps clones self-contained.
+    let shared = repo("../shared/schemas/compose-spec.json");
+    let schema = if shared.exists() {
+        shared
+    } else {
+        repo("tests/support/compose-spec.json")
+    };
+    let (ok, out) = run(Command::new("python3")
+        .arg(repo("tests/support/validate_compose.py"))
+        .arg(&schema)
+        .arg(repo("compose/docker-compose.yml")));
+    assert!(ok, "{out}");
+    assert!(out.contains("valid"));
+}
+
+/// Durations like "30s", "1m30s" in seconds.
+fn seconds(d: &str) -> u64 {
+    let mut total = 0;
+    let mut number = String::new();
+    for c in d.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+        } else {
+            let n: u64 = number.parse().unwrap_or(0);
+            number.clear();
+            total += match c {
+                'h' => n * 3600,
+                'm' => n * 60,
+                's' => n,
+                _ => 0,
+            };
+        }
+    }
+    total
+}
+
+#[test]
+fn every_service_is_hardened() {
+    let doc = compose();
+    let one_shot: HashSet<&str> = ["migrate"].into();
+    // Root only where the image's job needs it, with the reason in the compose file.
+    let root_allowed: HashSet<&str> = ["alloy"].into();
+    let declared_secrets: BTreeSet<String> = doc["secrets"]
+        .as_mapping()
+        .expect("secrets")
+        .keys()
+        .map(|k| k.as_str().expect("name").to_owned())
+        .collect();
+    let mut published = BTreeSet::new();
+    for (name, svc) in services(&doc) {
+        let name = name.as_str();
+        assert_eq!(svc["read_only"], Yaml::Bool(true), "{name}: read_only");
+        assert!(
+            svc["cap_drop"]
+                .as_sequence()
+                .is_some_and(|c| c.contains(&Yaml::from("ALL"))),
+            "{name}: cap_drop ALL"
+        );
+        assert!(
+            svc["security_opt"]
+                .as_sequence()
+                .is_some_and(|s| s.contains(&Yaml::from("no-new-privileges:true"))),
+            "{name}: no-new-privileges"
+        );
+        assert!(
+            svc["pids_limit"].as_u64().is_some_and(|p| p > 0),
+            "{name}: pids_limit"
+        );
+        for kind in ["limits", "reservations"] {
+            let r = &svc["deploy"]["resources"][kind];
+            assert!(
+                !r["cpus"].is_null() && !r["memory"].is_null(),
+                "{name}: {kind}"
+            );
+        }
+        assert_eq!(
+            svc["logging"]["driver"],
+            Yaml::from("json-file"),
+            "{name}: log driver"
+        );
+        assert!(
+            !svc["logging"]["options"]["max-size"].is_null()
+                && !svc["logging"]["options"]["max-file"].is_null(),
+            "{name}: log rotation"
+        );
+        let image = svc["image"].as_str().unwrap_or("");
+        assert!(
+            !image.is_empty() && !image.ends_with(":latest") && image.contains(':'),
+            "{name}: image pinned: {image}"
+        );
+        let user = svc["user"].as_str().unwrap_or("");
+        assert!(!user.is_empty(), "{name}: explicit user");
+        if !root_allowed.contains(name) {
+            assert!(
+                !user.starts_with("0:") && user != "0" && user != "root",
+                "{name}: runs as root"
+            );
+        }
+        if one_shot.contains(name) {
+            assert_eq!(svc["restart"], Yaml::from("no"), "{name}: one-shot restart");
+        } else {
+            assert_eq!(
+                svc["restart"],
+                Yaml::from("unless-stopped"),
+                "{name}: restart"
+            );
+            assert!(
+                svc["healthcheck"]["test"]
+                    .as_sequence()
+                    .is_some_and(|t| !t.is_empty()),
+                "{name}: healthcheck"
+            );
+        }
+        // Secrets: every *_FILE variable reads a secret the service mounts and the file declares.
+        let mounted: BTreeSet<String> = svc["secrets"]
+            .as_sequence()
+            .map(|s| {
+                s.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(env) = svc["environment"].as_mapping() {
+            for (k, v) in env {
+                let key = k.as_str().expect("env key");
+                let value = v
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("{v:?}"));
+                if key.ends_with("_FILE") {
+                    let secret = value
+                        .strip_prefix("/run/secrets/")
+                        .unwrap_or_else(|| panic!("{name}: {key} not a secret path"));
+                    assert!(
+                        mounted.contains(secret),
+                        "{name}: {key} reads {secret}, not mounted"
+                    );
+                    assert!(
+                        declared_secrets.contains(secret),
+                        "{name}: {secret} not declared"
+                    );
+                }
+                let upper = key.to_ascii_uppercase();
+                if (upper.contains("PASSWORD")
+                    || upper.contains("SECRET")
+                    || upper.ends_with("_KEY"))
+                    && !upper.ends_with("_FILE")
+                {
+                    panic!("{name}: {key} carries a secret in plain environment");
+                }
+            }
+        }
+        for secret in &mounted {
+            assert!(
+                declared_secrets.contains(secret),
+                "{name}: mounts undeclared secret {secret}"
+            );
+        }
+        // Health-gated start order.
+        if let Some(deps) = svc["depends_on"].as_mapping() {
+            for (dep, cond) in deps {
+                let c = cond["condition"].as_str().unwrap_or("");
+                assert!(
+                    matches!(c, "service_healthy" | "service_completed_successfully"),
+                    "{name} -> {dep:?}: condition {c}"
+                );
+            }
+        }
+        if let Some(ports) = svc["ports"].as_sequence() {
+            published.insert(name.to_owned());
+            for p in ports {
+                let p = p.as_str().expect("short port syntax");
+                assert!(
+                    p.starts_with("${SHADOWCHECK_BIND_ADDRESS:-127.0.0.1}:"),
+                    "{name}: port {p} not bound to loopback by default"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        published,
+        BTreeSet::from(["api".to_owned(), "grafana".to_owned()]),
+        "only the API and Grafana are published"
+    );
+    // Every secret file is required: no silent fallback to a default.
+    for (secret, def) in doc["secrets"].as_mapping().expect("secrets") {
+        let file = def["file"].as_str().expect("file secret");
+        assert!(
+            file.starts_with("${SHADOWCHECK_SECRETS_DIR:?"),
+            "{secret:?}: {file}"
+        );
+    }
+    // The database is reachable only on the internal network.
+    assert_eq!(doc["networks"]["backend"]["internal"], Yaml::Bool(true));
+    assert_eq!(
+        doc["services"]["postgis"]["networks"],
+        serde_yaml::from_str::<Yaml>("[backend]").expect("yaml")
+    );
+    let pg_image = doc["services"]["postgis"]["image"].as_str().expect("image");
+    assert!(pg_image.starts_with("postgis/postgis:17-3.5"), "{pg_image}");
+    // The API's stop grace period outlasts its drain timeout plus the telemetry flush.
+    let api = &doc["services"]["api"];
+    let drain: u64 = api["environment"]["SHADOWCHECK__SERVER__DRAIN_TIMEOUT_SECS"]
+        .as_str()
+        .expect("drain")
+        .parse()
+        .expect("number");
+    let grace = seconds(api["stop_grace_period"].as_str().expect("grace"));
+    assert!(
+        grace >= drain + 5 + 5,
+        "stop_grace_period {grace}s vs drain {drain}s"
+    );
+    assert_eq!(
+        api["depends_on"]["migrate"]["condition"],
+        Yaml::from("service_completed_successfully")
+    );
+}
+
+/// The API service's environment, with its secret files replaced by local ones, is a valid
+/// configuration for the real binary.
+#[test]
+fn compose_environment_is_a_valid_configuration() {
+    let doc = compose();
+    let dir = shared_temp_dir("shadowcheck-compose-env-");
+    for (name, svc) in services(&doc)
+        .into_iter()
+        .filter(|(n, _)| n == "api" || n == "migrate")
+    {
+        let mut cmd = shadowcheck();
+        cmd.arg("check-config");
+        for (k, v) in svc["environment"].as_mapping().expect("env") {
+            let key = k.as_str().expect("key");
+            let mut value = v
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.as_bool().map(|b| b.to_string()).unwrap_or_default());
+            if let Some(secret) = value.strip_prefix("/run/secrets/") {
+                let file = dir.join(secret);
+                let content = if secret.ends_with("_url") {
+                    "postgres://u:p@postgis:5432/shadowcheck"
+                } else {
+                    "sc_test_secret_value_0123456789abcdef"
+                };
+                std::fs::write(&file, content).expect("write");
+                value = file.display().to_string();
+            }
+            cmd.env(key, value);
+        }
+        let (ok, out) = run(&mut cmd);
+        assert!(ok, "{name}: {out}");
+        assert!(
+            !out.contains("sc_test_secret_value"),
+            "{name}: secret printed"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn promtool(args: &[&str], dir: &Path) -> String {
+    let (ok, out) = run(Command::new("promtool").args(args).current_dir(dir));
+    assert!(ok, "promtool {args:?}: {out}");
+    out
+}
+
+#[test]
+fn prometheus_config_and_alert_rules_pass_promtool() {
+    let dir = repo("docker/prometheus");
+    promtool(&["check", "config", "prometheus.yml"], &dir);
+    let out = promtool(&["check", "rules", "alerts.yml"], &dir);
+    assert!(out.contains("6 rules found"), "{out}");
+    let out = promtool(&["test", "rules", "alerts.test.yml"], &dir);
+    assert!(out.contains("SUCCESS"), "{out}");
+    let alerts = std::fs::read_to_string(dir.join("alerts.yml")).expect("alerts");
+    for name in [
+        "ServiceDown",
+        "DatabaseConnectionFailing",
+        "HighErrorRate",
+        "HighLatencyP95",
+        "HighMemoryUsage",
+        "IngestRejectSpike",
+    ] {
+        assert!(alerts.contains(&format!("alert: {name}")), "{name}");
+        let tests = std::fs::read_to_string(dir.join("alerts.test.yml")).expect("tests");
+        assert!(
+            tests.contains(&format!("alertname: {name}")),
+            "{name} has no unit test"
+        );
+    }
+}
+
+fn dashboard_exprs() -> Vec<String> {
+    let text = std::fs::read_to_string(repo("docker/grafana/dashboards/shadowcheck.json"))
+        .expect("dashboard");
+    let dash: Value = serde_json::from_str(&text).expect("dashboard JSON");
+    let mut exprs = Vec::new();
+    for panel in dash["panels"].as_array().expect("panels") {
+        if panel["datasource"]["type"] != "prometheus" {
+            continue;
+        }
+        for target in panel["targets"].as_array().expect("targets") {
+            exprs.push(target["expr"].as_str().expect("expr").to_owned());
+        }
+    }
+    exprs
+}
+
+/// Grafana's variables, replaced by what they expand to, so promtool can parse the query.
+fn expand_grafana(expr: &str) -> String {
+    expr.replace("$__rate_interval", "5m")
+        .replace("$instance", ".*")
+}
+
+#[test]
+fn every_dashboard_query_parses() {
+    let exprs = dashboard_exprs();
+    assert!(
+        exprs.len() >= 15,
+        "dashboard has {} Prometheus queries",
+        exprs.len()
+    );
+    let rules: Vec<Value> = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| json!({"record": format!("dashboard:query_{i}"), "expr": expand_grafana(e)}))
+        .collect();
+    let file = json!({"groups": [{"name": "dashboard", "rules": rules}]});
+    let dir = shared_temp_dir("shadowcheck-dash-");
+    std::fs::write(
+        dir.join("dashboard-rules.yml"),
+        serde_yaml::to_string(&file).expect("yaml"),
+    )
+    .expect("write");
+    let out = promtool(&["check", "rules", "dashboard-rules.yml"], &dir);
+    assert!(
+        out.contains(&format!("{} rules found", exprs.len())),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut word = String::new();
+    let mut in_string = false;
+    for c in expr.chars().chain(std::iter::once(' ')) {
+        if c == '"' {
+            in_string = !in_string;
+        }
+        if !in_string && (c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+            word.push(c);
+        } else {
+            if word.starts_with("shadowcheck_") || word.starts_with("process_") {
+                names.insert(word.clone());
+            }
+            word.clear();
+        }
+    }
+    names
+}
+
+#[tokio::test]
+async fn every_metric_used_by_rules_and_dashboards_is_exported() {
+    let url = fresh_database().await;
+    let serve = ServeProcess::start(&[("DATABASE_URL", url.as_str())], None);
+    let client = reqwest::Client::new();
+    serve.wait_ready(&client).await;
+    // One of each kind of traffic, so every histogram has been observed.
+    let item = json!({"detected_at": "2026-10-01T00:00:00Z", "latitude": 1, "longitude": 1, "signal_type": "wifi", "bssid": "a4:00:00:00:00:01"});
+    client
+        .post(serve.url("/api/v1/detections"))
+        .json(&json!([item, {"bogus": 1}]))
+        .send()
+        .await
+        .expect("post");
+    client
+        .get(serve.url("/api/v1/detections?limit=1"))
+        .send()
+        .await
+        .expect("get");
+    let text = reqwest::get(format!("http://{}/metrics", serve.metrics_addr))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    let exported: BTreeSet<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next().map(str::to_owned))
+        .collect();
+
+    let mut used = BTreeSet::new();
+    for e in dashboard_exprs() {
+        used.extend(metric_names(&e));
+    }
+    let alerts: Yaml = serde_yaml::from_str(
+        &std::fs::read_to_string(repo("docker/prometheus/alerts.yml")).expect("alerts"),
+    )
+    .expect("yaml");
+    for group in alerts["groups"].as_sequence().expect("groups") {
+        for rule in group["rules"].as_sequence().expect("rules") {
+            used.extend(metric_names(rule["expr"].as_str().expect("expr")));
+        }
+    }
+    assert!(used.len() >= 10, "{used:?}");
+    let missing: Vec<&String> = used.iter().filter(|m| !exported.contains(*m)).collect();
+    assert!(
+        missing.is_empty(),
+        "used in rules/dashboards but not exported: {missing:?}"
+    );
+}
+
+#[tokio::test]
+async fn image_entrypoint_and_healthcheck_exist_in_the_binary() {
+    let dockerfile = std::fs::read_to_string(repo("docker/Dockerfile")).expect("Dockerfile");
+    let json_array = |prefix: &str| -> Vec<String> {
+        let line = dockerfile
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} line"));
+        let start = line.find('[').expect("exec form");
+        serde_json::from_str(&line[start..]).expect("JSON array")
+    };
+    let health = json_array("CMD [\"/usr/local/bin/shadowcheck\"");
+    let entrypoint = json_array("ENTRYPOINT");
+    assert_eq!(entrypoint, vec!["/usr/local/bin/shadowcheck"]);
+    let cmd = json_array("CMD [\"serve\"");
+    assert!(dockerfile.contains("HEALTHCHECK"));
+    assert!(
+        dockerfile.lines().any(|l| l.starts_with("USER 10001")),
+        "non-root numeric user"
+    );
+
+    // Every subcommand the image and the compose file use exists.
+    let doc = compose();
+    let mut subcommands: BTreeSet<String> = [health[1].clone(), cmd[0].clone()].into();
+    for (_, svc) in services(&doc).into_iter().filter(|(_, s)| {
+        s["image"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("shadowcheck:"))
+    }) {
+        subcommands.insert(svc["command"][0].as_str().expect("command").to_owned());
+        let test = svc["healthcheck"]["test"].as_sequence().map(|t| {
+            t.iter()
+                .filter_map(|v| v.as_str())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        });
+        if let Some(test) = test {
+            assert_eq!(test[1], "/usr/local/bin/shadowcheck");
+            subcommands.insert(test[2].clone());
+        }
+    }
+    assert!(
+        subcommands.contains("healthcheck")
+            && subcommands.contains("migrate")
+            && subcommands.contains("serve"),
+        "{subcommands:?}"
+    );
+    for sub in &subcommands {
+        let (ok, out) = run(shadowcheck().args([sub.as_str(), "--help"]));
+        assert!(ok, "`shadowcheck {sub}` does not exist: {out}");
+    }
+
+    // And the health check really tells up from down.
+    let url = fresh_database().await;
+    let serve = ServeProcess::start(&[("DATABASE_URL", url.as_str())], None);
+    serve.wait_ready(&reqwest::Client::new()).await;
+    let args: Vec<String> = health[1..]
+        .iter()
+        .map(|a| a.replace("127.0.0.1:5000", &serve.addr))
+        .collect();
+    let (ok, out) = run(shadowcheck().args(&args));
+    assert!(ok, "healthcheck against a ready server failed: {out}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let (ok, _) = run(shadowcheck().args([
+        "healthcheck",
+        "--url",
+        &format!("http://{closed}/api/v1/health/ready"),
+        "--timeout-secs",
+        "2",
+    ]));
+    assert!(!ok, "healthcheck passed against nothing");
+}
+
+#[tokio::test]
+async fn backup_wipe_restore_round_trip_keeps_every_detection() {
+    let app = crate::helpers::spawn_app().await;
+    assert_eq!(
+        app.post_json(&Value::Array(crate::helpers::mixed_batch(500, 5)))
+            .await
+            .status(),
+        201
+    );
+    // A second month, so more than one partition is dumped and restored.
+    let old = json!({"detected_at": "2019-03-01T00:00:00Z", "latitude": 1, "longitude": 1, "signal_type": "wifi", "bssid": "a4:00:00:00:09:01"});
+    assert_eq!(app.post_json(&old).await.status(), 201);
+    let before: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, md5(d::text) FROM sigint.signal_detections d ORDER BY id")
+            .fetch_all(&app.db)
+            .await
+            .expect("rows");
+    assert_eq!(before.len(), 501);
+    let url: String = {
+        let opts = app.db.connect_options();
+        let db = opts.get_database().expect("db").to_owned();
+        let base = crate::helpers::fresh_database().await;
+        let (prefix, _) = base.rsplit_once('/').expect("url");
+        format!("{prefix}/{db}")
+    };
+    app.db.close().await;
+
+    let dir = shared_temp_dir("shadowcheck-backup-");
+    let (ok, out) = run(Command::new(repo("scripts/backup"))
+        .env("DATABASE_URL", &url)
+        .args(["--dir"])
+        .arg(&dir));
+    assert!(ok, "backup: {out}");
+    let dumps: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    let dump = &dumps[0];
+    assert!(dump.to_string_lossy().ends_with(".dump"));
+
+    // Wipe: the whole schema and the migration ledger are gone.
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    sqlx::query("DROP SCHEMA sigint CASCADE")
+        .execute(&pool)
+        .await
+        .expect("wipe");
+    sqlx::query("DROP TABLE _sqlx_migrations")
+        .execute(&pool)
+        .await
+        .expect("wipe");
+    pool.close().await;
+
+    let (ok, out) = run(Command::new(repo("scripts/restore"))
+        .env("DATABASE_URL", &url)
+        .arg(dump));
+    assert!(ok, "restore: {out}");
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    let after: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, md5(d::text) FROM sigint.signal_detections d ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+    assert_eq!(after, before, "every detection restored, byte for byte");
+    assert!(
+        shadowcheck::db::migrations_current(&pool)
+            .await
+            .expect("ledger"),
+        "migration ledger restored"
+    );
+    // Restored partitions still accept new months through the partition function.
+    let made: String = sqlx::query_scalar("SELECT sigint.ensure_partition('2018-05-01')")
+        .fetch_one(&pool)
+        .await
+        .expect("partition");
+    assert_eq!(made, "signal_detections_y2018m05");
+    pool.close().await;
+
+    // Retention: dumps older than --keep-days are deleted, fresh ones kept; non-dumps untouched.
+    let stale = dir.join("shadowcheck-20000101T000000Z.dump");
+    std::fs::copy(dump, &stale).expect("copy");
+    let old_time = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .expect("open")
+        .set_modified(old_time)
+        .expect("mtime");
+    std::fs::write(dir.join("notes.txt"), "keep me").expect("write");
+    let (ok, out) = run(Command::new(repo("scripts/backup"))
+        .env("DATABASE_URL", &url)
+        .args(["--keep-days", "7", "--dir"])
+        .arg(&dir));
+    assert!(ok, "second backup: {out}");
+    assert!(!stale.exists(), "stale dump kept: {out}");
+    assert!(dump.exists() && dir.join("notes.txt").exists());
+
+    // A file that is not a dump is refused before anything is touched.
+    let (ok, _) = run(Command::new(repo("scripts/restore"))
+        .env("DATABASE_URL", &url)
+        .arg(dir.join("notes.txt")));
+    assert!(!ok);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The database init script of the compose stack, run for real: the migration role builds the
+/// schema, the API role can store and read detections (new months included) and cannot change
+/// the schema.
+#[tokio::test]
+async fn init_script_roles_are_least_privilege() {
+    let any = fresh_database().await;
+    let (base, _) = any.rsplit_once('/').expect("url");
+    let opts: sqlx::postgres::PgConnectOptions = any.parse().expect("url");
+    let password = base
+        .rsplit_once('@')
+        .and_then(|(creds, _)| creds.rsplit_once(':'))
+        .map(|(_, p)| p.to_owned())
+        .expect("password");
+    let secrets = shared_temp_dir("shadowcheck-initdb-");
+    std::fs::write(secrets.join("db_owner_password"), "owner-pw-123\n").expect("write");
+    std::fs::write(secrets.join("db_app_password"), "app-pw-456\n").expect("write");
+    let db = format!("prod_{}", uuid::Uuid::new_v4().simple());
+    let (ok, out) = run(Command::new("sh")
+        .arg(repo("docker/postgres/initdb/10-shadowcheck.sh"))
+        .env("SECRETS_DIR", &secrets)
+        .env("SHADOWCHECK_DB", &db)
+        .env("POSTGRES_USER", opts.get_username())
+        .env("PGHOST", opts.get_host())
+        .env("PGPORT", opts.get_port().to_string())
+        .env("PGPASSWORD", &password));
+    assert!(ok, "init script: {out}");
+    let host = format!("{}:{}", opts.get_host(), opts.get_port());
+    let owner_url = format!("postgres://shadowcheck_owner:owner-pw-123@{host}/{db}");
+    let app_url = format!("postgres://shadowcheck_app:app-pw-456@{host}/{db}");
+
+    let (ok, out) = run(shadowcheck().arg("migrate").env("DATABASE_URL", &owner_url));
+    assert!(ok, "migrate as owner: {out}");
+    // The app role cannot migrate: serve with migrations at start would fail to get ready...
+    let serve = ServeProcess::start(
+        &[
+            ("DATABASE_URL", app_url.as_str()),
+            ("SHADOWCHECK__DATABASE__MIGRATE_ON_START", "false"),
+        ],
+        None,
+    );
+    let client = reqwest::Client::new();
+    serve.wait_ready(&client).await;
+    // ...but it stores detections, including a month that has no partition yet.
+    for at in ["2015-07-04T12:00:00Z", "2026-11-01T12:00:00Z"] {
+        let item = json!({"detected_at": at, "latitude": 1, "longitude": 1, "signal_type": "ble", "bt_address": "c0:00:00:00:00:01"});
+        let resp = client
+            .post(serve.url("/api/v1/detections"))
+            .json(&item)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(resp.status(), 201, "{at}");
+    }
+    let stats: Value = client
+        .get(serve.url("/api/v1/stats"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(stats["total"], 2);
+
+    let app = sqlx::PgPool::connect(&app_url)
+        .await
+        .expect("connect as app");
+    for ddl in [
+        "ALTER TABLE sigint.signal_detections ADD COLUMN sneaky int",
+        "DROP TABLE sigint.idempotency_keys",
+        "CREATE TABLE sigint.sneaky (x int)",
+        "CREATE TABLE public.sneaky (x int)",
+        "SELECT sigint.drop_partitions_before('2020-01-01')",
+        "TRUNCATE sigint.signal_detections",
+        "DELETE FROM sigint.signal_detections",
+    ] {
+        let err = sqlx::query(ddl).execute(&app).await.expect_err(ddl);
+        let code = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.to_string());
+        assert_eq!(code.as_deref(), Some("42501"), "{ddl}: {err}");
+    }
+    let superuser: bool =
+        sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(&app)
+            .await
+            .expect("role");
+    assert!(!superuser);
+    app.close().await;
+    drop(serve);
+    // Leave the cluster as found (roles are cluster-wide).
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&any)
+        .await
+        .expect("admin");
+    for sql in [
+        format!("DROP DATABASE {db} WITH (FORCE)"),
+        "DROP ROLE shadowcheck_app".into(),
+        "DROP ROLE shadowcheck_owner".into(),
+    ] {
+        sqlx::query(&sql)
+            .execute(&mut admin)
+            .await
+            .expect("cleanup");
+    }
+    let _ = std::fs::remove_dir_all(secrets);
+}
