@@ -29,6 +29,9 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub lifecycle: Arc<Lifecycle>,
     pub exporters: Arc<crate::telemetry::Exporters>,
+    pub auth: Arc<crate::auth::Authenticator>,
+    pub client_limiter: Option<Arc<crate::auth::ClientLimiter>>,
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     pool: PgPool,
     health_cache: Arc<Mutex<CachedHealth>>,
     /// Requests currently waiting for a pooled connection.
@@ -135,7 +138,23 @@ impl Application {
             })?;
         let pool =
             db::lazy_pool(database_url, &settings.database).context("invalid database URL")?;
+        let trusted_proxies = settings
+            .server
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .ok()
+                    .or_else(|| p.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+            })
+            .collect();
         let state = AppState {
+            auth: Arc::new(crate::auth::Authenticator::new(
+                &settings.auth,
+                &settings.rate_limit,
+            )),
+            client_limiter: crate::auth::ClientLimiter::new(&settings.rate_limit),
+            trusted_proxies: Arc::new(trusted_proxies),
             settings: Arc::new(settings),
             lifecycle,
             exporters: Arc::default(),
@@ -205,21 +224,15 @@ impl Application {
 
         let drain = Duration::from_secs(state.settings.server.drain_timeout_secs);
         let pool = state.pool.clone();
-        let router = crate::http::router(state);
-        let server = axum::serve(
+        let settings = Arc::clone(&state.settings);
+        let outcome = crate::http::server::serve(
             listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            crate::http::router(state),
+            &settings.server,
+            shutdown,
+            drain,
         )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        // axum's graceful shutdown has no deadline of its own.
-        let deadline = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(drain).await;
-        };
-        let outcome = tokio::select! {
-            served = server => served.context("server error"),
-            () = deadline => Err(anyhow::anyhow!("in-flight requests did not finish within {} s", drain.as_secs())),
-        };
+        .await;
         metrics_server.abort();
         pool.close().await;
         tracing::info!("database pool closed");
@@ -275,10 +288,15 @@ async fn prepare_database(state: AppState) {
     }
 }
 
-/// Keeps `shadowcheck_db_health` current even when nobody probes readiness.
+/// Keeps `shadowcheck_db_health` current even when nobody probes readiness, and prunes idle
+/// rate-limiter state.
 async fn monitor_database(state: AppState) {
     let shutdown = state.lifecycle.shutdown_token();
     loop {
+        state.auth.prune();
+        if let Some(limiter) = &state.client_limiter {
+            limiter.prune();
+        }
         if state.lifecycle.is_started() {
             let _ = state.database_health().await;
         } else {

@@ -49,6 +49,11 @@ pub enum Command {
     Migrate,
     /// Print the effective configuration (secrets redacted) and exit non-zero if it is invalid.
     CheckConfig,
+    /// Manage API keys (stored as hashes; a new key is shown once).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Probe a running instance (for container HEALTHCHECKs: the image has no curl); exit 0 when
     /// the URL answers 2xx within the timeout, 1 otherwise.
     Healthcheck {
@@ -57,6 +62,23 @@ pub enum Command {
         #[arg(long, default_value_t = 3)]
         timeout_secs: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Create a key and print it (once).
+    Create {
+        /// A unique name, e.g. the capture device or client it is for.
+        #[arg(long)]
+        name: String,
+        /// ingest, read or admin (admin implies all); repeat for several.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+    },
+    /// List keys: name, prefix, scopes, created, last used, revoked.
+    List,
+    /// Revoke a key by name or prefix.
+    Revoke { name_or_prefix: String },
 }
 
 impl Cli {
@@ -125,6 +147,7 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Serve { .. } => serve(settings, exporters).await,
             Command::Migrate => migrate(settings).await,
+            Command::Keys { action } => keys(settings, action).await,
             Command::CheckConfig | Command::Healthcheck { .. } => Ok(()),
         }
     });
@@ -157,6 +180,9 @@ async fn serve(settings: Settings, exporters: Arc<Exporters>) -> anyhow::Result<
     let lifecycle = Lifecycle::new();
     lifecycle.listen_for_signals();
     let (url, embedded) = database(&settings).await?;
+    if embedded.is_some() && settings.auth.bootstrap_key.is_none() {
+        first_run_key(&url, &settings).await?;
+    }
     let app = Application::build(settings, &url, lifecycle)
         .await?
         .with_exporters(exporters);
@@ -210,6 +236,114 @@ fn healthcheck(url: &str, timeout: Duration) -> ExitCode {
         Err(e) => {
             eprintln!("shadowcheck healthcheck: {url}: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The embedded default's first start: with no key anywhere, create an admin key and show it
+/// once, so the one-command quick start can ingest right away.
+async fn first_run_key(url: &Secret, settings: &Settings) -> anyhow::Result<()> {
+    let pool = crate::db::lazy_pool(url, &settings.database)?;
+    crate::db::MIGRATOR
+        .run(&pool)
+        .await
+        .context("migration failed")?;
+    if crate::db::keys::count_active(&pool).await? == 0 {
+        let key = crate::auth::NewKey::generate();
+        let scopes: Vec<String> = crate::auth::Scope::ALL
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        crate::db::keys::insert(&pool, "initial-admin", &key.prefix, &key.hash, &scopes).await?;
+        eprintln!(
+            "\n  ShadowCheck created an admin API key (shown only this once; create more with `shadowcheck keys create`):\n\n    {}\n\n  Send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`.\n",
+            key.secret
+        );
+        tracing::info!(name = "initial-admin", prefix = %key.prefix, "created the first API key");
+    }
+    pool.close().await;
+    Ok(())
+}
+
+async fn keys(settings: Settings, action: KeysAction) -> anyhow::Result<()> {
+    let (url, embedded) = database(&settings).await?;
+    let pool = crate::db::lazy_pool(&url, &settings.database)?;
+    if embedded.is_some() {
+        crate::db::MIGRATOR
+            .run(&pool)
+            .await
+            .context("migration failed")?;
+    }
+    let result = run_keys(&pool, action).await;
+    pool.close().await;
+    if let Some(mut pg) = embedded {
+        tokio::task::spawn_blocking(move || pg.stop()).await??;
+    }
+    result
+}
+
+async fn run_keys(pool: &sqlx::PgPool, action: KeysAction) -> anyhow::Result<()> {
+    use crate::auth::{NewKey, Scope};
+    match action {
+        KeysAction::Create { name, scopes } => {
+            let mut parsed: Vec<String> = Vec::new();
+            for s in scopes.iter().flat_map(|s| s.split(',')) {
+                let scope: Scope = s.trim().parse().map_err(anyhow::Error::msg)?;
+                if !parsed.contains(&scope.to_string()) {
+                    parsed.push(scope.to_string());
+                }
+            }
+            if name.trim().is_empty() || name.len() > 64 {
+                anyhow::bail!("--name must be 1 to 64 characters");
+            }
+            let key = NewKey::generate();
+            match crate::db::keys::insert(pool, &name, &key.prefix, &key.hash, &parsed).await {
+                Ok(record) => {
+                    eprintln!(
+                        "created key `{}` (prefix {}, scopes {}); it is shown only now:",
+                        record.name,
+                        record.key_prefix,
+                        parsed.join(",")
+                    );
+                    println!("{}", key.secret);
+                    Ok(())
+                }
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                    anyhow::bail!("a key named `{name}` already exists")
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        KeysAction::List => {
+            println!(
+                "{:<24} {:<12} {:<20} {:<25} {:<25} REVOKED",
+                "NAME", "PREFIX", "SCOPES", "CREATED", "LAST USED"
+            );
+            let show = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_else(|| "-".into())
+            };
+            for k in crate::db::keys::list(pool).await? {
+                println!(
+                    "{:<24} {:<12} {:<20} {:<25} {:<25} {}",
+                    k.name,
+                    k.key_prefix,
+                    k.scopes.join(","),
+                    show(Some(k.created_at)),
+                    show(k.last_used_at),
+                    show(k.revoked_at)
+                );
+            }
+            Ok(())
+        }
+        KeysAction::Revoke { name_or_prefix } => {
+            match crate::db::keys::revoke(pool, &name_or_prefix).await? {
+                Some(k) => {
+                    eprintln!("revoked key `{}` (prefix {})", k.name, k.key_prefix);
+                    Ok(())
+                }
+                None => anyhow::bail!("no active key named or prefixed `{name_or_prefix}`"),
+            }
         }
     }
 }

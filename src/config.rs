@@ -45,6 +45,82 @@ pub struct Settings {
     pub log: LogSettings,
     pub loki: LokiSettings,
     pub otel: OtelSettings,
+    pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// A key with every scope, e.g. from a Docker secret (`auth.bootstrap_key_file`).
+    pub bootstrap_key: Option<Secret>,
+    /// Let clients without a key read (GET) detections and stats.
+    pub anonymous_read: bool,
+    /// How long a verified key is trusted without asking the database again; revocation takes
+    /// effect within this time.
+    pub cache_ttl_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            bootstrap_key: None,
+            anonymous_read: false,
+            cache_ttl_secs: 10,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// Sustained requests per second, and burst, for one API key.
+    pub per_key_per_second: u32,
+    pub per_key_burst: u32,
+    /// Sustained requests per second, and burst, for one client address (before authentication,
+    /// so guessing keys is slow too).
+    pub per_client_per_second: u32,
+    pub per_client_burst: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_key_per_second: 50,
+            per_key_burst: 100,
+            per_client_per_second: 100,
+            per_client_burst: 200,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// PEM certificate chain and private key; TLS is terminated in-process when both are set.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// Accepts a list or a comma-separated string (how lists arrive from environment variables).
+fn comma_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Form::deserialize(d)? {
+        Form::List(items) => items,
+        Form::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -110,6 +186,24 @@ pub struct ServerSettings {
     pub drain_timeout_secs: u64,
     /// Largest accepted request body.
     pub body_limit_bytes: usize,
+    /// Bound on handling one request, body included (cuts off endless bodies); 408 after it.
+    pub request_timeout_secs: u64,
+    /// Bound on receiving a request's headers (cuts off slowloris clients).
+    pub header_read_timeout_secs: u64,
+    /// Largest request head (request line + headers); 431 above.
+    pub max_header_bytes: usize,
+    /// Requests handled at once; beyond it new ones are shed with 503 instead of queueing.
+    pub max_concurrent_requests: usize,
+    /// Proxies (CIDRs) whose X-Forwarded-For is believed for the client address.
+    #[serde(deserialize_with = "comma_list")]
+    pub trusted_proxies: Vec<String>,
+    /// Origins allowed to call the API from a browser (CORS); empty means same-origin only.
+    #[serde(deserialize_with = "comma_list")]
+    pub cors_allowed_origins: Vec<String>,
+    /// Send Strict-Transport-Security (set when a TLS-terminating proxy fronts the API; always
+    /// sent when TLS is terminated in-process).
+    pub hsts: bool,
+    pub tls: TlsSettings,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -172,6 +266,14 @@ impl Default for ServerSettings {
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             drain_timeout_secs: 15,
             body_limit_bytes: 16 * 1024 * 1024,
+            request_timeout_secs: 60,
+            header_read_timeout_secs: 10,
+            max_header_bytes: 16 * 1024,
+            max_concurrent_requests: 256,
+            trusted_proxies: Vec::new(),
+            cors_allowed_origins: Vec::new(),
+            hsts: false,
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -323,6 +425,57 @@ impl Settings {
         }
         if self.server.body_limit_bytes < 1024 {
             return bad("server.body_limit_bytes", "must be at least 1024");
+        }
+        for cidr in &self.server.trusted_proxies {
+            if cidr.parse::<ipnet::IpNet>().is_err() && cidr.parse::<std::net::IpAddr>().is_err() {
+                return bad(
+                    "server.trusted_proxies",
+                    &format!("`{cidr}` is not an IP address or CIDR"),
+                );
+            }
+        }
+        for origin in &self.server.cors_allowed_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.ends_with('/')
+            {
+                return bad(
+                    "server.cors_allowed_origins",
+                    &format!("`{origin}` is not an origin like https://map.example.org"),
+                );
+            }
+        }
+        if self.server.tls.cert_file.is_some() != self.server.tls.key_file.is_some() {
+            return bad(
+                "server.tls.cert_file",
+                "cert_file and key_file must be given together",
+            );
+        }
+        if self.server.max_header_bytes < 8192 {
+            return bad("server.max_header_bytes", "must be at least 8192");
+        }
+        if self.server.request_timeout_secs == 0
+            || self.server.header_read_timeout_secs == 0
+            || self.server.max_concurrent_requests == 0
+        {
+            return bad(
+                "server.request_timeout_secs",
+                "timeouts and max_concurrent_requests must be positive",
+            );
+        }
+        if self.rate_limit.per_key_per_second == 0
+            || self.rate_limit.per_client_per_second == 0
+            || self.rate_limit.per_key_burst == 0
+            || self.rate_limit.per_client_burst == 0
+        {
+            return bad(
+                "rate_limit.per_key_per_second",
+                "rates and bursts must be at least 1",
+            );
+        }
+        if let Some(key) = &self.auth.bootstrap_key {
+            if key.expose().len() < 24 {
+                return bad("auth.bootstrap_key", "must be at least 24 characters");
+            }
         }
         if self.loki.queue_capacity == 0 || self.loki.batch_size == 0 {
             return bad(

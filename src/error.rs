@@ -46,6 +46,12 @@ pub enum ApiError {
     #[error("{detail}")]
     Conflict { detail: String },
     #[error("{detail}")]
+    Unauthorized { detail: String },
+    #[error("{detail}")]
+    Forbidden { detail: String },
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u32 },
+    #[error("{detail}")]
     NotFound { detail: String },
     #[error("{detail}")]
     Unavailable {
@@ -94,6 +100,17 @@ impl ApiError {
                 "No valid detection in request",
             ),
             Self::Conflict { .. } => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            Self::Unauthorized { .. } => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Authentication required",
+            ),
+            Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", "Insufficient scope"),
+            Self::TooManyRequests { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+            ),
             Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Self::Unavailable { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -2,6 +2,8 @@
 
 /// Wiring: state, router, listeners, serve loop.
 pub mod app;
+/// API keys, scopes and the per-key rate limit.
+pub mod auth;
 /// Command-line interface and subcommands.
 pub mod cli;
 /// Settings from defaults, file, environment and flags.

@@ -2,6 +2,7 @@
 
 pub mod detections;
 pub mod embedded;
+pub mod keys;
 
 use std::time::{Duration, Instant};
 

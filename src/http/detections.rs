@@ -18,6 +18,7 @@ use crate::db::detections::{self as store, DetectionRow};
 use crate::domain::search::{Area, DetectionSearch};
 use crate::domain::{BBox, Mac, Position, SignalType, ValidationPolicy};
 use crate::error::{ApiError, ApiResult};
+use crate::http::guard::{RequireIngest, RequireRead};
 use crate::ingest::{self, BodyFormat, Idempotency, IngestReport, Stored};
 
 pub fn router() -> Router<AppState> {
@@ -106,6 +107,7 @@ fn status_for(report: &IngestReport) -> u16 {
 
 async fn post_detections(
     State(state): State<AppState>,
+    _caller: RequireIngest,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
@@ -427,6 +429,7 @@ fn next_href(raw: Option<&str>, last_id: i64) -> String {
 
 async fn get_detections(
     State(state): State<AppState>,
+    _caller: RequireRead,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let q = &state.settings.query;
@@ -457,6 +460,7 @@ async fn get_detections(
 
 async fn get_detection(
     State(state): State<AppState>,
+    _caller: RequireRead,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let id: i64 = id

@@ -70,17 +70,48 @@ async fn migrate_subcommand_applies_the_schema() {
     assert!(out.status.success());
 }
 
+/// The first key the embedded default prints on stderr.
+fn printed_key(serve: &ServeProcess) -> Option<String> {
+    serve
+        .log_lines()
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with("sc_") && l.len() == 46)
+        .map(str::to_owned)
+}
+
+fn bearer(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
 #[tokio::test]
 async fn embedded_default_serves_persists_and_restarts() {
     let dir = shared_temp_dir("shadowcheck-embedded-");
     let data = dir.join("data");
-    let client = reqwest::Client::new();
 
-    let mut serve = ServeProcess::start(&[], Some(&data));
+    // The one-command quick start: no database URL, no key configured.
+    let mut serve = ServeProcess::start_exactly(&[], Some(&data));
     let addr = serve.addr.clone();
+    let key = printed_key(&serve).expect("the first start prints an admin key");
+    let client = bearer(&key);
     serve.wait_ready(&client).await;
     let item = json!({"detected_at": "2026-06-01T08:00:00Z", "latitude": 48.85, "longitude": 2.35,
                       "signal_type": "ble", "bt_address": "c0:ff:ee:00:00:01"});
+    let anonymous = reqwest::Client::new()
+        .post(format!("http://{addr}/api/v1/detections"))
+        .json(&item)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(anonymous.status(), 401);
     let resp = client
         .post(format!("http://{addr}/api/v1/detections"))
         .json(&item)
@@ -95,10 +126,23 @@ async fn embedded_default_serves_persists_and_restarts() {
         !data.join("postgres/postmaster.pid").exists(),
         "embedded PostgreSQL left running"
     );
+    // The key is not in the JSON logs (which go to Loki), only on the terminal once.
+    assert_eq!(
+        serve
+            .log_lines()
+            .iter()
+            .filter(|l| l.contains(&key))
+            .count(),
+        1
+    );
 
-    // The second start reuses the cluster and finds the data.
-    let mut serve = ServeProcess::start(&[], Some(&data));
+    // The second start reuses the cluster, finds the data, keeps the key, prints no new one.
+    let mut serve = ServeProcess::start_exactly(&[], Some(&data));
     let addr = serve.addr.clone();
+    assert!(
+        printed_key(&serve).is_none(),
+        "a second admin key was created"
+    );
     serve.wait_ready(&client).await;
     let stats: Value = client
         .get(format!("http://{addr}/api/v1/stats"))

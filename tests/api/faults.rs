@@ -133,10 +133,7 @@ fn ingest_loop(
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .expect("client");
+        let client = crate::helpers::client_with_timeout(Some(Duration::from_secs(20)));
         let started = Instant::now();
         for _ in 0..3000 {
             if stop.is_cancelled() || started.elapsed() > Duration::from_secs(90) {
@@ -218,7 +215,7 @@ async fn a_starts_without_database_then_becomes_ready() {
     let url = cluster.url();
     cluster.stop().await;
     let serve = start_serve(&url);
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
 
     assert_eq!(
         client
@@ -278,7 +275,7 @@ async fn b_database_restart_under_continuous_ingest_loses_nothing() {
     let mut cluster = OwnCluster::start().await;
     let url = cluster.url();
     let mut serve = start_serve(&url);
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     serve.wait_ready(&client).await;
 
     let ledger = Arc::new(Ledger::default());
@@ -338,7 +335,7 @@ async fn c_sigterm_during_continuous_ingest_drains_and_exits_zero() {
     let cluster = OwnCluster::start().await;
     let url = cluster.url();
     let mut serve = start_serve(&url);
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     serve.wait_ready(&client).await;
 
     let ledger = Arc::new(Ledger::default());
@@ -379,7 +376,7 @@ async fn d_sigkill_during_continuous_ingest_keeps_every_acknowledged_row() {
     let cluster = OwnCluster::start().await;
     let url = cluster.url();
     let mut serve = start_serve(&url);
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     serve.wait_ready(&client).await;
 
     let ledger = Arc::new(Ledger::default());

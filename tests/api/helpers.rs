@@ -153,9 +153,33 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// The bootstrap key every test server accepts (all scopes).
+pub const TEST_KEY: &str = "sc_test_bootstrap_key_0123456789abcdefABCDEF";
+
+/// An HTTP client that sends `TEST_KEY`.
+pub fn client() -> reqwest::Client {
+    client_with_timeout(None)
+}
+
+pub fn client_with_timeout(timeout: Option<Duration>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {TEST_KEY}")).expect("header"),
+    );
+    let mut builder = reqwest::Client::builder().default_headers(headers);
+    if let Some(t) = timeout {
+        builder = builder.timeout(t);
+    }
+    builder.build().expect("client")
+}
+
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     let url = fresh_database().await;
     let mut settings = Settings::default();
+    settings.auth.bootstrap_key = Some(Secret::new(TEST_KEY));
+    // Rate limits have tests of their own; elsewhere they would only add noise.
+    settings.rate_limit.enabled = false;
     settings.server.listen = "127.0.0.1:0".parse().expect("addr");
     settings.server.metrics_listen = "127.0.0.1:0".parse().expect("addr");
     settings.database.max_connections = 4;
@@ -179,7 +203,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         addr,
         metrics_addr,
         db,
-        client: reqwest::Client::new(),
+        client: client(),
         lifecycle,
         server,
     }
@@ -333,8 +357,20 @@ pub struct ServeProcess {
 }
 
 impl ServeProcess {
-    /// Starts `serve` on free ports and waits for its "listening" log line.
+    /// Starts `serve` on free ports, accepting `TEST_KEY` and without rate limits unless `env`
+    /// says otherwise, and waits for its "listening" log line.
     pub fn start(env: &[(&str, &str)], data_dir: Option<&std::path::Path>) -> Self {
+        let mut all: Vec<(&str, &str)> = vec![
+            ("SHADOWCHECK__AUTH__BOOTSTRAP_KEY", TEST_KEY),
+            ("SHADOWCHECK__RATE_LIMIT__ENABLED", "false"),
+        ];
+        all.retain(|(k, _)| !env.iter().any(|(e, _)| e == k));
+        all.extend_from_slice(env);
+        Self::start_exactly(&all, data_dir)
+    }
+
+    /// Starts `serve` with exactly this environment (no test key).
+    pub fn start_exactly(env: &[(&str, &str)], data_dir: Option<&std::path::Path>) -> Self {
         use std::io::{BufRead, BufReader};
         let mut cmd = shadowcheck();
         cmd.args([
@@ -349,12 +385,22 @@ impl ServeProcess {
         }
         cmd.envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit());
+            .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("spawn serve");
         let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
         let logs = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&logs);
+        let err_sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                if let Ok(mut logs) = err_sink.lock() {
+                    logs.push(line);
+                }
+            }
+        });
         // Keeps draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {

@@ -96,7 +96,7 @@ fn detection(kind: &str, n: u32) -> Value {
 #[tokio::test]
 async fn metrics_count_a_known_workload_exactly() {
     let serve = start(&[]).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     serve.wait_ready(&client).await;
     let post = |body: Value| {
         client
@@ -297,7 +297,7 @@ async fn logs_reach_loki_with_bounded_labels_and_request_fields() {
         ("SHADOWCHECK__LOKI__FLUSH_INTERVAL_MS", "100".into()),
     ])
     .await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     serve.wait_ready(&client).await;
     let resp = client
         .get(serve.url("/api/v1/detections?limit=1"))
@@ -403,7 +403,7 @@ async fn a_dead_or_silent_loki_never_slows_requests_and_the_queue_stays_bounded(
             ("SHADOWCHECK__LOKI__TIMEOUT_MS", "300".into()),
         ])
         .await;
-        let client = reqwest::Client::new();
+        let client = crate::helpers::client();
         serve.wait_ready(&client).await;
         let mut slowest = Duration::ZERO;
         for _ in 0..300 {
@@ -516,7 +516,7 @@ async fn otlp_receiver() -> (String, Spans) {
 async fn spans_reach_the_collector_with_the_incoming_trace_id_and_are_flushed_on_exit() {
     let (endpoint, spans) = otlp_receiver().await;
     let mut serve = start(&[("SHADOWCHECK__OTEL__ENDPOINT", endpoint)]).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     serve.wait_ready(&client).await;
     let resp = client
         .get(serve.url("/api/v1/detections?limit=5"))
@@ -552,7 +552,7 @@ async fn an_absent_collector_costs_requests_nothing_and_logs_no_error_spam() {
         ("SHADOWCHECK__OTEL__TIMEOUT_MS", "300".into()),
     ])
     .await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     serve.wait_ready(&client).await;
     for _ in 0..50 {
         let sent = Instant::now();

@@ -411,7 +411,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 async fn every_metric_used_by_rules_and_dashboards_is_exported() {
     let url = fresh_database().await;
     let serve = ServeProcess::start(&[("DATABASE_URL", url.as_str())], None);
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     serve.wait_ready(&client).await;
     // One of each kind of traffic, so every histogram has been observed.
     let item = json!({"detected_at": "2026-10-01T00:00:00Z", "latitude": 1, "longitude": 1, "signal_type": "wifi", "bssid": "a4:00:00:00:00:01"});
@@ -515,7 +515,7 @@ async fn image_entrypoint_and_healthcheck_exist_in_the_binary() {
     // And the health check really tells up from down.
     let url = fresh_database().await;
     let serve = ServeProcess::start(&[("DATABASE_URL", url.as_str())], None);
-    serve.wait_ready(&reqwest::Client::new()).await;
+    serve.wait_ready(&crate::helpers::client()).await;
     let args: Vec<String> = health[1..]
         .iter()
         .map(|a| a.replace("127.0.0.1:5000", &serve.addr))
@@ -681,7 +681,7 @@ async fn init_script_roles_are_least_privilege() {
         ],
         None,
     );
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     serve.wait_ready(&client).await;
     // ...but it stores detections, including a month that has no partition yet.
     for at in ["2015-07-04T12:00:00Z", "2026-11-01T12:00:00Z"] {

@@ -1,0 +1,194 @@
+//! Authentication and rate limits at the HTTP edge: the `Require<Scope>` extractor each handler
+//! declares, the per-client limiter, and the client address behind trusted proxies.
+
+use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::auth::{AuthError, AuthFailure, Principal, Scope};
+use crate::error::ApiError;
+
+pub trait ScopeMarker: Send + Sync {
+    const SCOPE: Scope;
+    /// Whether `?key=` is accepted: only for clients that cannot send headers (stumbler apps).
+    const QUERY_KEY: bool = false;
+}
+
+pub struct IngestScope;
+pub struct ReadScope;
+pub struct AdminScope;
+/// Ingest for geosubmit clients, which put the key in the query string.
+pub struct IngestQueryKeyScope;
+
+impl ScopeMarker for IngestScope {
+    const SCOPE: Scope = Scope::Ingest;
+}
+impl ScopeMarker for ReadScope {
+    const SCOPE: Scope = Scope::Read;
+}
+impl ScopeMarker for AdminScope {
+    const SCOPE: Scope = Scope::Admin;
+}
+impl ScopeMarker for IngestQueryKeyScope {
+    const SCOPE: Scope = Scope::Ingest;
+    const QUERY_KEY: bool = true;
+}
+
+/// A caller allowed `S`'s scope and within its key's rate limit.
+pub struct Require<S: ScopeMarker>(pub Principal, PhantomData<S>);
+
+pub type RequireIngest = Require<IngestScope>;
+pub type RequireRead = Require<ReadScope>;
+
+fn presented_key(parts: &Parts, query_key: bool) -> Option<String> {
+    let headers = &parts.headers;
+    if let Some(v) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, token) = v.trim().split_once(' ').unwrap_or(("", ""));
+        if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() {
+            return Some(token.trim().to_owned());
+        }
+    }
+    if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        if !v.trim().is_empty() {
+            return Some(v.trim().to_owned());
+        }
+    }
+    if query_key {
+        let query = parts.uri.query().unwrap_or("");
+        return form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "key")
+            .map(|(_, v)| v.into_owned())
+            .filter(|v| !v.is_empty());
+    }
+    None
+}
+
+fn refuse(failure: AuthFailure, parts: &Parts, state: &AppState) -> ApiError {
+    metrics::counter!("shadowcheck_auth_failures_total", "reason" => failure.as_str()).increment(1);
+    // Never the key itself.
+    let client = client_ip(
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0),
+        &parts.headers,
+        state,
+    );
+    tracing::warn!(reason = failure.as_str(), client = ?client, path = parts.uri.path(), "authentication refused");
+    match failure {
+        AuthFailure::Missing => ApiError::Unauthorized {
+            detail: "an API key is required (Authorization: Bearer <key> or X-API-Key)".into(),
+        },
+        AuthFailure::Invalid => ApiError::Unauthorized {
+            detail: "the API key is not valid".into(),
+        },
+        AuthFailure::Revoked => ApiError::Unauthorized {
+            detail: "the API key has been revoked".into(),
+        },
+        AuthFailure::Scope => ApiError::Forbidden {
+            detail: "the API key lacks the scope this endpoint needs".into(),
+        },
+    }
+}
+
+impl<S: ScopeMarker> FromRequestParts<AppState> for Require<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let auth = &state.auth;
+        let Some(key) = presented_key(parts, S::QUERY_KEY) else {
+            if S::SCOPE == Scope::Read && auth.anonymous_read {
+                return Ok(Require(
+                    Principal {
+                        key_id: None,
+                        name: "anonymous".into(),
+                        scopes: vec![Scope::Read],
+                    },
+                    PhantomData,
+                ));
+            }
+            return Err(refuse(AuthFailure::Missing, parts, state));
+        };
+        let pool = state.database()?;
+        let principal = match auth.verify(pool, &key).await {
+            Ok(p) => p,
+            Err(AuthError::Failed(failure)) => return Err(refuse(failure, parts, state)),
+            Err(AuthError::Database(e)) => return Err(e.into()),
+        };
+        if !principal.allows(S::SCOPE) {
+            return Err(refuse(AuthFailure::Scope, parts, state));
+        }
+        if let Err(wait) = auth.check_rate(&principal) {
+            metrics::counter!("shadowcheck_rate_limited_total", "limit" => "key").increment(1);
+            return Err(ApiError::TooManyRequests {
+                retry_after_secs: wait.as_secs().max(1) as u32,
+            });
+        }
+        tracing::Span::current().record("principal", principal.name.as_str());
+        Ok(Require(principal, PhantomData))
+    }
+}
+
+/// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
+/// address in X-Forwarded-For that is not itself a trusted proxy.
+pub fn client_ip(
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Option<IpAddr> {
+    let peer = peer?.ip();
+    let trusted = |ip: &IpAddr| state.trusted_proxies.iter().any(|net| net.contains(ip));
+    if !trusted(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !trusted(ip))
+            .unwrap_or(peer),
+    )
+}
+
+/// Per-client-address token bucket, before authentication; probes are exempt.
+pub async fn limit_clients(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(limiter) = &state.client_limiter {
+        let exempt = req.uri().path().starts_with("/api/v1/health");
+        if !exempt {
+            let peer = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0);
+            if let Some(ip) = client_ip(peer, req.headers(), &state) {
+                if let Err(wait) = limiter.check(ip) {
+                    metrics::counter!("shadowcheck_rate_limited_total", "limit" => "client")
+                        .increment(1);
+                    return ApiError::TooManyRequests {
+                        retry_after_secs: wait.as_secs().max(1) as u32,
+                    }
+                    .into_response();
+                }
+            }
+        }
+    }
+    next.run(req).await
+}
