@@ -199,13 +199,22 @@ impl IntoResponse for ApiError {
             errors,
         };
         let mut response = with_problem_type(status, serde_json::to_vec(&body).unwrap_or_default());
-        if let Self::Unavailable {
-            retry_after_secs, ..
-        } = self
-        {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        match self {
+            Self::Unavailable {
+                retry_after_secs, ..
+            }
+            | Self::TooManyRequests { retry_after_secs } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            Self::Unauthorized { .. } => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"shadowcheck\""),
+                );
+            }
+            _ => {}
         }
         response
     }

@@ -19,7 +19,7 @@ pub enum BodyFormat {
 }
 
 /// Outcome of one ingest request, as sent to the client.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IngestReport {
     pub accepted: u64,
     pub duplicates: u64,
@@ -27,7 +27,7 @@ pub struct IngestReport {
     pub errors: Vec<ItemErrorBody>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ItemErrorBody {
     pub index: usize,
     pub field: String,

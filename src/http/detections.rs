@@ -19,6 +19,7 @@ use crate::domain::search::{Area, DetectionSearch};
 use crate::domain::{BBox, Mac, Position, SignalType, ValidationPolicy};
 use crate::error::{ApiError, ApiResult};
 use crate::http::guard::{RequireIngest, RequireRead};
+use crate::http::openapi::Problem;
 use crate::ingest::{self, BodyFormat, Idempotency, IngestReport, Stored};
 
 pub fn router() -> Router<AppState> {
@@ -105,7 +106,28 @@ fn status_for(report: &IngestReport) -> u16 {
     }
 }
 
-async fn post_detections(
+#[utoipa::path(
+    post,
+    path = "/api/v1/detections",
+    tag = "detections",
+    request_body(content = Vec<super::openapi::DetectionInput>, description = "An array of detections (or one object, or {\"detections\": [...]}); application/x-ndjson also accepted", content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer back")),
+    responses(
+        (status = 201, description = "Every detection stored (committed)", body = crate::ingest::IngestReport),
+        (status = 200, description = "Some detections rejected or already stored; the valid ones are committed", body = crate::ingest::IngestReport),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Key lacks the ingest scope", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body or batch too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Unsupported content type", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No valid detection", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub(crate) async fn post_detections(
     State(state): State<AppState>,
     _caller: RequireIngest,
     headers: HeaderMap,
@@ -427,7 +449,22 @@ fn next_href(raw: Option<&str>, last_id: i64) -> String {
     format!("/api/v1/detections?{}", query.finish())
 }
 
-async fn get_detections(
+#[utoipa::path(
+    get,
+    path = "/api/v1/detections",
+    tag = "detections",
+    params(super::openapi::SearchParams),
+    responses(
+        (status = 200, description = "Matching detections, keyset-paged", body = super::openapi::FeatureCollection, content_type = "application/geo+json"),
+        (status = 400, description = "Invalid parameter (named in `parameter`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Key lacks the read scope", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub(crate) async fn get_detections(
     State(state): State<AppState>,
     _caller: RequireRead,
     RawQuery(raw): RawQuery,
@@ -458,7 +495,21 @@ async fn get_detections(
     })))
 }
 
-async fn get_detection(
+#[utoipa::path(
+    get,
+    path = "/api/v1/detections/{id}",
+    tag = "detections",
+    params(("id" = i64, Path, description = "Detection id")),
+    responses(
+        (status = 200, description = "One detection", body = super::openapi::Feature, content_type = "application/geo+json"),
+        (status = 400, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such detection", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub(crate) async fn get_detection(
     State(state): State<AppState>,
     _caller: RequireRead,
     Path(id): Path<String>,

@@ -20,11 +20,14 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/health/detailed", get(get_detailed))
 }
 
-async fn get_live() -> Response {
+#[utoipa::path(get, path = "/api/v1/health/live", tag = "health", responses((status = 200, description = "Alive (never touches the database); also at /api/v1/health", body = Object),))]
+pub(crate) async fn get_live() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-async fn get_startup(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/api/v1/health/startup", tag = "health", responses((status = 200, description = "Start-up finished (503 before)", body = Object),
+        (status = 503, description = "Not ready", body = Object),))]
+pub(crate) async fn get_startup(State(state): State<AppState>) -> Response {
     if state.lifecycle.is_started() {
         (StatusCode::OK, Json(json!({"status": "started"}))).into_response()
     } else {
@@ -36,7 +39,9 @@ async fn get_startup(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn get_ready(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/api/v1/health/ready", tag = "health", responses((status = 200, description = "Ready: database reachable, migrations applied, not draining (503 otherwise)", body = Object),
+        (status = 503, description = "Not ready", body = Object),))]
+pub(crate) async fn get_ready(State(state): State<AppState>) -> Response {
     let database = state.database_health().await;
     let migrations = state.lifecycle.is_started();
     let draining = state.lifecycle.is_draining();
@@ -65,7 +70,8 @@ fn round_ms(d: Duration) -> f64 {
 }
 
 /// Everything an operator wants at a glance; nothing secret (no URLs, no keys).
-async fn get_detailed(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/api/v1/health/detailed", tag = "health", responses((status = 200, description = "Version, uptime, memory, database, pool and exporter state", body = Object),))]
+pub(crate) async fn get_detailed(State(state): State<AppState>) -> Response {
     let database = state.database_health().await;
     let started = state.lifecycle.is_started();
     let draining = state.lifecycle.is_draining();

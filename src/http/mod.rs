@@ -4,6 +4,7 @@
 pub mod detections;
 pub mod guard;
 pub mod health;
+pub mod openapi;
 pub mod server;
 pub mod stats;
 
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .merge(detections::router())
         .merge(health::router())
         .merge(stats::router())
+        .merge(openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -6,12 +6,24 @@ use crate::app::AppState;
 use crate::db;
 use crate::error::ApiResult;
 use crate::http::guard::RequireRead;
+use crate::http::openapi::Problem;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/stats", get(get_stats))
 }
 
-async fn get_stats(
+#[utoipa::path(
+    get,
+    path = "/api/v1/stats",
+    tag = "detections",
+    responses(
+        (status = 200, description = "Counts by signal type, time span and extent", body = Object),
+        (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub(crate) async fn get_stats(
     State(state): State<AppState>,
     _caller: RequireRead,
 ) -> ApiResult<Json<db::detections::Stats>> {

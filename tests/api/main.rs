@@ -8,4 +8,5 @@ mod ingest;
 mod lifecycle;
 mod observability;
 mod query;
+mod security;
 mod stack;

@@ -1,0 +1,915 @@
+//! Keys, scopes, rate limits and the hardened HTTP edge, against the real router and binary.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::helpers::{
+    fresh_database, problem, shadowcheck, spawn_app_with, ServeProcess, TestApp, TEST_KEY,
+};
+
+fn item(mac: &str) -> Value {
+    json!({"detected_at": "2026-09-01T00:00:00Z", "latitude": 1, "longitude": 1, "signal_type": "ble", "bt_address": mac})
+}
+
+/// `shadowcheck keys ...` against the test app's database; returns stdout.
+fn keys(app_db_url: &str, args: &[&str]) -> (bool, String, String) {
+    let out = shadowcheck()
+        .arg("keys")
+        .args(args)
+        .env("DATABASE_URL", app_db_url)
+        .output()
+        .expect("run keys");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn db_url(app: &TestApp) -> String {
+    let db = app
+        .db
+        .connect_options()
+        .get_database()
+        .expect("db")
+        .to_owned();
+    let any = fresh_database().await;
+    format!("{}/{db}", any.rsplit_once('/').expect("url").0)
+}
+
+async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut req = reqwest::Client::new().request(method, app.url(path));
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    req.send().await.expect("send")
+}
+
+#[tokio::test]
+async fn keys_scopes_and_revocation() {
+    let app = spawn_app_with(|s| s.auth.cache_ttl_secs = 0).await;
+    let url = db_url(&app).await;
+    let (ok, reader, _) = keys(
+        &url,
+        &["create", "--name", "map-frontend", "--scope", "read"],
+    );
+    assert!(ok);
+    let reader = reader.trim().to_owned();
+    let (ok, device, err) = keys(&url, &["create", "--name", "pixel-7", "--scope", "ingest"]);
+    assert!(ok, "{err}");
+    let device = device.trim().to_owned();
+    assert!(reader.starts_with("sc_") && device.starts_with("sc_") && reader != device);
+    let (ok, _, err) = keys(&url, &["create", "--name", "pixel-7", "--scope", "ingest"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, _, err) = keys(&url, &["create", "--name", "x", "--scope", "superuser"]);
+    assert!(!ok && err.contains("unknown scope"), "{err}");
+
+    use reqwest::Method;
+    // No key: 401 with a challenge; garbage key: 401.
+    let resp = send(
+        &app,
+        Method::POST,
+        "/api/v1/detections",
+        None,
+        Some(item("c0:00:00:00:01:01")),
+    )
+    .await;
+    assert!(resp.headers().get("www-authenticate").is_some());
+    problem(resp, 401).await;
+    problem(
+        send(&app, Method::GET, "/api/v1/detections", None, None).await,
+        401,
+    )
+    .await;
+    problem(
+        send(
+            &app,
+            Method::GET,
+            "/api/v1/stats",
+            Some("sc_not_a_real_key_at_all_000000000000000000000"),
+            None,
+        )
+        .await,
+        401,
+    )
+    .await;
+    // Wrong scope: 403.
+    problem(
+        send(
+            &app,
+            Method::POST,
+            "/api/v1/detections",
+            Some(&reader),
+            Some(item("c0:00:00:00:01:02")),
+        )
+        .await,
+        403,
+    )
+    .await;
+    problem(
+        send(&app, Method::GET, "/api/v1/detections", Some(&device), None).await,
+        403,
+    )
+    .await;
+    // Right scope.
+    assert_eq!(
+        send(
+            &app,
+            Method::POST,
+            "/api/v1/detections",
+            Some(&device),
+            Some(item("c0:00:00:00:01:03"))
+        )
+        .await
+        .status(),
+        201
+    );
+    assert_eq!(
+        send(&app, Method::GET, "/api/v1/detections", Some(&reader), None)
+            .await
+            .status(),
+        200
+    );
+    // X-API-Key works as well as Bearer.
+    let via_header = reqwest::Client::new()
+        .get(app.url("/api/v1/stats"))
+        .header("x-api-key", &reader)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(via_header.status(), 200);
+    // Probes need no key.
+    assert_eq!(
+        send(&app, Method::GET, "/api/v1/health/ready", None, None)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        send(&app, Method::GET, "/api/v1/openapi.json", None, None)
+            .await
+            .status(),
+        200
+    );
+
+    // Revoked: refused from then on.
+    let (ok, _, err) = keys(&url, &["revoke", "pixel-7"]);
+    assert!(ok, "{err}");
+    let body = problem(
+        send(
+            &app,
+            Method::POST,
+            "/api/v1/detections",
+            Some(&device),
+            Some(item("c0:00:00:00:01:04")),
+        )
+        .await,
+        401,
+    )
+    .await;
+    assert!(body["detail"].as_str().expect("detail").contains("revoked"));
+    let (ok, _, _) = keys(&url, &["revoke", "pixel-7"]);
+    assert!(!ok, "revoking twice");
+
+    // Listed without secrets; stored only as hashes.
+    let (ok, listing, _) = keys(&url, &["list"]);
+    assert!(ok);
+    assert!(
+        listing.contains("map-frontend")
+            && listing.contains("pixel-7")
+            && listing.contains(&device[..11])
+    );
+    assert!(!listing.contains(&device) && !listing.contains(&reader));
+    type KeyRow = (
+        String,
+        String,
+        Vec<u8>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    );
+    let rows: Vec<KeyRow> =
+        sqlx::query_as("SELECT name, row_to_json(k)::text, key_hash, last_used_at FROM sigint.api_keys k ORDER BY id")
+            .fetch_all(&app.db)
+            .await
+            .expect("rows");
+    for (name, row, hash, _) in &rows {
+        for secret in [&reader, &device] {
+            assert!(
+                !row.contains(secret.as_str()),
+                "{name}: plaintext key stored"
+            );
+        }
+        let expected = if name == "map-frontend" {
+            &reader
+        } else {
+            &device
+        };
+        assert_eq!(
+            hash.as_slice(),
+            Sha256::digest(expected.as_bytes()).as_slice(),
+            "{name}: hash"
+        );
+    }
+    assert!(
+        rows.iter().all(|(_, _, _, used)| used.is_some()),
+        "last_used_at recorded"
+    );
+}
+
+#[tokio::test]
+async fn anonymous_read_when_the_operator_allows_it() {
+    let app = spawn_app_with(|s| s.auth.anonymous_read = true).await;
+    use reqwest::Method;
+    assert_eq!(
+        send(&app, Method::GET, "/api/v1/detections", None, None)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        send(&app, Method::GET, "/api/v1/stats", None, None)
+            .await
+            .status(),
+        200
+    );
+    problem(
+        send(
+            &app,
+            Method::POST,
+            "/api/v1/detections",
+            None,
+            Some(item("c0:00:00:00:02:01")),
+        )
+        .await,
+        401,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bursts_above_the_limit_get_429_then_recover() {
+    let app = spawn_app_with(|s| {
+        s.rate_limit.enabled = true;
+        s.rate_limit.per_key_per_second = 2;
+        s.rate_limit.per_key_burst = 5;
+        s.rate_limit.per_client_per_second = 1000;
+        s.rate_limit.per_client_burst = 1000;
+    })
+    .await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..12 {
+        let resp = app.get("/api/v1/stats").await;
+        if resp.status() == 429 {
+            retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let body = problem(resp, 429).await;
+            assert_eq!(body["type"], "urn:shadowcheck:problem:rate-limited");
+            statuses.push(429);
+        } else {
+            statuses.push(resp.status().as_u16());
+        }
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    let wait = retry_after.expect("Retry-After");
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    // Probes are exempt from every limit.
+    for _ in 0..20 {
+        assert_eq!(app.get("/api/v1/health/live").await.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    assert_eq!(
+        app.get("/api/v1/stats").await.status(),
+        200,
+        "recovered after Retry-After"
+    );
+}
+
+#[tokio::test]
+async fn per_client_limit_trusts_forwarded_for_only_from_trusted_proxies() {
+    let limited = |trusted: bool| {
+        move |s: &mut shadowcheck::config::Settings| {
+            s.rate_limit.enabled = true;
+            s.rate_limit.per_client_per_second = 1;
+            s.rate_limit.per_client_burst = 2;
+            if trusted {
+                s.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+            }
+        }
+    };
+    let call = |app: &TestApp, xff: &'static str| {
+        let req = app
+            .client
+            .get(app.url("/api/v1/stats"))
+            .header("x-forwarded-for", xff);
+        async move { req.send().await.expect("send").status().as_u16() }
+    };
+    // Behind a trusted proxy: each forwarded client has its own bucket.
+    let app = spawn_app_with(limited(true)).await;
+    assert_eq!(
+        [
+            call(&app, "10.0.0.1").await,
+            call(&app, "10.0.0.1").await,
+            call(&app, "10.0.0.1").await
+        ],
+        [200, 200, 429]
+    );
+    assert_eq!(
+        call(&app, "10.0.0.2").await,
+        200,
+        "another client behind the proxy"
+    );
+    // Spoofing the header from an untrusted peer changes nothing: one bucket for the peer.
+    let app = spawn_app_with(limited(false)).await;
+    assert_eq!(
+        [
+            call(&app, "10.0.0.1").await,
+            call(&app, "10.0.0.2").await,
+            call(&app, "10.0.0.3").await
+        ],
+        [200, 200, 429]
+    );
+}
+
+#[tokio::test]
+async fn slowloris_and_endless_bodies_are_cut_off_while_others_are_served() {
+    let app = spawn_app_with(|s| {
+        s.server.header_read_timeout_secs = 1;
+        s.server.request_timeout_secs = 2;
+    })
+    .await;
+    let addr = app.addr;
+    // Slowloris: a header line every 300 ms, never finishing the head.
+    let slowloris = std::thread::spawn(move || {
+        let mut conn = TcpStream::connect(addr).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let started = Instant::now();
+        let _ = conn.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n");
+        for i in 0..40 {
+            std::thread::sleep(Duration::from_millis(300));
+            if conn
+                .write_all(format!("X-Slow-{i}: y\r\n").as_bytes())
+                .is_err()
+            {
+                break;
+            }
+        }
+        let mut buf = [0u8; 512];
+        let _ = conn.read(&mut buf);
+        started.elapsed()
+    });
+    // An endless chunked body, 1 KiB every 100 ms.
+    let endless = std::thread::spawn(move || {
+        let mut conn = TcpStream::connect(addr).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let head = format!(
+            "POST /api/v1/detections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_KEY}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let _ = conn.write_all(head.as_bytes());
+        let started = Instant::now();
+        let chunk = format!("400\r\n{}\r\n", " ".repeat(1024));
+        let mut answer = Vec::new();
+        while started.elapsed() < Duration::from_secs(10) {
+            if conn.write_all(chunk.as_bytes()).is_err() {
+                break;
+            }
+            let mut buf = [0u8; 1024];
+            match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    break;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        (
+            started.elapsed(),
+            String::from_utf8_lossy(&answer).into_owned(),
+        )
+    });
+    // Meanwhile everyone else is served.
+    for _ in 0..10 {
+        assert_eq!(app.get("/api/v1/stats").await.status(), 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let slow = tokio::task::spawn_blocking(move || slowloris.join().expect("join"))
+        .await
+        .expect("join");
+    assert!(
+        slow < Duration::from_secs(5),
+        "slowloris connection held for {slow:?}"
+    );
+    let (took, answer) = tokio::task::spawn_blocking(move || endless.join().expect("join"))
+        .await
+        .expect("join");
+    assert!(
+        took < Duration::from_secs(6),
+        "endless body held for {took:?}"
+    );
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    assert_eq!(app.count("true").await, 0);
+}
+
+#[tokio::test]
+async fn edge_headers_limits_and_cors() {
+    let app =
+        spawn_app_with(|s| s.server.cors_allowed_origins = vec!["https://map.example.org".into()])
+            .await;
+    let resp = app.get("/api/v1/health").await;
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        (
+            "content-security-policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+    ] {
+        assert_eq!(
+            resp.headers().get(name).and_then(|v| v.to_str().ok()),
+            Some(value),
+            "{name}"
+        );
+    }
+    assert!(
+        resp.headers().get("strict-transport-security").is_none(),
+        "HSTS only behind TLS"
+    );
+    // An oversized request head: 431.
+    let huge = "x".repeat(40 * 1024);
+    let resp = reqwest::Client::new()
+        .get(app.url("/api/v1/health"))
+        .header("x-big", huge)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 431);
+    // CORS for the listed origin only.
+    let preflight = |origin: &'static str| {
+        reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, app.url("/api/v1/detections"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let ok = preflight("https://map.example.org")
+        .await
+        .expect("preflight");
+    assert_eq!(
+        ok.headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://map.example.org")
+    );
+    let other = preflight("https://evil.example.com")
+        .await
+        .expect("preflight");
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    // Default: same-origin only.
+    let plain = spawn_app_with(|_| {}).await;
+    let resp = reqwest::Client::new()
+        .get(plain.url("/api/v1/health"))
+        .header("origin", "https://map.example.org")
+        .send()
+        .await
+        .expect("send");
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn overload_is_shed_with_503_not_queued() {
+    let app = spawn_app_with(|s| s.server.max_concurrent_requests = 1).await;
+    let mut blocker = app.db.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE sigint.idempotency_keys IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .expect("lock");
+    let busy = tokio::spawn(
+        app.client
+            .post(app.url("/api/v1/detections"))
+            .header("Idempotency-Key", "k1")
+            .json(&item("c0:00:00:00:03:01"))
+            .send(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+            .fetch_one(&app.db)
+            .await
+            .expect("activity");
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "request never reached the database"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    let shed = app.get("/api/v1/stats").await;
+    assert!(shed.headers().get("retry-after").is_some());
+    let body = problem(shed, 503).await;
+    assert_eq!(body["type"], "urn:shadowcheck:problem:overloaded");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shed, not queued"
+    );
+    blocker.commit().await.expect("release");
+    assert_eq!(busy.await.expect("join").expect("send").status(), 201);
+    assert_eq!(app.get("/api/v1/stats").await.status(), 200);
+}
+
+#[tokio::test]
+async fn tls_is_terminated_in_process() {
+    let dir = crate::helpers::shared_temp_dir("shadowcheck-tls-");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let (c, k) = (cert.clone(), key.clone());
+    let app = spawn_app_with(move |s| {
+        s.server.tls.cert_file = Some(c);
+        s.server.tls.key_file = Some(k);
+    })
+    .await;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&cert).expect("pem"))
+        .expect("root");
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("TLS handshake");
+    tls.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    tls.read_to_string(&mut answer).await.expect("read");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("strict-transport-security: max-age="),
+        "HSTS with TLS: {answer}"
+    );
+    // Plain HTTP on the TLS port gets nowhere.
+    assert!(reqwest::Client::new()
+        .get(app.url("/api/v1/health"))
+        .send()
+        .await
+        .is_err());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Random and hostile inputs to every endpoint: never a 5xx, never a dead server.
+#[tokio::test]
+async fn hostile_inputs_never_cause_a_server_error() {
+    let app = spawn_app_with(|s| s.server.body_limit_bytes = 256 * 1024).await;
+    let mut rng = StdRng::seed_from_u64(0x5eed);
+    let hostile_strings = [
+        "",
+        "\u{0}",
+        "%00",
+        "'; DROP TABLE sigint.signal_detections; --",
+        "\u{202e}evil",
+        "🛰️📡",
+        "NaN",
+        "Infinity",
+        "-0",
+        "1e999",
+        "9223372036854775808",
+        "-9223372036854775809",
+        "0x1F",
+        "null",
+        "[]",
+        "{}",
+        "\\",
+        "\"",
+        "../../etc/passwd",
+        "aa:bb:cc:dd:ee:ff:00",
+        "2026-02-30T25:61:61Z",
+        "+275760-09-13T00:00:00Z",
+    ];
+    let fields = [
+        "detected_at",
+        "latitude",
+        "longitude",
+        "signal_type",
+        "bssid",
+        "bt_address",
+        "ssid",
+        "channel",
+        "frequency_mhz",
+        "signal_strength_dbm",
+        "cell_id",
+        "lac",
+        "mcc",
+        "mnc",
+        "network_type",
+        "device_id",
+        "raw_data",
+        "tags",
+        "bt_class",
+        "surveillance_score",
+        "capture_duration_ms",
+        "accuracy_meters",
+        "altitude_meters",
+        "is_suspicious",
+    ];
+    let random_json = |rng: &mut StdRng, depth: u32| -> Value {
+        fn go(rng: &mut StdRng, depth: u32, strings: &[&str]) -> Value {
+            match rng.gen_range(0..9) {
+                0 => Value::Null,
+                1 => Value::Bool(rng.gen()),
+                2 => json!(rng.gen::<i64>()),
+                3 => json!(rng.gen::<f64>() * 1e300),
+                4 => json!(strings[rng.gen_range(0..strings.len())]),
+                5 => json!(rng.gen::<u64>()),
+                6 if depth > 0 => Value::Array(
+                    (0..rng.gen_range(0..4))
+                        .map(|_| go(rng, depth - 1, strings))
+                        .collect(),
+                ),
+                7 if depth > 0 => {
+                    let mut m = serde_json::Map::new();
+                    for _ in 0..rng.gen_range(0..4) {
+                        m.insert(
+                            strings[rng.gen_range(0..strings.len())].to_owned(),
+                            go(rng, depth - 1, strings),
+                        );
+                    }
+                    Value::Object(m)
+                }
+                _ => json!("x".repeat(rng.gen_range(0..300))),
+            }
+        }
+        go(rng, depth, &hostile_strings)
+    };
+    let mut sent = 0;
+    for round in 0..400 {
+        let (method, path, ctype, body): (&str, String, &str, Vec<u8>) = match round % 8 {
+            // A plausible detection with one field replaced by something hostile.
+            0 | 1 => {
+                let mut d = item("c0:00:00:00:04:01");
+                let field = fields[rng.gen_range(0..fields.len())];
+                d[field] = random_json(&mut rng, 2);
+                (
+                    "POST",
+                    "/api/v1/detections".into(),
+                    "application/json",
+                    serde_json::to_vec(&json!([d])).expect("json"),
+                )
+            }
+            2 => (
+                "POST",
+                "/api/v1/detections".into(),
+                "application/json",
+                serde_json::to_vec(&random_json(&mut rng, 4)).expect("json"),
+            ),
+            3 => {
+                let csv = "MAC,SSID,AuthMode,FirstSeen,Channel,RSSI,CurrentLatitude,CurrentLongitude,AltitudeMeters,AccuracyMeters,Type\n\
+                           a0:4f:d4:3b:fb:a1,\"x,y\",[WPA2],2017-10-29 18:21:43,1,-45,32.1,35.2,663.6,57.8,WIFI\n";
+                let ctype =
+                    ["text/csv", "application/json", "application/x-ndjson"][rng.gen_range(0..3)];
+                (
+                    "POST",
+                    "/api/v1/detections".into(),
+                    ctype,
+                    csv.as_bytes().to_vec(),
+                )
+            }
+            4 => {
+                let bytes: Vec<u8> = (0..rng.gen_range(0..4096)).map(|_| rng.gen()).collect();
+                let ctype = [
+                    "application/json",
+                    "application/x-ndjson",
+                    "application/octet-stream",
+                ][rng.gen_range(0..3)];
+                ("POST", "/api/v1/detections".into(), ctype, bytes)
+            }
+            5 => {
+                let params = [
+                    "bbox",
+                    "lat",
+                    "lon",
+                    "radius_m",
+                    "nearest",
+                    "start",
+                    "end",
+                    "signal_type",
+                    "bssid",
+                    "ssid",
+                    "limit",
+                    "after",
+                    "device_id",
+                    "min_signal_dbm",
+                    "is_suspicious",
+                    "zzz",
+                ];
+                let mut q = form_urlencoded::Serializer::new(String::new());
+                for _ in 0..rng.gen_range(1..6) {
+                    let v = match rng.gen_range(0..3) {
+                        0 => hostile_strings[rng.gen_range(0..hostile_strings.len())].to_owned(),
+                        1 => format!("{}", rng.gen::<f64>() * 400.0 - 200.0),
+                        _ => format!(
+                            "{},{},{},{}",
+                            rng.gen::<i32>(),
+                            rng.gen::<f32>(),
+                            rng.gen::<i16>(),
+                            rng.gen::<f64>()
+                        ),
+                    };
+                    q.append_pair(params[rng.gen_range(0..params.len())], &v);
+                }
+                (
+                    "GET",
+                    format!("/api/v1/detections?{}", q.finish()),
+                    "",
+                    vec![],
+                )
+            }
+            6 => {
+                let id = hostile_strings[rng.gen_range(0..hostile_strings.len())];
+                let id: String = form_urlencoded::byte_serialize(id.as_bytes()).collect();
+                ("GET", format!("/api/v1/detections/{id}"), "", vec![])
+            }
+            _ => {
+                let paths = [
+                    "/api/v1/stats?x=%ff%fe",
+                    "/api/v1/health/detailed?%00",
+                    "/api/v1/openapi.json",
+                    "/api/v1/../../etc",
+                    "/api/v1/detections/%2e%2e",
+                ];
+                (
+                    "GET",
+                    paths[rng.gen_range(0..paths.len())].into(),
+                    "",
+                    vec![],
+                )
+            }
+        };
+        let mut req = app
+            .client
+            .request(method.parse().expect("method"), app.url(&path));
+        if !ctype.is_empty() {
+            req = req.header("content-type", ctype);
+        }
+        if !body.is_empty() {
+            req = req.body(body);
+        }
+        let resp = req.send().await.expect("server answered");
+        let status = resp.status();
+        assert!(
+            !status.is_server_error(),
+            "{method} {path} ({ctype}) -> {status}: {}",
+            resp.text().await.unwrap_or_default()
+        );
+        sent += 1;
+    }
+    assert_eq!(sent, 400);
+    assert_eq!(
+        app.get("/api/v1/health/ready").await.status(),
+        200,
+        "still healthy"
+    );
+}
+
+/// The OpenAPI document describes every endpoint, and schemathesis (from PyPI) fuzzes the real
+/// binary from it without finding a server error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_describes_every_endpoint_and_schemathesis_finds_no_server_error() {
+    let url = fresh_database().await;
+    let serve = ServeProcess::start(&[("DATABASE_URL", url.as_str())], None);
+    let client = crate::helpers::client();
+    serve.wait_ready(&client).await;
+    let doc: Value = reqwest::get(serve.url("/api/v1/openapi.json"))
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (path, method) in [
+        ("/api/v1/detections", "post"),
+        ("/api/v1/detections", "get"),
+        ("/api/v1/detections/{id}", "get"),
+        ("/api/v1/stats", "get"),
+        ("/api/v1/health/live", "get"),
+        ("/api/v1/health/ready", "get"),
+        ("/api/v1/health/startup", "get"),
+        ("/api/v1/health/detailed", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    let out = tokio::task::spawn_blocking({
+        let schema = serve.url("/api/v1/openapi.json");
+        move || {
+            Command::new("schemathesis")
+                .args([
+                    "run",
+                    &schema,
+                    "--checks",
+                    "not_a_server_error,status_code_conformance,content_type_conformance",
+                ])
+                .args([
+                    "--max-examples",
+                    "25",
+                    "--seed",
+                    "7",
+                    "--request-timeout",
+                    "10",
+                ])
+                .args(["-H", &format!("Authorization: Bearer {TEST_KEY}")])
+                .env("NO_COLOR", "1")
+                .output()
+                .expect("schemathesis is installed by scripts/test (pip install schemathesis)")
+        }
+    })
+    .await
+    .expect("join");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "schemathesis found problems:\n{text}");
+    assert!(text.contains("passed"), "{text}");
+}
