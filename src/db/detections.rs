@@ -8,7 +8,7 @@ use sqlx::{PgConnection, Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
 use crate::domain::search::{degree_envelope, Area, DetectionSearch};
-use crate::domain::Detection;
+use crate::domain::{Detection, Position};
 
 /// Makes sure a monthly partition exists for every month in the batch. Runs outside the insert
 /// transaction so the DDL commits on its own and never holds locks across a long insert.
@@ -273,6 +273,23 @@ fn push_point(q: &mut QueryBuilder<'_, Postgres>, lon: f64, lat: f64) {
         .push("), 4326)");
 }
 
+/// `AND` within `radius_m` geodesic metres of `center`: an index-friendly box first (when the
+/// circle stays clear of the poles and the antimeridian), then the exact spheroid test.
+fn push_radius(q: &mut QueryBuilder<'_, Postgres>, center: Position, radius_m: f64) {
+    if let Some((dlon, dlat)) = degree_envelope(center, radius_m) {
+        q.push(" AND d.location && ST_Expand(");
+        push_point(q, center.lon(), center.lat());
+        q.push(", ")
+            .push_bind(dlon)
+            .push(", ")
+            .push_bind(dlat)
+            .push(")");
+    }
+    q.push(" AND ST_DWithin(d.location::geography, ");
+    push_point(q, center.lon(), center.lat());
+    q.push("::geography, ").push_bind(radius_m).push(")");
+}
+
 /// Runs a search, returning up to `limit + 1` rows so the caller knows whether a next page exists.
 pub async fn search(
     conn: &mut PgConnection,
@@ -282,23 +299,34 @@ pub async fn search(
     let mut q = QueryBuilder::<Postgres>::new("");
     match &search.area {
         Area::Nearest { center, n } => {
-            // Exact geodesic k-nearest: the planar KNN (index-driven) finds n candidates, the
-            // farthest of them bounds the true answer's radius, and a geodesic radius search
-            // inside that bound ranks the final n.
-            q.push("WITH cand AS (SELECT d.location FROM sigint.signal_detections d WHERE true");
+            // Exact geodesic k-nearest in two index-driven steps: the planar KNN finds n
+            // candidates; the farthest of them bounds the true answer's radius; a geodesic radius
+            // search inside that bound (box pre-filter on the GiST index) ranks the final n.
+            q.push("SELECT max(ST_Distance(c.location::geography, ");
+            push_point(&mut q, center.lon(), center.lat());
+            q.push(
+                "::geography)) FROM (SELECT d.location FROM sigint.signal_detections d WHERE true",
+            );
             push_filters(&mut q, search);
             q.push(" ORDER BY d.location <-> ");
             push_point(&mut q, center.lon(), center.lat());
-            q.push(" LIMIT ").push_bind(i64::from(*n));
-            q.push("), bound AS (SELECT max(ST_Distance(c.location::geography, ");
-            push_point(&mut q, center.lon(), center.lat());
-            q.push("::geography)) AS m FROM cand c) SELECT ");
+            q.push(" LIMIT ").push_bind(i64::from(*n)).push(") AS c");
+            let bound: Option<f64> = crate::db::observe(
+                "search_nearest_bound",
+                q.build_query_scalar().fetch_one(&mut *conn),
+            )
+            .await?;
+            let Some(bound) = bound else {
+                return Ok(Vec::new());
+            };
+            // A millimetre of slack for floating point.
+            let radius = bound + 0.001;
+            let mut q = QueryBuilder::<Postgres>::new("SELECT ");
             q.push(COLUMNS);
             q.push(", ST_Distance(d.location::geography, ");
             push_point(&mut q, center.lon(), center.lat());
-            q.push("::geography) AS distance_m FROM sigint.signal_detections d, bound WHERE ST_DWithin(d.location::geography, ");
-            push_point(&mut q, center.lon(), center.lat());
-            q.push("::geography, bound.m + 0.001)");
+            q.push("::geography) AS distance_m FROM sigint.signal_detections d WHERE true");
+            push_radius(&mut q, *center, radius);
             push_filters(&mut q, search);
             q.push(" ORDER BY distance_m, d.id LIMIT ")
                 .push_bind(i64::from(*n));
@@ -323,21 +351,7 @@ pub async fn search(
                 .push_bind(b.max_lat)
                 .push(", 4326)");
         }
-        Area::Radius { center, radius_m } => {
-            if let Some((dlon, dlat)) = degree_envelope(*center, *radius_m) {
-                // Index-friendly box first; the geodesic test below is exact.
-                q.push(" AND d.location && ST_Expand(");
-                push_point(&mut q, center.lon(), center.lat());
-                q.push(", ")
-                    .push_bind(dlon)
-                    .push(", ")
-                    .push_bind(dlat)
-                    .push(")");
-            }
-            q.push(" AND ST_DWithin(d.location::geography, ");
-            push_point(&mut q, center.lon(), center.lat());
-            q.push("::geography, ").push_bind(*radius_m).push(")");
-        }
+        Area::Radius { center, radius_m } => push_radius(&mut q, *center, *radius_m),
         Area::Anywhere | Area::Nearest { .. } => {}
     }
     push_filters(&mut q, search);

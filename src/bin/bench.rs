@@ -1,0 +1,683 @@
+//! ShadowCheck benchmark: the physical limit (psql COPY into the same schema with the same
+//! indexes) against HTTP ingest through the real server, then query latencies, on one machine
+//! in one run. Prints figures; asserts nothing. Run it with `scripts/bench [--rows N]`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use shadowcheck::db::embedded::EmbeddedPostgres;
+
+#[derive(Parser, Debug)]
+#[command(about = "COPY baseline vs HTTP ingest, and query latencies, on a throwaway PostGIS")]
+struct Args {
+    /// Detections to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: usize,
+    /// Items per HTTP request.
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+    /// Concurrency levels for HTTP ingest (comma-separated).
+    #[arg(long, default_value = "1,2,4", value_delimiter = ',')]
+    concurrency: Vec<usize>,
+    /// Requests per query kind.
+    #[arg(long, default_value_t = 300)]
+    queries: usize,
+    /// The shadowcheck binary to serve with (default: next to this one).
+    #[arg(long)]
+    server: Option<PathBuf>,
+}
+
+const KEY: &str = "sc_bench_bootstrap_key_0123456789abcdefABCDEF";
+const CITIES: [(&str, f64, f64); 5] = [
+    ("Berlin", 52.520, 13.405),
+    ("Paris", 48.857, 2.352),
+    ("London", 51.507, -0.128),
+    ("New York", 40.713, -74.006),
+    ("Tokyo", 35.676, 139.650),
+];
+
+struct Row {
+    at: DateTime<Utc>,
+    lat: f64,
+    lon: f64,
+    kind: &'static str,
+    mac: String,
+    ssid: Option<String>,
+    channel: Option<i32>,
+    dbm: i32,
+    cell: Option<(i32, i32, i32, i64)>,
+    device: String,
+    accuracy: f64,
+}
+
+/// Clustered positions over a few cities, transmitters seen again and again (a few popular
+/// ones very often), strictly increasing times so no two rows share a natural key.
+fn generate(n: usize) -> Vec<Row> {
+    let mut rng = StdRng::seed_from_u64(42);
+    let devices: Vec<String> = (0..50)
+        .map(|i| format!("6f1c7a2e-3b1d-4c55-9f2a-{i:012x}"))
+        .collect();
+    let aps = (n / 20).max(10);
+    let bts = (n / 50).max(10);
+    let cells = (n / 500).max(5);
+    let span = chrono::Duration::days(90);
+    let start = Utc::now() - span - chrono::Duration::hours(1);
+    let step_ms = (span.num_milliseconds() as f64 / n as f64).max(1.0);
+    // A transmitter's home: a fixed city and offset, so it is seen near the same place.
+    let home = |id: usize| {
+        let (_, lat, lon) = CITIES[id % CITIES.len()];
+        let mut r = StdRng::seed_from_u64(id as u64);
+        // Sum of two uniforms: denser towards the centre.
+        let dlat = r.gen_range(-1.0..1.0f64) + r.gen_range(-1.0..1.0f64);
+        let dlon = r.gen_range(-1.0..1.0f64) + r.gen_range(-1.0..1.0f64);
+        (lat + 0.05 * dlat, lon + 0.08 * dlon)
+    };
+    (0..n)
+        .map(|i| {
+            let at = start + chrono::Duration::milliseconds((i as f64 * step_ms) as i64);
+            // Squared uniform: low ids are popular.
+            let pick =
+                |rng: &mut StdRng, pool: usize| ((rng.gen::<f64>().powi(2)) * pool as f64) as usize;
+            let roll = rng.gen_range(0..100);
+            let (kind, id) = match roll {
+                0..=54 => ("wifi", pick(&mut rng, aps)),
+                55..=79 => ("ble", aps + pick(&mut rng, bts)),
+                80..=87 => ("bluetooth", aps + bts + pick(&mut rng, bts)),
+                _ => ("cellular", aps + 2 * bts + pick(&mut rng, cells)),
+            };
+            let (hlat, hlon) = home(id);
+            let jitter = if kind == "cellular" { 0.0 } else { 0.0004 };
+            let b = (id as u64).to_be_bytes();
+            let first = match kind {
+                "wifi" => 0xa4,
+                "ble" => 0xd6, // locally administered: randomised BLE addresses
+                _ => 0xb4,
+            };
+            Row {
+                at,
+                lat: hlat + rng.gen_range(-jitter..=jitter),
+                lon: hlon + rng.gen_range(-jitter..=jitter),
+                kind,
+                mac: format!(
+                    "{first:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                    b[3], b[4], b[5], b[6], b[7]
+                ),
+                ssid: (kind == "wifi").then(|| format!("net-{}", id % 5000)),
+                channel: (kind == "wifi").then(|| 1 + (id % 11) as i32),
+                dbm: -rng.gen_range(30..100),
+                cell: (kind == "cellular").then(|| {
+                    (
+                        262,
+                        1 + (id % 3) as i32,
+                        1000 + (id % 50) as i32,
+                        10_000 + id as i64,
+                    )
+                }),
+                device: devices[i % devices.len()].clone(),
+                accuracy: rng.gen_range(3.0..40.0),
+            }
+        })
+        .collect()
+}
+
+fn csv_line(r: &Row, out: &mut String) {
+    use std::fmt::Write;
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    let (bssid, bt) = if r.kind == "wifi" {
+        (r.mac.clone(), String::new())
+    } else if r.kind == "cellular" {
+        (String::new(), String::new())
+    } else {
+        (String::new(), r.mac.clone())
+    };
+    let (mcc, mnc, lac, cid) = match r.cell {
+        Some((a, b, c, d)) => (a.to_string(), b.to_string(), c.to_string(), d.to_string()),
+        None => Default::default(),
+    };
+    let (ssdbm, btrssi) = if r.kind == "wifi" || r.kind == "cellular" {
+        (r.dbm.to_string(), String::new())
+    } else {
+        (String::new(), r.dbm.to_string())
+    };
+    let _ = writeln!(
+        out,
+        "{},SRID=4326;POINT({} {}),{},{},{},{},{},{},{},{},{},{},{},{},{},{},{{}}",
+        r.at.to_rfc3339(),
+        r.lon,
+        r.lat,
+        r.kind,
+        opt(r.ssid.clone()),
+        bssid,
+        r.channel.map(|c| c.to_string()).unwrap_or_default(),
+        ssdbm,
+        bt,
+        btrssi,
+        cid,
+        lac,
+        mcc,
+        mnc,
+        if r.kind == "cellular" { "LTE" } else { "" },
+        r.device,
+        r.accuracy,
+    );
+}
+
+const COPY_COLUMNS: &str = "detected_at, location, signal_type, ssid, bssid, channel, signal_strength_dbm, bt_address, bt_rssi, cell_id, lac, mcc, mnc, network_type, device_id, accuracy_meters, tags";
+
+fn json_item(r: &Row) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "detected_at": r.at.to_rfc3339(), "latitude": r.lat, "longitude": r.lon, "signal_type": r.kind,
+        "device_id": r.device, "accuracy_meters": r.accuracy,
+    });
+    let m = v.as_object_mut().expect("object");
+    match r.kind {
+        "wifi" => {
+            m.insert("bssid".into(), r.mac.clone().into());
+            m.insert("ssid".into(), r.ssid.clone().into());
+            m.insert("channel".into(), r.channel.into());
+            m.insert("signal_strength_dbm".into(), r.dbm.into());
+        }
+        "cellular" => {
+            let (mcc, mnc, lac, cid) = r.cell.unwrap_or_default();
+            m.insert("mcc".into(), mcc.into());
+            m.insert("mnc".into(), mnc.into());
+            m.insert("lac".into(), lac.into());
+            m.insert("cell_id".into(), cid.into());
+            m.insert("network_type".into(), "LTE".into());
+            m.insert("signal_strength_dbm".into(), r.dbm.into());
+        }
+        _ => {
+            m.insert("bt_address".into(), r.mac.clone().into());
+            m.insert("bt_rssi".into(), r.dbm.into());
+        }
+    }
+    v
+}
+
+fn psql(pg_bin: &Path, url: &str, sql: &str) -> Result<String> {
+    let out = Command::new(pg_bin.join("psql"))
+        .args([
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            url,
+            "-c",
+            sql,
+        ])
+        .output()
+        .context("psql")?;
+    if !out.status.success() {
+        bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn pg_bin() -> Result<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("psql").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop().context("no PostgreSQL client found")
+}
+
+async fn create_db(admin_url: &str, name: &str) -> Result<String> {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut admin)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
+    let url = format!(
+        "{}/{name}",
+        admin_url
+            .rsplit_once('/')
+            .map(|(a, _)| a)
+            .unwrap_or(admin_url)
+    );
+    let pool = sqlx::PgPool::connect(&url).await?;
+    shadowcheck::db::MIGRATOR.run(&pool).await?;
+    pool.close().await;
+    Ok(url)
+}
+
+async fn prepare_partitions(url: &str, rows: &[Row]) -> Result<()> {
+    use chrono::Datelike;
+    let pool = sqlx::PgPool::connect(url).await?;
+    let mut months: Vec<chrono::NaiveDate> = rows
+        .iter()
+        .filter_map(|r| chrono::NaiveDate::from_ymd_opt(r.at.year(), r.at.month(), 1))
+        .collect();
+    months.dedup();
+    for m in months {
+        sqlx::query("SELECT sigint.ensure_partition($1)")
+            .bind(m)
+            .execute(&pool)
+            .await?;
+    }
+    pool.close().await;
+    Ok(())
+}
+
+fn peak_rss_kib(pid: u32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(bin: &Path, url: &str, pool: usize) -> Result<Server> {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(bin)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .env("DATABASE_URL", url)
+        .env("SHADOWCHECK__AUTH__BOOTSTRAP_KEY", KEY)
+        .env("SHADOWCHECK__RATE_LIMIT__ENABLED", "false")
+        .env("SHADOWCHECK__DATABASE__MAX_CONNECTIONS", pool.to_string())
+        .env(
+            "SHADOWCHECK__LOG__LEVEL",
+            "info,shadowcheck::access=warn,sqlx=warn",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if let Some(a) = v["listen"].as_str() {
+                    let _ = tx.send(a.to_owned());
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .context("server did not start")?;
+    Ok(Server { child, addr })
+}
+
+async fn wait_ready(client: &reqwest::Client, addr: &str) -> Result<()> {
+    for _ in 0..600 {
+        if let Ok(r) = client
+            .get(format!("http://{addr}/api/v1/health/ready"))
+            .send()
+            .await
+        {
+            if r.status() == 200 {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("server not ready")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn client() -> Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {KEY}").parse()?,
+    );
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .pool_max_idle_per_host(64)
+        .build()?)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let server_bin = match &args.server {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("shadowcheck"),
+    };
+    let pg_bin = pg_bin()?;
+    println!(
+        "# ShadowCheck benchmark: {} rows, batches of {}, concurrency {:?}, {} queries per kind",
+        args.rows, args.batch, args.concurrency, args.queries
+    );
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(
+                |c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned())
+            )
+            .unwrap_or_default()
+    );
+
+    // A throwaway cluster in a directory the postgres user can enter.
+    let dir = std::env::temp_dir().join(format!("shadowcheck-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let data = dir.join("data");
+    let mut pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&data)).await??;
+    let admin_url = pg.url("postgres").expose().to_owned();
+    let result = run(&args, &server_bin, &pg_bin, &admin_url, &dir).await;
+    let _ = tokio::task::spawn_blocking(move || pg.stop()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run(
+    args: &Args,
+    server_bin: &Path,
+    pg_bin: &Path,
+    admin_url: &str,
+    dir: &Path,
+) -> Result<()> {
+    let t = Instant::now();
+    let rows = generate(args.rows);
+    let by_kind = |k: &str| rows.iter().filter(|r| r.kind == k).count();
+    let distinct: std::collections::HashSet<&str> = rows.iter().map(|r| r.mac.as_str()).collect();
+    println!(
+        "generated in {:.1} s: wifi {}, ble {}, bluetooth {}, cellular {}; {} distinct transmitters",
+        t.elapsed().as_secs_f64(), by_kind("wifi"), by_kind("ble"), by_kind("bluetooth"), by_kind("cellular"), distinct.len()
+    );
+
+    // (a) Baseline: psql \copy of the same rows into the same schema with the same indexes.
+    let copy_url = create_db(admin_url, "bench_copy").await?;
+    prepare_partitions(&copy_url, &rows).await?;
+    let csv_path = dir.join("rows.csv");
+    {
+        let mut text = String::with_capacity(rows.len() * 200);
+        for r in &rows {
+            csv_line(r, &mut text);
+        }
+        std::fs::write(&csv_path, text)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&csv_path, std::fs::Permissions::from_mode(0o644))?;
+    }
+    let t = Instant::now();
+    psql(
+        pg_bin,
+        &copy_url,
+        &format!(
+            "\\copy sigint.signal_detections ({COPY_COLUMNS}) FROM '{}' WITH (FORMAT csv)",
+            csv_path.display()
+        ),
+    )?;
+    let copy_secs = t.elapsed().as_secs_f64();
+    let copied: usize = psql(
+        pg_bin,
+        &copy_url,
+        "SELECT count(*) FROM sigint.signal_detections",
+    )?
+    .parse()?;
+    let copy_rate = copied as f64 / copy_secs;
+    println!(
+        "\n## (a) baseline: psql COPY\n{copied} rows in {copy_secs:.2} s = {copy_rate:.0} rows/s"
+    );
+
+    // (b) HTTP ingest through the real server, fresh table per concurrency level.
+    let http_url = create_db(admin_url, "bench_http").await?;
+    prepare_partitions(&http_url, &rows).await?;
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+        rows.chunks(args.batch)
+            .map(|chunk| serde_json::to_vec(&chunk.iter().map(json_item).collect::<Vec<_>>()))
+            .collect::<Result<_, _>>()?,
+    );
+    let max_conc = args.concurrency.iter().copied().max().unwrap_or(1);
+    let server = start_server(server_bin, &http_url, max_conc + 2)?;
+    let client = client()?;
+    wait_ready(&client, &server.addr).await?;
+    println!("\n## (b) HTTP ingest, batches of {}\n| concurrency | rows/s | ratio to COPY | request p50 ms | p99 ms | server peak RSS MiB |\n|---|---|---|---|---|---|", args.batch);
+    let mut best_ratio: f64 = 0.0;
+    for &conc in &args.concurrency {
+        psql(
+            pg_bin,
+            &http_url,
+            "TRUNCATE sigint.signal_detections, sigint.idempotency_keys",
+        )?;
+        let next = Arc::new(AtomicUsize::new(0));
+        let t = Instant::now();
+        let mut workers = Vec::new();
+        for _ in 0..conc {
+            let (client, bodies, next, addr) = (
+                client.clone(),
+                Arc::clone(&bodies),
+                Arc::clone(&next),
+                server.addr.clone(),
+            );
+            workers.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(body) = bodies.get(i) else { break };
+                    let sent = Instant::now();
+                    let resp = client
+                        .post(format!("http://{addr}/api/v1/detections"))
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await?;
+                    let status = resp.status();
+                    let _ = resp.bytes().await?;
+                    if status != 201 {
+                        bail!("batch {i}: HTTP {status}");
+                    }
+                    latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                }
+                Ok::<_, anyhow::Error>(latencies)
+            }));
+        }
+        let mut latencies = Vec::new();
+        for w in workers {
+            latencies.extend(w.await??);
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let stored: usize = psql(
+            pg_bin,
+            &http_url,
+            "SELECT count(*) FROM sigint.signal_detections",
+        )?
+        .parse()?;
+        latencies.sort_by(f64::total_cmp);
+        let rate = stored as f64 / secs;
+        best_ratio = best_ratio.max(rate / copy_rate);
+        let rss = peak_rss_kib(server.child.id(), "VmHWM:").unwrap_or(0) as f64 / 1024.0;
+        println!(
+            "| {conc} | {rate:.0} | {:.2} | {:.1} | {:.1} | {rss:.1} |",
+            rate / copy_rate,
+            percentile(&latencies, 50.0),
+            percentile(&latencies, 99.0)
+        );
+        if stored != rows.len() {
+            bail!("stored {stored} of {} rows", rows.len());
+        }
+    }
+    println!("best HTTP/COPY ratio: {best_ratio:.2} (target >= 0.80)");
+
+    // (c) Query latency on the full table, sequential requests so each figure is one request's.
+    psql(pg_bin, &http_url, "VACUUM ANALYZE sigint.signal_detections")?;
+    let mut rng = StdRng::seed_from_u64(7);
+    let end = Utc::now();
+    let start = end - chrono::Duration::days(91);
+    println!("\n## (c) query latency on {} rows ({} requests each)\n| query | p50 ms | p95 ms | p99 ms | mean features |\n|---|---|---|---|---|", rows.len(), args.queries);
+    type Kind = (&'static str, Box<dyn Fn(&mut StdRng) -> String>);
+    // Map users look where the data is: centre queries on stored positions.
+    // Leaked once per run so the query closures can share it by plain reference.
+    let spots: &'static [(f64, f64)] = Vec::leak(
+        rows.iter()
+            .step_by((rows.len() / 10_000).max(1))
+            .map(|r| (r.lat, r.lon))
+            .collect(),
+    );
+    let near_city = move |rng: &mut StdRng| spots[rng.gen_range(0..spots.len())];
+    let first_id: i64 = psql(
+        pg_bin,
+        &http_url,
+        "SELECT min(id) FROM sigint.signal_detections",
+    )?
+    .parse()?;
+    let last_page_start = first_id + (rows.len() as i64 - 1000).max(1);
+    let kinds: Vec<Kind> = vec![
+        (
+            "bbox block (~200 m)",
+            Box::new(move |rng| {
+                let (la, lo) = near_city(rng);
+                format!(
+                    "bbox={},{},{},{}&limit=1000",
+                    lo - 0.0015,
+                    la - 0.0009,
+                    lo + 0.0015,
+                    la + 0.0009
+                )
+            }),
+        ),
+        (
+            "bbox city (~10 km), first 1000",
+            Box::new(move |rng| {
+                let (la, lo) = near_city(rng);
+                format!(
+                    "bbox={},{},{},{}&limit=1000",
+                    lo - 0.07,
+                    la - 0.045,
+                    lo + 0.07,
+                    la + 0.045
+                )
+            }),
+        ),
+        (
+            "radius 100 m",
+            Box::new(move |rng| {
+                let (la, lo) = near_city(rng);
+                format!("lat={la}&lon={lo}&radius_m=100&limit=1000")
+            }),
+        ),
+        (
+            "radius 1 km",
+            Box::new(move |rng| {
+                let (la, lo) = near_city(rng);
+                format!("lat={la}&lon={lo}&radius_m=1000&limit=1000")
+            }),
+        ),
+        (
+            "time window 1 day + bbox city",
+            Box::new(move |rng| {
+                let (la, lo) = near_city(rng);
+                let from = start + chrono::Duration::hours(rng.gen_range(0..24 * 90));
+                let to = from + chrono::Duration::days(1);
+                let enc = |t: DateTime<Utc>| {
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        .replace('+', "%2B")
+                };
+                format!(
+                    "bbox={},{},{},{}&start={}&end={}&limit=1000",
+                    lo - 0.07,
+                    la - 0.045,
+                    lo + 0.07,
+                    la + 0.045,
+                    enc(from),
+                    enc(to)
+                )
+            }),
+        ),
+        (
+            "nearest 10",
+            Box::new(move |rng| {
+                let (la, lo) = near_city(rng);
+                format!("lat={la}&lon={lo}&nearest=10")
+            }),
+        ),
+        (
+            "one page of 1000 features (keyset)",
+            Box::new(move |rng| {
+                format!(
+                    "limit=1000&after={}",
+                    rng.gen_range(first_id - 1..last_page_start)
+                )
+            }),
+        ),
+    ];
+    let _ = end;
+    for (name, make) in &kinds {
+        let mut lat = Vec::with_capacity(args.queries);
+        let mut features = 0usize;
+        for _ in 0..args.queries {
+            let q = make(&mut rng);
+            let t = Instant::now();
+            let resp = client
+                .get(format!("http://{}/api/v1/detections?{q}", server.addr))
+                .send()
+                .await?;
+            let status = resp.status();
+            let body = resp.bytes().await?;
+            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            if status != 200 {
+                bail!("{name}: HTTP {status}: {}", String::from_utf8_lossy(&body));
+            }
+            let v: serde_json::Value = serde_json::from_slice(&body)?;
+            features += v["numberReturned"].as_u64().unwrap_or(0) as usize;
+        }
+        lat.sort_by(f64::total_cmp);
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {:.0} |",
+            percentile(&lat, 50.0),
+            percentile(&lat, 95.0),
+            percentile(&lat, 99.0),
+            features as f64 / args.queries as f64
+        );
+    }
+    let rss = peak_rss_kib(server.child.id(), "VmHWM:").unwrap_or(0) as f64 / 1024.0;
+    println!("\nserver peak RSS over the whole run: {rss:.1} MiB (target <= 150 MiB)");
+    drop(server);
+    Ok(())
+}
