@@ -32,6 +32,7 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Authenticator>,
     pub client_limiter: Option<Arc<crate::auth::ClientLimiter>>,
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    pub privacy: Arc<crate::domain::privacy::PrivacyPolicy>,
     pool: PgPool,
     health_cache: Arc<Mutex<CachedHealth>>,
     /// Requests currently waiting for a pooled connection.
@@ -155,6 +156,7 @@ impl Application {
             )),
             client_limiter: crate::auth::ClientLimiter::new(&settings.rate_limit),
             trusted_proxies: Arc::new(trusted_proxies),
+            privacy: Arc::new(settings.privacy.policy()),
             settings: Arc::new(settings),
             lifecycle,
             exporters: Arc::default(),

@@ -49,6 +49,17 @@ pub enum Command {
     Migrate,
     /// Print the effective configuration (secrets redacted) and exit non-zero if it is invalid.
     CheckConfig,
+    /// Import capture files: WiGLE CSV (.csv, .csv.gz) and geosubmit v2 JSON (.json, .json.gz).
+    Import {
+        /// Validate only; store nothing (needs no database).
+        #[arg(long)]
+        dry_run: bool,
+        /// Capture device UUID for every file (default: derived from each file's header).
+        #[arg(long)]
+        device_id: Option<String>,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Manage API keys (stored as hashes; a new key is shown once).
     Keys {
         #[command(subcommand)]
@@ -148,6 +159,11 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Serve { .. } => serve(settings, exporters).await,
             Command::Migrate => migrate(settings).await,
             Command::Keys { action } => keys(settings, action).await,
+            Command::Import {
+                dry_run,
+                device_id,
+                paths,
+            } => crate::formats::cli::import(settings, dry_run, device_id, paths).await,
             Command::CheckConfig | Command::Healthcheck { .. } => Ok(()),
         }
     });
@@ -164,7 +180,9 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 /// The configured database URL, or one for an embedded cluster this call starts.
-async fn database(settings: &Settings) -> anyhow::Result<(Secret, Option<EmbeddedPostgres>)> {
+pub(crate) async fn database(
+    settings: &Settings,
+) -> anyhow::Result<(Secret, Option<EmbeddedPostgres>)> {
     if let Some(url) = &settings.database.url {
         return Ok((url.clone(), None));
     }

@@ -47,6 +47,71 @@ pub struct Settings {
     pub otel: OtelSettings,
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
+    pub privacy: PrivacySettings,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExclusionZone {
+    pub lat: f64,
+    pub lon: f64,
+    pub radius_m: f64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacySettings {
+    /// Drop access points whose SSID ends in `_nomap` or contains `_optout` (their owners asked
+    /// not to be mapped). They are tagged `nomap` either way.
+    pub drop_nomap: bool,
+    /// Drop detections of locally administered (randomised) MACs; tagged `randomized-mac` either way.
+    pub drop_randomized_macs: bool,
+    /// Circles around a home or office whose detections are never stored. In the environment,
+    /// a JSON list: `[{"lat": 52.52, "lon": 13.40, "radius_m": 300}]`.
+    #[serde(deserialize_with = "zones")]
+    pub exclusion_zones: Vec<ExclusionZone>,
+}
+
+impl Default for PrivacySettings {
+    fn default() -> Self {
+        Self {
+            drop_nomap: true,
+            drop_randomized_macs: false,
+            exclusion_zones: Vec::new(),
+        }
+    }
+}
+
+fn zones<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ExclusionZone>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<ExclusionZone>),
+        Json(String),
+    }
+    match Form::deserialize(d)? {
+        Form::List(z) => Ok(z),
+        Form::Json(text) if text.trim().is_empty() => Ok(Vec::new()),
+        Form::Json(text) => serde_json::from_str(&text).map_err(serde::de::Error::custom),
+    }
+}
+
+impl PrivacySettings {
+    pub fn policy(&self) -> crate::domain::privacy::PrivacyPolicy {
+        crate::domain::privacy::PrivacyPolicy {
+            drop_nomap: self.drop_nomap,
+            drop_randomized_macs: self.drop_randomized_macs,
+            exclusion_zones: self
+                .exclusion_zones
+                .iter()
+                .filter_map(|z| {
+                    crate::domain::Position::new(z.lat, z.lon)
+                        .ok()
+                        .map(|p| (p, z.radius_m))
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -235,6 +300,10 @@ pub struct IngestSettings {
     pub max_batch_items: usize,
     /// How far in the future (device clock skew) a detection time may be.
     pub max_future_skew_secs: i64,
+    /// Largest file accepted by `POST /api/v1/imports` (streamed, never held in memory).
+    pub max_import_bytes: u64,
+    /// Bound on one file import over HTTP (large files take minutes).
+    pub import_timeout_secs: u64,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -300,6 +369,8 @@ impl Default for IngestSettings {
         Self {
             max_batch_items: 10_000,
             max_future_skew_secs: 300,
+            max_import_bytes: 1024 * 1024 * 1024,
+            import_timeout_secs: 3_600,
         }
     }
 }
@@ -475,6 +546,16 @@ impl Settings {
         if let Some(key) = &self.auth.bootstrap_key {
             if key.expose().len() < 24 {
                 return bad("auth.bootstrap_key", "must be at least 24 characters");
+            }
+        }
+        for zone in &self.privacy.exclusion_zones {
+            if crate::domain::Position::new(zone.lat, zone.lon).is_err()
+                || !(zone.radius_m > 0.0 && zone.radius_m <= 100_000.0)
+            {
+                return bad(
+                    "privacy.exclusion_zones",
+                    "each zone needs a valid lat/lon and 0 < radius_m <= 100000",
+                );
             }
         }
         if self.loki.queue_capacity == 0 || self.loki.batch_size == 0 {

@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 use sqlx::{Acquire, PgConnection};
 
 use crate::db;
-use crate::domain::{Detection, ValidationPolicy};
+use crate::domain::privacy::PrivacyPolicy;
+use crate::domain::{Detection, SignalType, ValidationPolicy};
 use crate::error::{ApiError, ItemError};
 
 /// Body encodings accepted on ingest.
@@ -24,7 +25,18 @@ pub struct IngestReport {
     pub accepted: u64,
     pub duplicates: u64,
     pub rejected: u64,
+    /// Valid but not stored by the privacy policy (exclusion zones, opted-out or randomised).
+    pub filtered: u64,
     pub errors: Vec<ItemErrorBody>,
+}
+
+/// A batch after validation and the privacy policy.
+#[derive(Debug, Default)]
+pub struct Validated {
+    pub valid: Vec<Detection>,
+    pub errors: Vec<ItemError>,
+    pub rejected: u64,
+    pub filtered: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -115,10 +127,11 @@ pub fn decode(body: &[u8], format: BodyFormat, max_items: usize) -> Result<Items
 /// Validates every item, keeping the valid detections and an error per bad field. Rejections are
 /// counted in `shadowcheck_ingest_detections_total{outcome="rejected"}` by the signal type the
 /// item claimed (`unknown` when it named none valid).
-pub fn validate(items: &Items, policy: &ValidationPolicy) -> (Vec<Detection>, Vec<ItemError>, u64) {
+pub fn validate(items: &Items, policy: &ValidationPolicy, privacy: &PrivacyPolicy) -> Validated {
     let mut valid = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
     let mut rejected = 0;
+    let mut filtered = 0;
     metrics::histogram!("shadowcheck_ingest_batch_size").record(items.len() as f64);
     for (index, item) in items.iter().enumerate() {
         let parsed = match item {
@@ -126,7 +139,13 @@ pub fn validate(items: &Items, policy: &ValidationPolicy) -> (Vec<Detection>, Ve
             Err(reason) => Err(vec![crate::domain::FieldError::new("", reason.clone())]),
         };
         match parsed {
-            Ok(d) => valid.push(d),
+            Ok(d) => match privacy.refuses(&d) {
+                Some(_) => {
+                    filtered += 1;
+                    metrics::counter!("shadowcheck_ingest_detections_total", "signal_type" => d.signal_type.as_str(), "outcome" => "filtered").increment(1);
+                }
+                None => valid.push(d),
+            },
             Err(field_errors) => {
                 rejected += 1;
                 let claimed = item
@@ -145,7 +164,12 @@ pub fn validate(items: &Items, policy: &ValidationPolicy) -> (Vec<Detection>, Ve
             }
         }
     }
-    (valid, errors, rejected)
+    Validated {
+        valid,
+        errors,
+        rejected,
+        filtered,
+    }
 }
 
 /// How the client asked for idempotency.
@@ -173,12 +197,17 @@ pub enum Stored {
 /// Stores the valid detections and, with an idempotency key, the answer, in one transaction.
 pub async fn store(
     conn: &mut PgConnection,
-    detections: &[Detection],
-    errors: Vec<ItemError>,
-    rejected: u64,
+    batch: Validated,
     idempotency: Option<&Idempotency>,
     status_for: impl Fn(&IngestReport) -> u16,
 ) -> Result<Stored, ApiError> {
+    let Validated {
+        valid,
+        errors,
+        rejected,
+        filtered,
+    } = batch;
+    let detections = valid.as_slice();
     db::detections::ensure_partitions(conn, detections).await?;
     let mut tx = conn.begin().await?;
     if let Some(idem) = idempotency {
@@ -224,6 +253,7 @@ pub async fn store(
         accepted: inserted,
         duplicates: detections.len() as u64 - inserted,
         rejected,
+        filtered,
         errors: errors.into_iter().map(Into::into).collect(),
     };
     if let Some(idem) = idempotency {
@@ -242,13 +272,25 @@ pub async fn store(
     Ok(Stored::Fresh(report, inserted_by_type))
 }
 
+/// How many valid detections of each signal type a batch offers.
+pub fn count_by_type(valid: &[Detection]) -> Vec<(SignalType, u64)> {
+    SignalType::ALL
+        .iter()
+        .map(|&k| {
+            (
+                k,
+                valid.iter().filter(|d| d.signal_type == k).count() as u64,
+            )
+        })
+        .collect()
+}
+
 /// Counts stored and duplicate detections by signal type.
 pub fn record_stored(
-    valid: &[Detection],
+    offered: &[(SignalType, u64)],
     inserted_by_type: &std::collections::BTreeMap<String, u64>,
 ) {
-    for kind in crate::domain::SignalType::ALL {
-        let offered = valid.iter().filter(|d| d.signal_type == kind).count() as u64;
+    for &(kind, offered) in offered {
         if offered == 0 {
             continue;
         }

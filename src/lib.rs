@@ -14,6 +14,8 @@ pub mod db;
 pub mod domain;
 /// `ApiError` and its mapping to problem+json.
 pub mod error;
+/// Capture-device formats: WiGLE CSV, geosubmit v2, and the streaming importer.
+pub mod formats;
 /// HTTP handlers, one module per resource.
 pub mod http;
 /// Decoding, validating and storing ingest batches.

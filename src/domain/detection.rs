@@ -55,6 +55,11 @@ impl FromStr for SignalType {
     }
 }
 
+/// Tag added to detections whose transmitter address is locally administered (randomised).
+pub const TAG_RANDOMIZED_MAC: &str = "randomized-mac";
+/// Tag added to access points whose SSID opts out of mapping (`_nomap`, `_optout`).
+pub const TAG_NOMAP: &str = "nomap";
+
 /// Cellular radio generations accepted in `network_type` (stored upper-case).
 const NETWORK_TYPES: [&str; 7] = ["GSM", "CDMA", "WCDMA", "UMTS", "TDSCDMA", "LTE", "NR"];
 
@@ -328,6 +333,14 @@ impl Detection {
             r.fail("longitude", "required");
         }
         let position = match (lat, lon) {
+            // (0, 0) is where a GPS without a fix reports: "null island", never a real capture.
+            (Some(lat), Some(lon)) if lat.abs() < 1e-6 && lon.abs() < 1e-6 => {
+                r.fail(
+                    "latitude",
+                    "0,0 (null island) is a missing GPS fix, not a position",
+                );
+                None
+            }
             (Some(lat), Some(lon)) => Position::new(lat, lon).ok(),
             _ => None,
         };
@@ -482,6 +495,22 @@ impl Detection {
             }
         }
 
+        // Privacy flags, whatever the client sent: randomised (locally administered) MACs, and
+        // access points whose owners opted out of mapping with an `_nomap`/`_optout` SSID.
+        let mut tags = tags;
+        let randomised = [bssid, bt_address]
+            .iter()
+            .flatten()
+            .any(|m| m.is_locally_administered());
+        if randomised && !tags.iter().any(|t| t == TAG_RANDOMIZED_MAC) {
+            tags.push(TAG_RANDOMIZED_MAC.to_owned());
+        }
+        let opted_out = ssid
+            .as_deref()
+            .is_some_and(|s| s.ends_with("_nomap") || s.contains("_optout"));
+        if opted_out && !tags.iter().any(|t| t == TAG_NOMAP) {
+            tags.push(TAG_NOMAP.to_owned());
+        }
         match (r.errors.is_empty(), detected_at, position, signal_type) {
             (true, Some(detected_at), Some(position), Some(signal_type)) => Ok(Detection {
                 detected_at,

@@ -3,6 +3,7 @@
 pub mod detection;
 pub mod geo;
 pub mod mac;
+pub mod privacy;
 pub mod search;
 
 pub use detection::{Detection, FieldError, SignalType, ValidationPolicy};

@@ -99,7 +99,7 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
 }
 
 fn status_for(report: &IngestReport) -> u16 {
-    if report.rejected == 0 && report.duplicates == 0 {
+    if report.rejected == 0 && report.duplicates == 0 && report.filtered == 0 {
         201
     } else {
         200
@@ -142,27 +142,19 @@ pub(crate) async fn post_detections(
         now: Utc::now(),
         max_future_skew: chrono::Duration::seconds(state.settings.ingest.max_future_skew_secs),
     };
-    let (valid, errors, rejected) = ingest::validate(&items, &policy);
-    if valid.is_empty() {
+    let validated = ingest::validate(&items, &policy, &state.privacy);
+    if validated.valid.is_empty() && validated.filtered == 0 {
         return Err(ApiError::Unprocessable {
             detail: format!("none of the {} detections is valid", items.len()),
-            errors,
+            errors: validated.errors,
         });
     }
+    let offered = ingest::count_by_type(&validated.valid);
     let idempotency = key.map(|k| Idempotency::new(k, &bytes));
     let mut conn = state.acquire().await?;
-    match ingest::store(
-        &mut conn,
-        &valid,
-        errors,
-        rejected,
-        idempotency.as_ref(),
-        status_for,
-    )
-    .await?
-    {
+    match ingest::store(&mut conn, validated, idempotency.as_ref(), status_for).await? {
         Stored::Fresh(report, inserted_by_type) => {
-            ingest::record_stored(&valid, &inserted_by_type);
+            ingest::record_stored(&offered, &inserted_by_type);
             let status = StatusCode::from_u16(status_for(&report)).unwrap_or(StatusCode::OK);
             Ok((status, Json(report)).into_response())
         }

@@ -2,8 +2,10 @@
 //! adds the cross-cutting layers.
 
 pub mod detections;
+pub mod geosubmit;
 pub mod guard;
 pub mod health;
+pub mod imports;
 pub mod openapi;
 pub mod server;
 pub mod stats;
@@ -36,21 +38,36 @@ pub fn router(state: AppState) -> Router {
     let cors = cors_layer(&server.cors_allowed_origins);
     let timeout = Duration::from_secs(server.request_timeout_secs);
     let limits = state.clone();
-    let mut router = Router::new()
+    let router = Router::new()
         .merge(detections::router())
         .merge(health::router())
         .merge(stats::router())
         .merge(openapi::router())
+        .merge(geosubmit::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn_with_state(limits, guard::limit_clients))
+        .layer(middleware::from_fn_with_state(
+            limits.clone(),
+            guard::limit_clients,
+        ))
         // Covers reading the body too, so an endless upload is cut off.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ));
+    // File imports stream for minutes: the same layers with their own, longer timeout.
+    let import_timeout = Duration::from_secs(state.settings.ingest.import_timeout_secs);
+    let imports = imports::router()
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(limits, guard::limit_clients))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            import_timeout,
+        ));
+    let mut router = router.merge(imports);
     if let Some(cors) = cors {
         router = router.layer(cors);
     }

@@ -192,10 +192,12 @@ impl Modify for Security {
         super::health::get_ready,
         super::health::get_startup,
         super::health::get_detailed,
+        super::imports::post_import,
+        super::geosubmit::post_geosubmit,
     ),
-    components(schemas(DetectionInput, Problem, FeatureCollection, Feature, crate::ingest::IngestReport, Health)),
+    components(schemas(DetectionInput, Problem, FeatureCollection, Feature, crate::ingest::IngestReport, Health, crate::formats::import::ImportReport)),
     modifiers(&Security),
-    tags((name = "detections"), (name = "health"))
+    tags((name = "detections"), (name = "imports"), (name = "health"))
 )]
 pub struct ApiDoc;
 

@@ -16,7 +16,7 @@ async fn mixed_batch_of_1000_is_stored_with_201() {
     let report: Value = resp.json().await.expect("json");
     assert_eq!(
         report,
-        json!({"accepted": 1000, "duplicates": 0, "rejected": 0, "errors": []})
+        json!({"accepted": 1000, "duplicates": 0, "rejected": 0, "filtered": 0, "errors": []})
     );
     assert_eq!(app.count("true").await, 1000);
     for (kind, n) in [
@@ -33,7 +33,10 @@ async fn mixed_batch_of_1000_is_stored_with_201() {
     }
     // MACs were normalised, tags and raw columns kept.
     assert_eq!(app.count("bssid::text LIKE 'a4:%'").await, 250);
-    assert_eq!(app.count("tags = ARRAY['beacon']").await, 250);
+    assert_eq!(
+        app.count("tags = ARRAY['beacon', 'randomized-mac']").await,
+        250
+    );
 }
 
 #[tokio::test]

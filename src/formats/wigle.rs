@@ -1,0 +1,371 @@
+//! WiGLE CSV, as written by the WiGLE WiFi Wardriving app (1.4: 11 columns; 1.6: 14 columns,
+//! adding Frequency, RCOIs and MfgrId), ESP32 wardriving firmwares and Kismet's exporter.
+//! Columns are found by header name, so either version (and reordered writers) work.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use serde_json::{json, Map, Value};
+
+/// The pre-header (`WigleWifi-1.6,appRelease=...,model=...,device=...`) as capture metadata.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Preheader {
+    pub version: String,
+    pub fields: Vec<(String, String)>,
+}
+
+impl Preheader {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("format".into(), Value::String(self.version.clone()));
+        for (k, v) in &self.fields {
+            m.insert(k.clone(), Value::String(v.clone()));
+        }
+        Value::Object(m)
+    }
+
+    /// "brand model (device)" when the writer said so.
+    pub fn device_name(&self) -> Option<String> {
+        let parts: Vec<&str> = [self.get("brand"), self.get("model")]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.is_empty())
+            .collect();
+        let mut name = parts.join(" ");
+        if let Some(d) = self.get("device").filter(|d| !d.is_empty()) {
+            name = if name.is_empty() {
+                d.to_owned()
+            } else {
+                format!("{name} ({d})")
+            };
+        }
+        (!name.is_empty()).then_some(name)
+    }
+}
+
+pub struct WigleReader<R: Read> {
+    csv: csv::Reader<R>,
+    pub preheader: Preheader,
+    columns: HashMap<String, usize>,
+    device_id: String,
+    device_name: Option<String>,
+    record: csv::StringRecord,
+    /// Set when the input could not be read to its end (I/O error, truncated compression).
+    pub failure: Option<String>,
+}
+
+/// One data row: its line number and either a detection in our JSON shape or why not.
+pub type Row = (u64, Result<Value, String>);
+
+fn unquote_octal(s: &str) -> String {
+    // Kismet escapes non-printable SSID bytes as \ooo.
+    if !s.contains('\\') {
+        return s.to_owned();
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() {
+            let digits = &bytes[i + 1..i + 4];
+            if digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
+                let v = (digits[0] - b'0') as u32 * 64
+                    + (digits[1] - b'0') as u32 * 8
+                    + (digits[2] - b'0') as u32;
+                if let Ok(b) = u8::try_from(v) {
+                    out.push(b);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl<R: Read> WigleReader<R> {
+    /// Reads the pre-header (when present) and the column header. `device_id` overrides the id
+    /// derived from the pre-header.
+    pub fn new(reader: R, device_id: Option<String>) -> Result<Self, String> {
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .trim(csv::Trim::None)
+            .from_reader(reader);
+        let mut first = csv::StringRecord::new();
+        if !csv
+            .read_record(&mut first)
+            .map_err(|e| format!("not a WiGLE CSV file: {e}"))?
+        {
+            return Err("empty file".into());
+        }
+        let mut preheader = Preheader::default();
+        let header = if first.get(0).is_some_and(|f| f.starts_with("WigleWifi-")) {
+            preheader.version = first.get(0).unwrap_or_default().to_owned();
+            for field in first.iter().skip(1) {
+                if let Some((k, v)) = field.split_once('=') {
+                    preheader
+                        .fields
+                        .push((k.trim().to_owned(), v.trim().to_owned()));
+                }
+            }
+            let mut header = csv::StringRecord::new();
+            if !csv
+                .read_record(&mut header)
+                .map_err(|e| format!("no column header: {e}"))?
+            {
+                return Err("no column header after the WigleWifi pre-header".into());
+            }
+            header
+        } else {
+            first
+        };
+        let columns: HashMap<String, usize> = header
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.trim().to_owned(), i))
+            .collect();
+        for required in [
+            "MAC",
+            "FirstSeen",
+            "CurrentLatitude",
+            "CurrentLongitude",
+            "Type",
+        ] {
+            if !columns.contains_key(required) {
+                return Err(format!("not a WiGLE CSV file: no `{required}` column"));
+            }
+        }
+        let description = format!(
+            "wigle:{}",
+            preheader
+                .fields
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let device_id = device_id.unwrap_or_else(|| super::device_uuid(&description).to_string());
+        let device_name = preheader.device_name();
+        Ok(Self {
+            csv,
+            preheader,
+            columns,
+            device_id,
+            device_name,
+            record: csv::StringRecord::new(),
+            failure: None,
+        })
+    }
+
+    fn field(&self, name: &str) -> Option<&str> {
+        self.columns
+            .get(name)
+            .and_then(|&i| self.record.get(i))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The next data row, or `None` at the end. A broken CSV record (e.g. a truncated file)
+    /// becomes that row's error; reading goes on.
+    pub fn next_row(&mut self) -> Option<Row> {
+        if self.failure.is_some() {
+            return None;
+        }
+        match self.csv.read_record(&mut self.record) {
+            Ok(false) => None,
+            Ok(true) => {
+                let line = self.record.position().map_or(0, |p| p.line());
+                if self.record.len() == 1 && self.record.get(0).is_some_and(|f| f.trim().is_empty())
+                {
+                    return self.next_row();
+                }
+                Some((line, self.convert()))
+            }
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                if let csv::ErrorKind::Io(io) = e.kind() {
+                    // A truncated gzip or a broken upload ends the file; say where.
+                    self.failure = Some(format!("input unreadable after line {line}: {io}"));
+                    return None;
+                }
+                Some((line, Err(format!("malformed CSV: {e}"))))
+            }
+        }
+    }
+
+    fn convert(&self) -> Result<Value, String> {
+        if self.record.len() < self.columns.len().min(11) {
+            return Err(format!(
+                "{} columns; a WiGLE row has at least 11",
+                self.record.len()
+            ));
+        }
+        let kind = self.field("Type").unwrap_or("").to_ascii_uppercase();
+        let mut item = Map::new();
+        let first_seen = self.field("FirstSeen").unwrap_or("");
+        // WiGLE writes UTC as "yyyy-MM-dd HH:mm:ss".
+        let at = match first_seen.split_once(' ') {
+            Some((d, t)) if !first_seen.contains('T') => format!("{d}T{t}Z"),
+            _ => first_seen.to_owned(),
+        };
+        item.insert("detected_at".into(), Value::String(at));
+        let number = |v: Option<&str>| -> Value {
+            match v {
+                Some(s) => s
+                    .parse::<f64>()
+                    .map(|f| json!(f))
+                    .unwrap_or_else(|_| Value::String(s.to_owned())),
+                None => Value::Null,
+            }
+        };
+        item.insert("latitude".into(), number(self.field("CurrentLatitude")));
+        item.insert("longitude".into(), number(self.field("CurrentLongitude")));
+        if let Some(alt) = self.field("AltitudeMeters") {
+            item.insert("altitude_meters".into(), number(Some(alt)));
+        }
+        // Kismet writes 0 when it has no accuracy: unknown, not perfect.
+        if let Some(acc) = self
+            .field("AccuracyMeters")
+            .filter(|a| !a.parse::<f64>().is_ok_and(|v| v == 0.0))
+        {
+            item.insert("accuracy_meters".into(), number(Some(acc)));
+        }
+        item.insert("device_id".into(), Value::String(self.device_id.clone()));
+        if let Some(name) = &self.device_name {
+            item.insert(
+                "device_name".into(),
+                Value::String(name.chars().take(128).collect()),
+            );
+        }
+        let mut raw = Map::new();
+        raw.insert(
+            "source".into(),
+            Value::String(
+                format!("wigle-csv {}", self.preheader.version)
+                    .trim()
+                    .to_owned(),
+            ),
+        );
+        if let Some(auth) = self.field("AuthMode") {
+            raw.insert("auth_mode".into(), Value::String(auth.to_owned()));
+        }
+        if let Some(rcois) = self.field("RCOIs") {
+            raw.insert("rcois".into(), Value::String(rcois.to_owned()));
+        }
+        if let Some(m) = self.field("MfgrId") {
+            let parsed = match m.strip_prefix("0x").or_else(|| m.strip_prefix("0X")) {
+                Some(hex) => i64::from_str_radix(hex, 16).ok(),
+                None => m.parse::<i64>().ok(),
+            };
+            raw.insert(
+                "mfgr_id".into(),
+                parsed.map_or_else(|| Value::String(m.to_owned()), Value::from),
+            );
+        }
+        let rssi = self.field("RSSI").and_then(|r| r.parse::<i64>().ok());
+        let mac = self.field("MAC").unwrap_or("").to_owned();
+        match kind.as_str() {
+            "WIFI" => {
+                item.insert("signal_type".into(), "wifi".into());
+                item.insert("bssid".into(), Value::String(mac));
+                if let Some(ssid) = self.field("SSID") {
+                    item.insert("ssid".into(), Value::String(unquote_octal(ssid)));
+                }
+                if let Some(ch) = self
+                    .field("Channel")
+                    .and_then(|c| c.parse::<i64>().ok())
+                    .filter(|c| *c > 0)
+                {
+                    item.insert("channel".into(), ch.into());
+                }
+                if let Some(f) = self
+                    .field("Frequency")
+                    .and_then(|f| f.parse::<i64>().ok())
+                    .filter(|f| *f > 0)
+                {
+                    item.insert("frequency_mhz".into(), f.into());
+                }
+                if let Some(r) = rssi {
+                    item.insert("signal_strength_dbm".into(), r.into());
+                }
+            }
+            "BT" | "BLE" => {
+                item.insert(
+                    "signal_type".into(),
+                    if kind == "BT" { "bluetooth" } else { "ble" }.into(),
+                );
+                item.insert("bt_address".into(), Value::String(mac));
+                if let Some(name) = self.field("SSID") {
+                    item.insert("bt_name".into(), Value::String(unquote_octal(name)));
+                }
+                // Kismet writes 0 for an unknown Bluetooth RSSI.
+                if let Some(r) = rssi.filter(|r| *r != 0) {
+                    item.insert("bt_rssi".into(), r.into());
+                }
+            }
+            "GSM" | "CDMA" | "WCDMA" | "LTE" | "NR" => {
+                item.insert("signal_type".into(), "cellular".into());
+                item.insert("network_type".into(), Value::String(kind.clone()));
+                let (mcc, mnc, lac, cid) = parse_cell_key(&mac, &kind)?;
+                item.insert("mcc".into(), mcc.into());
+                item.insert("mnc".into(), mnc.into());
+                item.insert("lac".into(), lac.into());
+                item.insert("cell_id".into(), cid.into());
+                if let Some(r) = rssi {
+                    item.insert("signal_strength_dbm".into(), r.into());
+                }
+                if let Some(op) = self.field("SSID") {
+                    raw.insert("operator".into(), Value::String(op.to_owned()));
+                }
+                if let Some(ch) = self.field("Channel") {
+                    // EARFCN/UARFCN/ARFCN, not a wifi channel.
+                    raw.insert(
+                        "arfcn".into(),
+                        ch.parse::<i64>()
+                            .map_or_else(|_| Value::String(ch.to_owned()), Value::from),
+                    );
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown Type `{other}` (WIFI, BT, BLE, GSM, CDMA, WCDMA, LTE, NR)"
+                ))
+            }
+        }
+        item.insert("raw_data".into(), Value::Object(raw));
+        Ok(Value::Object(item))
+    }
+}
+
+/// Cell keys in the MAC column: `MCCMNC_LAC_CID` (WiGLE) or `MCC_MNC_LAC_CID`.
+fn parse_cell_key(key: &str, kind: &str) -> Result<(i64, i64, i64, i64), String> {
+    let parts: Vec<&str> = key.split('_').map(str::trim).collect();
+    let num = |s: &str| {
+        s.parse::<i64>()
+            .map_err(|_| format!("cell key `{key}`: `{s}` is not a number"))
+    };
+    match parts.as_slice() {
+        [mcc, mnc, lac, cid] => Ok((num(mcc)?, num(mnc)?, num(lac)?, num(cid)?)),
+        [_, _, _] if kind == "CDMA" => Err(format!(
+            "cell key `{key}`: CDMA SID_NID_BSID carries no MCC/MNC"
+        )),
+        [mccmnc, lac, cid]
+            if (5..=6).contains(&mccmnc.len()) && mccmnc.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Ok((num(&mccmnc[..3])?, num(&mccmnc[3..])?, num(lac)?, num(cid)?))
+        }
+        _ => Err(format!(
+            "cell key `{key}` is not MCCMNC_LAC_CID or MCC_MNC_LAC_CID"
+        )),
+    }
+}
