@@ -59,6 +59,9 @@ pub struct WigleReader<R: Read> {
     record: csv::StringRecord,
     /// Set when the input could not be read to its end (I/O error, truncated compression).
     pub failure: Option<String>,
+    /// Line number of the next record. Counted here: the csv crate's own line count is off
+    /// after a CRLF pre-header.
+    next_line: u64,
 }
 
 /// One data row: its line number and either a detection in our JSON shape or why not.
@@ -156,7 +159,9 @@ impl<R: Read> WigleReader<R> {
         );
         let device_id = device_id.unwrap_or_else(|| super::device_uuid(&description).to_string());
         let device_name = preheader.device_name();
+        let next_line = if preheader.version.is_empty() { 2 } else { 3 };
         Ok(Self {
+            next_line,
             csv,
             preheader,
             columns,
@@ -184,7 +189,13 @@ impl<R: Read> WigleReader<R> {
         match self.csv.read_record(&mut self.record) {
             Ok(false) => None,
             Ok(true) => {
-                let line = self.record.position().map_or(0, |p| p.line());
+                let line = self.next_line;
+                // Quoted fields may span lines.
+                self.next_line += 1 + self
+                    .record
+                    .iter()
+                    .map(|f| f.matches('\n').count() as u64)
+                    .sum::<u64>();
                 if self.record.len() == 1 && self.record.get(0).is_some_and(|f| f.trim().is_empty())
                 {
                     return self.next_row();
@@ -192,7 +203,8 @@ impl<R: Read> WigleReader<R> {
                 Some((line, self.convert()))
             }
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
+                let line = self.next_line;
+                self.next_line += 1;
                 if let csv::ErrorKind::Io(io) = e.kind() {
                     // A truncated gzip or a broken upload ends the file; say where.
                     self.failure = Some(format!("input unreadable after line {line}: {io}"));
@@ -367,5 +379,51 @@ fn parse_cell_key(key: &str, kind: &str) -> Result<(i64, i64, i64, i64), String>
         _ => Err(format!(
             "cell key `{key}` is not MCCMNC_LAC_CID or MCC_MNC_LAC_CID"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Vec<u64> {
+        let mut r = WigleReader::new(text.as_bytes(), None).expect("header");
+        let mut out = Vec::new();
+        while let Some((line, _)) = r.next_row() {
+            out.push(line);
+        }
+        out
+    }
+
+    #[test]
+    fn line_numbers_count_the_preheader_and_header() {
+        let body = "MAC,SSID,AuthMode,FirstSeen,Channel,RSSI,CurrentLatitude,CurrentLongitude,AltitudeMeters,AccuracyMeters,Type";
+        let row = "a4:00:00:00:00:01,x,[ESS],2026-01-01 00:00:00,1,-50,52.5,13.4,0,5,WIFI";
+        for eol in ["\n", "\r\n"] {
+            let text = format!("WigleWifi-1.4,appRelease=1{eol}{body}{eol}{row}{eol}{row}{eol}");
+            assert_eq!(lines(&text), vec![3, 4], "{eol:?}");
+            let text = format!("{body}{eol}{row}{eol}");
+            assert_eq!(lines(&text), vec![2], "{eol:?}");
+        }
+    }
+
+    #[test]
+    fn cell_keys() {
+        assert_eq!(
+            parse_cell_key("42501_7211_3084803", "GSM"),
+            Ok((425, 1, 7211, 3084803))
+        );
+        assert_eq!(
+            parse_cell_key("262_02_4712_1234567", "WCDMA"),
+            Ok((262, 2, 4712, 1234567))
+        );
+        assert!(parse_cell_key("4_112_1001", "CDMA").is_err());
+        assert!(parse_cell_key("garbage", "LTE").is_err());
+    }
+
+    #[test]
+    fn octal_escapes() {
+        assert_eq!(unquote_octal("Bob\\342\\200\\231s"), "Bob\u{2019}s");
+        assert_eq!(unquote_octal("plain\\x"), "plain\\x");
     }
 }

@@ -174,6 +174,20 @@ pub(crate) async fn post_import(
         Err(ImportError::Api(e)) => return Err(e),
     };
     tracing::info!(import_id = %report.import_id, rows = report.rows_read, stored = report.stored, duplicates = report.duplicates, rejected = report.rejected, complete = report.complete, "import finished");
+    if !report.complete {
+        // Not a 2xx: the file was not imported as a whole, though the rows before the damage are
+        // committed (and a re-upload of the complete file stores nothing twice).
+        return Err(ApiError::Unprocessable {
+            detail: format!(
+                "import {}: {}; the {} rows before it were processed ({} stored); re-upload the complete file",
+                report.import_id,
+                report.failure.clone().unwrap_or_default(),
+                report.rows_read,
+                report.stored
+            ),
+            errors: Vec::new(),
+        });
+    }
     let status = if report.stored > 0 {
         StatusCode::CREATED
     } else {

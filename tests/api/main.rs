@@ -3,6 +3,7 @@
 
 mod binary;
 mod faults;
+mod formats;
 mod helpers;
 mod ingest;
 mod lifecycle;

@@ -1,0 +1,559 @@
+//! Capture-device formats end to end: WiGLE CSV uploads (raw, gzip, multipart), the CLI importer,
+//! geosubmit v2 as stumbler apps send it, the privacy policy, and a large streamed import.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{
+    fresh_database, problem, shadowcheck, spawn_app, spawn_app_with, ServeProcess, TestApp,
+    TEST_KEY,
+};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+async fn upload(app: &TestApp, body: Vec<u8>, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = app.client.post(app.url("/api/v1/imports")).body(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.expect("upload")
+}
+
+fn lines_with(report: &Value, field: &str) -> Vec<u64> {
+    report["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter(|e| e["field"] == field)
+        .map(|e| e["line"].as_u64().expect("line"))
+        .collect()
+}
+
+#[tokio::test]
+async fn wigle_16_every_type_and_quirk() {
+    let app = spawn_app().await;
+    let body = std::fs::read(fixture("wigle-1.6-all-types.csv")).expect("fixture");
+    let resp = upload(&app, body.clone(), &[("content-type", "text/csv")]).await;
+    assert_eq!(resp.status(), 201);
+    let r: Value = resp.json().await.expect("json");
+    assert_eq!(
+        (
+            r["rows_read"].as_u64(),
+            r["stored"].as_u64(),
+            r["rejected"].as_u64(),
+            r["filtered"].as_u64()
+        ),
+        (Some(16), Some(10), Some(5), Some(1)),
+        "{r}"
+    );
+    assert_eq!(r["source"]["format"], "WigleWifi-1.6");
+    assert_eq!(r["source"]["model"], "Pixel 7");
+    assert!(r["import_id"]
+        .as_str()
+        .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok()));
+    // Rejections by line: CDMA without MCC (13), null island (15), bad latitude (16), unknown type (17), broadcast (18).
+    let all_lines: Vec<u64> = r["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["line"].as_u64().expect("line"))
+        .collect();
+    for line in [13, 15, 16, 17, 18] {
+        assert!(all_lines.contains(&line), "line {line} not reported: {r}");
+    }
+    assert!(lines_with(&r, "bssid").contains(&18));
+    assert!(lines_with(&r, "latitude").contains(&16));
+
+    let kinds: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT signal_type::text, count(*) FROM sigint.signal_detections GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("kinds");
+    assert_eq!(
+        kinds,
+        vec![
+            ("ble".into(), 2),
+            ("bluetooth".into(), 1),
+            ("cellular".into(), 4),
+            ("wifi".into(), 3)
+        ]
+    );
+    let ssid: String = sqlx::query_scalar(
+        "SELECT ssid FROM sigint.signal_detections WHERE bssid = 'a4:2b:b0:11:22:33'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("ssid");
+    assert_eq!(ssid, "Cafe, \"Central\"");
+    let (freq, channel): (Option<i32>, Option<i32>) = sqlx::query_as("SELECT frequency_mhz, channel FROM sigint.signal_detections WHERE bssid = 'a4:2b:b0:11:22:34'")
+        .fetch_one(&app.db).await.expect("row");
+    assert_eq!((freq, channel), (None, Some(36)));
+    let cells: Vec<(String, i16, i16, i32, i64)> = sqlx::query_as(
+        "SELECT network_type, mcc, mnc, lac, cell_id FROM sigint.signal_detections WHERE signal_type = 'cellular' ORDER BY detected_at",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("cells");
+    assert_eq!(
+        cells,
+        vec![
+            ("GSM".into(), 262, 1, 4711, 12345),
+            ("WCDMA".into(), 262, 2, 4712, 1234567),
+            ("LTE".into(), 262, 3, 40000, 26000001),
+            ("NR".into(), 262, 1, 1234567, 68719476000),
+        ]
+    );
+    let (mfgr_hex, mfgr_dec): (Value, Value) = sqlx::query_as(
+        "SELECT (SELECT raw_data->'mfgr_id' FROM sigint.signal_detections WHERE bt_address = 'd6:11:22:33:44:55'),
+                (SELECT raw_data->'mfgr_id' FROM sigint.signal_detections WHERE bt_address = 'c4:aa:bb:cc:dd:01')",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("mfgr");
+    assert_eq!(
+        (mfgr_hex, mfgr_dec),
+        (serde_json::json!(76), serde_json::json!(224))
+    );
+    let randomised: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sigint.signal_detections WHERE 'randomized-mac' = ANY(tags)",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("tags");
+    assert_eq!(randomised, 1);
+    let devices: Vec<(Option<uuid::Uuid>, Option<String>)> =
+        sqlx::query_as("SELECT DISTINCT device_id, device_name FROM sigint.signal_detections")
+            .fetch_all(&app.db)
+            .await
+            .expect("devices");
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].1.as_deref(), Some("google Pixel 7 (panther)"));
+
+    // Re-uploading the same file (gzip this time) stores nothing twice.
+    let gz = std::fs::read(fixture("wigle-1.6-all-types.csv.gz")).expect("fixture");
+    let resp = upload(&app, gz, &[("content-type", "application/gzip")]).await;
+    assert_eq!(resp.status(), 200);
+    let again: Value = resp.json().await.expect("json");
+    assert_eq!(
+        (again["stored"].as_u64(), again["duplicates"].as_u64()),
+        (Some(0), Some(10)),
+        "{again}"
+    );
+    assert_eq!(app.count("true").await, 10);
+    let imports: i64 = sqlx::query_scalar("SELECT count(*) FROM sigint.imports")
+        .fetch_one(&app.db)
+        .await
+        .expect("imports");
+    assert_eq!(imports, 2);
+}
+
+#[tokio::test]
+async fn real_android_export_kismet_variant_and_multipart() {
+    let app = spawn_app().await;
+    // The real WiGLE Android 2.25 export, as a browser form would upload it.
+    let form = reqwest::multipart::Form::new()
+        .text("note", "from my phone")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(
+                std::fs::read(fixture("wigle-1.4-real-android.csv")).expect("fixture"),
+            )
+            .file_name("WigleWifi_20171029182606.csv"),
+        );
+    let resp = app
+        .client
+        .post(app.url("/api/v1/imports"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(resp.status(), 201);
+    let r: Value = resp.json().await.expect("json");
+    assert_eq!(
+        (
+            r["rows_read"].as_u64(),
+            r["stored"].as_u64(),
+            r["rejected"].as_u64()
+        ),
+        (Some(17), Some(17), Some(0)),
+        "{r}"
+    );
+    assert_eq!(r["filename"], "WigleWifi_20171029182606.csv");
+    assert_eq!(r["source"]["brand"], "Xiaomi");
+    let gsm: (i16, i16, i32, i64) = sqlx::query_as("SELECT mcc, mnc, lac, cell_id FROM sigint.signal_detections WHERE signal_type = 'cellular'")
+        .fetch_one(&app.db).await.expect("gsm");
+    assert_eq!(gsm, (425, 1, 7211, 3084803));
+
+    // Kismet's variant: octal-escaped SSIDs, accuracy 0 and BT RSSI 0 mean "unknown".
+    let resp = upload(
+        &app,
+        std::fs::read(fixture("wigle-kismet-variant.csv")).expect("fixture"),
+        &[("content-type", "text/csv")],
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let r: Value = resp.json().await.expect("json");
+    assert_eq!(r["stored"], 3, "{r}");
+    let (ssid, accuracy): (String, Option<f64>) = sqlx::query_as("SELECT ssid, accuracy_meters FROM sigint.signal_detections WHERE bssid = '00:11:22:33:44:55'")
+        .fetch_one(&app.db).await.expect("row");
+    assert_eq!((ssid.as_str(), accuracy), ("Bob\u{2019}s WiFi", None));
+    let rssi: Option<i32> = sqlx::query_scalar(
+        "SELECT bt_rssi FROM sigint.signal_detections WHERE bt_address = '00:11:22:33:44:66'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("bt");
+    assert_eq!(rssi, None);
+}
+
+#[tokio::test]
+async fn malformed_truncated_and_unauthorised_uploads() {
+    let app = spawn_app().await;
+    let body = problem(
+        upload(
+            &app,
+            std::fs::read(fixture("not-wigle.csv")).expect("fixture"),
+            &[("content-type", "text/csv")],
+        )
+        .await,
+        400,
+    )
+    .await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("not a WiGLE CSV"),
+        "{body}"
+    );
+    problem(
+        upload(&app, b"".to_vec(), &[("content-type", "text/csv")]).await,
+        400,
+    )
+    .await;
+    problem(
+        upload(
+            &app,
+            b"{}".to_vec(),
+            &[("content-type", "application/json")],
+        )
+        .await,
+        415,
+    )
+    .await;
+    problem(
+        upload(
+            &app,
+            b"x".to_vec(),
+            &[("content-type", "text/csv"), ("content-encoding", "br")],
+        )
+        .await,
+        415,
+    )
+    .await;
+    // A truncated gzip: the rows before the damage are stored, but the answer is not a 2xx.
+    let body = problem(
+        upload(
+            &app,
+            std::fs::read(fixture("wigle-truncated.csv.gz")).expect("fixture"),
+            &[("content-type", "text/csv")],
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("re-upload the complete file"),
+        "{body}"
+    );
+    let stored_before = app.count("true").await;
+    // Re-uploading the complete file then finishes the job without duplicates.
+    let resp = upload(
+        &app,
+        std::fs::read(fixture("wigle-1.6-all-types.csv.gz")).expect("fixture"),
+        &[("content-type", "text/csv"), ("content-encoding", "gzip")],
+    )
+    .await;
+    let r: Value = resp.json().await.expect("json");
+    assert_eq!(
+        r["stored"].as_u64().expect("stored") as i64 + stored_before,
+        10,
+        "{r}"
+    );
+    assert_eq!(app.count("true").await, 10);
+    // No key, no import.
+    let anon = reqwest::Client::new()
+        .post(app.url("/api/v1/imports"))
+        .header("content-type", "text/csv")
+        .body("x")
+        .send()
+        .await
+        .expect("send");
+    problem(anon, 401).await;
+}
+
+#[tokio::test]
+async fn exclusion_zones_and_privacy_policy() {
+    // A 50 m zone around the café of the fixture; randomised MACs dropped too; _nomap kept (tagged).
+    let app = spawn_app_with(|s| {
+        s.privacy.exclusion_zones = vec![shadowcheck::config::ExclusionZone {
+            lat: 52.52001,
+            lon: 13.40501,
+            radius_m: 1.0,
+        }];
+        s.privacy.drop_randomized_macs = true;
+        s.privacy.drop_nomap = false;
+    })
+    .await;
+    let resp = upload(
+        &app,
+        std::fs::read(fixture("wigle-1.6-all-types.csv")).expect("fixture"),
+        &[("content-type", "text/csv")],
+    )
+    .await;
+    let r: Value = resp.json().await.expect("json");
+    // Filtered: the café (in the zone) and the randomised BLE address; the _nomap AP is stored, tagged.
+    assert_eq!(
+        (r["stored"].as_u64(), r["filtered"].as_u64()),
+        (Some(9), Some(2)),
+        "{r}"
+    );
+    assert_eq!(app.count("bssid = 'a4:2b:b0:11:22:33'").await, 0);
+    assert_eq!(app.count("'nomap' = ANY(tags)").await, 1);
+    assert_eq!(app.count("'randomized-mac' = ANY(tags)").await, 0);
+}
+
+#[tokio::test]
+async fn geosubmit_as_stumbler_apps_send_it() {
+    let app = spawn_app().await;
+    let body = std::fs::read(fixture("geosubmit-v2-ichnaea-example.json")).expect("fixture");
+    // Key in the query string, as NeoStumbler and Tower Collector send it, gzip body.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&body).expect("gzip");
+    let resp = reqwest::Client::new()
+        .post(app.url(&format!("/v2/geosubmit?key={TEST_KEY}")))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gz.finish().expect("gzip"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.json::<Value>().await.expect("json"),
+        serde_json::json!({})
+    );
+    let rows: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as("SELECT signal_type::text, detected_at FROM sigint.signal_detections ORDER BY signal_type, detected_at")
+        .fetch_all(&app.db).await.expect("rows");
+    let kinds: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, vec!["ble", "cellular", "wifi", "wifi"]);
+    // timestamp 1405602028568 minus each observation's age.
+    let ble_at = rows
+        .iter()
+        .find(|(k, _)| k == "ble")
+        .map(|(_, t)| *t)
+        .expect("ble");
+    assert_eq!(ble_at.timestamp_millis(), 1405602028568 - 2000);
+    let source: Value = sqlx::query_scalar(
+        "SELECT raw_data->'position_source' FROM sigint.signal_detections LIMIT 1",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("raw");
+    assert_eq!(
+        source, "gps",
+        "an unknown position source is kept, not rejected"
+    );
+    // v1 path, same answer; sending it again stores nothing new.
+    let resp = reqwest::Client::new()
+        .post(app.url("/v1/geosubmit"))
+        .header("x-api-key", TEST_KEY)
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(app.count("true").await, 4);
+    // Invalid observations are dropped (and counted), the app still gets 200 {}.
+    let bad = serde_json::json!({"items": [{"timestamp": 1405602028568i64, "position": {"latitude": 95.0, "longitude": 1.0},
+        "wifiAccessPoints": [{"macAddress": "00:00:00:00:00:00"}], "cellTowers": [{"radioType": "gsm", "mobileCountryCode": 262, "mobileNetworkCode": 1, "locationAreaCode": 65535, "cellId": 1}]}]});
+    let resp = reqwest::Client::new()
+        .post(app.url(&format!("/v2/geosubmit?key={TEST_KEY}")))
+        .json(&bad)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(app.count("true").await, 4);
+    problem(
+        reqwest::Client::new()
+            .post(app.url("/v2/geosubmit"))
+            .json(&bad)
+            .send()
+            .await
+            .expect("post"),
+        401,
+    )
+    .await;
+    problem(
+        reqwest::Client::new()
+            .post(app.url(&format!("/v2/geosubmit?key={TEST_KEY}")))
+            .body("{not json")
+            .send()
+            .await
+            .expect("post"),
+        400,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn cli_import_dry_run_store_and_failures() {
+    let url = fresh_database().await;
+    let run = |args: &[&str], with_db: bool| {
+        let mut cmd = shadowcheck();
+        cmd.arg("import").args(args);
+        if with_db {
+            cmd.env("DATABASE_URL", &url);
+        }
+        let out = cmd.output().expect("run import");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let all = fixture("wigle-1.6-all-types.csv.gz");
+    let geo = fixture("geosubmit-v2-ichnaea-example.json");
+    let all_s = all.to_str().expect("utf8");
+    let geo_s = geo.to_str().expect("utf8");
+    // Dry run needs no database and stores nothing.
+    let (ok, out) = run(&["--dry-run", all_s, geo_s], false);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("16 rows read, 10 valid") && out.contains("line 13"),
+        "{out}"
+    );
+    let (ok, out) = run(&[all_s, geo_s], true);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("10 stored") && out.contains("4 stored"),
+        "{out}"
+    );
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sigint.signal_detections")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(n, 14);
+    // Unreadable, truncated and Kismet files: reported, non-zero exit, the rest still imported.
+    let missing = "/nonexistent/capture.csv";
+    let truncated = fixture("wigle-truncated.csv.gz");
+    let kismet =
+        crate::helpers::shared_temp_dir("shadowcheck-kismet-").join("Kismet-20260301.kismet");
+    std::fs::write(&kismet, b"SQLite format 3\0").expect("write");
+    let kismet_log = fixture("wigle-kismet-variant.csv");
+    let (ok, out) = run(
+        &[
+            missing,
+            truncated.to_str().expect("utf8"),
+            kismet.to_str().expect("utf8"),
+            kismet_log.to_str().expect("utf8"),
+        ],
+        true,
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("cannot open")
+            && out.contains("unreadable")
+            && out.contains("Kismet")
+            && out.contains("3 of 4 files"),
+        "{out}"
+    );
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sigint.signal_detections")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(n, 17, "the Kismet variant's 3 rows were imported");
+    pool.close().await;
+}
+
+/// Large files streamed in (generated on the fly, never in memory on either side): the server's
+/// peak memory does not grow with the file size. A first upload warms up allocator arenas and
+/// connection buffers; a second, three times larger, must not raise the high-water mark by more
+/// than a few MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_upload_streams_in_bounded_memory() {
+    let url = fresh_database().await;
+    let serve = ServeProcess::start(&[("DATABASE_URL", url.as_str())], None);
+    let client = crate::helpers::client();
+    serve.wait_ready(&client).await;
+    let pid = serve.child.id();
+    let hwm = || -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("VmHWM:")
+                        .map(|v| v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0))
+                })
+            })
+            .unwrap_or(0)
+            * 1024
+    };
+    let upload = |first: usize, rows: usize| {
+        let header = "WigleWifi-1.6,appRelease=test,model=gen,release=1,device=gen,display=x,board=x,brand=x\nMAC,SSID,AuthMode,FirstSeen,Channel,Frequency,RSSI,CurrentLatitude,CurrentLongitude,AltitudeMeters,AccuracyMeters,RCOIs,MfgrId,Type\n";
+        let chunks = (0..rows.div_ceil(1000)).map(move |c| {
+            let mut text = if c == 0 { header.to_owned() } else { String::new() };
+            for i in (first + c * 1000)..(first + ((c + 1) * 1000).min(rows)) {
+                let b = (i as u32).to_be_bytes();
+                text.push_str(&format!(
+                    "a4:00:{:02x}:{:02x}:{:02x}:{:02x},net-{},[WPA2-PSK-CCMP][ESS],2026-02-{:02} {:02}:{:02}:{:02},6,2437,-70,52.{:06},13.{:06},40.0,5.0,,,WIFI\n",
+                    b[0], b[1], b[2], b[3], i % 1000, 1 + i % 27, (i / 3600) % 24, (i / 60) % 60, i % 60, i % 999_999, (i * 7) % 999_999
+                ));
+            }
+            Ok::<_, std::io::Error>(text.into_bytes())
+        });
+        client
+            .post(serve.url("/api/v1/imports"))
+            .header("content-type", "text/csv")
+            .timeout(Duration::from_secs(600))
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                chunks,
+            )))
+            .send()
+    };
+    let before = hwm();
+    let resp = upload(0, 60_000).await.expect("upload");
+    assert_eq!(resp.status(), 201);
+    let warmed = hwm();
+    const ROWS: usize = 180_000;
+    let resp = upload(1_000_000, ROWS).await.expect("upload");
+    assert_eq!(resp.status(), 201);
+    let r: Value = resp.json().await.expect("json");
+    assert_eq!(
+        (r["rows_read"].as_u64(), r["stored"].as_u64()),
+        (Some(ROWS as u64), Some(ROWS as u64)),
+        "{}",
+        r["errors"]
+    );
+    let after = hwm();
+    let mib = |b: u64| b / (1024 * 1024);
+    eprintln!("peak RSS: {} MiB at start, {} MiB after 60k rows (~7 MiB), {} MiB after 180k rows (~21 MiB)", mib(before), mib(warmed), mib(after));
+    assert!(
+        after.saturating_sub(warmed) < 8 * 1024 * 1024,
+        "peak memory grew with the file: {} -> {} MiB",
+        mib(warmed),
+        mib(after)
+    );
+}
