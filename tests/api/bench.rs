@@ -1,0 +1,34 @@
+//! The benchmark harness, small, so it never rots: it must complete and print its figures.
+//! (Figures are read by people from `scripts/bench`; nothing here asserts a speed.)
+
+use std::process::Command;
+
+#[test]
+fn small_benchmark_completes_and_prints_its_figures() {
+    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--rows", "20000", "--queries", "10", "--concurrency", "1,2"])
+        .args(["--server", env!("CARGO_BIN_EXE_shadowcheck")])
+        .output()
+        .expect("run bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for heading in [
+        "## (a) baseline: psql COPY",
+        "## (b) HTTP ingest",
+        "best HTTP/COPY ratio",
+        "## (c) query latency",
+        "nearest 10",
+        "server peak RSS",
+    ] {
+        assert!(
+            stdout.contains(heading),
+            "missing `{heading}` in:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("20000 rows in"), "{stdout}");
+    println!("{stdout}");
+}
