@@ -174,13 +174,13 @@ async fn import_one(
         Destination::Database(pool) => Destination::Database(pool.clone()),
     };
     let result = match format_of(path) {
-        Format::Kismet => Err(anyhow::anyhow!(
-            "Kismet (.kismet) logs are not supported yet; export WiGLE CSV from Kismet (kismetdb_to_wiglecsv) and import that"
-        )),
-        Format::Wigle => import_wigle(Box::new(reader), destination, options).await.map_err(|e| match e {
-            ImportError::Format(why) => anyhow::anyhow!("{why}"),
-            ImportError::Api(e) => anyhow::anyhow!("{e}"),
-        }),
+        Format::Kismet => import_kismet(path, destination, options).await,
+        Format::Wigle => import_wigle(Box::new(reader), destination, options)
+            .await
+            .map_err(|e| match e {
+                ImportError::Format(why) => anyhow::anyhow!("{why}"),
+                ImportError::Api(e) => anyhow::anyhow!("{e}"),
+            }),
         Format::Geosubmit => import_geosubmit(Box::new(reader), destination, options).await,
     };
     if let Some(bar) = bar {
@@ -193,6 +193,71 @@ async fn import_one(
             report.failure.clone().unwrap_or_default(),
             report.rows_read
         );
+    }
+    Ok(report)
+}
+
+/// A Kismet log: devices read on a blocking thread, stored in batches as they come.
+async fn import_kismet(
+    path: &Path,
+    destination: Destination,
+    options: ImportOptions,
+) -> anyhow::Result<ImportReport> {
+    let path = path.to_owned();
+    let device = options.device_id.clone().unwrap_or_else(|| {
+        super::device_uuid(&format!(
+            "kismet:{}",
+            options.filename.clone().unwrap_or_default()
+        ))
+        .to_string()
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<super::wigle::Row>>(2);
+    let reader = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, String> {
+        let conn = super::kismet::open(&path)?;
+        let source = super::kismet::describe(&conn);
+        let mut batch = Vec::with_capacity(super::import::BATCH_ROWS);
+        super::kismet::read_devices(&conn, &device, |row| {
+            batch.push(row);
+            if batch.len() == super::import::BATCH_ROWS {
+                let full =
+                    std::mem::replace(&mut batch, Vec::with_capacity(super::import::BATCH_ROWS));
+                return tx.blocking_send(full).is_ok();
+            }
+            true
+        })?;
+        if !batch.is_empty() {
+            let _ = tx.blocking_send(batch);
+        }
+        Ok(source)
+    });
+    let mut report = ImportReport {
+        import_id: uuid::Uuid::new_v4(),
+        format: "kismetdb".into(),
+        filename: options.filename.clone(),
+        source: serde_json::Value::Null,
+        dry_run: matches!(destination, Destination::DryRun),
+        rows_read: 0,
+        stored: 0,
+        duplicates: 0,
+        rejected: 0,
+        filtered: 0,
+        errors: Vec::new(),
+        errors_truncated: false,
+        complete: true,
+        failure: None,
+    };
+    let mut stored = Ok(());
+    while let Some(rows) = rx.recv().await {
+        if let Err(e) = store_rows(&rows, &destination, &options, &mut report).await {
+            stored = Err(anyhow::anyhow!("{e}"));
+            break;
+        }
+    }
+    drop(rx);
+    report.source = reader.await?.map_err(anyhow::Error::msg)?;
+    stored?;
+    if let Destination::Database(pool) = &destination {
+        super::import::record_import(pool, &report).await?;
     }
     Ok(report)
 }

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod geosubmit;
 pub mod import;
+pub mod kismet;
 pub mod wigle;
 
 use sha2::{Digest, Sha256};

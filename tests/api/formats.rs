@@ -557,3 +557,168 @@ async fn large_upload_streams_in_bounded_memory() {
         mib(after)
     );
 }
+
+/// A Kismet log with the kismetdb schema: Wi-Fi AP and client, classic Bluetooth, BTLE, a device
+/// without GPS and an RTL433 sensor.
+fn write_kismet_log(path: &Path) {
+    let conn = rusqlite::Connection::open(path).expect("create kismetdb");
+    conn.execute_batch(
+        r#"
+        CREATE TABLE KISMET (kismet_version TEXT, db_version INT, db_module TEXT);
+        INSERT INTO KISMET VALUES ('2023.07.R1', 9, 'kismetlog');
+        CREATE TABLE datasources (uuid TEXT, typestring TEXT, definition TEXT, name TEXT, interface TEXT, json BLOB);
+        INSERT INTO datasources VALUES ('5FE308BD-0000-0000-0000-00C0CAAB1234', 'linuxwifi', 'wlan1', 'wlan1', 'wlan1', '{}');
+        CREATE TABLE devices (first_time INT, last_time INT, devkey TEXT, phyname TEXT, devmac TEXT, strongest_signal INT,
+            min_lat REAL, min_lon REAL, max_lat REAL, max_lon REAL, avg_lat REAL, avg_lon REAL, bytes_data INT, type TEXT, device BLOB);
+        "#,
+    )
+    .expect("schema");
+    type Device<'a> = (i64, i64, &'a str, &'a str, i64, f64, f64, &'a str, &'a str);
+    let rows: [Device; 6] = [
+        (
+            1700000000,
+            1700000600,
+            "IEEE802.11",
+            "A4:2B:B0:AA:00:01",
+            -48,
+            52.5200,
+            13.4050,
+            "Wi-Fi AP",
+            r#"{"kismet.device.base.name": "CoffeeShop", "kismet.device.base.channel": "6", "kismet.device.base.frequency": 2437000, "kismet.device.base.manuf": "TP-Link"}"#,
+        ),
+        (
+            1700000100,
+            1700000100,
+            "IEEE802.11",
+            "A4:2B:B0:AA:00:02",
+            -70,
+            52.5201,
+            13.4051,
+            "Wi-Fi Client",
+            r#"{"kismet.device.base.name": "A4:2B:B0:AA:00:02"}"#,
+        ),
+        (
+            1700000200,
+            1700000900,
+            "Bluetooth",
+            "B4:F1:DA:AA:00:03",
+            -60,
+            52.5202,
+            13.4052,
+            "BR/EDR",
+            r#"{"kismet.device.base.name": "WH-1000XM4"}"#,
+        ),
+        (
+            1700000300,
+            1700000300,
+            "BTLE",
+            "D6:11:22:AA:00:04",
+            0,
+            52.5203,
+            13.4053,
+            "BTLE",
+            r#"{"kismet.device.base.name": ""}"#,
+        ),
+        (
+            1700000400,
+            1700000400,
+            "IEEE802.11",
+            "A4:2B:B0:AA:00:05",
+            -80,
+            0.0,
+            0.0,
+            "Wi-Fi AP",
+            r#"{"kismet.device.base.name": "NoFix"}"#,
+        ),
+        (
+            1700000500,
+            1700000500,
+            "RTL433",
+            "02:00:00:AA:00:06",
+            -90,
+            52.5204,
+            13.4054,
+            "Sensor",
+            r#"{}"#,
+        ),
+    ];
+    for (first, last, phy, mac, signal, lat, lon, kind, blob) in rows {
+        conn.execute(
+            "INSERT INTO devices VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0, ?13, ?14)",
+            rusqlite::params![first, last, format!("{phy}_{mac}"), phy, mac, signal, lat, lon, lat, lon, lat, lon, kind, blob.as_bytes()],
+        )
+        .expect("insert");
+    }
+}
+
+#[tokio::test]
+async fn kismet_log_devices_become_detections() {
+    let dir = crate::helpers::shared_temp_dir("shadowcheck-kismetdb-");
+    let log = dir.join("Kismet-20231114-22-13-20-1.kismet");
+    write_kismet_log(&log);
+    let url = fresh_database().await;
+    let out = shadowcheck()
+        .args(["import"])
+        .arg(&log)
+        .env("DATABASE_URL", &url)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // 6 devices, 9 rows (first and last sighting when they differ); no-fix and RTL433 rejected.
+    assert!(
+        out.status.success(),
+        "rejected rows are reported, not fatal: {stderr}"
+    );
+    assert!(
+        stderr.contains("kismetdb") && stderr.contains("6 stored") && stderr.contains("2 rejected"),
+        "{stderr}"
+    );
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    type Stored = (
+        String,
+        String,
+        Option<String>,
+        Option<i32>,
+        Option<i32>,
+        chrono::DateTime<chrono::Utc>,
+    );
+    let rows: Vec<Stored> = sqlx::query_as(
+        "SELECT signal_type::text, coalesce(bssid::text, bt_address::text), coalesce(ssid, bt_name), coalesce(signal_strength_dbm, bt_rssi), frequency_mhz, detected_at
+         FROM sigint.signal_detections ORDER BY detected_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("rows");
+    let summary: Vec<(&str, &str)> = rows.iter().map(|r| (r.0.as_str(), r.1.as_str())).collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("wifi", "a4:2b:b0:aa:00:01"),
+            ("wifi", "a4:2b:b0:aa:00:02"),
+            ("bluetooth", "b4:f1:da:aa:00:03"),
+            ("ble", "d6:11:22:aa:00:04"),
+            ("wifi", "a4:2b:b0:aa:00:01"),
+            ("bluetooth", "b4:f1:da:aa:00:03"),
+        ]
+    );
+    assert_eq!(rows[0].2.as_deref(), Some("CoffeeShop"));
+    assert_eq!(rows[0].4, Some(2437));
+    assert_eq!(rows[1].2, None, "a client's name is not an SSID");
+    assert_eq!(rows[3].3, None, "signal 0 means unmeasured");
+    assert_eq!(rows[0].5.timestamp(), 1700000000);
+    assert_eq!(rows[4].5.timestamp(), 1700000600);
+    // Importing the same log again stores nothing twice.
+    let out = shadowcheck()
+        .args(["import"])
+        .arg(&log)
+        .env("DATABASE_URL", &url)
+        .output()
+        .expect("run");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("0 stored, 6 duplicates"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pool.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

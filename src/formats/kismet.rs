@@ -1,0 +1,210 @@
+//! Kismet logs (`.kismet`, SQLite "kismetdb"): every device in the `devices` table becomes a
+//! detection at its first and at its last sighting (one when they coincide), at its average GPS
+//! position, with Kismet's bounds and metadata kept in `raw_data`. Wi-Fi access points, clients
+//! and bridged devices, classic Bluetooth and BTLE are read; other phys (RTL433, Zigbee, ...) are
+//! reported as rejected rows.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+use serde_json::{json, Map, Value};
+
+use super::wigle::Row;
+
+/// What the file says about itself, for the import report.
+pub fn describe(conn: &Connection) -> Value {
+    let mut source = Map::new();
+    if let Ok((version, db_version)) =
+        conn.query_row("SELECT kismet_version, db_version FROM KISMET", [], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
+    {
+        source.insert("kismet_version".into(), version.into());
+        source.insert("db_version".into(), db_version.into());
+    }
+    if let Ok(sources) = conn
+        .prepare("SELECT name, typestring, uuid FROM datasources")
+        .and_then(|mut s| s.query_map([], |r| Ok(json!({"name": r.get::<_, String>(0)?, "type": r.get::<_, String>(1)?, "uuid": r.get::<_, String>(2)?})))?.collect::<Result<Vec<_>, _>>())
+    {
+        source.insert("datasources".into(), Value::Array(sources));
+    }
+    Value::Object(source)
+}
+
+pub fn open(path: &Path) -> Result<Connection, String> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("cannot open as a Kismet log: {e}"))?;
+    conn.query_row("SELECT count(*) FROM devices", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| format!("not a Kismet log (no devices table): {e}"))?;
+    Ok(conn)
+}
+
+/// Reads every device, calling `emit` with rows (the `line` is the devices table's rowid).
+pub fn read_devices(
+    conn: &Connection,
+    device_id: &str,
+    mut emit: impl FnMut(Row) -> bool,
+) -> Result<(), String> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT rowid, first_time, last_time, phyname, devmac, strongest_signal, min_lat, min_lon, max_lat, max_lon, avg_lat, avg_lon, type, device FROM devices ORDER BY rowid",
+        )
+        .map_err(|e| format!("unexpected Kismet schema: {e}"))?;
+    let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
+    while let Some(r) = rows
+        .next()
+        .map_err(|e| format!("unreadable Kismet log: {e}"))?
+    {
+        let rowid: i64 = r.get(0).unwrap_or(0);
+        let get_f = |i: usize| r.get::<_, Option<f64>>(i).ok().flatten();
+        let get_i = |i: usize| r.get::<_, Option<i64>>(i).ok().flatten();
+        let phy: String = r
+            .get::<_, Option<String>>(3)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let mac: String = r
+            .get::<_, Option<String>>(4)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let kind: String = r
+            .get::<_, Option<String>>(12)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        // The device column is a JSON blob (text or bytes depending on the writer).
+        let blob: Option<Value> = r
+            .get::<_, Option<Vec<u8>>>(13)
+            .ok()
+            .flatten()
+            .or_else(|| {
+                r.get::<_, Option<String>>(13)
+                    .ok()
+                    .flatten()
+                    .map(String::into_bytes)
+            })
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let (first, last) = (get_i(1), get_i(2));
+        let converted = convert(
+            &phy,
+            &mac,
+            &kind,
+            get_i(5),
+            (get_f(10), get_f(11)),
+            blob.as_ref(),
+            device_id,
+        )
+        .map(|mut item| {
+            let raw = item["raw_data"]
+                .as_object_mut()
+                .map(std::mem::take)
+                .unwrap_or_default();
+            let mut raw = raw;
+            raw.insert("first_time".into(), first.into());
+            raw.insert("last_time".into(), last.into());
+            raw.insert(
+                "bounds".into(),
+                json!([get_f(7), get_f(6), get_f(9), get_f(8)]),
+            );
+            item["raw_data"] = Value::Object(raw);
+            item
+        });
+        let times: Vec<Option<i64>> = match (first, last) {
+            (Some(f), Some(l)) if f != l => vec![Some(f), Some(l)],
+            (f, l) => vec![l.or(f)],
+        };
+        for t in times {
+            let row = match (&converted, t) {
+                (Ok(item), Some(secs)) => {
+                    let mut item = item.clone();
+                    let at = chrono::DateTime::from_timestamp(secs, 0)
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                    item["detected_at"] = at.map_or(Value::Null, Value::String);
+                    Ok(item)
+                }
+                (Ok(_), None) => Err("device has no first/last time".to_owned()),
+                (Err(e), _) => Err(e.clone()),
+            };
+            if !emit((rowid as u64, row)) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn convert(
+    phy: &str,
+    mac: &str,
+    kind: &str,
+    strongest: Option<i64>,
+    (lat, lon): (Option<f64>, Option<f64>),
+    blob: Option<&Value>,
+    device_id: &str,
+) -> Result<Value, String> {
+    let base = |key: &str| blob.and_then(|b| b.get(key));
+    let name = base("kismet.device.base.name")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    let mut item = Map::new();
+    item.insert("latitude".into(), lat.map_or(Value::Null, |v| json!(v)));
+    item.insert("longitude".into(), lon.map_or(Value::Null, |v| json!(v)));
+    item.insert("device_id".into(), Value::String(device_id.to_owned()));
+    item.insert("device_name".into(), "kismet".into());
+    let mut raw = Map::new();
+    raw.insert("source".into(), "kismetdb".into());
+    raw.insert("kismet_type".into(), Value::String(kind.to_owned()));
+    if let Some(manuf) = base("kismet.device.base.manuf") {
+        raw.insert("manufacturer".into(), manuf.clone());
+    }
+    // Kismet writes 0 when it never measured a signal.
+    let signal = strongest.filter(|s| *s != 0);
+    match phy {
+        "IEEE802.11" => {
+            item.insert("signal_type".into(), "wifi".into());
+            item.insert("bssid".into(), Value::String(mac.to_owned()));
+            if let Some(ssid) = name.filter(|_| kind.contains("AP")) {
+                item.insert("ssid".into(), Value::String(ssid));
+            }
+            if let Some(ch) = base("kismet.device.base.channel")
+                .and_then(Value::as_str)
+                .and_then(|c| c.parse::<i64>().ok())
+                .filter(|c| *c > 0)
+            {
+                item.insert("channel".into(), ch.into());
+            }
+            // Kismet stores frequencies in kHz.
+            if let Some(khz) = base("kismet.device.base.frequency")
+                .and_then(Value::as_f64)
+                .filter(|f| *f > 0.0)
+            {
+                item.insert("frequency_mhz".into(), json!((khz / 1000.0).round() as i64));
+            }
+            if let Some(s) = signal {
+                item.insert("signal_strength_dbm".into(), s.into());
+            }
+        }
+        "Bluetooth" | "BTLE" | "BLE" => {
+            let le = phy != "Bluetooth" || kind.contains("BTLE");
+            item.insert(
+                "signal_type".into(),
+                if le { "ble" } else { "bluetooth" }.into(),
+            );
+            item.insert("bt_address".into(), Value::String(mac.to_owned()));
+            if let Some(n) = name {
+                item.insert("bt_name".into(), Value::String(n));
+            }
+            if let Some(s) = signal {
+                item.insert("bt_rssi".into(), s.into());
+            }
+        }
+        other => return Err(format!("Kismet phy `{other}` is not wifi or bluetooth")),
+    }
+    item.insert("raw_data".into(), Value::Object(raw));
+    Ok(Value::Object(item))
+}
