@@ -230,22 +230,11 @@ async fn import_kismet(
         }
         Ok(source)
     });
-    let mut report = ImportReport {
-        import_id: uuid::Uuid::new_v4(),
-        format: "kismetdb".into(),
-        filename: options.filename.clone(),
-        source: serde_json::Value::Null,
-        dry_run: matches!(destination, Destination::DryRun),
-        rows_read: 0,
-        stored: 0,
-        duplicates: 0,
-        rejected: 0,
-        filtered: 0,
-        errors: Vec::new(),
-        errors_truncated: false,
-        complete: true,
-        failure: None,
-    };
+    let mut report = ImportReport::new(
+        "kismetdb",
+        options.filename.clone(),
+        matches!(destination, Destination::DryRun),
+    );
     let mut stored = Ok(());
     while let Some(rows) = rx.recv().await {
         if let Err(e) = store_rows(&rows, &destination, &options, &mut report).await {
@@ -286,20 +275,12 @@ async fn import_geosubmit(
         super::geosubmit::convert(&body, &device, "geosubmit import", chrono::Utc::now())
             .map_err(anyhow::Error::msg)?;
     let mut report = ImportReport {
-        import_id: uuid::Uuid::new_v4(),
-        format: "geosubmit-v2".into(),
-        filename: options.filename.clone(),
         source: serde_json::json!({"reports": body.get("items").and_then(|i| i.as_array()).map_or(0, Vec::len)}),
-        dry_run: matches!(destination, Destination::DryRun),
-        rows_read: 0,
-        stored: 0,
-        duplicates: 0,
-        rejected: 0,
-        filtered: 0,
-        errors: Vec::new(),
-        errors_truncated: false,
-        complete: true,
-        failure: None,
+        ..ImportReport::new(
+            "geosubmit-v2",
+            options.filename.clone(),
+            matches!(destination, Destination::DryRun),
+        )
     };
     // "Lines" are observation numbers (1-based) here.
     let rows: Vec<super::wigle::Row> = converted

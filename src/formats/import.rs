@@ -49,6 +49,28 @@ pub struct ImportReport {
     pub failure: Option<String>,
 }
 
+impl ImportReport {
+    /// An empty report for a new import.
+    pub fn new(format: &str, filename: Option<String>, dry_run: bool) -> Self {
+        Self {
+            import_id: Uuid::new_v4(),
+            format: format.to_owned(),
+            filename,
+            source: Value::Null,
+            dry_run,
+            rows_read: 0,
+            stored: 0,
+            duplicates: 0,
+            rejected: 0,
+            filtered: 0,
+            errors: Vec::new(),
+            errors_truncated: false,
+            complete: true,
+            failure: None,
+        }
+    }
+}
+
 pub enum Destination {
     /// Validate only.
     DryRun,
@@ -157,22 +179,11 @@ pub async fn import_wigle(
         Ok(wigle.failure)
     });
 
-    let mut report = ImportReport {
-        import_id: Uuid::new_v4(),
-        format: "wigle-csv".into(),
-        filename: options.filename.clone(),
-        source: Value::Null,
-        dry_run: matches!(destination, Destination::DryRun),
-        rows_read: 0,
-        stored: 0,
-        duplicates: 0,
-        rejected: 0,
-        filtered: 0,
-        errors: Vec::new(),
-        errors_truncated: false,
-        complete: true,
-        failure: None,
-    };
+    let mut report = ImportReport::new(
+        "wigle-csv",
+        options.filename.clone(),
+        matches!(destination, Destination::DryRun),
+    );
     let mut consumed: Result<(), ImportError> = Ok(());
     while let Some(message) = rx.recv().await {
         match message {
