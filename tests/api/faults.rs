@@ -330,23 +330,39 @@ async fn b_database_restart_under_continuous_ingest_loses_nothing() {
     assert_eq!(serve.terminate().code(), Some(0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn c_sigterm_during_continuous_ingest_drains_and_exits_zero() {
+type Running = (
+    OwnCluster,
+    String,
+    ServeProcess,
+    Arc<Ledger>,
+    CancellationToken,
+    Vec<tokio::task::JoinHandle<()>>,
+);
+
+/// A server on a cluster of its own, with three clients ingesting until at least 20 batches
+/// were acknowledged, ready for `signal` to be sent.
+async fn under_continuous_ingest(signal: &str) -> Running {
     let cluster = OwnCluster::start().await;
     let url = cluster.url();
-    let mut serve = start_serve(&url);
-    let client = crate::helpers::client();
-    serve.wait_ready(&client).await;
-
+    let serve = start_serve(&url);
+    serve.wait_ready(&crate::helpers::client()).await;
     let ledger = Arc::new(Ledger::default());
     let stop = CancellationToken::new();
     let loops: Vec<_> = (0..3)
         .map(|_| ingest_loop(serve.addr.clone(), Arc::clone(&ledger), stop.clone()))
         .collect();
-    wait_until("ingest before SIGTERM", Duration::from_secs(30), || {
-        ledger.count(|o| o.status == Some(201)) >= 20
-    })
+    wait_until(
+        &format!("ingest before {signal}"),
+        Duration::from_secs(30),
+        || ledger.count(|o| o.status == Some(201)) >= 20,
+    )
     .await;
+    (cluster, url, serve, ledger, stop, loops)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_sigterm_during_continuous_ingest_drains_and_exits_zero() {
+    let (_cluster, url, mut serve, ledger, stop, loops) = under_continuous_ingest("SIGTERM").await;
 
     let sent = Instant::now();
     serve.signal(libc::SIGTERM);
@@ -373,21 +389,7 @@ async fn c_sigterm_during_continuous_ingest_drains_and_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn d_sigkill_during_continuous_ingest_keeps_every_acknowledged_row() {
-    let cluster = OwnCluster::start().await;
-    let url = cluster.url();
-    let mut serve = start_serve(&url);
-    let client = crate::helpers::client();
-    serve.wait_ready(&client).await;
-
-    let ledger = Arc::new(Ledger::default());
-    let stop = CancellationToken::new();
-    let loops: Vec<_> = (0..3)
-        .map(|_| ingest_loop(serve.addr.clone(), Arc::clone(&ledger), stop.clone()))
-        .collect();
-    wait_until("ingest before SIGKILL", Duration::from_secs(30), || {
-        ledger.count(|o| o.status == Some(201)) >= 20
-    })
-    .await;
+    let (_cluster, url, mut serve, ledger, stop, loops) = under_continuous_ingest("SIGKILL").await;
 
     serve.signal(libc::SIGKILL);
     let status = tokio::task::block_in_place(|| serve.wait_exit(Duration::from_secs(10)));

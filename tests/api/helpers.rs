@@ -256,6 +256,28 @@ impl TestApp {
         (ids, pages)
     }
 
+    /// Waits until some session of this test's database is blocked on a lock: proof that a
+    /// request is inside its handler, held by a lock the test took.
+    pub async fn wait_for_lock_waiter(&self, what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&self.db)
+            .await
+            .expect("activity");
+            if waiting > 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} never reached the database"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn count(&self, sql_where: &str) -> i64 {
         sqlx::query_scalar(&format!(
             "SELECT count(*) FROM sigint.signal_detections d WHERE {sql_where}"

@@ -72,23 +72,7 @@ async fn shutdown_drains_an_in_flight_ingest_and_commits_it() {
         .header("Idempotency-Key", "drain-1")
         .json(&Value::Array(mixed_batch(500, 11)));
     let in_flight = tokio::spawn(request.send());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&app.db)
-        .await
-        .expect("activity");
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ingest never reached the database"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_for_lock_waiter("the ingest").await;
     app.lifecycle.begin_shutdown();
     // New connections are refused once draining has begun.
     let refused_deadline = Instant::now() + Duration::from_secs(10);

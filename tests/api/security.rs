@@ -521,21 +521,7 @@ async fn overload_is_shed_with_503_not_queued() {
             .json(&item("c0:00:00:00:03:01"))
             .send(),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
-            .fetch_one(&app.db)
-            .await
-            .expect("activity");
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "request never reached the database"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_for_lock_waiter("the busy request").await;
     let started = Instant::now();
     let shed = app.get("/api/v1/stats").await;
     assert!(shed.headers().get("retry-after").is_some());
