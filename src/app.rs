@@ -290,11 +290,24 @@ async fn prepare_database(state: AppState) {
     }
 }
 
-/// Keeps `shadowcheck_db_health` current even when nobody probes readiness, and prunes idle
-/// rate-limiter state.
+/// Keeps `shadowcheck_db_health` current even when nobody probes readiness, prunes idle
+/// rate-limiter state and purges expired idempotency keys.
 async fn monitor_database(state: AppState) {
     let shutdown = state.lifecycle.shutdown_token();
+    let ttl = chrono::Duration::hours(i64::from(state.settings.ingest.idempotency_ttl_hours));
+    let mut last_purge: Option<Instant> = None;
     loop {
+        // Expired idempotency answers, every ten minutes once the database is there.
+        if state.lifecycle.is_started()
+            && last_purge.is_none_or(|t| t.elapsed() > Duration::from_secs(600))
+        {
+            last_purge = Some(Instant::now());
+            match crate::ingest::purge_idempotency_keys(&state.pool, ttl).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "expired idempotency keys removed"),
+                Err(e) => tracing::warn!(error = %e, "could not purge idempotency keys"),
+            }
+        }
         state.auth.prune();
         if let Some(limiter) = &state.client_limiter {
             limiter.prune();

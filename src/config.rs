@@ -304,6 +304,8 @@ pub struct IngestSettings {
     pub max_import_bytes: u64,
     /// Bound on one file import over HTTP (large files take minutes).
     pub import_timeout_secs: u64,
+    /// How long an `Idempotency-Key` answer is kept for replay.
+    pub idempotency_ttl_hours: u32,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -371,6 +373,7 @@ impl Default for IngestSettings {
             max_future_skew_secs: 300,
             max_import_bytes: 1024 * 1024 * 1024,
             import_timeout_secs: 3_600,
+            idempotency_ttl_hours: 24,
         }
     }
 }

@@ -272,6 +272,24 @@ pub async fn store(
     Ok(Stored::Fresh(report, inserted_by_type))
 }
 
+/// Forgets idempotency keys older than `ttl`: a retry after that stores nothing twice anyway
+/// (natural-key dedup), it only no longer gets the identical first answer back.
+pub async fn purge_idempotency_keys(
+    pool: &sqlx::PgPool,
+    ttl: chrono::Duration,
+) -> Result<u64, sqlx::Error> {
+    let query = sqlx::query(
+        r#"DELETE FROM sigint.idempotency_keys WHERE created_at < now() - $1::interval"#,
+    )
+    .bind(
+        sqlx::postgres::types::PgInterval::try_from(ttl.to_std().unwrap_or_default())
+            .unwrap_or_default(),
+    );
+    Ok(db::observe("purge_idempotency_keys", query.execute(pool))
+        .await?
+        .rows_affected())
+}
+
 /// How many valid detections of each signal type a batch offers.
 pub fn count_by_type(valid: &[Detection]) -> Vec<(SignalType, u64)> {
     SignalType::ALL

@@ -385,3 +385,50 @@ async fn migrations_create_the_designed_schema() {
         .expect("view");
     assert_eq!(recent, 1);
 }
+
+#[tokio::test]
+async fn expired_idempotency_keys_are_purged_and_retries_still_store_nothing_twice() {
+    let app = spawn_app().await;
+    let batch = json!([wifi("aa:bb:cc:00:05:01", "2026-02-01T00:00:00Z")]);
+    for key in ["old-key", "new-key"] {
+        let resp = app
+            .client
+            .post(app.url("/api/v1/detections"))
+            .header("Idempotency-Key", key)
+            .json(&batch)
+            .send()
+            .await
+            .expect("send");
+        assert!(resp.status().is_success());
+    }
+    sqlx::query("UPDATE sigint.idempotency_keys SET created_at = now() - interval '25 hours' WHERE idempotency_key = 'old-key'")
+        .execute(&app.db)
+        .await
+        .expect("age");
+    let purged = shadowcheck::ingest::purge_idempotency_keys(&app.db, chrono::Duration::hours(24))
+        .await
+        .expect("purge");
+    assert_eq!(purged, 1);
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT idempotency_key FROM sigint.idempotency_keys")
+            .fetch_all(&app.db)
+            .await
+            .expect("keys");
+    assert_eq!(left, vec!["new-key".to_owned()]);
+    // A late retry with the purged key: no replay, but the natural key still dedupes.
+    let resp = app
+        .client
+        .post(app.url("/api/v1/detections"))
+        .header("Idempotency-Key", "old-key")
+        .json(&batch)
+        .send()
+        .await
+        .expect("send");
+    assert!(resp.headers().get("idempotent-replayed").is_none());
+    let report: Value = resp.json().await.expect("json");
+    assert_eq!(
+        (report["accepted"].as_u64(), report["duplicates"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(app.count("true").await, 1);
+}

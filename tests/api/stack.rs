@@ -723,6 +723,11 @@ async fn init_script_roles_are_least_privilege() {
             .map(|c| c.to_string());
         assert_eq!(code.as_deref(), Some("42501"), "{ddl}: {err}");
     }
+    // The one deletion it may do: expiring idempotency answers.
+    sqlx::query("DELETE FROM sigint.idempotency_keys WHERE created_at < now() - interval '1 day'")
+        .execute(&app)
+        .await
+        .expect("app role purges idempotency keys");
     let superuser: bool =
         sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
             .fetch_one(&app)
