@@ -229,15 +229,6 @@ fn psql(pg_bin: &Path, url: &str, sql: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-fn pg_bin() -> Result<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|p| p.join("psql").exists())
-        .collect();
-    dirs.sort();
-    dirs.pop().context("no PostgreSQL client found")
-}
-
 async fn create_db(admin_url: &str, name: &str) -> Result<String> {
     use sqlx::Connection;
     let mut admin = sqlx::PgConnection::connect(admin_url).await?;
@@ -383,7 +374,6 @@ async fn main() -> Result<()> {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("shadowcheck"),
     };
-    let pg_bin = pg_bin()?;
     println!(
         "# ShadowCheck benchmark: {} rows, batches of {}, concurrency {:?}, {} queries per kind",
         args.rows, args.batch, args.concurrency, args.queries
@@ -416,6 +406,8 @@ async fn main() -> Result<()> {
     let data = dir.join("data");
     let mut pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&data)).await??;
     let admin_url = pg.url("postgres").expose().to_owned();
+    // The same server binaries the cluster runs on, psql included.
+    let pg_bin = pg.bin_dir().to_owned();
     let result = run(&args, &server_bin, &pg_bin, &admin_url, &dir).await;
     let _ = tokio::task::spawn_blocking(move || pg.stop()).await;
     let _ = std::fs::remove_dir_all(&dir);

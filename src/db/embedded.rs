@@ -307,6 +307,11 @@ impl EmbeddedPostgres {
         Ok(())
     }
 
+    /// The PostgreSQL binaries (initdb, pg_ctl, psql, ...) this cluster runs on.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
