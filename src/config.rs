@@ -318,8 +318,21 @@ pub struct QuerySettings {
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// `pretty` when the log stream is a terminal, `json` otherwise (pipes, files, containers).
+    Auto,
     Json,
     Pretty,
+}
+
+impl LogFormat {
+    /// What `auto` means for a stream that is (or is not) a terminal.
+    pub fn resolve(self, terminal: bool) -> LogFormat {
+        match self {
+            Self::Auto if terminal => Self::Pretty,
+            Self::Auto => Self::Json,
+            other => other,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -390,7 +403,7 @@ impl Default for QuerySettings {
 impl Default for LogSettings {
     fn default() -> Self {
         Self {
-            format: LogFormat::Json,
+            format: LogFormat::Auto,
             level: "info,sqlx=warn".to_owned(),
         }
     }
@@ -490,6 +503,13 @@ impl Settings {
         }
         if self.ingest.max_future_skew_secs < 0 {
             return bad("ingest.max_future_skew_secs", "must not be negative");
+        }
+        // Zero would purge every key at once; a year is more than any retry needs.
+        if !(1..=8_760).contains(&self.ingest.idempotency_ttl_hours) {
+            return bad("ingest.idempotency_ttl_hours", "must be between 1 and 8760");
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return bad("log.level", &format!("not a tracing filter: {e}"));
         }
         if self.query.default_limit == 0 || self.query.default_limit > self.query.max_limit {
             return bad(

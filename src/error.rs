@@ -5,25 +5,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::domain::FieldError;
-
-/// An error in one item of a batch, by its zero-based index.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ItemError {
-    pub index: usize,
-    pub field: String,
-    pub reason: String,
-}
-
-impl ItemError {
-    pub fn from_field(index: usize, e: FieldError) -> Self {
-        Self {
-            index,
-            field: e.field,
-            reason: e.reason,
-        }
-    }
-}
+use crate::formats::FormatError;
+use crate::ingest::{IngestError, ItemError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -137,6 +120,38 @@ impl From<sqlx::Error> for ApiError {
         } else {
             Self::Internal(e.to_string())
         }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Empty => Self::Unprocessable {
+                detail: e.to_string(),
+                errors: Vec::new(),
+            },
+            IngestError::TooMany { .. } => Self::PayloadTooLarge {
+                detail: e.to_string(),
+            },
+            IngestError::NothingValid { ref errors, .. } => Self::Unprocessable {
+                detail: e.to_string(),
+                errors: errors.clone(),
+            },
+            IngestError::IdempotencyMismatch | IngestError::IdempotencyInProgress => {
+                Self::Conflict {
+                    detail: e.to_string(),
+                }
+            }
+            IngestError::Format(e) => e.into(),
+            IngestError::Database(e) => e.into(),
+            IngestError::Internal(message) => Self::Internal(message),
+        }
+    }
+}
+
+impl From<FormatError> for ApiError {
+    fn from(e: FormatError) -> Self {
+        Self::MalformedBody { detail: e.0 }
     }
 }
 

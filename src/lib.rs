@@ -1,6 +1,6 @@
 //! ShadowCheck: a resilient geospatial signal-ingest API.
 
-/// Wiring: state, router, listeners, serve loop.
+/// Wiring: builds the state, router and listeners; the serve loop and background tasks.
 pub mod app;
 /// API keys, scopes and the per-key rate limit.
 pub mod auth;
@@ -22,5 +22,7 @@ pub mod http;
 pub mod ingest;
 /// Start-up, readiness, draining and signals.
 pub mod lifecycle;
+/// What handlers share: settings, lifecycle, auth, ingest service, pool.
+pub mod state;
 /// Logs and metrics set-up.
 pub mod telemetry;

@@ -37,8 +37,13 @@ pub async fn insert_batch(
     if detections.is_empty() {
         return Ok(BTreeMap::new());
     }
+    // Every writer takes the unique-index locks in the same (natural-key) order, so two batches
+    // that overlap in different orders wait for each other instead of deadlocking.
+    let mut sorted: Vec<&Detection> = detections.iter().collect();
+    sorted.sort_by_key(|d| d.natural_key());
+    let detections = sorted.as_slice();
     let col = |f: &dyn Fn(&Detection) -> Option<String>| -> Vec<Option<String>> {
-        detections.iter().map(f).collect()
+        detections.iter().map(|d| f(d)).collect()
     };
     let query = sqlx::query_scalar::<_, String>(
         r#"
@@ -223,29 +228,29 @@ const COLUMNS: &str = r#"
 
 /// Appends the non-spatial filters of `search` as `AND ...` terms, all bound, never formatted.
 fn push_filters(q: &mut QueryBuilder<'_, Postgres>, search: &DetectionSearch) {
-    if let Some(start) = search.start {
+    if let Some(start) = search.start() {
         q.push(" AND d.detected_at >= ").push_bind(start);
     }
-    if let Some(end) = search.end {
+    if let Some(end) = search.end() {
         q.push(" AND d.detected_at < ").push_bind(end);
     }
-    if !search.signal_types.is_empty() {
-        let types: Vec<&str> = search.signal_types.iter().map(|t| t.as_str()).collect();
+    if !search.signal_types().is_empty() {
+        let types: Vec<&str> = search.signal_types().iter().map(|t| t.as_str()).collect();
         q.push(" AND d.signal_type = ANY(")
             .push_bind(types)
             .push("::sigint.signal_type[])");
     }
-    if let Some(mac) = search.bssid {
+    if let Some(mac) = search.bssid() {
         q.push(" AND d.bssid = ")
             .push_bind(mac.to_string())
             .push("::macaddr");
     }
-    if let Some(mac) = search.bt_address {
+    if let Some(mac) = search.bt_address() {
         q.push(" AND d.bt_address = ")
             .push_bind(mac.to_string())
             .push("::macaddr");
     }
-    if let Some(ssid) = &search.ssid {
+    if let Some(ssid) = search.ssid() {
         let escaped = ssid
             .replace('\\', "\\\\")
             .replace('%', "\\%")
@@ -253,13 +258,13 @@ fn push_filters(q: &mut QueryBuilder<'_, Postgres>, search: &DetectionSearch) {
         q.push(" AND d.ssid ILIKE ")
             .push_bind(format!("%{escaped}%"));
     }
-    if let Some(device) = search.device_id {
+    if let Some(device) = search.device_id() {
         q.push(" AND d.device_id = ").push_bind(device);
     }
-    if let Some(flag) = search.is_suspicious {
+    if let Some(flag) = search.is_suspicious() {
         q.push(" AND d.is_suspicious = ").push_bind(flag);
     }
-    if let Some(dbm) = search.min_signal_dbm {
+    if let Some(dbm) = search.min_signal_dbm() {
         q.push(" AND COALESCE(d.signal_strength_dbm, d.bt_rssi) >= ")
             .push_bind(dbm);
     }
@@ -307,9 +312,9 @@ pub async fn search(
     conn: &mut PgConnection,
     search: &DetectionSearch,
 ) -> Result<Vec<DetectionRow>, sqlx::Error> {
-    let fetch = i64::from(search.limit) + 1;
+    let fetch = i64::from(search.limit()) + 1;
     let mut q = QueryBuilder::<Postgres>::new("");
-    match &search.area {
+    match search.area() {
         Area::Nearest { center, n } => {
             // Exact geodesic k-nearest in two index-driven steps: the planar KNN finds n
             // candidates; the farthest of them bounds the true answer's radius; a geodesic radius
@@ -351,7 +356,7 @@ pub async fn search(
             q.push(", NULL::float8 AS distance_m FROM sigint.signal_detections d WHERE true");
         }
     }
-    match &search.area {
+    match search.area() {
         Area::BBox(b) => {
             q.push(" AND d.location && ST_MakeEnvelope(")
                 .push_bind(b.min_lon)
@@ -367,7 +372,7 @@ pub async fn search(
         Area::Anywhere | Area::Nearest { .. } => {}
     }
     push_filters(&mut q, search);
-    if let Some(after) = search.after {
+    if let Some(after) = search.after() {
         q.push(" AND d.id > ").push_bind(after);
     }
     q.push(" ORDER BY d.id LIMIT ").push_bind(fetch);

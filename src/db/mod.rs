@@ -2,14 +2,80 @@
 
 pub mod detections;
 pub mod embedded;
+pub mod idempotency;
+pub mod imports;
 pub mod keys;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres};
 
 use crate::config::{DatabaseSettings, Secret};
+
+/// Connection pool occupancy, for `/health/detailed` and the pool gauges.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: usize,
+    pub in_use: usize,
+    pub max: u32,
+    pub waiters: usize,
+}
+
+/// The pool, counting the requests that wait for a connection (`/health/detailed`, gauges).
+#[derive(Clone, Debug)]
+pub struct Pool {
+    inner: PgPool,
+    max: u32,
+    waiters: Arc<AtomicUsize>,
+}
+
+/// Decrements the waiter count even when the waiting request is cancelled.
+struct WaiterGuard(Arc<AtomicUsize>);
+
+impl Drop for WaiterGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Pool {
+    pub fn new(inner: PgPool, max: u32) -> Self {
+        Self {
+            inner,
+            max,
+            waiters: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// A pooled connection; waits at most the pool's acquire timeout.
+    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let _guard = WaiterGuard(Arc::clone(&self.waiters));
+        self.inner.acquire().await
+    }
+
+    pub fn inner(&self) -> &PgPool {
+        &self.inner
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let size = self.inner.size();
+        let idle = self.inner.num_idle();
+        PoolStats {
+            size,
+            idle,
+            in_use: (size as usize).saturating_sub(idle),
+            max: self.max,
+            waiters: self.waiters.load(Ordering::SeqCst),
+        }
+    }
+}
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

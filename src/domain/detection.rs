@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::geo::Position;
 use super::mac::Mac;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, sqlx::Type)]
 #[sqlx(type_name = "sigint.signal_type", rename_all = "lowercase")]
 #[serde(rename_all = "lowercase")]
 pub enum SignalType {
@@ -250,7 +250,35 @@ const WIFI_ONLY: [&str; 3] = ["ssid", "bssid", "channel"];
 const BLUETOOTH_ONLY: [&str; 4] = ["bt_address", "bt_name", "bt_class", "bt_rssi"];
 const CELLULAR_ONLY: [&str; 5] = ["cell_id", "lac", "mcc", "mnc", "network_type"];
 
+/// What makes two detections the same observation: one device seeing one transmitter at one
+/// instant (the table's unique natural key).
+pub type NaturalKey = (
+    DateTime<Utc>,
+    SignalType,
+    Option<Uuid>,
+    Option<Mac>,
+    Option<Mac>,
+    Option<i16>,
+    Option<i16>,
+    Option<i32>,
+    Option<i64>,
+);
+
 impl Detection {
+    pub fn natural_key(&self) -> NaturalKey {
+        (
+            self.detected_at,
+            self.signal_type,
+            self.device_id,
+            self.bssid,
+            self.bt_address,
+            self.mcc,
+            self.mnc,
+            self.lac,
+            self.cell_id,
+        )
+    }
+
     pub fn parse(value: &Value, policy: &ValidationPolicy) -> Result<Detection, Vec<FieldError>> {
         let Value::Object(item) = value else {
             return Err(vec![FieldError::new(

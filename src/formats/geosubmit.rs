@@ -6,6 +6,8 @@
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Map, Value};
 
+use super::{CaptureFile, FormatError};
+
 /// Detections (our JSON shape) from one geosubmit body, with a reason per unusable report.
 pub struct Converted {
     pub items: Vec<Value>,
@@ -236,6 +238,42 @@ pub fn convert(
         items,
         skipped_reports,
     })
+}
+
+/// A file holding one geosubmit v2 body (`{"items": [...]}`), as stumbler apps can export; its
+/// "lines" are observation numbers (1-based).
+pub fn open_file(
+    reader: Box<dyn std::io::Read + Send>,
+    device_id: Option<String>,
+    filename: Option<&str>,
+) -> Result<CaptureFile, FormatError> {
+    let mut bytes = Vec::new();
+    super::maybe_gunzip(reader)
+        .and_then(|mut r| std::io::Read::read_to_end(&mut r, &mut bytes))
+        .map_err(|e| FormatError(format!("unreadable input: {e}")))?;
+    let body: Value =
+        serde_json::from_slice(&bytes).map_err(|e| FormatError(format!("not JSON: {e}")))?;
+    let device = device_id.unwrap_or_else(|| {
+        super::device_uuid(&format!("geosubmit-file:{}", filename.unwrap_or_default())).to_string()
+    });
+    let converted = convert(&body, &device, "geosubmit import", Utc::now())
+        .map_err(|why| FormatError(why.to_owned()))?;
+    let reports = body
+        .get("items")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    Ok(CaptureFile::new(
+        "geosubmit-v2".to_owned(),
+        json!({ "reports": reports }),
+        move |emit| {
+            for (i, item) in converted.items.into_iter().enumerate() {
+                if !emit((i as u64 + 1, Ok(item))) {
+                    break;
+                }
+            }
+            None
+        },
+    ))
 }
 
 #[cfg(test)]

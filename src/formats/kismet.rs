@@ -9,7 +9,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{json, Map, Value};
 
-use super::wigle::Row;
+use super::{CaptureFile, FormatError, Row};
 
 /// What the file says about itself, for the import report.
 pub fn describe(conn: &Connection) -> Value {
@@ -207,4 +207,22 @@ fn convert(
     }
     item.insert("raw_data".into(), Value::Object(raw));
     Ok(Value::Object(item))
+}
+
+/// A Kismet log as a capture file; the capture device is `device_id` or derived from the name.
+pub fn open_file(
+    path: &Path,
+    device_id: Option<String>,
+    filename: Option<&str>,
+) -> Result<CaptureFile, FormatError> {
+    let conn = open(path)?;
+    let device = device_id.unwrap_or_else(|| {
+        super::device_uuid(&format!("kismet:{}", filename.unwrap_or_default())).to_string()
+    });
+    let source = describe(&conn);
+    Ok(CaptureFile::new(
+        "kismetdb".to_owned(),
+        source,
+        move |emit| read_devices(&conn, &device, emit).err(),
+    ))
 }

@@ -7,6 +7,8 @@ use std::io::Read;
 
 use serde_json::{json, Map, Value};
 
+use super::{CaptureFile, FormatError, Row};
+
 /// The pre-header (`WigleWifi-1.6,appRelease=...,model=...,device=...`) as capture metadata.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Preheader {
@@ -63,9 +65,6 @@ pub struct WigleReader<R: Read> {
     /// after a CRLF pre-header.
     next_line: u64,
 }
-
-/// One data row: its line number and either a detection in our JSON shape or why not.
-pub type Row = (u64, Result<Value, String>);
 
 fn unquote_octal(s: &str) -> String {
     // Kismet escapes non-printable SSID bytes as \ooo.
@@ -380,6 +379,29 @@ fn parse_cell_key(key: &str, kind: &str) -> Result<(i64, i64, i64, i64), String>
             "cell key `{key}` is not MCCMNC_LAC_CID or MCC_MNC_LAC_CID"
         )),
     }
+}
+
+/// A WiGLE CSV stream (gzip or not) as a capture file: the header is read now, rows later.
+pub fn open_file(
+    reader: Box<dyn Read + Send>,
+    device_id: Option<String>,
+) -> Result<CaptureFile, FormatError> {
+    let reader =
+        super::maybe_gunzip(reader).map_err(|e| FormatError(format!("unreadable input: {e}")))?;
+    let mut wigle = WigleReader::new(reader, device_id)?;
+    let source = wigle.preheader.to_json();
+    let format = match source.get("format").and_then(Value::as_str) {
+        Some(v) if !v.is_empty() => format!("wigle-csv ({v})"),
+        _ => "wigle-csv".to_owned(),
+    };
+    Ok(CaptureFile::new(format, source, move |emit| {
+        while let Some(row) = wigle.next_row() {
+            if !emit(row) {
+                break;
+            }
+        }
+        wigle.failure.take()
+    }))
 }
 
 #[cfg(test)]

@@ -1,26 +1,24 @@
 //! `/api/v1/detections`: ingest (POST), search as GeoJSON (GET) and one detection by id.
 
-use std::collections::HashMap;
-
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
-use http_body_util::BodyExt;
+use chrono::Utc;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::app::AppState;
 use crate::db::detections::{self as store, DetectionRow};
-use crate::domain::search::{Area, DetectionSearch};
-use crate::domain::{BBox, Mac, Position, SignalType, ValidationPolicy};
+use crate::domain::search::{DetectionSearch, SearchLimits};
 use crate::error::{ApiError, ApiResult};
+use crate::formats::{self, json::BodyFormat};
+use crate::http::body;
 use crate::http::guard::{RequireIngest, RequireRead};
 use crate::http::openapi::Problem;
-use crate::ingest::{self, BodyFormat, Idempotency, IngestReport, Stored};
+use crate::ingest::{Idempotency, Receipt, Source, Submission};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -59,31 +57,6 @@ fn body_format(headers: &HeaderMap) -> ApiResult<BodyFormat> {
     }
 }
 
-/// Reads the body up to `limit` bytes, refusing early when Content-Length already says too much.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> ApiResult<bytes_buf::Bytes> {
-    let too_large = || ApiError::PayloadTooLarge {
-        detail: format!("request body exceeds the limit of {limit} bytes"),
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(ApiError::MalformedBody {
-            detail: format!("could not read the request body: {e}"),
-        }),
-    }
-}
-
-mod bytes_buf {
-    pub use axum::body::Bytes;
-}
-
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
@@ -96,14 +69,6 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
         });
     }
     Ok(Some(key.to_owned()))
-}
-
-fn status_for(report: &IngestReport) -> u16 {
-    if report.rejected == 0 && report.duplicates == 0 && report.filtered == 0 {
-        201
-    } else {
-        200
-    }
 }
 
 #[utoipa::path(
@@ -135,272 +100,30 @@ pub(crate) async fn post_detections(
 ) -> ApiResult<Response> {
     let format = body_format(&headers)?;
     let key = idempotency_key(&headers)?;
-    state.database()?;
-    let bytes = read_body(body, &headers, state.settings.server.body_limit_bytes).await?;
-    let items = ingest::decode(&bytes, format, state.settings.ingest.max_batch_items)?;
-    let policy = ValidationPolicy {
-        now: Utc::now(),
-        max_future_skew: chrono::Duration::seconds(state.settings.ingest.max_future_skew_secs),
-    };
-    let validated = ingest::validate(&items, &policy, &state.privacy);
-    if validated.valid.is_empty() && validated.filtered == 0 {
-        return Err(ApiError::Unprocessable {
-            detail: format!("none of the {} detections is valid", items.len()),
-            errors: validated.errors,
-        });
-    }
-    let offered = ingest::count_by_type(&validated.valid);
+    let ingest = state.ingest()?;
+    let bytes = body::read(body, &headers, state.settings.server.body_limit_bytes).await?;
+    let rows = formats::json::decode(&bytes, format)?;
     let idempotency = key.map(|k| Idempotency::new(k, &bytes));
-    let mut conn = state.acquire().await?;
-    match ingest::store(&mut conn, validated, idempotency.as_ref(), status_for).await? {
-        Stored::Fresh(report, inserted_by_type) => {
-            ingest::record_stored(&offered, &inserted_by_type);
-            let status = StatusCode::from_u16(status_for(&report)).unwrap_or(StatusCode::OK);
-            Ok((status, Json(report)).into_response())
-        }
-        Stored::Replayed { status, body } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let mut response = (status, Json(body)).into_response();
-            response
-                .headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            Ok(response)
-        }
-    }
-}
-
-/// Query parameters of the search; each is parsed into a domain type or named in a 400.
-const SEARCH_PARAMS: [&str; 16] = [
-    "bbox",
-    "lat",
-    "lon",
-    "radius_m",
-    "nearest",
-    "start",
-    "end",
-    "signal_type",
-    "bssid",
-    "bt_address",
-    "ssid",
-    "device_id",
-    "is_suspicious",
-    "min_signal_dbm",
-    "limit",
-    "after",
-];
-
-fn parse_search(
-    raw: Option<&str>,
-    default_limit: u32,
-    max_limit: u32,
-) -> ApiResult<DetectionSearch> {
-    let mut params: HashMap<String, String> = HashMap::new();
-    let mut signal_types = Vec::new();
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        if !SEARCH_PARAMS.contains(&key.as_ref()) {
-            return Err(ApiError::bad_parameter(&key, "unknown parameter"));
-        }
-        if key == "signal_type" {
-            for part in value.split(',').filter(|p| !p.trim().is_empty()) {
-                let kind: SignalType = part
-                    .parse()
-                    .map_err(|e| ApiError::bad_parameter("signal_type", e))?;
-                if !signal_types.contains(&kind) {
-                    signal_types.push(kind);
-                }
-            }
-            continue;
-        }
-        if params.insert(key.to_string(), value.to_string()).is_some() {
-            return Err(ApiError::bad_parameter(&key, "given more than once"));
-        }
-    }
-    fn parsed<T: std::str::FromStr>(
-        params: &HashMap<String, String>,
-        name: &str,
-        what: &str,
-    ) -> ApiResult<Option<T>> {
-        params
-            .get(name)
-            .map(|v| {
-                v.trim()
-                    .parse::<T>()
-                    .map_err(|_| ApiError::bad_parameter(name, format!("must be {what}")))
-            })
-            .transpose()
-    }
-    let time = |name: &str| -> ApiResult<Option<DateTime<Utc>>> {
-        params
-            .get(name)
-            .map(|v| {
-                DateTime::parse_from_rfc3339(v.trim())
-                    .map(|t| t.with_timezone(&Utc))
-                    .map_err(|_| ApiError::bad_parameter(name, "must be an RFC 3339 timestamp"))
-            })
-            .transpose()
-    };
-    let mac = |name: &str| -> ApiResult<Option<Mac>> {
-        params
-            .get(name)
-            .map(|v| {
-                v.parse::<Mac>()
-                    .map_err(|e| ApiError::bad_parameter(name, e))
-            })
-            .transpose()
-    };
-
-    let bbox: Option<BBox> = params
-        .get("bbox")
-        .map(|v| {
-            v.parse::<BBox>()
-                .map_err(|e| ApiError::bad_parameter("bbox", e))
+    let receipt = ingest
+        .submit(Submission {
+            rows,
+            source: Source::Api,
+            idempotency,
         })
-        .transpose()?;
-    let lat: Option<f64> = parsed(&params, "lat", "a latitude in degrees")?;
-    let lon: Option<f64> = parsed(&params, "lon", "a longitude in degrees")?;
-    let radius_m: Option<f64> = parsed(&params, "radius_m", "a distance in metres")?;
-    let nearest: Option<u32> = parsed(&params, "nearest", "a positive integer")?;
-
-    let center = match (lat, lon) {
-        (Some(lat), Some(lon)) => Some(Position::new(lat, lon).map_err(|e| {
-            let name = if matches!(e, crate::domain::geo::GeoError::Latitude) {
-                "lat"
-            } else {
-                "lon"
-            };
-            ApiError::bad_parameter(name, e)
-        })?),
-        (Some(_), None) => return Err(ApiError::bad_parameter("lon", "required with lat")),
-        (None, Some(_)) => return Err(ApiError::bad_parameter("lat", "required with lon")),
-        (None, None) => None,
+        .await?;
+    let report = receipt.report();
+    let status = if report.all_new() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
     };
-    let needs_point =
-        |name: &str| ApiError::bad_parameter(name, "requires lat and lon (and no bbox)");
-    let area = match (bbox, center) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_parameter(
-                "bbox",
-                "cannot be combined with lat/lon",
-            ))
-        }
-        (Some(b), None) => {
-            if radius_m.is_some() {
-                return Err(needs_point("radius_m"));
-            }
-            if nearest.is_some() {
-                return Err(needs_point("nearest"));
-            }
-            Area::BBox(b)
-        }
-        (None, Some(center)) => match (radius_m, nearest) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::bad_parameter(
-                    "nearest",
-                    "cannot be combined with radius_m",
-                ))
-            }
-            (Some(r), None) => {
-                if !(r.is_finite() && r > 0.0 && r <= 1_000_000.0) {
-                    return Err(ApiError::bad_parameter(
-                        "radius_m",
-                        "must be greater than 0 and at most 1000000",
-                    ));
-                }
-                Area::Radius {
-                    center,
-                    radius_m: r,
-                }
-            }
-            (None, Some(n)) => {
-                if n == 0 || n > max_limit {
-                    return Err(ApiError::bad_parameter(
-                        "nearest",
-                        format!("must be between 1 and {max_limit}"),
-                    ));
-                }
-                Area::Nearest { center, n }
-            }
-            (None, None) => {
-                return Err(ApiError::bad_parameter(
-                    "radius_m",
-                    "lat/lon need radius_m or nearest",
-                ))
-            }
-        },
-        (None, None) => {
-            if radius_m.is_some() {
-                return Err(needs_point("radius_m"));
-            }
-            if nearest.is_some() {
-                return Err(needs_point("nearest"));
-            }
-            Area::Anywhere
-        }
-    };
-
-    let start = time("start")?;
-    let end = time("end")?;
-    if let (Some(s), Some(e)) = (start, end) {
-        if s >= e {
-            return Err(ApiError::bad_parameter("end", "must be after start"));
-        }
+    let mut response = (status, Json(report)).into_response();
+    if matches!(receipt, Receipt::Replayed(_)) {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
-    let limit: u32 = parsed(&params, "limit", "a positive integer")?.unwrap_or(default_limit);
-    if limit == 0 || limit > max_limit {
-        return Err(ApiError::bad_parameter(
-            "limit",
-            format!("must be between 1 and {max_limit}"),
-        ));
-    }
-    let after: Option<i64> = parsed(&params, "after", "a detection id")?;
-    if after.is_some_and(|a| a < 0) {
-        return Err(ApiError::bad_parameter("after", "must be a detection id"));
-    }
-    if after.is_some() && matches!(area, Area::Nearest { .. }) {
-        return Err(ApiError::bad_parameter(
-            "after",
-            "nearest results are not paged",
-        ));
-    }
-    let ssid = params.get("ssid").cloned();
-    if ssid
-        .as_ref()
-        .is_some_and(|s| s.is_empty() || s.len() > 32 || s.contains('\0'))
-    {
-        return Err(ApiError::bad_parameter("ssid", "must be 1 to 32 bytes"));
-    }
-    let min_signal_dbm: Option<i32> = parsed(&params, "min_signal_dbm", "an integer dBm value")?;
-    if min_signal_dbm.is_some_and(|v| !(-200..=50).contains(&v)) {
-        return Err(ApiError::bad_parameter(
-            "min_signal_dbm",
-            "must be between -200 and 50",
-        ));
-    }
-    let is_suspicious = params
-        .get("is_suspicious")
-        .map(|v| match v.as_str() {
-            "true" | "1" => Ok(true),
-            "false" | "0" => Ok(false),
-            _ => Err(ApiError::bad_parameter(
-                "is_suspicious",
-                "must be true or false",
-            )),
-        })
-        .transpose()?;
-    Ok(DetectionSearch {
-        area,
-        start,
-        end,
-        signal_types,
-        bssid: mac("bssid")?,
-        bt_address: mac("bt_address")?,
-        ssid,
-        device_id: parsed(&params, "device_id", "a UUID")?,
-        is_suspicious,
-        min_signal_dbm,
-        limit,
-        after,
-    })
+    Ok(response)
 }
 
 #[derive(Serialize)]
@@ -462,11 +185,17 @@ pub(crate) async fn get_detections(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let q = &state.settings.query;
-    let search = parse_search(raw.as_deref(), q.default_limit, q.max_limit)?;
+    let limits = SearchLimits {
+        default_limit: q.default_limit,
+        max_limit: q.max_limit,
+    };
+    let pairs = form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes());
+    let search = DetectionSearch::parse(pairs, limits)
+        .map_err(|e| ApiError::bad_parameter(&e.parameter, e.reason))?;
     let mut conn = state.acquire().await?;
     let mut rows = store::search(&mut conn, &search).await?;
-    let has_more = rows.len() > search.limit as usize;
-    rows.truncate(search.limit as usize);
+    let has_more = rows.len() > search.limit() as usize;
+    rows.truncate(search.limit() as usize);
     let self_href = match raw.as_deref() {
         Some(r) if !r.is_empty() => format!("/api/v1/detections?{r}"),
         _ => "/api/v1/detections".to_owned(),
@@ -526,63 +255,6 @@ pub(crate) async fn get_detection(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse(q: &str) -> ApiResult<DetectionSearch> {
-        parse_search(Some(q), 1000, 10_000)
-    }
-
-    fn bad_param(q: &str) -> String {
-        match parse(q) {
-            Err(ApiError::BadRequest {
-                parameter: Some(p), ..
-            }) => p,
-            other => panic!("{q}: expected a 400, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn spatial_forms() {
-        assert!(matches!(
-            parse("bbox=1,2,3,4").map(|s| s.area),
-            Ok(Area::BBox(_))
-        ));
-        assert!(matches!(
-            parse("lat=1&lon=2&radius_m=100").map(|s| s.area),
-            Ok(Area::Radius { .. })
-        ));
-        assert!(matches!(
-            parse("lat=1&lon=2&nearest=5").map(|s| s.area),
-            Ok(Area::Nearest { n: 5, .. })
-        ));
-        assert!(matches!(parse("").map(|s| s.area), Ok(Area::Anywhere)));
-    }
-
-    #[test]
-    fn names_the_bad_parameter() {
-        for (q, p) in [
-            ("bbox=1,2", "bbox"),
-            ("lat=95&lon=0&radius_m=1", "lat"),
-            ("lat=1", "lon"),
-            ("lat=1&lon=1", "radius_m"),
-            ("radius_m=5", "radius_m"),
-            ("lat=1&lon=1&radius_m=-1", "radius_m"),
-            ("lat=1&lon=1&nearest=0", "nearest"),
-            ("start=yesterday", "start"),
-            ("start=2026-01-02T00:00:00Z&end=2026-01-01T00:00:00Z", "end"),
-            ("limit=0", "limit"),
-            ("limit=10001", "limit"),
-            ("signal_type=lora", "signal_type"),
-            ("bssid=xx", "bssid"),
-            ("device_id=nope", "device_id"),
-            ("is_suspicious=maybe", "is_suspicious"),
-            ("foo=1", "foo"),
-            ("limit=1&limit=2", "limit"),
-            ("after=-1", "after"),
-            ("min_signal_dbm=x", "min_signal_dbm"),
-        ] {
-            assert_eq!(bad_param(q), p, "{q}");
-        }
-    }
 
     #[test]
     fn next_link_replaces_after() {

@@ -10,9 +10,9 @@ use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::auth::{AuthError, AuthFailure, Principal, Scope};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub trait ScopeMarker: Send + Sync {
     const SCOPE: Scope;

@@ -1,6 +1,7 @@
 //! The HTTP surface: one module per resource, each exposing `router()`; this file merges them and
 //! adds the cross-cutting layers.
 
+pub mod body;
 pub mod detections;
 pub mod geosubmit;
 pub mod guard;
@@ -27,8 +28,8 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::app::AppState;
 use crate::error::{problem_response, ApiError};
+use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// One detection as sent by a capture device. `signal_type` decides which fields apply.
 #[allow(dead_code)]
@@ -95,7 +95,7 @@ pub struct Problem {
     status: u16,
     detail: String,
     parameter: Option<String>,
-    errors: Option<Vec<crate::ingest::ItemErrorBody>>,
+    errors: Option<Vec<crate::ingest::ItemError>>,
 }
 
 /// An RFC 7946 FeatureCollection of detections.
@@ -195,7 +195,7 @@ impl Modify for Security {
         super::imports::post_import,
         super::geosubmit::post_geosubmit,
     ),
-    components(schemas(DetectionInput, Problem, FeatureCollection, Feature, crate::ingest::IngestReport, Health, crate::formats::import::ImportReport)),
+    components(schemas(DetectionInput, Problem, FeatureCollection, Feature, crate::ingest::IngestReport, Health, crate::ingest::ImportReport)),
     modifiers(&Security),
     tags((name = "detections"), (name = "imports"), (name = "health"))
 )]

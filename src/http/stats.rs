@@ -2,11 +2,11 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::app::AppState;
 use crate::db;
 use crate::error::ApiResult;
 use crate::http::guard::RequireRead;
 use crate::http::openapi::Problem;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/stats", get(get_stats))

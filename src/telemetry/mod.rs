@@ -32,17 +32,18 @@ impl Telemetry {
     }
 }
 
-/// Installs the global tracing subscriber: JSON lines on stdout by default (human-readable with
-/// `pretty`), plus Loki and OTLP layers when configured. Later calls in one process change
-/// nothing (tests).
+/// Installs the global tracing subscriber: on stdout, human-readable lines when it is a terminal
+/// and JSON lines otherwise (`log.format` can force either), plus Loki and OTLP layers when
+/// configured. Later calls in one process change nothing (tests).
 pub fn init(settings: &Settings) -> Telemetry {
     // The recorder first, so metrics recorded during start-up are kept.
     metrics_handle();
     let exporters = Arc::new(Exporters::default());
     let filter =
         || EnvFilter::try_new(&settings.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let stdout = match settings.log.format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
+    use std::io::IsTerminal;
+    let stdout = match settings.log.format.resolve(std::io::stdout().is_terminal()) {
+        LogFormat::Json | LogFormat::Auto => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
@@ -154,7 +155,7 @@ pub fn resident_memory_bytes() -> Option<u64> {
 }
 
 /// Gauges that are cheapest to read at scrape time rather than keep up to date.
-pub fn record_scrape_time_gauges(pool: &crate::app::PoolStats) {
+pub fn record_scrape_time_gauges(pool: &crate::db::PoolStats) {
     metrics::gauge!("shadowcheck_db_pool_connections", "state" => "idle").set(pool.idle as f64);
     metrics::gauge!("shadowcheck_db_pool_connections", "state" => "in_use").set(pool.in_use as f64);
     metrics::gauge!("shadowcheck_db_pool_connections", "state" => "max").set(f64::from(pool.max));

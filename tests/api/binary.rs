@@ -167,3 +167,59 @@ async fn embedded_default_serves_persists_and_restarts() {
     assert_eq!(serve.terminate().code(), Some(0));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn logs_are_for_people_on_a_terminal_and_json_lines_otherwise() {
+    let url = empty_database().await;
+    // Piped (a collector, a file): every line is a JSON object.
+    let out = shadowcheck()
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let piped = String::from_utf8_lossy(&out.stdout);
+    assert!(piped.contains("migrations applied"), "{piped}");
+    for line in piped.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok_and(|v| v.is_object()),
+            "not JSON: {line}"
+        );
+    }
+    // On a terminal (`script` gives the binary a pseudo-terminal): readable lines, not JSON.
+    let mut on_tty = std::process::Command::new("script");
+    on_tty
+        .args([
+            "-qec",
+            &format!("{} migrate", crate::helpers::BIN),
+            "/dev/null",
+        ])
+        .env("DATABASE_URL", &url);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SHADOWCHECK__") {
+            on_tty.env_remove(key);
+        }
+    }
+    let out = on_tty.output().expect("run under script");
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let line = shown
+        .lines()
+        .find(|l| l.contains("migrations applied"))
+        .unwrap_or_else(|| panic!("no log line on the terminal: {shown}"));
+    assert!(line.contains("INFO"), "{line}");
+    assert!(
+        serde_json::from_str::<Value>(line.trim()).is_err(),
+        "{line}"
+    );
+    // Config still forces JSON on a terminal.
+    on_tty.env("SHADOWCHECK__LOG__FORMAT", "json");
+    let out = on_tty.output().expect("run under script");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains("migrations applied") && l.trim().starts_with('{')),
+        "{shown}"
+    );
+}

@@ -405,7 +405,7 @@ async fn expired_idempotency_keys_are_purged_and_retries_still_store_nothing_twi
         .execute(&app.db)
         .await
         .expect("age");
-    let purged = shadowcheck::ingest::purge_idempotency_keys(&app.db, chrono::Duration::hours(24))
+    let purged = shadowcheck::db::idempotency::purge(&app.db, 24)
         .await
         .expect("purge");
     assert_eq!(purged, 1);

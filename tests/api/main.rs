@@ -9,6 +9,8 @@ mod helpers;
 mod ingest;
 mod lifecycle;
 mod observability;
+mod partitions;
 mod query;
+mod quickstart;
 mod security;
 mod stack;

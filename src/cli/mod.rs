@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod import;
+
 use crate::app::Application;
 use crate::config::{LogFormat, Secret, Settings, Sources};
 use crate::db::embedded::{self, EmbeddedPostgres};
@@ -24,7 +26,7 @@ pub struct Cli {
     /// Optional settings file (TOML or JSON); environment variables SHADOWCHECK__SECTION__KEY override it.
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Log format on stdout.
+    /// Log format on stdout (auto: human-readable on a terminal, JSON lines otherwise).
     #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
     /// Data directory of the embedded PostgreSQL (used when no database URL is configured).
@@ -100,6 +102,7 @@ impl Cli {
         }
         if let Some(format) = self.log_format {
             let name = match format {
+                LogFormat::Auto => "auto",
                 LogFormat::Json => "json",
                 LogFormat::Pretty => "pretty",
             };
@@ -163,7 +166,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 dry_run,
                 device_id,
                 paths,
-            } => crate::formats::cli::import(settings, dry_run, device_id, paths).await,
+            } => import::import(settings, dry_run, device_id, paths).await,
             Command::CheckConfig | Command::Healthcheck { .. } => Ok(()),
         }
     });
@@ -180,9 +183,7 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 /// The configured database URL, or one for an embedded cluster this call starts.
-pub(crate) async fn database(
-    settings: &Settings,
-) -> anyhow::Result<(Secret, Option<EmbeddedPostgres>)> {
+async fn database(settings: &Settings) -> anyhow::Result<(Secret, Option<EmbeddedPostgres>)> {
     if let Some(url) = &settings.database.url {
         return Ok((url.clone(), None));
     }

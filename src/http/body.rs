@@ -1,0 +1,137 @@
+//! Request bodies, read the same way by every endpoint that takes one: the size limit is checked
+//! against `Content-Length` first and enforced while reading; gzip (by `Content-Encoding` or by
+//! its magic bytes) is inflated within the same limit. File uploads stream instead, through
+//! [`ChannelReader`], into a parser on a blocking thread.
+
+use std::io::Read;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap};
+use futures_util::StreamExt;
+use http_body_util::BodyExt;
+use tokio::sync::mpsc;
+
+use crate::error::{ApiError, ApiResult};
+
+fn too_large(limit: u64, what: &str) -> ApiError {
+    ApiError::PayloadTooLarge {
+        detail: format!("{what} exceeds the limit of {limit} bytes"),
+    }
+}
+
+/// `Content-Encoding` of a request: none, or gzip; anything else is a 415.
+pub fn gzip_encoded(headers: &HeaderMap) -> ApiResult<bool> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "identity" | "" => Ok(false),
+        "gzip" | "x-gzip" => Ok(true),
+        other => Err(ApiError::UnsupportedMediaType {
+            detail: format!("Content-Encoding `{other}` is not supported; use gzip or none"),
+        }),
+    }
+}
+
+/// The whole body, inflated when gzip, at most `limit` bytes before and after inflating.
+pub async fn read(body: Body, headers: &HeaderMap, limit: usize) -> ApiResult<Bytes> {
+    let gzip_header = gzip_encoded(headers)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit as u64, "request body"));
+    }
+    let raw = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(too_large(limit as u64, "request body"))
+        }
+        Err(e) => {
+            return Err(ApiError::MalformedBody {
+                detail: format!("could not read the request body: {e}"),
+            })
+        }
+    };
+    if !(gzip_header || crate::formats::is_gzip(&raw)) {
+        return Ok(raw);
+    }
+    match crate::formats::gunzip_bounded(&raw, limit) {
+        Ok(inflated) => Ok(inflated.into()),
+        Err(None) => Err(too_large(limit as u64, "decompressed body")),
+        Err(Some(why)) => Err(ApiError::MalformedBody { detail: why }),
+    }
+}
+
+type Chunk = Result<Bytes, std::io::Error>;
+
+/// Adapts a channel of byte chunks (filled by async code) into a blocking `Read`.
+pub struct ChannelReader {
+    rx: mpsc::Receiver<Chunk>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}
+
+/// A streamed upload: the reader a parser consumes, and the pump that feeds it.
+pub fn streamed() -> (ChannelReader, mpsc::Sender<Chunk>) {
+    let (tx, rx) = mpsc::channel::<Chunk>(8);
+    (
+        ChannelReader {
+            rx,
+            current: Bytes::new(),
+        },
+        tx,
+    )
+}
+
+/// Feeds a stream of body chunks into the parser's channel, enforcing the size limit.
+pub async fn pump<S, E>(mut stream: S, tx: mpsc::Sender<Chunk>, limit: u64) -> ApiResult<()>
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut total = 0u64;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => {
+                total += bytes.len() as u64;
+                if total > limit {
+                    let _ = tx
+                        .send(Err(std::io::Error::other(
+                            "upload exceeds the import size limit",
+                        )))
+                        .await;
+                    return Err(too_large(limit, "the file"));
+                }
+                if tx.send(Ok(bytes)).await.is_err() {
+                    // The parser stopped (bad header); its error is reported instead.
+                    return Ok(());
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Capture files through the service in bounded memory: a blocking thread reads the file row by
+//! row (`formats`), and every batch of `BATCH_ROWS` goes through [`Ingest::submit`] as it
+//! arrives. The file's report adds the batches up; it is recorded in `sigint.imports`.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::{Ingest, IngestError, Source, Submission};
+use crate::db;
+use crate::formats::{CaptureFile, FileFormat, Input, Row};
+
+/// Rows per stored batch: the unit of memory and of one INSERT.
+pub const BATCH_ROWS: usize = 1_000;
+/// At most this many row errors are listed; the counts stay exact.
+const MAX_LISTED_ERRORS: usize = 1_000;
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct LineError {
+    pub line: u64,
+    pub field: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ImportReport {
+    pub import_id: Uuid,
+    pub format: String,
+    pub filename: Option<String>,
+    /// What the file says about the capture device (e.g. the WiGLE pre-header).
+    #[schema(value_type = Object)]
+    pub source: Value,
+    pub dry_run: bool,
+    pub rows_read: u64,
+    pub stored: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub filtered: u64,
+    pub errors: Vec<LineError>,
+    pub errors_truncated: bool,
+    /// False when the input ended early (truncated gzip, broken upload); `failure` says why.
+    pub complete: bool,
+    pub failure: Option<String>,
+}
+
+/// One file to import.
+pub struct ImportRequest {
+    pub format: FileFormat,
+    pub input: Input,
+    pub filename: Option<String>,
+    /// The capture device's UUID (default: derived from the file).
+    pub device_id: Option<String>,
+    /// Called with the running count of rows read (progress bars).
+    pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
+enum Message {
+    Opened { format: String, source: Value },
+    Rows(Vec<Row>),
+}
+
+impl Ingest {
+    /// Imports one capture file. `Err(Format)` when it is not in its format at all (nothing
+    /// read); a file that breaks off part-way gives a report with `complete: false`, the rows
+    /// before the damage committed.
+    pub async fn import(&self, request: ImportRequest) -> Result<ImportReport, IngestError> {
+        let ImportRequest {
+            format,
+            input,
+            filename,
+            device_id,
+            progress,
+        } = request;
+        let (tx, mut rx) = mpsc::channel::<Message>(2);
+        let name = filename.clone();
+        let reader = tokio::task::spawn_blocking(move || {
+            let file = CaptureFile::open(format, input, device_id, name.as_deref())?;
+            let opened = Message::Opened {
+                format: file.format.clone(),
+                source: file.source.clone(),
+            };
+            if tx.blocking_send(opened).is_err() {
+                return Ok(None);
+            }
+            let mut batch = Vec::with_capacity(BATCH_ROWS);
+            let failure = file.read(&mut |row| {
+                batch.push(row);
+                if batch.len() < BATCH_ROWS {
+                    return true;
+                }
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+                tx.blocking_send(Message::Rows(full)).is_ok()
+            });
+            if !batch.is_empty() {
+                let _ = tx.blocking_send(Message::Rows(batch));
+            }
+            Ok::<_, crate::formats::FormatError>(failure)
+        });
+
+        let mut report = ImportReport {
+            import_id: Uuid::new_v4(),
+            format: String::new(),
+            filename,
+            source: Value::Null,
+            dry_run: self.is_dry_run(),
+            rows_read: 0,
+            stored: 0,
+            duplicates: 0,
+            rejected: 0,
+            filtered: 0,
+            errors: Vec::new(),
+            errors_truncated: false,
+            complete: true,
+            failure: None,
+        };
+        let mut stored = Ok(());
+        while let Some(message) = rx.recv().await {
+            match message {
+                Message::Opened { format, source } => {
+                    report.format = format;
+                    report.source = source;
+                }
+                Message::Rows(rows) => {
+                    if let Err(e) = self.add_batch(rows, &mut report).await {
+                        stored = Err(e);
+                        break;
+                    }
+                    if let Some(progress) = &progress {
+                        progress(report.rows_read);
+                    }
+                }
+            }
+        }
+        // Stops the reader at its next row when storing failed.
+        drop(rx);
+        let read = reader
+            .await
+            .map_err(|e| IngestError::Internal(format!("import reader: {e}")))?;
+        stored?;
+        if let Some(failure) = read? {
+            report.complete = false;
+            report.failure = Some(failure);
+        }
+        if let Some(pool) = &self.pool {
+            let body =
+                serde_json::to_value(&report).map_err(|e| IngestError::Internal(e.to_string()))?;
+            db::imports::record(
+                pool.inner(),
+                db::imports::ImportRecord {
+                    id: report.import_id,
+                    format: &report.format,
+                    filename: report.filename.as_deref(),
+                    source: &report.source,
+                    report: body,
+                },
+            )
+            .await?;
+        }
+        Ok(report)
+    }
+
+    async fn add_batch(
+        &self,
+        rows: Vec<Row>,
+        report: &mut ImportReport,
+    ) -> Result<(), IngestError> {
+        report.rows_read += rows.len() as u64;
+        let receipt = self
+            .submit(Submission {
+                rows,
+                source: Source::Import,
+                idempotency: None,
+            })
+            .await?;
+        let batch = receipt.report();
+        report.stored += batch.accepted;
+        report.duplicates += batch.duplicates;
+        report.rejected += batch.rejected;
+        report.filtered += batch.filtered;
+        for e in &batch.errors {
+            if report.errors.len() < MAX_LISTED_ERRORS {
+                report.errors.push(LineError {
+                    line: e.index,
+                    field: e.field.clone(),
+                    reason: e.reason.clone(),
+                });
+            } else {
+                report.errors_truncated = true;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,335 @@
+//! The ingest service: the one way detections get into the database. Every capture path — JSON
+//! and NDJSON batches, geosubmit, WiGLE/Kismet/geosubmit files over HTTP and from the CLI —
+//! hands its rows to [`Ingest::submit`] (files through [`Ingest::import`], which calls it per
+//! batch). It validates every row, applies the privacy policy, stores the valid ones
+//! deduplicated by their natural key in one transaction (with the `Idempotency-Key` answer,
+//! when there is one), and records outcome metrics. `Ok` means the rows are committed.
+
+pub mod import;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::Acquire;
+
+use crate::config::IngestSettings;
+use crate::db::{self, idempotency::Claim};
+use crate::domain::privacy::PrivacyPolicy;
+use crate::domain::{Detection, FieldError, SignalType, ValidationPolicy};
+use crate::formats::{FormatError, Row};
+
+pub use import::{ImportReport, ImportRequest, LineError};
+
+/// Which path a batch came in by: it decides the batch rules and labels metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `POST /api/v1/detections`: an empty or wholly invalid batch is the client's error.
+    Api,
+    /// geosubmit: answered like ichnaea, whatever the observations were.
+    Geosubmit,
+    /// One batch of a capture file: the file's report tells the outcome.
+    Import,
+}
+
+/// A problem with one field of one row, by the row's position in its source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ItemError {
+    /// Zero-based index in the request (line number for files).
+    pub index: u64,
+    pub field: String,
+    pub reason: String,
+}
+
+impl ItemError {
+    fn new(index: u64, e: FieldError) -> Self {
+        Self {
+            index,
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
+/// Outcome of one batch, as sent to the client (and kept for `Idempotency-Key` replays).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IngestReport {
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    /// Valid but not stored by the privacy policy (exclusion zones, opted-out or randomised).
+    pub filtered: u64,
+    pub errors: Vec<ItemError>,
+}
+
+impl IngestReport {
+    /// Every row was valid and new.
+    pub fn all_new(&self) -> bool {
+        self.rejected == 0 && self.duplicates == 0 && self.filtered == 0
+    }
+}
+
+/// What the caller gets back: a fresh report, or the first answer to a retried request.
+#[derive(Debug)]
+pub enum Receipt {
+    Stored(IngestReport),
+    Replayed(IngestReport),
+}
+
+impl Receipt {
+    pub fn report(&self) -> &IngestReport {
+        match self {
+            Self::Stored(r) | Self::Replayed(r) => r,
+        }
+    }
+}
+
+/// A client's `Idempotency-Key` and the hash of the body it came with.
+pub struct Idempotency {
+    key: String,
+    body_hash: Vec<u8>,
+}
+
+impl Idempotency {
+    pub fn new(key: String, body: &[u8]) -> Self {
+        Self {
+            key,
+            body_hash: Sha256::digest(body).to_vec(),
+        }
+    }
+}
+
+/// One batch handed to the service.
+pub struct Submission {
+    pub rows: Vec<Row>,
+    pub source: Source,
+    pub idempotency: Option<Idempotency>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the batch holds no detections")]
+    Empty,
+    #[error("{count} detections in one request; the limit is {limit}")]
+    TooMany { count: usize, limit: usize },
+    #[error("none of the {total} detections is valid")]
+    NothingValid {
+        total: usize,
+        errors: Vec<ItemError>,
+    },
+    #[error("this Idempotency-Key was already used with a different body")]
+    IdempotencyMismatch,
+    #[error("a request with this Idempotency-Key is still in progress")]
+    IdempotencyInProgress,
+    /// The input is not in the format it claims (a file's header, a body's syntax).
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The service. Cheap to clone; without a pool it validates only (`import --dry-run`).
+#[derive(Clone)]
+pub struct Ingest {
+    pool: Option<db::Pool>,
+    privacy: Arc<PrivacyPolicy>,
+    max_batch_items: usize,
+    max_future_skew: chrono::Duration,
+}
+
+/// A batch after validation and the privacy policy.
+struct Validated {
+    valid: Vec<Detection>,
+    errors: Vec<ItemError>,
+    rejected: u64,
+    filtered: u64,
+}
+
+impl Ingest {
+    pub fn new(pool: db::Pool, privacy: Arc<PrivacyPolicy>, settings: &IngestSettings) -> Self {
+        Self {
+            pool: Some(pool),
+            ..Self::dry_run(privacy, settings)
+        }
+    }
+
+    /// Validates and counts, stores nothing.
+    pub fn dry_run(privacy: Arc<PrivacyPolicy>, settings: &IngestSettings) -> Self {
+        Self {
+            pool: None,
+            privacy,
+            max_batch_items: settings.max_batch_items,
+            max_future_skew: chrono::Duration::seconds(settings.max_future_skew_secs),
+        }
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        self.pool.is_none()
+    }
+
+    /// The one entry point: validate, apply the privacy policy, deduplicate, store, record.
+    pub async fn submit(&self, submission: Submission) -> Result<Receipt, IngestError> {
+        let Submission {
+            rows,
+            source,
+            idempotency,
+        } = submission;
+        if source != Source::Import {
+            if rows.is_empty() && source == Source::Api {
+                return Err(IngestError::Empty);
+            }
+            if rows.len() > self.max_batch_items {
+                return Err(IngestError::TooMany {
+                    count: rows.len(),
+                    limit: self.max_batch_items,
+                });
+            }
+        }
+        let total = rows.len();
+        let validated = self.validate(rows);
+        if source == Source::Api && validated.valid.is_empty() && validated.filtered == 0 {
+            return Err(IngestError::NothingValid {
+                total,
+                errors: validated.errors,
+            });
+        }
+        if source == Source::Geosubmit && validated.rejected > 0 {
+            let first = validated
+                .errors
+                .first()
+                .map(|e| format!("{}: {}", e.field, e.reason));
+            tracing::warn!(rejected = validated.rejected, first_error = ?first, "geosubmit observations rejected");
+        }
+        let Validated {
+            valid,
+            errors,
+            rejected,
+            filtered,
+        } = validated;
+        let mut report = IngestReport {
+            accepted: 0,
+            duplicates: 0,
+            rejected,
+            filtered,
+            errors,
+        };
+        let Some(pool) = &self.pool else {
+            report.accepted = valid.len() as u64;
+            return Ok(Receipt::Stored(report));
+        };
+        if valid.is_empty() && idempotency.is_none() {
+            return Ok(Receipt::Stored(report));
+        }
+        self.store(pool, valid, idempotency.as_ref(), report).await
+    }
+
+    /// Checks every row, keeping the valid detections and an error per bad field. Rejections are
+    /// counted by the signal type the row claimed (`unknown` when it named none valid).
+    fn validate(&self, rows: Vec<Row>) -> Validated {
+        let policy = ValidationPolicy {
+            now: chrono::Utc::now(),
+            max_future_skew: self.max_future_skew,
+        };
+        let mut out = Validated {
+            valid: Vec::with_capacity(rows.len()),
+            errors: Vec::new(),
+            rejected: 0,
+            filtered: 0,
+        };
+        metrics::histogram!("shadowcheck_ingest_batch_size").record(rows.len() as f64);
+        for (index, item) in rows {
+            let parsed = match &item {
+                Ok(value) => Detection::parse(value, &policy),
+                Err(reason) => Err(vec![FieldError::new("", reason.clone())]),
+            };
+            match parsed {
+                Ok(d) => match self.privacy.refuses(&d) {
+                    Some(_) => {
+                        out.filtered += 1;
+                        metrics::counter!("shadowcheck_ingest_detections_total", "signal_type" => d.signal_type.as_str(), "outcome" => "filtered").increment(1);
+                    }
+                    None => out.valid.push(d),
+                },
+                Err(field_errors) => {
+                    out.rejected += 1;
+                    let claimed = item
+                        .as_ref()
+                        .ok()
+                        .and_then(|v| v.get("signal_type"))
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.parse::<SignalType>().ok())
+                        .map_or("unknown", |t| t.as_str());
+                    metrics::counter!("shadowcheck_ingest_detections_total", "signal_type" => claimed, "outcome" => "rejected").increment(1);
+                    out.errors
+                        .extend(field_errors.into_iter().map(|e| ItemError::new(index, e)));
+                }
+            }
+        }
+        out
+    }
+
+    /// Stores the valid detections and, with an idempotency key, the answer, in one transaction.
+    async fn store(
+        &self,
+        pool: &db::Pool,
+        valid: Vec<Detection>,
+        idempotency: Option<&Idempotency>,
+        mut report: IngestReport,
+    ) -> Result<Receipt, IngestError> {
+        let mut conn = pool.acquire().await?;
+        // Partitions are DDL: made (and committed) before the insert transaction starts.
+        db::detections::ensure_partitions(&mut conn, &valid).await?;
+        let mut tx = conn.begin().await?;
+        if let Some(idem) = idempotency {
+            if let Claim::Taken {
+                request_hash,
+                answer,
+            } = db::idempotency::claim(&mut tx, &idem.key, &idem.body_hash).await?
+            {
+                tx.rollback().await?;
+                if request_hash != idem.body_hash {
+                    return Err(IngestError::IdempotencyMismatch);
+                }
+                let answer = answer.ok_or(IngestError::IdempotencyInProgress)?;
+                let first: IngestReport = serde_json::from_value(answer)
+                    .map_err(|e| IngestError::Internal(format!("stored answer: {e}")))?;
+                return Ok(Receipt::Replayed(first));
+            }
+        }
+        let inserted_by_type = db::detections::insert_batch(&mut tx, &valid).await?;
+        report.accepted = inserted_by_type.values().sum();
+        report.duplicates = valid.len() as u64 - report.accepted;
+        if let Some(idem) = idempotency {
+            let answer =
+                serde_json::to_value(&report).map_err(|e| IngestError::Internal(e.to_string()))?;
+            db::idempotency::complete(&mut tx, &idem.key, &answer).await?;
+        }
+        db::observe("commit", tx.commit()).await?;
+        record_stored(&valid, &inserted_by_type);
+        Ok(Receipt::Stored(report))
+    }
+}
+
+/// Counts stored and duplicate detections by signal type.
+fn record_stored(valid: &[Detection], inserted_by_type: &BTreeMap<String, u64>) {
+    for kind in SignalType::ALL {
+        let offered = valid.iter().filter(|d| d.signal_type == kind).count() as u64;
+        if offered == 0 {
+            continue;
+        }
+        let accepted = inserted_by_type.get(kind.as_str()).copied().unwrap_or(0);
+        let labels = |outcome: &'static str| [("signal_type", kind.as_str()), ("outcome", outcome)];
+        if accepted > 0 {
+            metrics::counter!("shadowcheck_ingest_detections_total", &labels("accepted"))
+                .increment(accepted);
+        }
+        if offered > accepted {
+            metrics::counter!("shadowcheck_ingest_detections_total", &labels("duplicate"))
+                .increment(offered - accepted);
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! What every request handler can reach: settings, lifecycle, auth, the ingest service and the
+//! database pool with its health cache. Below both the wiring (`app`) and the handlers (`http`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
+use tokio::sync::Mutex;
+
+use crate::auth::{Authenticator, ClientLimiter};
+use crate::config::Settings;
+use crate::db::{self, PoolStats};
+use crate::error::ApiError;
+use crate::ingest::Ingest;
+use crate::lifecycle::Lifecycle;
+use crate::telemetry::Exporters;
+
+type CachedHealth = Option<(Instant, Result<Duration, String>)>;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub lifecycle: Arc<Lifecycle>,
+    pub exporters: Arc<Exporters>,
+    pub auth: Arc<Authenticator>,
+    pub client_limiter: Option<Arc<ClientLimiter>>,
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    ingest: Ingest,
+    pool: db::Pool,
+    health_cache: Arc<Mutex<CachedHealth>>,
+}
+
+impl AppState {
+    /// `pool` may not be connected yet: handlers get a 503 until the lifecycle says started.
+    pub fn new(settings: Settings, lifecycle: Arc<Lifecycle>, pool: PgPool) -> Self {
+        // Validated at load: every entry parses.
+        let trusted_proxies = settings
+            .server
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .ok()
+                    .or_else(|| p.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+            })
+            .collect();
+        let pool = db::Pool::new(pool, settings.database.max_connections);
+        let ingest = Ingest::new(
+            pool.clone(),
+            Arc::new(settings.privacy.policy()),
+            &settings.ingest,
+        );
+        Self {
+            auth: Arc::new(Authenticator::new(&settings.auth, &settings.rate_limit)),
+            client_limiter: ClientLimiter::new(&settings.rate_limit),
+            trusted_proxies: Arc::new(trusted_proxies),
+            settings: Arc::new(settings),
+            lifecycle,
+            exporters: Arc::default(),
+            ingest,
+            pool,
+            health_cache: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn started(&self) -> Result<(), ApiError> {
+        if self.lifecycle.is_started() {
+            Ok(())
+        } else {
+            Err(ApiError::Unavailable {
+                detail: "the service is starting and has not reached its database yet".into(),
+                retry_after_secs: 2,
+            })
+        }
+    }
+
+    /// The ingest service, once start-up has connected and migrated; before that a 503.
+    pub fn ingest(&self) -> Result<&Ingest, ApiError> {
+        self.started()?;
+        Ok(&self.ingest)
+    }
+
+    /// The pool itself (for code that manages its own connections), once started.
+    pub fn database(&self) -> Result<&PgPool, ApiError> {
+        self.started()?;
+        Ok(self.pool.inner())
+    }
+
+    /// A pooled connection for one request; waits at most `database.acquire_timeout_ms`.
+    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, ApiError> {
+        self.started()?;
+        Ok(self.pool.acquire().await?)
+    }
+
+    /// Database round-trip latency, cached for up to a second so probes cannot overload it.
+    pub async fn database_health(&self) -> Result<Duration, String> {
+        let mut cache = self.health_cache.lock().await;
+        if let Some((at, result)) = cache.as_ref() {
+            if at.elapsed() < Duration::from_secs(1) {
+                return result.clone();
+            }
+        }
+        let timeout = Duration::from_millis(self.settings.database.health_timeout_ms);
+        let result = db::ping(self.pool.inner(), timeout).await;
+        metrics::gauge!("shadowcheck_db_health").set(if result.is_ok() { 1.0 } else { 0.0 });
+        *cache = Some((Instant::now(), result.clone()));
+        result
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        self.pool.inner()
+    }
+}

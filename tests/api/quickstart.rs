@@ -1,0 +1,200 @@
+//! The README's quick start, read out of README.md and run as written in a fresh copy of the
+//! checkout, so the two cannot drift.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::shared_temp_dir;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The commands of the README's "Quick start" block, comments stripped.
+fn quick_start_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).expect("README.md");
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("Quick start"))
+        .expect("a `## Quick start` section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a ```sh block in the quick start");
+    block
+        .lines()
+        .map(|l| l.split(" #").next().unwrap_or("").trim().to_owned())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// What `git clone` of this working tree would hold (tracked and new, unignored files).
+fn fresh_copy() -> PathBuf {
+    let dir = shared_temp_dir("shadowcheck-quickstart-");
+    let listed = Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(ROOT)
+        .output()
+        .expect("git ls-files");
+    assert!(listed.status.success());
+    for name in listed.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = String::from_utf8_lossy(name).into_owned();
+        let from = Path::new(ROOT).join(&name);
+        if !from.is_file() {
+            continue; // deleted in the working tree
+        }
+        let to = dir.join(&name);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(&from, &to).expect("copy");
+    }
+    dir
+}
+
+/// Runs `line` with bash in `dir`, sharing this build's target directory so nothing is built
+/// twice, and none of the test process's own settings.
+fn bash(line: &str, dir: &Path) -> Command {
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", line])
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", Path::new(ROOT).join("target"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SHADOWCHECK") || key == "DATABASE_URL" || key.starts_with("RUST_TEST") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+#[tokio::test]
+async fn readme_quick_start_runs_as_written() {
+    let commands = quick_start_commands();
+    assert_eq!(commands.len(), 2, "two commands: {commands:?}");
+    let serve_line = commands
+        .iter()
+        .find(|c| c.ends_with(" serve"))
+        .expect("a serve command");
+    let test_line = commands
+        .iter()
+        .find(|c| *c != serve_line)
+        .expect("a test command");
+    // CI must run exactly the README's test command.
+    let ci = std::fs::read_to_string(Path::new(ROOT).join(".ci/run")).expect(".ci/run");
+    assert!(
+        ci.lines().any(|l| l.trim() == test_line),
+        ".ci/run does not call `{test_line}`"
+    );
+
+    let dir = fresh_copy();
+    // The serve line exactly as printed (on free ports): it builds, creates its own database
+    // under ./data, prints the first key, serves, and stops cleanly on SIGTERM.
+    let mut child = bash(serve_line, &dir)
+        .env("SHADOWCHECK__SERVER__LISTEN", "127.0.0.1:0")
+        .env("SHADOWCHECK__SERVER__METRICS_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the serve line");
+    let (tx, rx) = mpsc::channel::<(bool, String)>();
+    let out_tx = tx.clone();
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = out_tx.send((true, line));
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send((false, line));
+        }
+    });
+    // A cold release build on two cores takes minutes.
+    let deadline = Instant::now() + Duration::from_secs(1500);
+    let mut key = None;
+    let mut addr = None;
+    let mut seen = Vec::new();
+    while addr.is_none() {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(remaining.min(Duration::from_secs(5))) {
+            Ok((is_stdout, line)) => {
+                if !is_stdout && line.trim().starts_with("sc_") {
+                    key = Some(line.trim().to_owned());
+                }
+                if is_stdout {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                        if let Some(a) = v["listen"].as_str() {
+                            addr = Some(a.to_owned());
+                        }
+                    }
+                }
+                seen.push(line);
+            }
+            Err(_) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("`{serve_line}` exited with {status}:\n{}", seen.join("\n"));
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "`{serve_line}` did not start:\n{}",
+                    seen.join("\n")
+                );
+            }
+        }
+    }
+    let addr = addr.expect("address");
+    let key = key.expect("the first start prints an admin key on the terminal");
+    let client = reqwest::Client::new();
+    let ready_by = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = client
+            .get(format!("http://{addr}/api/v1/health/ready"))
+            .send()
+            .await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(Instant::now() < ready_by, "never ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stored = client
+        .post(format!("http://{addr}/api/v1/detections"))
+        .bearer_auth(&key)
+        .json(
+            &json!({"detected_at": "2026-03-01T10:00:00Z", "latitude": 52.52, "longitude": 13.405,
+                      "signal_type": "wifi", "bssid": "a4:2b:b0:11:22:33"}),
+        )
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(stored.status(), 201);
+    assert!(
+        dir.join("data").is_dir(),
+        "the embedded cluster lives in ./data"
+    );
+    // SAFETY: signalling our own child (cargo run execs the binary, so this reaches serve).
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "graceful exit");
+
+    // The test line: the same set-up and build, without running the suite inside itself
+    // (CI runs it as written; see the assertion on .ci/run above).
+    let out = bash(&format!("{test_line} --no-run"), &dir)
+        .output()
+        .expect("run the test line");
+    assert!(
+        out.status.success(),
+        "`{test_line} --no-run` failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
