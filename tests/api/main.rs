@@ -1,6 +1,7 @@
 //! Integration tests: the real router over HTTP against a real PostgreSQL + PostGIS, and the
 //! real binary for the command line and the embedded default.
 
+mod architecture;
 mod bench;
 mod binary;
 mod faults;
