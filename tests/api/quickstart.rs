@@ -64,14 +64,13 @@ fn fresh_copy() -> PathBuf {
 /// twice, and none of the test process's own settings.
 fn bash(line: &str, dir: &Path) -> Command {
     let mut cmd = Command::new("bash");
-    cmd.args(["-c", line])
-        .current_dir(dir)
-        .env("CARGO_TARGET_DIR", Path::new(ROOT).join("target"));
+    cmd.args(["-c", line]).current_dir(dir);
     for (key, _) in std::env::vars() {
         if key.starts_with("SHADOWCHECK") || key == "DATABASE_URL" || key.starts_with("RUST_TEST") {
             cmd.env_remove(key);
         }
     }
+    cmd.env("CARGO_TARGET_DIR", Path::new(ROOT).join("target"));
     cmd
 }
 
