@@ -1,12 +1,16 @@
 //! SQL for `sigint.signal_detections`: batched idempotent insert, search, lookup and stats.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Serialize;
-use sqlx::{PgConnection, Postgres, QueryBuilder, Transaction};
+use serde_json::{json, Map, Value};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
+use crate::domain::fields::{Cell, Field, Kind, FIELDS};
 use crate::domain::search::{degree_envelope, Area, DetectionSearch};
 use crate::domain::{Detection, Position};
 
@@ -27,6 +31,137 @@ pub async fn ensure_partitions(
     Ok(())
 }
 
+/// `INSERT ... SELECT FROM UNNEST(<one array per field>)`, derived from the field table once.
+fn insert_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let (mut columns, mut values) = (Vec::new(), Vec::new());
+        for field in FIELDS {
+            let n = field.name;
+            let value = match field.kind {
+                // Latitude and longitude make one column, below.
+                Kind::Coordinate { .. } => continue,
+                Kind::Mac => format!("t.{n}::macaddr"),
+                Kind::SignalType => format!("t.{n}::sigint.signal_type"),
+                Kind::Object { .. } => format!("t.{n}::jsonb"),
+                Kind::Tags { .. } => {
+                    format!("ARRAY(SELECT jsonb_array_elements_text(t.{n}::jsonb))")
+                }
+                // Integers travel as int8 and narrow by assignment cast into their column.
+                _ => format!("t.{n}"),
+            };
+            columns.push(n.to_owned());
+            values.push(value);
+        }
+        columns.push("location".to_owned());
+        values.push("ST_SetSRID(ST_MakePoint(t.longitude, t.latitude), 4326)".to_owned());
+        let arrays: Vec<String> = FIELDS
+            .iter()
+            .enumerate()
+            .map(|(i, f)| format!("${}::{}[]", i + 1, array_type(f.kind)))
+            .collect();
+        let names: Vec<&str> = FIELDS.iter().map(|f| f.name).collect();
+        format!(
+            "INSERT INTO sigint.signal_detections ({}) SELECT {} FROM UNNEST({}) AS t({}) \
+             ON CONFLICT DO NOTHING RETURNING signal_type::text",
+            columns.join(", "),
+            values.join(", "),
+            arrays.join(", "),
+            names.join(", ")
+        )
+    })
+}
+
+/// The element type a field's values are sent as.
+fn array_type(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Timestamp => "timestamptz",
+        Kind::Coordinate { .. } | Kind::Number { .. } => "float8",
+        Kind::Real { .. } => "float4",
+        Kind::Integer { .. } => "int8",
+        Kind::Uuid => "uuid",
+        Kind::Boolean => "bool",
+        Kind::Text { .. }
+        | Kind::Word { .. }
+        | Kind::Mac
+        | Kind::SignalType
+        | Kind::Object { .. }
+        | Kind::Tags { .. } => "text",
+    }
+}
+
+type InsertQuery<'q> = sqlx::query::QueryScalar<'q, Postgres, String, PgArguments>;
+
+/// Binds one field of every detection as one array, typed as `array_type` says.
+fn bind_field<'q>(query: InsertQuery<'q>, field: &Field, rows: &[&Detection]) -> InsertQuery<'q> {
+    let cells = rows.iter().map(|d| (field.get)(d));
+    match field.kind {
+        Kind::Timestamp => query.bind(
+            cells
+                .map(|c| match c {
+                    Cell::Timestamp(t) => Some(t),
+                    _ => None,
+                })
+                .collect::<Vec<Option<DateTime<Utc>>>>(),
+        ),
+        Kind::Coordinate { .. } | Kind::Number { .. } => query.bind(
+            cells
+                .map(|c| match c {
+                    Cell::Number(v) => v,
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Kind::Real { .. } => query.bind(
+            cells
+                .map(|c| match c {
+                    Cell::Real(v) => v,
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Kind::Integer { .. } => query.bind(
+            cells
+                .map(|c| match c {
+                    Cell::Integer(v) => v,
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Kind::Uuid => query.bind(
+            cells
+                .map(|c| match c {
+                    Cell::Uuid(v) => v,
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Kind::Boolean => query.bind(
+            cells
+                .map(|c| match c {
+                    Cell::Boolean(v) => Some(v),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Kind::Text { .. }
+        | Kind::Word { .. }
+        | Kind::Mac
+        | Kind::SignalType
+        | Kind::Object { .. }
+        | Kind::Tags { .. } => query.bind(
+            cells
+                .map(|c| match c {
+                    Cell::Text(v) => v,
+                    Cell::Object(v) => v.map(|v| v.to_string()),
+                    Cell::Tags(tags) => serde_json::to_string(&tags).ok(),
+                    _ => None,
+                })
+                .collect::<Vec<Option<String>>>(),
+        ),
+    }
+}
+
 /// Inserts the batch in one statement (UNNEST of column arrays, so one round trip whatever the
 /// batch size) and returns how many rows were new, by signal type; the rest already existed
 /// under the natural key and were left untouched.
@@ -41,133 +176,10 @@ pub async fn insert_batch(
     // that overlap in different orders wait for each other instead of deadlocking.
     let mut sorted: Vec<&Detection> = detections.iter().collect();
     sorted.sort_by_key(|d| d.natural_key());
-    let detections = sorted.as_slice();
-    let col = |f: &dyn Fn(&Detection) -> Option<String>| -> Vec<Option<String>> {
-        detections.iter().map(|d| f(d)).collect()
-    };
-    let query = sqlx::query_scalar::<_, String>(
-        r#"
-        INSERT INTO sigint.signal_detections (
-            detected_at, capture_duration_ms, location, altitude_meters, accuracy_meters,
-            signal_type, protocol_version, ssid, bssid, channel, frequency_mhz,
-            signal_strength_dbm, bt_address, bt_name, bt_class, bt_rssi, cell_id, lac, mcc, mnc,
-            network_type, device_id, device_name, is_suspicious, surveillance_score, raw_data, tags)
-        SELECT t.detected_at, t.capture_duration_ms,
-               ST_SetSRID(ST_MakePoint(t.lon, t.lat), 4326), t.altitude_meters, t.accuracy_meters,
-               t.signal_type::sigint.signal_type, t.protocol_version, t.ssid, t.bssid::macaddr,
-               t.channel, t.frequency_mhz, t.signal_strength_dbm, t.bt_address::macaddr,
-               t.bt_name, t.bt_class, t.bt_rssi, t.cell_id, t.lac, t.mcc, t.mnc, t.network_type,
-               t.device_id, t.device_name, t.is_suspicious, t.surveillance_score,
-               t.raw_data::jsonb,
-               ARRAY(SELECT jsonb_array_elements_text(t.tags::jsonb))
-        FROM UNNEST(
-            $1::timestamptz[], $2::int[], $3::float8[], $4::float8[], $5::float8[], $6::float8[],
-            $7::text[], $8::text[], $9::text[], $10::text[], $11::int[], $12::int[], $13::int[],
-            $14::text[], $15::text[], $16::int[], $17::int[], $18::int8[], $19::int[],
-            $20::int2[], $21::int2[], $22::text[], $23::uuid[], $24::text[], $25::bool[],
-            $26::float4[], $27::text[], $28::text[]
-        ) AS t(detected_at, capture_duration_ms, lon, lat, altitude_meters, accuracy_meters,
-               signal_type, protocol_version, ssid, bssid, channel, frequency_mhz,
-               signal_strength_dbm, bt_address, bt_name, bt_class, bt_rssi, cell_id, lac, mcc,
-               mnc, network_type, device_id, device_name, is_suspicious, surveillance_score,
-               raw_data, tags)
-        ON CONFLICT DO NOTHING
-        RETURNING signal_type::text
-        "#,
-    )
-    .bind(
-        detections
-            .iter()
-            .map(|d| d.detected_at)
-            .collect::<Vec<DateTime<Utc>>>(),
-    )
-    .bind(
-        detections
-            .iter()
-            .map(|d| d.capture_duration_ms)
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        detections
-            .iter()
-            .map(|d| d.position.lon())
-            .collect::<Vec<f64>>(),
-    )
-    .bind(
-        detections
-            .iter()
-            .map(|d| d.position.lat())
-            .collect::<Vec<f64>>(),
-    )
-    .bind(
-        detections
-            .iter()
-            .map(|d| d.altitude_meters)
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        detections
-            .iter()
-            .map(|d| d.accuracy_meters)
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        detections
-            .iter()
-            .map(|d| d.signal_type.as_str())
-            .collect::<Vec<&str>>(),
-    )
-    .bind(col(&|d| d.protocol_version.clone()))
-    .bind(col(&|d| d.ssid.clone()))
-    .bind(col(&|d| d.bssid.map(|m| m.to_string())))
-    .bind(detections.iter().map(|d| d.channel).collect::<Vec<_>>())
-    .bind(
-        detections
-            .iter()
-            .map(|d| d.frequency_mhz)
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        detections
-            .iter()
-            .map(|d| d.signal_strength_dbm)
-            .collect::<Vec<_>>(),
-    )
-    .bind(col(&|d| d.bt_address.map(|m| m.to_string())))
-    .bind(col(&|d| d.bt_name.clone()))
-    .bind(detections.iter().map(|d| d.bt_class).collect::<Vec<_>>())
-    .bind(detections.iter().map(|d| d.bt_rssi).collect::<Vec<_>>())
-    .bind(detections.iter().map(|d| d.cell_id).collect::<Vec<_>>())
-    .bind(detections.iter().map(|d| d.lac).collect::<Vec<_>>())
-    .bind(detections.iter().map(|d| d.mcc).collect::<Vec<_>>())
-    .bind(detections.iter().map(|d| d.mnc).collect::<Vec<_>>())
-    .bind(col(&|d| d.network_type.clone()))
-    .bind(
-        detections
-            .iter()
-            .map(|d| d.device_id)
-            .collect::<Vec<Option<Uuid>>>(),
-    )
-    .bind(col(&|d| d.device_name.clone()))
-    .bind(
-        detections
-            .iter()
-            .map(|d| d.is_suspicious)
-            .collect::<Vec<bool>>(),
-    )
-    .bind(
-        detections
-            .iter()
-            .map(|d| d.surveillance_score)
-            .collect::<Vec<_>>(),
-    )
-    .bind(col(&|d| d.raw_data.as_ref().map(|v| v.to_string())))
-    .bind(
-        detections
-            .iter()
-            .map(|d| serde_json::to_string(&d.tags).unwrap_or_else(|_| "[]".to_owned()))
-            .collect::<Vec<String>>(),
-    );
+    let mut query = sqlx::query_scalar::<_, String>(insert_sql());
+    for field in FIELDS {
+        query = bind_field(query, field, &sorted);
+    }
     let inserted = crate::db::observe("insert_batch", query.fetch_all(&mut **tx)).await?;
     let mut by_type = BTreeMap::new();
     for kind in inserted {
@@ -176,55 +188,79 @@ pub async fn insert_batch(
     Ok(by_type)
 }
 
-/// One stored detection as the API shows it.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+/// One stored detection as the API shows it: its id, its point, and every field of the table
+/// (plus `created_at`, `updated_at` and, for nearest searches, `distance_m`) as properties.
+#[derive(Clone, Debug)]
 pub struct DetectionRow {
-    #[serde(skip)]
     pub id: i64,
-    #[serde(skip)]
     pub longitude: f64,
-    #[serde(skip)]
     pub latitude: f64,
-    pub detected_at: DateTime<Utc>,
-    pub capture_duration_ms: Option<i32>,
-    pub altitude_meters: Option<f64>,
-    pub accuracy_meters: Option<f64>,
-    pub signal_type: String,
-    pub protocol_version: Option<String>,
-    pub ssid: Option<String>,
-    pub bssid: Option<String>,
-    pub channel: Option<i32>,
-    pub frequency_mhz: Option<i32>,
-    pub signal_strength_dbm: Option<i32>,
-    pub bt_address: Option<String>,
-    pub bt_name: Option<String>,
-    pub bt_class: Option<i32>,
-    pub bt_rssi: Option<i32>,
-    pub cell_id: Option<i64>,
-    pub lac: Option<i32>,
-    pub mcc: Option<i16>,
-    pub mnc: Option<i16>,
-    pub network_type: Option<String>,
-    pub device_id: Option<Uuid>,
-    pub device_name: Option<String>,
-    pub is_suspicious: bool,
-    pub surveillance_score: Option<f32>,
-    pub raw_data: Option<serde_json::Value>,
-    pub tags: Vec<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    /// Geodesic distance to the search point, for nearest searches.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub distance_m: Option<f64>,
+    pub properties: Map<String, Value>,
 }
 
-const COLUMNS: &str = r#"
-    d.id, ST_X(d.location) AS longitude, ST_Y(d.location) AS latitude, d.detected_at,
-    d.capture_duration_ms, d.altitude_meters, d.accuracy_meters, d.signal_type::text AS signal_type,
-    d.protocol_version, d.ssid, d.bssid::text AS bssid, d.channel, d.frequency_mhz,
-    d.signal_strength_dbm, d.bt_address::text AS bt_address, d.bt_name, d.bt_class, d.bt_rssi,
-    d.cell_id, d.lac, d.mcc, d.mnc, d.network_type, d.device_id, d.device_name, d.is_suspicious,
-    d.surveillance_score, d.raw_data, d.tags, d.created_at, d.updated_at"#;
+/// The select list, derived from the field table once.
+fn columns() -> &'static str {
+    static COLUMNS: OnceLock<String> = OnceLock::new();
+    COLUMNS.get_or_init(|| {
+        let mut list = vec![
+            "d.id".to_owned(),
+            "d.created_at".to_owned(),
+            "d.updated_at".to_owned(),
+        ];
+        for field in FIELDS {
+            let n = field.name;
+            list.push(match field.kind {
+                Kind::Coordinate { .. } if n == "latitude" => "ST_Y(d.location) AS latitude".into(),
+                Kind::Coordinate { .. } => format!("ST_X(d.location) AS {n}"),
+                Kind::Mac | Kind::SignalType => format!("d.{n}::text AS {n}"),
+                Kind::Integer { .. } => format!("d.{n}::int8 AS {n}"),
+                _ => format!("d.{n}"),
+            });
+        }
+        list.join(", ")
+    })
+}
+
+impl<'r> sqlx::FromRow<'r, PgRow> for DetectionRow {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        let mut properties = Map::new();
+        for field in FIELDS {
+            let n = field.name;
+            let value = match field.kind {
+                // The point is the feature's geometry, not a property.
+                Kind::Coordinate { .. } => continue,
+                Kind::Timestamp => json!(row.try_get::<DateTime<Utc>, _>(n)?),
+                Kind::Number { .. } => json!(row.try_get::<Option<f64>, _>(n)?),
+                // As written (12.1, not 12.100000381469727).
+                Kind::Real { .. } => row
+                    .try_get::<Option<f32>, _>(n)?
+                    .and_then(|v| v.to_string().parse::<f64>().ok())
+                    .map_or(Value::Null, |v| json!(v)),
+                Kind::Integer { .. } => json!(row.try_get::<Option<i64>, _>(n)?),
+                Kind::Uuid => json!(row.try_get::<Option<Uuid>, _>(n)?),
+                Kind::Boolean => json!(row.try_get::<bool, _>(n)?),
+                Kind::Object { .. } => row.try_get::<Option<Value>, _>(n)?.unwrap_or(Value::Null),
+                Kind::Tags { .. } => json!(row.try_get::<Vec<String>, _>(n)?),
+                Kind::Text { .. } | Kind::Word { .. } | Kind::Mac | Kind::SignalType => {
+                    json!(row.try_get::<Option<String>, _>(n)?)
+                }
+            };
+            properties.insert(n.to_owned(), value);
+        }
+        for n in ["created_at", "updated_at"] {
+            properties.insert(n.to_owned(), json!(row.try_get::<DateTime<Utc>, _>(n)?));
+        }
+        if let Some(distance) = row.try_get::<Option<f64>, _>("distance_m")? {
+            properties.insert("distance_m".to_owned(), json!(distance));
+        }
+        Ok(Self {
+            id: row.try_get("id")?,
+            longitude: row.try_get("longitude")?,
+            latitude: row.try_get("latitude")?,
+            properties,
+        })
+    }
+}
 
 /// Appends the non-spatial filters of `search` as `AND ...` terms, all bound, never formatted.
 fn push_filters(q: &mut QueryBuilder<'_, Postgres>, search: &DetectionSearch) {
@@ -339,7 +375,7 @@ pub async fn search(
             // A millimetre of slack for floating point.
             let radius = bound + 0.001;
             let mut q = QueryBuilder::<Postgres>::new("SELECT ");
-            q.push(COLUMNS);
+            q.push(columns());
             q.push(", ST_Distance(d.location::geography, ");
             push_point(&mut q, center.lon(), center.lat());
             q.push("::geography) AS distance_m FROM sigint.signal_detections d WHERE true");
@@ -352,7 +388,7 @@ pub async fn search(
         }
         _ => {
             q.push("SELECT ");
-            q.push(COLUMNS);
+            q.push(columns());
             q.push(", NULL::float8 AS distance_m FROM sigint.signal_detections d WHERE true");
         }
     }
@@ -382,7 +418,7 @@ pub async fn search(
 
 pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<DetectionRow>, sqlx::Error> {
     let mut q = QueryBuilder::<Postgres>::new("SELECT ");
-    q.push(COLUMNS);
+    q.push(columns());
     q.push(", NULL::float8 AS distance_m FROM sigint.signal_detections d WHERE d.id = ")
         .push_bind(id);
     let query = q.build_query_as::<DetectionRow>();

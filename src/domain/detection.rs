@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::fields::{self, Kind, FIELDS, NETWORK_TYPES};
 use super::geo::Position;
 use super::mac::Mac;
 
@@ -59,9 +60,6 @@ impl FromStr for SignalType {
 pub const TAG_RANDOMIZED_MAC: &str = "randomized-mac";
 /// Tag added to access points whose SSID opts out of mapping (`_nomap`, `_optout`).
 pub const TAG_NOMAP: &str = "nomap";
-
-/// Cellular radio generations accepted in `network_type` (stored upper-case).
-const NETWORK_TYPES: [&str; 7] = ["GSM", "CDMA", "WCDMA", "UMTS", "TDSCDMA", "LTE", "NR"];
 
 /// What the validator needs to know besides the item: the server's clock and its tolerance.
 #[derive(Clone, Copy, Debug)]
@@ -198,6 +196,30 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The bounds of `field` as the field table states them.
+    fn int_of(&mut self, field: &str) -> Option<i64> {
+        match fields::by_name(field).map(|f| f.kind) {
+            Some(Kind::Integer { min, max }) => self.int(field, min, max),
+            _ => None,
+        }
+    }
+
+    fn float_of(&mut self, field: &str) -> Option<f64> {
+        match fields::by_name(field).map(|f| f.kind) {
+            Some(
+                Kind::Number { min, max } | Kind::Real { min, max } | Kind::Coordinate { min, max },
+            ) => self.float(field, min, max),
+            _ => None,
+        }
+    }
+
+    fn string_of(&mut self, field: &str) -> Option<String> {
+        match fields::by_name(field).map(|f| f.kind) {
+            Some(Kind::Text { max_bytes }) => self.string(field, max_bytes),
+            _ => None,
+        }
+    }
+
     fn mac(&mut self, field: &str) -> Option<Mac> {
         let s = self.string(field, 64)?;
         match s.parse::<Mac>() {
@@ -209,46 +231,6 @@ impl<'a> Reader<'a> {
         }
     }
 }
-
-/// Every field a detection may carry; anything else is reported, so a typo such as
-/// `lattitude` is not silently dropped.
-const KNOWN_FIELDS: [&str; 30] = [
-    "detected_at",
-    "capture_duration_ms",
-    "latitude",
-    "longitude",
-    "altitude_meters",
-    "accuracy_meters",
-    "signal_type",
-    "protocol_version",
-    "ssid",
-    "bssid",
-    "channel",
-    "frequency_mhz",
-    "signal_strength_dbm",
-    "bt_address",
-    "bt_name",
-    "bt_class",
-    "bt_rssi",
-    "cell_id",
-    "lac",
-    "mcc",
-    "mnc",
-    "network_type",
-    "device_id",
-    "device_name",
-    "is_suspicious",
-    "surveillance_score",
-    "raw_data",
-    "tags",
-    "id",
-    "created_at",
-];
-
-/// Fields that only make sense for some signal types.
-const WIFI_ONLY: [&str; 3] = ["ssid", "bssid", "channel"];
-const BLUETOOTH_ONLY: [&str; 4] = ["bt_address", "bt_name", "bt_class", "bt_rssi"];
-const CELLULAR_ONLY: [&str; 5] = ["cell_id", "lac", "mcc", "mnc", "network_type"];
 
 /// What makes two detections the same observation: one device seeing one transmitter at one
 /// instant (the table's unique natural key).
@@ -291,11 +273,13 @@ impl Detection {
             errors: Vec::new(),
         };
 
+        // Anything not in the field table is reported, so a typo such as `lattitude` is not
+        // silently dropped.
         for key in item.keys() {
-            if !KNOWN_FIELDS.contains(&key.as_str()) {
-                r.fail(key, "unknown field");
-            } else if matches!(key.as_str(), "id" | "created_at") {
+            if fields::SERVER_FIELDS.contains(&key.as_str()) {
                 r.fail(key, "assigned by the server; do not send it");
+            } else if fields::by_name(key).is_none() {
+                r.fail(key, "unknown field");
             }
         }
 
@@ -352,8 +336,8 @@ impl Detection {
             }
         };
 
-        let lat = r.float("latitude", -90.0, 90.0);
-        let lon = r.float("longitude", -180.0, 180.0);
+        let lat = r.float_of("latitude");
+        let lon = r.float_of("longitude");
         if r.get("latitude").is_none() {
             r.fail("latitude", "required");
         }
@@ -373,27 +357,25 @@ impl Detection {
             _ => None,
         };
 
-        let capture_duration_ms = r
-            .int("capture_duration_ms", 0, 86_400_000)
-            .map(|v| v as i32);
-        let altitude_meters = r.float("altitude_meters", -1_000.0, 50_000.0);
-        let accuracy_meters = r.float("accuracy_meters", 0.0, 100_000.0);
-        let protocol_version = r.string("protocol_version", 32);
+        let capture_duration_ms = r.int_of("capture_duration_ms").map(|v| v as i32);
+        let altitude_meters = r.float_of("altitude_meters");
+        let accuracy_meters = r.float_of("accuracy_meters");
+        let protocol_version = r.string_of("protocol_version");
 
         // 802.11 limits an SSID to 32 octets.
-        let ssid = r.string("ssid", 32);
+        let ssid = r.string_of("ssid");
         let bssid = r.mac("bssid");
         // 2.4, 5 and 6 GHz channel numbers run up to 233.
-        let channel = r.int("channel", 1, 233).map(|v| v as i32);
-        let frequency_mhz = r.int("frequency_mhz", 1, 100_000).map(|v| v as i32);
-        let signal_strength_dbm = r.int("signal_strength_dbm", -150, 0).map(|v| v as i32);
+        let channel = r.int_of("channel").map(|v| v as i32);
+        let frequency_mhz = r.int_of("frequency_mhz").map(|v| v as i32);
+        let signal_strength_dbm = r.int_of("signal_strength_dbm").map(|v| v as i32);
 
         let bt_address = r.mac("bt_address");
         // The Bluetooth remote name is at most 248 octets.
-        let bt_name = r.string("bt_name", 248);
+        let bt_name = r.string_of("bt_name");
         // Class of Device is a 24-bit field.
-        let bt_class = r.int("bt_class", 0, 0xFF_FFFF).map(|v| v as i32);
-        let bt_rssi = r.int("bt_rssi", -150, 20).map(|v| v as i32);
+        let bt_class = r.int_of("bt_class").map(|v| v as i32);
+        let bt_rssi = r.int_of("bt_rssi").map(|v| v as i32);
 
         let network_type = r.string("network_type", 16).and_then(|s| {
             let upper = s.trim().to_ascii_uppercase();
@@ -417,8 +399,8 @@ impl Detection {
         let lac = r
             .int("lac", 1, if is_nr { (1 << 24) - 1 } else { 65_533 })
             .map(|v| v as i32);
-        let mcc = r.int("mcc", 1, 999).map(|v| v as i16);
-        let mnc = r.int("mnc", 0, 999).map(|v| v as i16);
+        let mcc = r.int_of("mcc").map(|v| v as i16);
+        let mnc = r.int_of("mnc").map(|v| v as i16);
 
         let device_id = match r.string("device_id", 64) {
             Some(s) => match Uuid::parse_str(&s) {
@@ -430,7 +412,7 @@ impl Detection {
             },
             None => None,
         };
-        let device_name = r.string("device_name", 128);
+        let device_name = r.string_of("device_name");
         let is_suspicious = match r.get("is_suspicious") {
             None => false,
             Some(Value::Bool(b)) => *b,
@@ -439,7 +421,7 @@ impl Detection {
                 false
             }
         };
-        let surveillance_score = r.float("surveillance_score", 0.0, 100.0).map(|v| v as f32);
+        let surveillance_score = r.float_of("surveillance_score").map(|v| v as f32);
         let raw_data = match r.get("raw_data") {
             None => None,
             Some(v @ Value::Object(_)) => {
@@ -489,26 +471,15 @@ impl Detection {
         };
 
         if let Some(kind) = signal_type {
-            let foreign: Vec<&str> = match kind {
-                SignalType::Wifi => [&BLUETOOTH_ONLY[..], &CELLULAR_ONLY[..]].concat(),
-                SignalType::Bluetooth | SignalType::Ble => {
-                    [&WIFI_ONLY[..], &CELLULAR_ONLY[..]].concat()
-                }
-                SignalType::Cellular => [&WIFI_ONLY[..], &BLUETOOTH_ONLY[..]].concat(),
-            };
-            for field in foreign {
-                if r.get(field).is_some() {
-                    r.fail(field, format!("does not apply to signal_type {kind}"));
+            for field in FIELDS {
+                if !field.applies_to(kind) && r.get(field.name).is_some() {
+                    r.fail(field.name, format!("does not apply to signal_type {kind}"));
                 }
             }
-            let required: &[&str] = match kind {
-                SignalType::Wifi => &["bssid"],
-                SignalType::Bluetooth | SignalType::Ble => &["bt_address"],
-                SignalType::Cellular => &["mcc", "mnc", "cell_id"],
-            };
-            for field in required {
-                if r.get(field).is_none() {
-                    r.fail(field, format!("required for signal_type {kind}"));
+            // Fields every detection needs were reported above; these depend on the type.
+            for field in FIELDS.iter().filter(|f| !f.only_for.is_empty()) {
+                if field.required_for(kind) && r.get(field.name).is_none() {
+                    r.fail(field.name, format!("required for signal_type {kind}"));
                 }
             }
             if kind == SignalType::Wifi {

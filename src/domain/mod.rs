@@ -1,6 +1,7 @@
 //! The detection domain: types that can only hold valid values. No HTTP, no SQL.
 
 pub mod detection;
+pub mod fields;
 pub mod geo;
 pub mod mac;
 pub mod privacy;

@@ -132,7 +132,7 @@ struct Feature<'a> {
     kind: &'static str,
     id: i64,
     geometry: Value,
-    properties: &'a DetectionRow,
+    properties: &'a serde_json::Map<String, Value>,
 }
 
 fn feature(row: &DetectionRow) -> Feature<'_> {
@@ -140,7 +140,7 @@ fn feature(row: &DetectionRow) -> Feature<'_> {
         kind: "Feature",
         id: row.id,
         geometry: json!({"type": "Point", "coordinates": [row.longitude, row.latitude]}),
-        properties: row,
+        properties: &row.properties,
     }
 }
 

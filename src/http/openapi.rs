@@ -4,86 +4,127 @@
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+use utoipa::openapi::schema::{
+    ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type,
+};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::RefOr;
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use crate::state::AppState;
 
-/// One detection as sent by a capture device. `signal_type` decides which fields apply.
-#[allow(dead_code)]
-#[derive(ToSchema)]
-pub struct DetectionInput {
-    /// RFC 3339; not before 1990, not more than `ingest.max_future_skew_secs` ahead.
-    #[schema(format = DateTime, example = "2026-11-23T11:00:00Z")]
-    detected_at: String,
-    #[schema(minimum = -90, maximum = 90)]
-    latitude: f64,
-    #[schema(minimum = -180, maximum = 180)]
-    longitude: f64,
-    signal_type: SignalTypeDoc,
-    #[schema(minimum = 0, maximum = 86400000)]
-    capture_duration_ms: Option<i64>,
-    #[schema(minimum = -1000, maximum = 50000)]
-    altitude_meters: Option<f64>,
-    #[schema(minimum = 0, maximum = 100000)]
-    accuracy_meters: Option<f64>,
-    #[schema(max_length = 32)]
-    protocol_version: Option<String>,
-    /// wifi only; at most 32 bytes.
-    ssid: Option<String>,
-    /// wifi (required for wifi): a MAC address.
-    #[schema(
-        pattern = "^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$",
-        example = "a4:2b:b0:11:22:33"
-    )]
-    bssid: Option<String>,
-    #[schema(minimum = 1, maximum = 233)]
-    channel: Option<i64>,
-    #[schema(minimum = 1, maximum = 100000)]
-    frequency_mhz: Option<i64>,
-    #[schema(minimum = -150, maximum = 0)]
-    signal_strength_dbm: Option<i64>,
-    /// bluetooth/ble (required for them): a MAC address.
-    #[schema(
-        pattern = "^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$",
-        example = "d8:3a:dd:00:11:22"
-    )]
-    bt_address: Option<String>,
-    bt_name: Option<String>,
-    #[schema(minimum = 0, maximum = 16777215)]
-    bt_class: Option<i64>,
-    #[schema(minimum = -150, maximum = 20)]
-    bt_rssi: Option<i64>,
-    /// cellular (required): 1..2^28-1 (2^36-1 for NR).
-    cell_id: Option<i64>,
-    lac: Option<i64>,
-    #[schema(minimum = 1, maximum = 999)]
-    mcc: Option<i64>,
-    #[schema(minimum = 0, maximum = 999)]
-    mnc: Option<i64>,
-    #[schema(example = "LTE")]
-    network_type: Option<String>,
-    #[schema(format = Uuid)]
-    device_id: Option<String>,
-    device_name: Option<String>,
-    is_suspicious: Option<bool>,
-    #[schema(minimum = 0, maximum = 100)]
-    surveillance_score: Option<f64>,
-    #[schema(value_type = Option<Object>)]
-    raw_data: Option<serde_json::Value>,
-    tags: Option<Vec<String>>,
+/// One detection as sent by a capture device; its schema is derived from the field table
+/// (`domain::fields`), so it cannot drift from what the validator accepts.
+pub struct DetectionInput;
+
+impl utoipa::PartialSchema for DetectionInput {
+    fn schema() -> RefOr<Schema> {
+        use crate::domain::fields::{Kind, FIELDS};
+        use crate::domain::SignalType;
+        let mut object = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "One detection. `signal_type` decides which fields apply; null counts as absent.",
+            ));
+        for field in FIELDS {
+            let always = field.required_for.len() == SignalType::ALL.len();
+            let of = |t: Type| -> SchemaType {
+                if always {
+                    t.into()
+                } else {
+                    [t, Type::Null].into_iter().collect()
+                }
+            };
+            let list = |types: &[SignalType]| -> String {
+                types
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut doc = field.doc.to_owned();
+            if !field.only_for.is_empty() {
+                doc.push_str(&format!(" Only for {}.", list(field.only_for)));
+            }
+            if !always && !field.required_for.is_empty() {
+                doc.push_str(&format!(" Required for {}.", list(field.required_for)));
+            }
+            let doc = Some(doc);
+            let schema: Schema = match field.kind {
+                Kind::Timestamp => ObjectBuilder::new()
+                    .schema_type(of(Type::String))
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                    .description(doc)
+                    .into(),
+                Kind::Coordinate { min, max }
+                | Kind::Number { min, max }
+                | Kind::Real { min, max } => ObjectBuilder::new()
+                    .schema_type(of(Type::Number))
+                    .minimum(Some(min))
+                    .maximum(Some(max))
+                    .description(doc)
+                    .into(),
+                Kind::Integer { min, max } => ObjectBuilder::new()
+                    .schema_type(of(Type::Integer))
+                    .minimum(Some(min as f64))
+                    .maximum(Some(max as f64))
+                    .description(doc)
+                    .into(),
+                Kind::Text { max_bytes } => ObjectBuilder::new()
+                    .schema_type(of(Type::String))
+                    .max_length(Some(max_bytes))
+                    .description(doc)
+                    .into(),
+                Kind::Word { values } => ObjectBuilder::new()
+                    .schema_type(of(Type::String))
+                    .examples(values.iter().copied())
+                    .description(doc)
+                    .into(),
+                Kind::Mac => ObjectBuilder::new()
+                    .schema_type(of(Type::String))
+                    .pattern(Some("^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$"))
+                    .description(doc)
+                    .into(),
+                Kind::SignalType => ObjectBuilder::new()
+                    .schema_type(of(Type::String))
+                    .enum_values(Some(SignalType::ALL.iter().map(|t| t.as_str())))
+                    .description(doc)
+                    .into(),
+                Kind::Uuid => ObjectBuilder::new()
+                    .schema_type(of(Type::String))
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+                    .description(doc)
+                    .into(),
+                Kind::Boolean => ObjectBuilder::new()
+                    .schema_type(of(Type::Boolean))
+                    .description(doc)
+                    .into(),
+                Kind::Object { .. } => ObjectBuilder::new()
+                    .schema_type(of(Type::Object))
+                    .description(doc)
+                    .into(),
+                Kind::Tags { max_items } => ArrayBuilder::new()
+                    .schema_type(of(Type::Array))
+                    .items(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .min_length(Some(1))
+                            .max_length(Some(64)),
+                    )
+                    .max_items(Some(max_items))
+                    .description(doc)
+                    .into(),
+            };
+            object = object.property(field.name, schema);
+            if always {
+                object = object.required(field.name);
+            }
+        }
+        RefOr::T(object.into())
+    }
 }
 
-/// Which radio; case-insensitive on input.
-#[allow(dead_code)]
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-pub enum SignalTypeDoc {
-    Wifi,
-    Bluetooth,
-    Ble,
-    Cellular,
-}
+impl ToSchema for DetectionInput {}
 
 /// An RFC 9457 problem.
 #[allow(dead_code)]
