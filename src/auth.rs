@@ -64,6 +64,12 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A stable id of the caller: its key's id (names can be reused after a revocation).
+    pub fn caller_id(&self) -> String {
+        self.key_id
+            .map_or_else(|| "bootstrap".to_owned(), |id| format!("key:{id}"))
+    }
+
     /// `admin` includes every other scope.
     pub fn allows(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin)

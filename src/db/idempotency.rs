@@ -1,4 +1,5 @@
-//! SQL for `sigint.idempotency_keys`: the first answer to an `Idempotency-Key`, kept for replay.
+//! SQL for `sigint.idempotency_keys`: the first answer to a caller's `Idempotency-Key`, kept for
+//! replay. Keys are scoped to the caller (the API key), so callers never see each other's.
 
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
@@ -18,13 +19,15 @@ pub enum Claim {
 /// first commits, then sees its answer.
 pub async fn claim(
     tx: &mut PgConnection,
+    caller: &str,
     key: &str,
     request_hash: &[u8],
 ) -> Result<Claim, sqlx::Error> {
     let inserted = sqlx::query(
-        r#"INSERT INTO sigint.idempotency_keys (idempotency_key, request_hash)
-           VALUES ($1, $2) ON CONFLICT DO NOTHING"#,
+        r#"INSERT INTO sigint.idempotency_keys (caller, idempotency_key, request_hash)
+           VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"#,
     )
+    .bind(caller)
     .bind(key)
     .bind(request_hash)
     .execute(&mut *tx);
@@ -37,8 +40,9 @@ pub async fn claim(
     }
     let existing = sqlx::query_as::<_, (Vec<u8>, Option<Value>)>(
         r#"SELECT request_hash, response_body FROM sigint.idempotency_keys
-           WHERE idempotency_key = $1"#,
+           WHERE caller = $1 AND idempotency_key = $2"#,
     )
+    .bind(caller)
     .bind(key)
     .fetch_one(&mut *tx);
     let (request_hash, answer) = super::observe("idempotency_lookup", existing).await?;
@@ -49,10 +53,17 @@ pub async fn claim(
 }
 
 /// Records the answer for a key this request claimed (same transaction as the rows).
-pub async fn complete(tx: &mut PgConnection, key: &str, answer: &Value) -> Result<(), sqlx::Error> {
+pub async fn complete(
+    tx: &mut PgConnection,
+    caller: &str,
+    key: &str,
+    answer: &Value,
+) -> Result<(), sqlx::Error> {
     let query = sqlx::query(
-        r#"UPDATE sigint.idempotency_keys SET response_body = $2 WHERE idempotency_key = $1"#,
+        r#"UPDATE sigint.idempotency_keys SET response_body = $3
+           WHERE caller = $1 AND idempotency_key = $2"#,
     )
+    .bind(caller)
     .bind(key)
     .bind(answer);
     super::observe("idempotency_complete", query.execute(tx)).await?;

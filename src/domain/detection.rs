@@ -232,6 +232,19 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A leap second (`23:59:60`) as the last microsecond before it (`23:59:59.999999`; PostgreSQL
+/// keeps microseconds). PostgreSQL has no leap seconds and would store it as the next second,
+/// which may be the next month (and partition) while the batch's months were computed from the
+/// leap-second value: a 500 and a lost batch.
+fn without_leap_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Timelike;
+    if t.nanosecond() >= 1_000_000_000 {
+        t.with_nanosecond(999_999_000).unwrap_or(t)
+    } else {
+        t
+    }
+}
+
 /// What makes two detections the same observation: one device seeing one transmitter at one
 /// instant (the table's unique natural key).
 pub type NaturalKey = (
@@ -308,7 +321,7 @@ impl Detection {
             }
             Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
                 Ok(t) => {
-                    let t = t.with_timezone(&Utc);
+                    let t = without_leap_second(t.with_timezone(&Utc));
                     if t > policy.now + policy.max_future_skew {
                         r.fail(
                             "detected_at",
@@ -633,6 +646,18 @@ mod tests {
         assert_eq!(fields(item("2026-11-23T12:05:01Z")), vec!["detected_at"]);
         assert_eq!(fields(item("1989-12-31T23:59:59Z")), vec!["detected_at"]);
         assert!(fields(item("2026-11-23T13:00:00+01:00")).is_empty());
+    }
+
+    #[test]
+    fn leap_second_is_the_last_instant_of_its_minute() {
+        let item = json!({"detected_at": "2016-12-31T23:59:60.5Z", "latitude": 1, "longitude": 1,
+                          "signal_type": "ble", "bt_address": "aa:bb:cc:dd:ee:ff"});
+        let d = Detection::parse(&item, &policy()).expect("valid");
+        assert_eq!(
+            d.detected_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            "2016-12-31T23:59:59.999999000Z"
+        );
     }
 
     #[test]

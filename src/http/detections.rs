@@ -94,7 +94,7 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
 )]
 pub(crate) async fn post_detections(
     State(state): State<AppState>,
-    _caller: RequireIngest,
+    caller: RequireIngest,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
@@ -103,7 +103,7 @@ pub(crate) async fn post_detections(
     let ingest = state.ingest()?;
     let bytes = body::read(body, &headers, state.settings.server.body_limit_bytes).await?;
     let rows = formats::json::decode(&bytes, format)?;
-    let idempotency = key.map(|k| Idempotency::new(k, &bytes));
+    let idempotency = key.map(|k| Idempotency::new(caller.0.caller_id(), k, &bytes));
     let receipt = ingest
         .submit(Submission {
             rows,

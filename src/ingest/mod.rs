@@ -86,15 +86,18 @@ impl Receipt {
     }
 }
 
-/// A client's `Idempotency-Key` and the hash of the body it came with.
+/// A client's `Idempotency-Key`, whose it is, and the hash of the body it came with.
 pub struct Idempotency {
+    /// A stable id of the caller (its API key): keys of different callers never meet.
+    caller: String,
     key: String,
     body_hash: Vec<u8>,
 }
 
 impl Idempotency {
-    pub fn new(key: String, body: &[u8]) -> Self {
+    pub fn new(caller: String, key: String, body: &[u8]) -> Self {
         Self {
+            caller,
             key,
             body_hash: Sha256::digest(body).to_vec(),
         }
@@ -288,7 +291,7 @@ impl Ingest {
             if let Claim::Taken {
                 request_hash,
                 answer,
-            } = db::idempotency::claim(&mut tx, &idem.key, &idem.body_hash).await?
+            } = db::idempotency::claim(&mut tx, &idem.caller, &idem.key, &idem.body_hash).await?
             {
                 tx.rollback().await?;
                 if request_hash != idem.body_hash {
@@ -306,7 +309,7 @@ impl Ingest {
         if let Some(idem) = idempotency {
             let answer =
                 serde_json::to_value(&report).map_err(|e| IngestError::Internal(e.to_string()))?;
-            db::idempotency::complete(&mut tx, &idem.key, &answer).await?;
+            db::idempotency::complete(&mut tx, &idem.caller, &idem.key, &answer).await?;
         }
         db::observe("commit", tx.commit()).await?;
         record_stored(&valid, &inserted_by_type);

@@ -159,3 +159,24 @@ async fn overlapping_batches_in_different_orders_never_fail() {
         600
     );
 }
+
+#[tokio::test]
+async fn a_leap_second_is_stored_in_its_own_month() {
+    // 2016-12-31T23:59:60 must not be normalised into January, whose partition the batch
+    // did not ask for: it is stored as the last microsecond of December.
+    let app = spawn_app_with(|_| {}).await;
+    let item = json!({"detected_at": "2016-12-31T23:59:60Z", "latitude": 52.52, "longitude": 13.405,
+                      "signal_type": "wifi", "bssid": "a4:00:00:00:60:60"});
+    let resp = app.post_json(&item).await;
+    assert_eq!(
+        resp.status(),
+        201,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    assert_eq!(
+        app.count("detected_at = '2016-12-31T23:59:59.999999Z'")
+            .await,
+        1
+    );
+}

@@ -899,3 +899,59 @@ async fn openapi_describes_every_endpoint_and_schemathesis_finds_no_server_error
     assert!(out.status.success(), "schemathesis found problems:\n{text}");
     assert!(text.contains("passed"), "{text}");
 }
+
+#[tokio::test]
+async fn idempotency_keys_belong_to_their_api_key() {
+    let app = spawn_app_with(|_| {}).await;
+    let url = db_url(&app).await;
+    let (ok, other, err) = keys(&url, &["create", "--name", "device-b", "--scope", "ingest"]);
+    assert!(ok, "{err}");
+    let other = other.trim().to_owned();
+    let post = |key: String, body: Value| {
+        let url = app.url("/api/v1/detections");
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("authorization", format!("Bearer {key}"))
+                .header("idempotency-key", "shared-value")
+                .json(&body)
+                .send()
+                .await
+                .expect("send")
+        }
+    };
+    let a_batch = json!([item("c0:00:00:00:0a:01")]);
+    let b_batch = json!([item("c0:00:00:00:0b:01")]);
+    assert_eq!(
+        post(TEST_KEY.to_owned(), a_batch.clone()).await.status(),
+        201
+    );
+    // Another key with the same value and another body: its own request, stored, not a 409.
+    let resp = post(other.clone(), b_batch.clone()).await;
+    assert_eq!(resp.status(), 201);
+    assert!(resp.headers().get("idempotent-replayed").is_none());
+    // The same body under another key is not A's stored answer either.
+    let resp = post(other.clone(), a_batch.clone()).await;
+    assert_eq!(resp.status(), 409, "B's own key now holds B's body");
+    // Each key still replays its own first answer.
+    let resp = post(TEST_KEY.to_owned(), a_batch).await;
+    assert_eq!(resp.status(), 201);
+    assert_eq!(
+        resp.headers()
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let resp = post(other, b_batch).await;
+    assert_eq!(
+        resp.headers()
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    assert_eq!(
+        app.count("bt_address IN ('c0:00:00:00:0a:01', 'c0:00:00:00:0b:01')")
+            .await,
+        2
+    );
+}
