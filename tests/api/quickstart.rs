@@ -32,7 +32,8 @@ fn quick_start_commands() -> Vec<String> {
         .collect()
 }
 
-/// What `git clone` of this working tree would hold (tracked and new, unignored files).
+/// What `git clone` of this working tree would hold (tracked and new, unignored files, and a
+/// repository).
 fn fresh_copy() -> PathBuf {
     let dir = shared_temp_dir("shadowcheck-quickstart-");
     let listed = Command::new("git")
@@ -57,6 +58,14 @@ fn fresh_copy() -> PathBuf {
         std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
         std::fs::copy(&from, &to).expect("copy");
     }
+    // A clone has a .git: without one, build.rs (which watches .git/HEAD) would rebuild the
+    // crate on every cargo call.
+    let init = Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(&dir)
+        .status()
+        .expect("git init");
+    assert!(init.success());
     dir
 }
 
