@@ -143,6 +143,11 @@ impl From<IngestError> for ApiError {
                 }
             }
             IngestError::Format(e) => e.into(),
+            IngestError::Exceeded {
+                what: crate::formats::Exceeded::Bytes(_),
+                detail,
+            } => Self::PayloadTooLarge { detail },
+            IngestError::Exceeded { detail, .. } => Self::MalformedBody { detail },
             IngestError::Database(e) => e.into(),
             IngestError::Internal(message) => Self::Internal(message),
         }

@@ -150,6 +150,7 @@ async fn import_one(
             filename,
             device_id,
             progress,
+            max_bytes: None,
         })
         .await;
     if let Some(bar) = bar {

@@ -248,8 +248,8 @@ pub fn open_file(
     filename: Option<&str>,
 ) -> Result<CaptureFile, FormatError> {
     let mut bytes = Vec::new();
-    super::maybe_gunzip(reader)
-        .and_then(|mut r| std::io::Read::read_to_end(&mut r, &mut bytes))
+    let mut reader = reader;
+    std::io::Read::read_to_end(&mut reader, &mut bytes)
         .map_err(|e| FormatError(format!("unreadable input: {e}")))?;
     let body: Value =
         serde_json::from_slice(&bytes).map_err(|e| FormatError(format!("not JSON: {e}")))?;

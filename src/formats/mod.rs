@@ -9,6 +9,7 @@ pub mod wigle;
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -57,15 +58,92 @@ pub fn gunzip_bounded(bytes: &[u8], limit: usize) -> Result<Vec<u8>, Option<Stri
     Ok(out)
 }
 
-/// Wraps a reader so gzip input is inflated as it streams.
-pub fn maybe_gunzip<R: Read + Send + 'static>(reader: R) -> std::io::Result<Box<dyn Read + Send>> {
+/// Bounds on what one capture stream may hold once inflated, so a small gzip bomb or one
+/// endless line cannot take the process's memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes after decompression; `None` for the operator's own local files.
+    pub max_bytes: Option<u64>,
+    /// Longest line of a line-based format (one CSV record is held in memory whole).
+    pub max_line_bytes: Option<usize>,
+}
+
+/// The longest WiGLE CSV line accepted: real rows are a few hundred bytes.
+pub const MAX_CSV_LINE_BYTES: usize = 1024 * 1024;
+
+/// Which bound a stream crossed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Exceeded {
+    #[error("the file holds more than {0} bytes once decompressed")]
+    Bytes(u64),
+    #[error("a line is longer than {0} bytes")]
+    Line(usize),
+}
+
+type Crossed = Arc<Mutex<Option<Exceeded>>>;
+
+/// Counts what passes and fails the read that crosses a bound, noting which.
+struct Bounded<R> {
+    inner: R,
+    limits: Limits,
+    total: u64,
+    line: usize,
+    crossed: Crossed,
+}
+
+impl<R: Read> Bounded<R> {
+    fn cross(&self, what: Exceeded) -> std::io::Error {
+        let error = std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+        if let Ok(mut slot) = self.crossed.lock() {
+            slot.get_or_insert(what);
+        }
+        error
+    }
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.total += n as u64;
+        if let Some(max) = self.limits.max_bytes.filter(|max| self.total > *max) {
+            return Err(self.cross(Exceeded::Bytes(max)));
+        }
+        if let Some(max) = self.limits.max_line_bytes {
+            for (i, segment) in buf[..n].split(|b| *b == b'\n').enumerate() {
+                if i > 0 {
+                    self.line = 0;
+                }
+                self.line += segment.len();
+                if self.line > max {
+                    return Err(self.cross(Exceeded::Line(max)));
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Wraps a reader so gzip input is inflated as it streams, within `limits` (counted after
+/// decompression); `crossed` tells afterwards which bound stopped it, if one did.
+fn inflate<R: Read + Send + 'static>(
+    reader: R,
+    limits: Limits,
+    crossed: &Crossed,
+) -> std::io::Result<Box<dyn Read + Send>> {
     let mut buffered = std::io::BufReader::new(reader);
     let head = std::io::BufRead::fill_buf(&mut buffered)?;
-    if is_gzip(head) {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(buffered)))
+    let inner: Box<dyn Read + Send> = if is_gzip(head) {
+        Box::new(flate2::read::MultiGzDecoder::new(buffered))
     } else {
-        Ok(Box::new(buffered))
-    }
+        Box::new(buffered)
+    };
+    Ok(Box::new(Bounded {
+        inner,
+        limits,
+        total: 0,
+        line: 0,
+        crossed: Arc::clone(crossed),
+    }))
 }
 
 /// The capture-file formats `shadowcheck import` and `POST /api/v1/imports` read.
@@ -99,6 +177,15 @@ pub enum Input {
     Path(PathBuf),
 }
 
+/// How reading a capture file ended early.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Broken {
+    /// The input broke off (truncated compression, an I/O error, a lost upload).
+    Input(String),
+    /// The input crossed one of its [`Limits`].
+    Exceeded(Exceeded),
+}
+
 /// Reads a file's rows into the callback until it returns false; says why the input broke off.
 type ReadRows = Box<dyn FnOnce(&mut dyn FnMut(Row) -> bool) -> Option<String> + Send>;
 
@@ -109,6 +196,7 @@ pub struct CaptureFile {
     /// What the file says about the capture device (e.g. the WiGLE pre-header).
     pub source: Value,
     reader: ReadRows,
+    crossed: Crossed,
 }
 
 impl CaptureFile {
@@ -119,8 +207,19 @@ impl CaptureFile {
         input: Input,
         device_id: Option<String>,
         filename: Option<&str>,
+        max_bytes: Option<u64>,
     ) -> Result<Self, FormatError> {
-        match (format, input) {
+        let crossed = Crossed::default();
+        // A bound crossed while reading the header is named as such, not as a bad header.
+        let named = |e: FormatError| match crossed.lock().ok().and_then(|c| c.clone()) {
+            Some(what) => FormatError(what.to_string()),
+            None => e,
+        };
+        let limits = |max_line_bytes| Limits {
+            max_bytes,
+            max_line_bytes,
+        };
+        let mut file = match (format, input) {
             (FileFormat::Kismet, Input::Path(path)) => {
                 kismet::open_file(&path, device_id, filename)
             }
@@ -130,13 +229,25 @@ impl CaptureFile {
             (format, Input::Path(path)) => {
                 let file = std::fs::File::open(&path)
                     .map_err(|e| FormatError(format!("cannot open {}: {e}", path.display())))?;
-                Self::open(format, Input::Stream(Box::new(file)), device_id, filename)
+                let input = Input::Stream(Box::new(file));
+                return Self::open(format, input, device_id, filename, max_bytes);
             }
-            (FileFormat::WigleCsv, Input::Stream(reader)) => wigle::open_file(reader, device_id),
+            (FileFormat::WigleCsv, Input::Stream(reader)) => {
+                inflate(reader, limits(Some(MAX_CSV_LINE_BYTES)), &crossed)
+                    .map_err(|e| FormatError(format!("unreadable input: {e}")))
+                    .and_then(|reader| wigle::open_file(reader, device_id))
+                    .map_err(named)
+            }
+            // One JSON document, often on one line: bounded in size only.
             (FileFormat::GeosubmitJson, Input::Stream(reader)) => {
-                geosubmit::open_file(reader, device_id, filename)
+                inflate(reader, limits(None), &crossed)
+                    .map_err(|e| FormatError(format!("unreadable input: {e}")))
+                    .and_then(|reader| geosubmit::open_file(reader, device_id, filename))
+                    .map_err(named)
             }
-        }
+        }?;
+        file.crossed = Arc::clone(&crossed);
+        Ok(file)
     }
 
     pub(crate) fn new(
@@ -148,12 +259,18 @@ impl CaptureFile {
             format,
             source,
             reader: Box::new(reader),
+            crossed: Crossed::default(),
         }
     }
 
-    /// Calls `emit` with every row until the end or until it returns false. Returns why the
-    /// input ended early (truncated compression, an I/O error), if it did.
-    pub fn read(self, emit: &mut dyn FnMut(Row) -> bool) -> Option<String> {
-        (self.reader)(emit)
+    /// Calls `emit` with every row until the end or until it returns false. Says why the input
+    /// ended early, if it did.
+    pub fn read(self, emit: &mut dyn FnMut(Row) -> bool) -> Option<Broken> {
+        let failure = (self.reader)(emit)?;
+        let crossed = self.crossed.lock().ok().and_then(|c| c.clone());
+        Some(match crossed {
+            Some(what) => Broken::Exceeded(what),
+            None => Broken::Input(failure),
+        })
     }
 }

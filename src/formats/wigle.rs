@@ -381,13 +381,11 @@ fn parse_cell_key(key: &str, kind: &str) -> Result<(i64, i64, i64, i64), String>
     }
 }
 
-/// A WiGLE CSV stream (gzip or not) as a capture file: the header is read now, rows later.
+/// A WiGLE CSV stream (already inflated) as a capture file: the header is read now, rows later.
 pub fn open_file(
     reader: Box<dyn Read + Send>,
     device_id: Option<String>,
 ) -> Result<CaptureFile, FormatError> {
-    let reader =
-        super::maybe_gunzip(reader).map_err(|e| FormatError(format!("unreadable input: {e}")))?;
     let mut wigle = WigleReader::new(reader, device_id)?;
     let source = wigle.preheader.to_json();
     let format = match source.get("format").and_then(Value::as_str) {

@@ -69,6 +69,8 @@ pub(crate) async fn post_import(
         filename: None,
         device_id,
         progress: None,
+        // Counted after decompression too: a small gzip bomb is refused like a large file.
+        max_bytes: Some(limit),
     };
 
     let (pumped, imported) = if content_type.starts_with("multipart/form-data") {

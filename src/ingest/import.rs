@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{Ingest, IngestError, Source, Submission};
 use crate::db;
-use crate::formats::{CaptureFile, FileFormat, Input, Row};
+use crate::formats::{Broken, CaptureFile, FileFormat, Input, Row};
 
 /// Rows per stored batch: the unit of memory and of one INSERT.
 pub const BATCH_ROWS: usize = 1_000;
@@ -55,6 +55,8 @@ pub struct ImportRequest {
     pub device_id: Option<String>,
     /// Called with the running count of rows read (progress bars).
     pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    /// Most bytes the file may hold once decompressed (uploads); `None` for local files.
+    pub max_bytes: Option<u64>,
 }
 
 enum Message {
@@ -73,11 +75,12 @@ impl Ingest {
             filename,
             device_id,
             progress,
+            max_bytes,
         } = request;
         let (tx, mut rx) = mpsc::channel::<Message>(2);
         let name = filename.clone();
         let reader = tokio::task::spawn_blocking(move || {
-            let file = CaptureFile::open(format, input, device_id, name.as_deref())?;
+            let file = CaptureFile::open(format, input, device_id, name.as_deref(), max_bytes)?;
             let opened = Message::Opened {
                 format: file.format.clone(),
                 source: file.source.clone(),
@@ -140,9 +143,20 @@ impl Ingest {
             .await
             .map_err(|e| IngestError::Internal(format!("import reader: {e}")))?;
         stored?;
-        if let Some(failure) = read? {
-            report.complete = false;
-            report.failure = Some(failure);
+        let mut exceeded = None;
+        match read? {
+            None => {}
+            Some(broken) => {
+                report.complete = false;
+                report.failure = Some(match broken {
+                    Broken::Input(why) => why,
+                    Broken::Exceeded(what) => {
+                        let why = what.to_string();
+                        exceeded = Some(what);
+                        why
+                    }
+                });
+            }
         }
         if let Some(pool) = &self.pool {
             let body =
@@ -159,7 +173,17 @@ impl Ingest {
             )
             .await?;
         }
-        Ok(report)
+        match exceeded {
+            // The rows before are committed (and recorded); the upload as a whole is refused.
+            Some(what) => Err(IngestError::Exceeded {
+                detail: format!(
+                    "import {}: {what}; the {} rows before it were processed ({} stored)",
+                    report.import_id, report.rows_read, report.stored
+                ),
+                what,
+            }),
+            None => Ok(report),
+        }
     }
 
     async fn add_batch(

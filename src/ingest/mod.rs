@@ -129,6 +129,12 @@ pub enum IngestError {
     /// The input is not in the format it claims (a file's header, a body's syntax).
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// A file crossed a bound on its decompressed size or its line length.
+    #[error("{detail}")]
+    Exceeded {
+        what: crate::formats::Exceeded,
+        detail: String,
+    },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error("{0}")]

@@ -722,3 +722,102 @@ async fn kismet_log_devices_become_detections() {
     pool.close().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+#[tokio::test]
+async fn gzip_bombs_and_endless_lines_are_refused_in_bounded_memory() {
+    let url = fresh_database().await;
+    // 2 MiB per upload, counted after decompression as well as before.
+    let serve = ServeProcess::start(
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("SHADOWCHECK__INGEST__MAX_IMPORT_BYTES", "2097152"),
+        ],
+        None,
+    );
+    let client = crate::helpers::client();
+    serve.wait_ready(&client).await;
+    let pid = serve.child.id();
+    let hwm_mib = || -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("VmHWM:")
+                        .map(|v| v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0))
+                })
+            })
+            .unwrap_or(0)
+            / 1024
+    };
+    let upload = |body: Vec<u8>| {
+        client
+            .post(serve.url("/api/v1/imports"))
+            .header("content-type", "text/csv")
+            .header("content-encoding", "gzip")
+            .timeout(Duration::from_secs(120))
+            .body(body)
+            .send()
+    };
+    let before = hwm_mib();
+    let header = "WigleWifi-1.6,appRelease=test,model=gen,release=1,device=gen,display=x,board=x,brand=x\nMAC,SSID,AuthMode,FirstSeen,Channel,Frequency,RSSI,CurrentLatitude,CurrentLongitude,AltitudeMeters,AccuracyMeters,RCOIs,MfgrId,Type\n";
+
+    // 256 MiB of zeros in a few hundred KiB: one endless "line", refused as malformed.
+    let zeros = gzip(&vec![0u8; 256 * 1024 * 1024]);
+    assert!(zeros.len() < 2 * 1024 * 1024);
+    let resp = upload(zeros).await.expect("upload");
+    let body = problem(resp, 400).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("longer than"),
+        "{body}"
+    );
+
+    // A valid header, then one endless line: the same, after the header.
+    let mut endless = header.as_bytes().to_vec();
+    endless.extend(std::iter::repeat_n(b'a', 64 * 1024 * 1024));
+    let resp = upload(gzip(&endless)).await.expect("upload");
+    let body = problem(resp, 400).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("longer than"),
+        "{body}"
+    );
+
+    // Valid rows far past the limit once inflated: 413, the rows before it committed.
+    let mut rows = header.as_bytes().to_vec();
+    for i in 0..50_000u32 {
+        let b = i.to_be_bytes();
+        rows.extend(format!(
+            "a4:00:{:02x}:{:02x}:{:02x}:{:02x},net,[WPA2-PSK-CCMP][ESS],2026-02-01 10:{:02}:{:02},6,2437,-70,52.5,13.4,40.0,5.0,,,WIFI\n",
+            b[0], b[1], b[2], b[3], (i / 60) % 60, i % 60
+        ).as_bytes());
+    }
+    assert!(rows.len() > 4 * 1024 * 1024);
+    let resp = upload(gzip(&rows)).await.expect("upload");
+    let body = problem(resp, 413).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("decompressed"),
+        "{body}"
+    );
+    let after = hwm_mib();
+    eprintln!("peak RSS {before} MiB before, {after} MiB after the bombs");
+    assert!(
+        after.saturating_sub(before) < 32,
+        "memory grew with the bombs: {before} -> {after} MiB"
+    );
+    // The service is still there for everyone else.
+    serve.wait_ready(&client).await;
+}
