@@ -11,7 +11,7 @@ use sqlx::{PgConnection, Postgres, QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
 use crate::domain::fields::{Cell, Field, Kind, FIELDS};
-use crate::domain::search::{degree_envelope, Area, DetectionSearch};
+use crate::domain::search::{covering_boxes, Area, DetectionSearch};
 use crate::domain::{Detection, Position};
 
 /// Makes sure a monthly partition exists for every month in the batch. Runs outside the insert
@@ -314,18 +314,22 @@ fn push_point(q: &mut QueryBuilder<'_, Postgres>, lon: f64, lat: f64) {
         .push("), 4326)");
 }
 
-/// `AND` within `radius_m` geodesic metres of `center`: an index-friendly box first (when the
-/// circle stays clear of the poles and the antimeridian), then the exact spheroid test.
+/// `AND` within `radius_m` geodesic metres of `center`: index-friendly boxes first (two across
+/// the antimeridian, a longitude band near a pole), then the exact spheroid test.
 fn push_radius(q: &mut QueryBuilder<'_, Postgres>, center: Position, radius_m: f64) {
-    if let Some((dlon, dlat)) = degree_envelope(center, radius_m) {
-        q.push(" AND d.location && ST_Expand(");
-        push_point(q, center.lon(), center.lat());
-        q.push(", ")
-            .push_bind(dlon)
+    q.push(" AND (false");
+    for [min_lon, min_lat, max_lon, max_lat] in covering_boxes(center, radius_m) {
+        q.push(" OR d.location && ST_MakeEnvelope(")
+            .push_bind(min_lon)
             .push(", ")
-            .push_bind(dlat)
-            .push(")");
+            .push_bind(min_lat)
+            .push(", ")
+            .push_bind(max_lon)
+            .push(", ")
+            .push_bind(max_lat)
+            .push(", 4326)");
     }
+    q.push(")");
     // Exact on the spheroid, but cheaply: the sphere and the spheroid disagree by under 0.6 %,
     // so rows outside the sphere circle grown by 0.7 % are out, rows inside the one shrunk by
     // 0.7 % are in, and only the thin ring between pays for the spheroid computation.

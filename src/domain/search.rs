@@ -334,21 +334,39 @@ impl DetectionSearch {
     }
 }
 
-/// Degrees of latitude and longitude that certainly contain a circle of `radius_m` metres
-/// around `center`, or `None` when the circle reaches a pole or the antimeridian (then no
-/// box pre-filter is used).
-pub fn degree_envelope(center: Position, radius_m: f64) -> Option<(f64, f64)> {
+/// Boxes `[minLon, minLat, maxLon, maxLat]` (degrees) whose union certainly contains the circle
+/// of `radius_m` metres around `center`: one box; two where the circle crosses the
+/// antimeridian; a band of every longitude where it comes near a pole. They let the spatial index
+/// pre-filter every radius search, wherever it is.
+pub fn covering_boxes(center: Position, radius_m: f64) -> Vec<[f64; 4]> {
     // Fewest metres per degree of latitude (at the equator), plus a margin.
     let dlat = radius_m / 110_574.0 * 1.02 + 1e-9;
-    let far_lat = center.lat().abs() + dlat;
+    let (lat, lon) = (center.lat(), center.lon());
+    let (min_lat, max_lat) = ((lat - dlat).max(-90.0), (lat + dlat).min(90.0));
+    let band = vec![[-180.0, min_lat, 180.0, max_lat]];
+    // Longitude degrees shrink towards the poles: size them at the circle's highest latitude.
+    let far_lat = lat.abs() + dlat;
     if far_lat >= 89.0 {
-        return None;
+        return band;
     }
     let dlon = radius_m / (111_320.0 * far_lat.to_radians().cos()) * 1.02 + 1e-9;
-    if center.lon() - dlon < -180.0 || center.lon() + dlon > 180.0 {
-        return None;
+    if dlon >= 180.0 {
+        return band;
     }
-    Some((dlon, dlat))
+    let (west, east) = (lon - dlon, lon + dlon);
+    if west < -180.0 {
+        vec![
+            [-180.0, min_lat, east, max_lat],
+            [west + 360.0, min_lat, 180.0, max_lat],
+        ]
+    } else if east > 180.0 {
+        vec![
+            [west, min_lat, 180.0, max_lat],
+            [-180.0, min_lat, east - 360.0, max_lat],
+        ]
+    } else {
+        vec![[west, min_lat, east, max_lat]]
+    }
 }
 
 #[cfg(test)]
@@ -368,6 +386,34 @@ mod tests {
             Err(e) => e.parameter,
             other => panic!("{q}: expected a 400, got {other:?}"),
         }
+    }
+
+    fn covers(boxes: &[[f64; 4]], lat: f64, lon: f64) -> bool {
+        boxes
+            .iter()
+            .any(|b| (b[0]..=b[2]).contains(&lon) && (b[1]..=b[3]).contains(&lat))
+    }
+
+    #[test]
+    fn covering_boxes_reach_across_the_antimeridian_and_the_poles() {
+        let at = |lat, lon| Position::new(lat, lon).expect("position");
+        // 10 km around a point 1 km west of the antimeridian: two boxes.
+        let boxes = covering_boxes(at(0.0, 179.99), 10_000.0);
+        assert_eq!(boxes.len(), 2, "{boxes:?}");
+        assert!(covers(&boxes, 0.0, -179.95) && covers(&boxes, 0.0, 179.95));
+        let boxes = covering_boxes(at(-40.0, -179.99), 10_000.0);
+        assert!(covers(&boxes, -40.0, 179.95), "{boxes:?}");
+        // Near the north pole every longitude is in reach.
+        let boxes = covering_boxes(at(89.95, 10.0), 20_000.0);
+        assert!(
+            covers(&boxes, 89.9, -170.0) && covers(&boxes, 90.0, 0.0),
+            "{boxes:?}"
+        );
+        assert!(!covers(&boxes, 89.0, 10.0), "{boxes:?}");
+        // Elsewhere one box, not the world.
+        let boxes = covering_boxes(at(52.52, 13.405), 1_000.0);
+        assert_eq!(boxes.len(), 1);
+        assert!(boxes[0][2] - boxes[0][0] < 0.1);
     }
 
     #[test]

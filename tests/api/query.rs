@@ -248,3 +248,74 @@ async fn invalid_parameters_are_400_naming_the_parameter() {
         assert!(body["detail"].as_str().expect("detail").contains(param));
     }
 }
+
+#[tokio::test]
+async fn radius_and_nearest_are_exact_across_the_antimeridian_and_at_the_poles() {
+    let app = spawn_app().await;
+    let mut items = Vec::new();
+    for (i, (lat, lon)) in [
+        (0.0, 179.995),
+        (0.0, -179.995),
+        (0.001, -179.99),
+        (0.0, 179.9),
+        (0.0, -179.9),
+        (89.995, 0.0),
+        (89.995, 180.0),
+        (89.99, -90.0),
+        (89.9, 45.0),
+        (-89.995, 120.0),
+        (-89.995, -60.0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        items.push(
+            json!({"detected_at": "2026-03-01T10:00:00Z", "latitude": lat, "longitude": lon,
+                          "signal_type": "ble", "bt_address": format!("c2:00:00:00:00:{i:02x}")}),
+        );
+    }
+    assert_eq!(app.post_json(&Value::Array(items)).await.status(), 201);
+    for (lat, lon, radius, n) in [
+        (0.0, 179.999, 2_000.0, 3),
+        (0.0, -179.999, 12_000.0, 4),
+        (89.999, 90.0, 2_000.0, 3),
+        (90.0, 0.0, 12_000.0, 5),
+        (-89.999, 0.0, 2_000.0, 2),
+    ] {
+        let point = format!("ST_SetSRID(ST_MakePoint({lon},{lat}),4326)::geography");
+        let within: Vec<i64> = sqlx::query_scalar(&format!(
+            "SELECT id FROM sigint.signal_detections WHERE ST_DWithin(location::geography, {point}, {radius}) ORDER BY id"
+        ))
+        .fetch_all(&app.db)
+        .await
+        .expect("truth");
+        assert!(!within.is_empty(), "{lat},{lon}: the case tests nothing");
+        let (got, _) = app
+            .all_ids(&format!(
+                "/api/v1/detections?lat={lat}&lon={lon}&radius_m={radius}"
+            ))
+            .await;
+        assert_eq!(got, within, "radius {radius} m around {lat},{lon}");
+        let nearest: Vec<i64> = sqlx::query_scalar(&format!(
+            "SELECT id FROM sigint.signal_detections ORDER BY ST_Distance(location::geography, {point}), id LIMIT {n}"
+        ))
+        .fetch_all(&app.db)
+        .await
+        .expect("truth");
+        let body: Value = app
+            .get(&format!(
+                "/api/v1/detections?lat={lat}&lon={lon}&nearest={n}"
+            ))
+            .await
+            .json()
+            .await
+            .expect("json");
+        let got: Vec<i64> = body["features"]
+            .as_array()
+            .expect("features")
+            .iter()
+            .map(|f| f["id"].as_i64().expect("id"))
+            .collect();
+        assert_eq!(got, nearest, "nearest {n} to {lat},{lon}");
+    }
+}
