@@ -66,8 +66,9 @@ pub struct Principal {
 impl Principal {
     /// A stable id of the caller: its key's id (names can be reused after a revocation).
     pub fn caller_id(&self) -> String {
+        // Without an id: the configured bootstrap key, or anonymous readers.
         self.key_id
-            .map_or_else(|| "bootstrap".to_owned(), |id| format!("key:{id}"))
+            .map_or_else(|| self.name.clone(), |id| format!("key:{id}"))
     }
 
     /// `admin` includes every other scope.
@@ -138,7 +139,14 @@ pub struct Authenticator {
     ttl: Duration,
     cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
     per_key: Option<DefaultKeyedRateLimiter<String>>,
+    /// In-flight requests per caller, when bounded: the bound, and each caller's semaphore.
+    slots: Option<(usize, Mutex<CallerSlots>)>,
 }
+
+type CallerSlots = HashMap<String, Arc<tokio::sync::Semaphore>>;
+
+/// Held while a request is in progress; frees the caller's slot when dropped.
+pub type Slot = tokio::sync::OwnedSemaphorePermit;
 
 /// Upper bound on cached keys; the cache is cleared when it is reached.
 const CACHE_LIMIT: usize = 10_000;
@@ -162,6 +170,8 @@ impl Authenticator {
             per_key: limits.enabled.then(|| {
                 RateLimiter::keyed(quota(limits.per_key_per_second, limits.per_key_burst))
             }),
+            slots: (settings.max_concurrent_per_key > 0)
+                .then(|| (settings.max_concurrent_per_key, Mutex::new(HashMap::new()))),
         }
     }
 
@@ -226,10 +236,31 @@ impl Authenticator {
             .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
-    /// Forgets idle rate-limit state so memory stays bounded however many keys are seen.
+    /// One of the caller's request slots, or `None` when all are in use (`Some(None)`: unbounded).
+    pub fn enter(&self, principal: &Principal) -> Option<Option<Slot>> {
+        let Some((max, slots)) = &self.slots else {
+            return Some(None);
+        };
+        let semaphore = {
+            let mut slots = slots.lock().ok()?;
+            Arc::clone(
+                slots
+                    .entry(principal.caller_id())
+                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(*max))),
+            )
+        };
+        semaphore.try_acquire_owned().ok().map(Some)
+    }
+
+    /// Forgets idle rate-limit and slot state so memory stays bounded however many keys are seen.
     pub fn prune(&self) {
         if let Some(limiter) = &self.per_key {
             limiter.retain_recent();
+        }
+        if let Some((max, slots)) = &self.slots {
+            if let Ok(mut slots) = slots.lock() {
+                slots.retain(|_, s| s.available_permits() < *max);
+            }
         }
     }
 }

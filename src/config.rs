@@ -124,6 +124,9 @@ pub struct AuthSettings {
     /// How long a verified key is trusted without asking the database again; revocation takes
     /// effect within this time.
     pub cache_ttl_secs: u64,
+    /// Requests one key may have in progress at once (429 beyond), so a single key cannot
+    /// hold every server slot; 0 means no per-key bound.
+    pub max_concurrent_per_key: usize,
 }
 
 impl Default for AuthSettings {
@@ -132,6 +135,7 @@ impl Default for AuthSettings {
             bootstrap_key: None,
             anonymous_read: false,
             cache_ttl_secs: 10,
+            max_concurrent_per_key: 32,
         }
     }
 }
@@ -258,7 +262,12 @@ pub struct ServerSettings {
     /// Largest request head (request line + headers); 431 above.
     pub max_header_bytes: usize,
     /// Requests handled at once; beyond it new ones are shed with 503 instead of queueing.
+    /// Health probes do not count against it.
     pub max_concurrent_requests: usize,
+    /// Slowest a request body may arrive, after `body_grace_secs`: a client trickling bytes
+    /// cannot hold a slot (or an import) open. 408 below it.
+    pub min_body_bytes_per_sec: u64,
+    pub body_grace_secs: u64,
     /// Proxies (CIDRs) whose X-Forwarded-For is believed for the client address.
     #[serde(deserialize_with = "comma_list")]
     pub trusted_proxies: Vec<String>,
@@ -354,6 +363,8 @@ impl Default for ServerSettings {
             header_read_timeout_secs: 10,
             max_header_bytes: 16 * 1024,
             max_concurrent_requests: 256,
+            min_body_bytes_per_sec: 1024,
+            body_grace_secs: 10,
             trusted_proxies: Vec::new(),
             cors_allowed_origins: Vec::new(),
             hsts: false,

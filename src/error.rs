@@ -20,6 +20,8 @@ pub enum ApiError {
     #[error("{detail}")]
     PayloadTooLarge { detail: String },
     #[error("{detail}")]
+    TooSlow { detail: String },
+    #[error("{detail}")]
     UnsupportedMediaType { detail: String },
     #[error("{detail}")]
     Unprocessable {
@@ -71,6 +73,11 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
                 "Request body too large",
+            ),
+            Self::TooSlow { .. } => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request-too-slow",
+                "Request body too slow",
             ),
             Self::UnsupportedMediaType { .. } => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -4,14 +4,53 @@
 //! [`ChannelReader`], into a parser on a blocking thread.
 
 use std::io::Read;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap};
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
+use crate::config::ServerSettings;
 use crate::error::{ApiError, ApiResult};
+
+/// How slowly a body may arrive: after a grace period, at least `min_bytes_per_sec` on average,
+/// so a client trickling bytes cannot hold a request slot (or an import) open.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    min_bytes_per_sec: u64,
+    grace: Duration,
+}
+
+impl Pace {
+    pub fn new(settings: &ServerSettings) -> Self {
+        Self {
+            min_bytes_per_sec: settings.min_body_bytes_per_sec,
+            grace: Duration::from_secs(settings.body_grace_secs),
+        }
+    }
+
+    /// By when more than `received` bytes must have arrived, counting from `started`.
+    fn deadline(&self, started: Instant, received: u64) -> Instant {
+        if self.min_bytes_per_sec == 0 {
+            // No pace required; the request timeout still applies.
+            return started + Duration::from_secs(365 * 86_400);
+        }
+        let earned = Duration::from_secs_f64((received + 1) as f64 / self.min_bytes_per_sec as f64);
+        started + self.grace + earned
+    }
+
+    fn too_slow(&self) -> ApiError {
+        ApiError::TooSlow {
+            detail: format!(
+                "the request body arrived slower than {} bytes/s",
+                self.min_bytes_per_sec
+            ),
+        }
+    }
+}
 
 fn too_large(limit: u64, what: &str) -> ApiError {
     ApiError::PayloadTooLarge {
@@ -36,8 +75,9 @@ pub fn gzip_encoded(headers: &HeaderMap) -> ApiResult<bool> {
     }
 }
 
-/// The whole body, inflated when gzip, at most `limit` bytes before and after inflating.
-pub async fn read(body: Body, headers: &HeaderMap, limit: usize) -> ApiResult<Bytes> {
+/// The whole body, inflated when gzip, at most `limit` bytes before and after inflating, and
+/// arriving at `pace` at least.
+pub async fn read(body: Body, headers: &HeaderMap, limit: usize, pace: Pace) -> ApiResult<Bytes> {
     let gzip_header = gzip_encoded(headers)?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -46,17 +86,26 @@ pub async fn read(body: Body, headers: &HeaderMap, limit: usize) -> ApiResult<By
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(limit as u64, "request body"));
     }
-    let raw = match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(too_large(limit as u64, "request body"))
-        }
-        Err(e) => {
-            return Err(ApiError::MalformedBody {
+    let started = Instant::now();
+    let mut body = body;
+    let mut raw = Vec::new();
+    loop {
+        let deadline = pace.deadline(started, raw.len() as u64);
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(pace.too_slow()),
+            Ok(None) => break,
+            Ok(Some(frame)) => frame.map_err(|e| ApiError::MalformedBody {
                 detail: format!("could not read the request body: {e}"),
-            })
+            })?,
+        };
+        if let Ok(data) = frame.into_data() {
+            if raw.len() + data.len() > limit {
+                return Err(too_large(limit as u64, "request body"));
+            }
+            raw.extend_from_slice(&data);
         }
-    };
+    }
+    let raw = Bytes::from(raw);
     if !(gzip_header || crate::formats::is_gzip(&raw)) {
         return Ok(raw);
     }
@@ -103,14 +152,31 @@ pub fn streamed() -> (ChannelReader, mpsc::Sender<Chunk>) {
     )
 }
 
-/// Feeds a stream of body chunks into the parser's channel, enforcing the size limit.
-pub async fn pump<S, E>(mut stream: S, tx: mpsc::Sender<Chunk>, limit: u64) -> ApiResult<()>
+/// Feeds a stream of body chunks into the parser's channel, enforcing the size limit and pace.
+pub async fn pump<S, E>(
+    mut stream: S,
+    tx: mpsc::Sender<Chunk>,
+    limit: u64,
+    pace: Pace,
+) -> ApiResult<()>
 where
     S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
+    let started = Instant::now();
     let mut total = 0u64;
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let chunk =
+            match tokio::time::timeout_at(pace.deadline(started, total), stream.next()).await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(_) => {
+                    let _ = tx
+                        .send(Err(std::io::Error::other("the upload arrived too slowly")))
+                        .await;
+                    return Err(pace.too_slow());
+                }
+            };
         match chunk {
             Ok(bytes) => {
                 total += bytes.len() as u64;

@@ -101,7 +101,13 @@ pub(crate) async fn post_detections(
     let format = body_format(&headers)?;
     let key = idempotency_key(&headers)?;
     let ingest = state.ingest()?;
-    let bytes = body::read(body, &headers, state.settings.server.body_limit_bytes).await?;
+    let bytes = body::read(
+        body,
+        &headers,
+        state.settings.server.body_limit_bytes,
+        body::Pace::new(&state.settings.server),
+    )
+    .await?;
     let rows = formats::json::decode(&bytes, format)?;
     let idempotency = key.map(|k| Idempotency::new(caller.0.caller_id(), k, &bytes));
     let receipt = ingest

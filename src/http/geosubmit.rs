@@ -46,7 +46,13 @@ pub(crate) async fn post_geosubmit(
     body: Body,
 ) -> Result<Response, ApiError> {
     let ingest = state.ingest()?;
-    let bytes = body::read(body, &headers, state.settings.server.body_limit_bytes).await?;
+    let bytes = body::read(
+        body,
+        &headers,
+        state.settings.server.body_limit_bytes,
+        body::Pace::new(&state.settings.server),
+    )
+    .await?;
     let body: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedBody {
         detail: format!("invalid JSON: {e}"),
     })?;

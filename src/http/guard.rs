@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::{AuthError, AuthFailure, Principal, Scope};
+use crate::auth::{AuthError, AuthFailure, Principal, Scope, Slot};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -40,8 +40,25 @@ impl ScopeMarker for IngestQueryKeyScope {
     const QUERY_KEY: bool = true;
 }
 
-/// A caller allowed `S`'s scope and within its key's rate limit.
-pub struct Require<S: ScopeMarker>(pub Principal, PhantomData<S>);
+/// A caller allowed `S`'s scope, within its key's rate limit, holding one of its key's request
+/// slots for as long as the handler runs (body reading included).
+pub struct Require<S: ScopeMarker>(
+    pub Principal,
+    PhantomData<S>,
+    // Held, never read: dropping it with the handler frees the slot.
+    #[allow(dead_code)] Option<Slot>,
+);
+
+/// One of the caller's request slots, or 429 when its key already has all of them in use.
+fn enter(state: &AppState, principal: &Principal) -> Result<Option<Slot>, ApiError> {
+    state.auth.enter(principal).ok_or_else(|| {
+        metrics::counter!("shadowcheck_rate_limited_total", "limit" => "key_concurrency")
+            .increment(1);
+        ApiError::TooManyRequests {
+            retry_after_secs: 1,
+        }
+    })
+}
 
 pub type RequireIngest = Require<IngestScope>;
 pub type RequireRead = Require<ReadScope>;
@@ -110,14 +127,13 @@ impl<S: ScopeMarker> FromRequestParts<AppState> for Require<S> {
         let auth = &state.auth;
         let Some(key) = presented_key(parts, S::QUERY_KEY) else {
             if S::SCOPE == Scope::Read && auth.anonymous_read {
-                return Ok(Require(
-                    Principal {
-                        key_id: None,
-                        name: "anonymous".into(),
-                        scopes: vec![Scope::Read],
-                    },
-                    PhantomData,
-                ));
+                let anonymous = Principal {
+                    key_id: None,
+                    name: "anonymous".into(),
+                    scopes: vec![Scope::Read],
+                };
+                let slot = enter(state, &anonymous)?;
+                return Ok(Require(anonymous, PhantomData, slot));
             }
             return Err(refuse(AuthFailure::Missing, parts, state));
         };
@@ -136,8 +152,9 @@ impl<S: ScopeMarker> FromRequestParts<AppState> for Require<S> {
                 retry_after_secs: wait.as_secs().max(1) as u32,
             });
         }
+        let slot = enter(state, &principal)?;
         tracing::Span::current().record("principal", principal.name.as_str());
-        Ok(Require(principal, PhantomData))
+        Ok(Require(principal, PhantomData, slot))
     }
 }
 

@@ -62,6 +62,7 @@ pub(crate) async fn post_import(
     // encodings are refused here.
     body::gzip_encoded(request.headers())?;
     let limit = state.settings.ingest.max_import_bytes;
+    let pace = body::Pace::new(&state.settings.server);
     let (reader, tx) = body::streamed();
     let mut import = ImportRequest {
         format: FileFormat::WigleCsv,
@@ -97,7 +98,7 @@ pub(crate) async fn post_import(
             }
         };
         import.filename = field.file_name().map(str::to_owned);
-        tokio::join!(body::pump(field, tx, limit), ingest.import(import))
+        tokio::join!(body::pump(field, tx, limit, pace), ingest.import(import))
     } else if content_type.is_empty()
         || content_type.starts_with("text/csv")
         || content_type.starts_with("text/plain")
@@ -107,7 +108,7 @@ pub(crate) async fn post_import(
         || content_type.starts_with("application/octet-stream")
     {
         let stream = Body::new(request.into_body()).into_data_stream();
-        tokio::join!(body::pump(stream, tx, limit), ingest.import(import))
+        tokio::join!(body::pump(stream, tx, limit, pace), ingest.import(import))
     } else {
         return Err(ApiError::UnsupportedMediaType {
             detail: format!("Content-Type `{content_type}` is not accepted: send text/csv or multipart/form-data"),

@@ -1,6 +1,7 @@
 //! The API's accept loop on hyper directly (axum::serve exposes no connection settings): header
 //! read timeout against slowloris clients, a bound on the request head, optional TLS with rustls,
-//! a global concurrency limit that sheds load with 503, and a graceful drain with a deadline.
+//! a global concurrency limit that sheds load with 503 (probes excepted), and a graceful drain
+//! with a deadline.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,6 +73,9 @@ pub async fn serve(
     drain: Duration,
 ) -> anyhow::Result<()> {
     let tls = tls_acceptor(settings)?;
+    // Probes are cheap and must answer while the server is full, or a busy server is
+    // restarted by its orchestrator: they go around the concurrency limit.
+    let probes = router.clone();
     let service = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(overloaded))
         .load_shed()
@@ -104,9 +108,20 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         let service = service.clone();
+        let probes = probes.clone();
         let hyper_service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            service.clone().oneshot(req.map(axum::body::Body::new))
+            let req = req.map(axum::body::Body::new);
+            let probe = req.uri().path().starts_with("/api/v1/health");
+            let service = service.clone();
+            let probes = probes.clone();
+            async move {
+                if probe {
+                    probes.oneshot(req).await
+                } else {
+                    service.oneshot(req).await
+                }
+            }
         });
         let builder = builder.clone();
         let tls = tls.clone();

@@ -955,3 +955,150 @@ async fn idempotency_keys_belong_to_their_api_key() {
         2
     );
 }
+
+/// Opens a POST with the given key whose body never finishes: the request holds its slots.
+fn held_upload(addr: std::net::SocketAddr, key: &str) -> TcpStream {
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    let head = format!(
+        "POST /api/v1/detections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n["
+    );
+    conn.write_all(head.as_bytes()).expect("write");
+    conn
+}
+
+#[tokio::test]
+async fn one_key_cannot_hold_every_slot_and_probes_always_answer() {
+    let app = spawn_app_with(|s| {
+        s.server.max_concurrent_requests = 3;
+        s.auth.max_concurrent_per_key = 2;
+        s.server.body_grace_secs = 60;
+    })
+    .await;
+    let url = db_url(&app).await;
+    let (ok, other, err) = keys(&url, &["create", "--name", "device-b", "--scope", "ingest"]);
+    assert!(ok, "{err}");
+    let other = other.trim().to_owned();
+    // Key A holds two requests open (slow bodies); its third is refused, not queued.
+    let held: Vec<TcpStream> = (0..2).map(|_| held_upload(app.addr, TEST_KEY)).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let third = loop {
+        let resp = send(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/detections",
+            Some(TEST_KEY),
+            Some(item("c0:00:00:00:0c:01")),
+        )
+        .await;
+        if resp.status() == 429 || Instant::now() > deadline {
+            break resp;
+        }
+        // The held requests may not have reached their handlers yet.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(third.status(), 429, "a third request of the same key");
+    // Another key is still served, and the readiness probe answers.
+    let resp = send(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/detections",
+        Some(&other),
+        Some(item("c0:00:00:00:0c:02")),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    // Now fill the last global slot too: B's slow body. Probes still answer, others are shed.
+    let held_b = held_upload(app.addr, &other);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = send(
+            &app,
+            reqwest::Method::GET,
+            "/api/v1/stats",
+            Some(&other),
+            None,
+        )
+        .await;
+        if resp.status() == 503 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server never filled up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for probe in [
+        "/api/v1/health/ready",
+        "/api/v1/health/live",
+        "/api/v1/health/detailed",
+    ] {
+        assert_eq!(app.get(probe).await.status(), 200, "{probe}");
+    }
+    drop(held);
+    drop(held_b);
+}
+
+#[tokio::test]
+async fn trickled_bodies_are_cut_off_at_the_minimum_pace() {
+    let app = spawn_app_with(|s| {
+        s.server.min_body_bytes_per_sec = 1024;
+        s.server.body_grace_secs = 1;
+        s.server.request_timeout_secs = 60;
+    })
+    .await;
+    let addr = app.addr;
+    // 16 bytes a second under the 60 s request timeout: refused once the grace is spent.
+    let trickle = std::thread::spawn(move || {
+        let mut conn = held_upload(addr, TEST_KEY);
+        conn.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        while started.elapsed() < Duration::from_secs(20) {
+            let _ = conn.write_all(b"                ");
+            let mut buf = [0u8; 1024];
+            match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    break;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(950)),
+            }
+        }
+        (
+            started.elapsed(),
+            String::from_utf8_lossy(&answer).into_owned(),
+        )
+    });
+    let (took, answer) = tokio::task::spawn_blocking(move || trickle.join().expect("join"))
+        .await
+        .expect("join");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request-too-slow"), "{answer}");
+    assert!(took < Duration::from_secs(20), "held for {took:?}");
+    // An import trickled the same way (a valid header, then a row now and then) is cut off too.
+    let header = "WigleWifi-1.6,appRelease=test,model=x,release=1,device=x,display=x,board=x,brand=x\nMAC,SSID,AuthMode,FirstSeen,Channel,Frequency,RSSI,CurrentLatitude,CurrentLongitude,AltitudeMeters,AccuracyMeters,RCOIs,MfgrId,Type\n";
+    let stream = futures_util::stream::unfold(0u32, move |i| async move {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let chunk = if i == 0 {
+            header.to_owned()
+        } else {
+            format!("a4:00:00:00:01:{i:02x},x,[ESS],2026-02-01 10:00:{:02},6,2437,-70,52.5,13.4,40,5,,,WIFI\n", i % 60)
+        };
+        (i < 60).then_some((Ok::<_, std::io::Error>(chunk.into_bytes()), i + 1))
+    });
+    let resp = app
+        .client
+        .post(app.url("/api/v1/imports"))
+        .header("content-type", "text/csv")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await;
+    let resp = resp.expect("an answer before the upload ends");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    assert_eq!(status, 408, "{text}");
+    let body: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(body["type"], "urn:shadowcheck:problem:request-too-slow");
+}
