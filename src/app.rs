@@ -42,9 +42,9 @@ impl Application {
                     settings.server.metrics_listen
                 )
             })?;
-        let pool =
-            db::lazy_pool(database_url, &settings.database).context("invalid database URL")?;
-        let state = AppState::new(settings, lifecycle, pool);
+        let (pool, probe_pool) =
+            db::api_pools(database_url, &settings.database).context("invalid database URL")?;
+        let state = AppState::new(settings, lifecycle, pool, probe_pool);
         Ok(Self {
             listener,
             metrics_listener,
@@ -134,10 +134,7 @@ async fn prepare_database(state: AppState) {
     loop {
         attempt += 1;
         let result = if settings.migrate_on_start {
-            db::MIGRATOR
-                .run(state.pool())
-                .await
-                .map_err(|e| e.to_string())
+            migrate(state.pool()).await.map_err(|e| e.to_string())
         } else {
             match db::migrations_current(state.pool()).await {
                 Ok(true) => Ok(()),
@@ -169,6 +166,20 @@ async fn prepare_database(state: AppState) {
             }
         }
     }
+}
+
+/// Applies migrations on one connection of the API pool with no statement timeout (a migration
+/// may rightly take longer than any request), then gives the connection its default back.
+async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SET statement_timeout = 0")
+        .execute(&mut *conn)
+        .await?;
+    let migrated = db::MIGRATOR.run_direct(&mut *conn).await;
+    sqlx::query("RESET statement_timeout")
+        .execute(&mut *conn)
+        .await?;
+    Ok(migrated?)
 }
 
 /// Keeps `shadowcheck_db_health` current even when nobody probes readiness, prunes idle

@@ -300,6 +300,9 @@ pub struct DatabaseSettings {
     pub retry_max_ms: u64,
     /// Give up after this many start-up attempts; 0 means never.
     pub retry_max_attempts: u32,
+    /// Longest any one statement of the API may run (PostgreSQL `statement_timeout`), so a
+    /// costly query cannot hold connections from everyone else; 0 means unbounded.
+    pub statement_timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -386,6 +389,7 @@ impl Default for DatabaseSettings {
             retry_initial_ms: 250,
             retry_max_ms: 10_000,
             retry_max_attempts: 0,
+            statement_timeout_ms: 30_000,
         }
     }
 }

@@ -118,6 +118,15 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        if crate::db::is_statement_timeout(&e) {
+            tracing::warn!(error = %e, "statement timeout");
+            return Self::Unavailable {
+                detail: "the query took longer than the server allows \
+                         (database.statement_timeout_ms); narrow the area, time window or limit"
+                    .to_owned(),
+                retry_after_secs: 5,
+            };
+        }
         if crate::db::is_unavailable(&e) {
             tracing::warn!(error = %e, "database unavailable");
             Self::Unavailable {

@@ -29,12 +29,19 @@ pub struct AppState {
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     ingest: Ingest,
     pool: db::Pool,
+    /// The readiness probe's own connection: a full request pool does not fail it.
+    probe_pool: PgPool,
     health_cache: Arc<Mutex<CachedHealth>>,
 }
 
 impl AppState {
-    /// `pool` may not be connected yet: handlers get a 503 until the lifecycle says started.
-    pub fn new(settings: Settings, lifecycle: Arc<Lifecycle>, pool: PgPool) -> Self {
+    /// The pools may not be connected yet: handlers get a 503 until the lifecycle says started.
+    pub fn new(
+        settings: Settings,
+        lifecycle: Arc<Lifecycle>,
+        pool: PgPool,
+        probe_pool: PgPool,
+    ) -> Self {
         // Validated at load: every entry parses.
         let trusted_proxies = settings
             .server
@@ -61,6 +68,7 @@ impl AppState {
             exporters: Arc::default(),
             ingest,
             pool,
+            probe_pool,
             health_cache: Arc::new(Mutex::new(None)),
         }
     }
@@ -103,7 +111,7 @@ impl AppState {
             }
         }
         let timeout = Duration::from_millis(self.settings.database.health_timeout_ms);
-        let result = db::ping(self.pool.inner(), timeout).await;
+        let result = db::ping(&self.probe_pool, timeout).await;
         metrics::gauge!("shadowcheck_db_health").set(if result.is_ok() { 1.0 } else { 0.0 });
         *cache = Some((Instant::now(), result.clone()));
         result

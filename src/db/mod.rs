@@ -83,7 +83,43 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// and broken connections are tested and replaced on acquire.
 pub fn lazy_pool(url: &Secret, settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.expose().parse()?;
+    build_pool(options.application_name("shadowcheck"), settings)
+}
+
+/// The API's pools: one for requests, every statement bounded by `statement_timeout_ms`; and a
+/// single connection of its own for the readiness probe, so a full pool does not fail it.
+pub fn api_pools(
+    url: &Secret,
+    settings: &DatabaseSettings,
+) -> Result<(PgPool, PgPool), sqlx::Error> {
+    let options: PgConnectOptions = url.expose().parse()?;
     let options = options.application_name("shadowcheck");
+    let requests = match settings.statement_timeout_ms {
+        0 => options.clone(),
+        ms => options
+            .clone()
+            .options([("statement_timeout", format!("{ms}ms"))]),
+    };
+    let probe = options.options([(
+        "statement_timeout",
+        format!("{}ms", settings.health_timeout_ms),
+    )]);
+    let probe_settings = DatabaseSettings {
+        max_connections: 1,
+        min_connections: 0,
+        acquire_timeout_ms: settings.health_timeout_ms,
+        ..settings.clone()
+    };
+    Ok((
+        build_pool(requests, settings)?,
+        build_pool(probe, &probe_settings)?,
+    ))
+}
+
+fn build_pool(
+    options: PgConnectOptions,
+    settings: &DatabaseSettings,
+) -> Result<PgPool, sqlx::Error> {
     Ok(PgPoolOptions::new()
         .after_connect(|_, _| {
             Box::pin(async {
@@ -143,6 +179,11 @@ pub async fn migrations_current(pool: &PgPool) -> Result<bool, sqlx::Error> {
                 _ => Err(e),
             })?;
     Ok(applied.unwrap_or(0) >= latest)
+}
+
+/// A statement cancelled by `statement_timeout` (SQLSTATE 57014).
+pub fn is_statement_timeout(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("57014"))
 }
 
 /// Classifies errors that mean "the database is unavailable right now" (retry later) as opposed

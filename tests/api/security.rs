@@ -1102,3 +1102,39 @@ async fn trickled_bodies_are_cut_off_at_the_minimum_pace() {
     let body: Value = serde_json::from_str(&text).expect("json");
     assert_eq!(body["type"], "urn:shadowcheck:problem:request-too-slow");
 }
+
+#[tokio::test]
+async fn a_costly_query_is_cut_off_and_a_full_pool_does_not_fail_readiness() {
+    let app = spawn_app_with(|s| {
+        s.database.max_connections = 1;
+        s.database.statement_timeout_ms = 1_500;
+    })
+    .await;
+    // A query that cannot finish: the table is locked by the test.
+    let mut blocker = app.db.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE sigint.signal_detections IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .expect("lock");
+    let stuck = tokio::spawn(app.client.get(app.url("/api/v1/stats")).send());
+    app.wait_for_lock_waiter("the costly query").await;
+    // The only request connection is taken; the probe has its own.
+    let ready = app.get("/api/v1/health/ready").await;
+    assert_eq!(
+        ready.status(),
+        200,
+        "{}",
+        ready.text().await.unwrap_or_default()
+    );
+    let resp = stuck.await.expect("join").expect("send");
+    let body = problem(resp, 503).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("statement_timeout_ms"),
+        "{body}"
+    );
+    blocker.rollback().await.expect("release");
+    assert_eq!(app.get("/api/v1/stats").await.status(), 200);
+}
