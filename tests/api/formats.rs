@@ -498,19 +498,7 @@ async fn large_upload_streams_in_bounded_memory() {
     let serve = ServeProcess::start(&[("DATABASE_URL", url.as_str())], None);
     let client = crate::helpers::client();
     serve.wait_ready(&client).await;
-    let pid = serve.child.id();
-    let hwm = || -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines().find_map(|l| {
-                    l.strip_prefix("VmHWM:")
-                        .map(|v| v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0))
-                })
-            })
-            .unwrap_or(0)
-            * 1024
-    };
+    let hwm = || serve.peak_rss_bytes();
     let upload = |first: usize, rows: usize| {
         let header = "WigleWifi-1.6,appRelease=test,model=gen,release=1,device=gen,display=x,board=x,brand=x\nMAC,SSID,AuthMode,FirstSeen,Channel,Frequency,RSSI,CurrentLatitude,CurrentLongitude,AltitudeMeters,AccuracyMeters,RCOIs,MfgrId,Type\n";
         let chunks = (0..rows.div_ceil(1000)).map(move |c| {
@@ -742,19 +730,7 @@ async fn gzip_bombs_and_endless_lines_are_refused_in_bounded_memory() {
     );
     let client = crate::helpers::client();
     serve.wait_ready(&client).await;
-    let pid = serve.child.id();
-    let hwm_mib = || -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines().find_map(|l| {
-                    l.strip_prefix("VmHWM:")
-                        .map(|v| v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0))
-                })
-            })
-            .unwrap_or(0)
-            / 1024
-    };
+    let hwm_mib = || serve.peak_rss_bytes() / (1024 * 1024);
     let upload = |body: Vec<u8>| {
         client
             .post(serve.url("/api/v1/imports"))
