@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -26,7 +26,6 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::error::{problem_response, ApiError};
 use crate::state::AppState;
@@ -54,20 +53,14 @@ pub fn router(state: AppState) -> Router {
             guard::limit_clients,
         ))
         // Covers reading the body too, so an endless upload is cut off.
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ));
+        .layer(middleware::from_fn_with_state(timeout, time_limit));
     // File imports stream for minutes: the same layers with their own, longer timeout.
     let import_timeout = Duration::from_secs(state.settings.ingest.import_timeout_secs);
     let imports = imports::router()
         .with_state(state)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(limits, guard::limit_clients))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            import_timeout,
-        ));
+        .layer(middleware::from_fn_with_state(import_timeout, time_limit));
     let mut router = router.merge(imports);
     if let Some(cors) = cors {
         router = router.layer(cors);
@@ -110,6 +103,37 @@ pub fn router(state: AppState) -> Router {
         ]))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::from_fn(sanitize_request_id))
+}
+
+/// A client's `x-request-id` is logged and echoed, so only a short plain token is kept; anything
+/// else is replaced by a generated UUID.
+async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
+    let acceptable = req.headers().get(&REQUEST_ID).is_none_or(|v| {
+        let bytes = v.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 128
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    });
+    if !acceptable {
+        req.headers_mut().remove(&REQUEST_ID);
+    }
+    next.run(req).await
+}
+
+/// Bounds handling one request, body included, answering 408 as a problem.
+async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => problem_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            "Request timeout",
+            format!("the request took longer than {} s", limit.as_secs()),
+        ),
+    }
 }
 
 /// CORS for the listed origins only; none listed means same-origin (no CORS headers at all).

@@ -1138,3 +1138,37 @@ async fn a_costly_query_is_cut_off_and_a_full_pool_does_not_fail_readiness() {
     blocker.rollback().await.expect("release");
     assert_eq!(app.get("/api/v1/stats").await.status(), 200);
 }
+
+#[tokio::test]
+async fn hostile_request_ids_are_replaced() {
+    let app = spawn_app_with(|_| {}).await;
+    let echoed = |resp: &reqwest::Response| {
+        resp.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let resp = app
+        .client
+        .get(app.url("/api/v1/health"))
+        .header("x-request-id", "trace-42.a:b_c")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(echoed(&resp), "trace-42.a:b_c");
+    for hostile in ["x".repeat(8_000), "a b".to_owned(), "<script>".to_owned()] {
+        let resp = app
+            .client
+            .get(app.url("/api/v1/health"))
+            .header("x-request-id", hostile.as_str())
+            .send()
+            .await
+            .expect("send");
+        let id = echoed(&resp);
+        assert!(
+            uuid::Uuid::parse_str(&id).is_ok(),
+            "{hostile:.20} echoed as {id:.40}"
+        );
+    }
+}
