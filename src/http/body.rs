@@ -152,6 +152,25 @@ pub fn streamed() -> (ChannelReader, mpsc::Sender<Chunk>) {
     )
 }
 
+/// Discards what is left of an upload whose answer is already decided, bounded in bytes and
+/// time so a large or endless upload is not read to its end.
+async fn drain<S, E>(stream: &mut S, left: u64)
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    const MAX_BYTES: u64 = 16 * 1024 * 1024;
+    let mut budget = left.min(MAX_BYTES);
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            budget = budget.saturating_sub(chunk.len() as u64);
+            if budget == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 /// Feeds a stream of body chunks into the parser's channel, enforcing the size limit and pace.
 pub async fn pump<S, E>(
     mut stream: S,
@@ -189,7 +208,10 @@ where
                     return Err(too_large(limit, "the file"));
                 }
                 if tx.send(Ok(bytes)).await.is_err() {
-                    // The parser stopped (bad header); its error is reported instead.
+                    // The parser stopped (a bad header, a bound crossed): its error is the
+                    // answer. Read a little more of the upload, so a client still sending sees
+                    // that answer instead of a reset connection.
+                    drain(&mut stream, limit.saturating_sub(total)).await;
                     return Ok(());
                 }
             }
