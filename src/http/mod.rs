@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
     let cors = cors_layer(&server.cors_allowed_origins);
     let timeout = Duration::from_secs(server.request_timeout_secs);
     let limits = state.clone();
+    let limits_for_log = state.clone();
     let router = Router::new()
         .merge(detections::router())
         .merge(health::router())
@@ -93,7 +94,7 @@ pub fn router(state: AppState) -> Router {
         ));
     }
     router
-        .layer(middleware::from_fn(observe))
+        .layer(middleware::from_fn_with_state(limits_for_log, observe))
         // Keys never reach logs or traces, whatever logs headers later.
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
@@ -202,7 +203,7 @@ impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
 
 /// The request's span (request id, trace id, route, status), its metrics by route template
 /// (never the raw path, to keep cardinality low) and one access-log event.
-async fn observe(req: Request, next: Next) -> Response {
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     use opentelemetry::propagation::TextMapPropagator;
     use opentelemetry::trace::TraceContextExt;
     use tracing::Instrument;
@@ -221,11 +222,15 @@ async fn observe(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let client = req
+    // Behind the edge proxy the peer is the proxy: log the client it vouches for, and the peer.
+    let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.to_string())
+        .map(|c| c.0);
+    let client = guard::client_ip(peer, req.headers(), &state)
+        .map(|ip| ip.to_string())
         .unwrap_or_default();
+    let peer = peer.map(|p| p.to_string()).unwrap_or_default();
     let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new()
         .extract(&HeaderExtractor(req.headers()));
     let span = tracing::info_span!(
@@ -268,6 +273,7 @@ async fn observe(req: Request, next: Next) -> Response {
         status,
         latency_ms = (elapsed.as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
         client_addr = %client,
+        peer_addr = %peer,
         "request"
     );
     let labels = [

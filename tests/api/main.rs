@@ -15,3 +15,4 @@ mod query;
 mod quickstart;
 mod security;
 mod stack;
+mod stack_tools;

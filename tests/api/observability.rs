@@ -363,7 +363,9 @@ async fn logs_reach_loki_with_bounded_labels_and_request_fields() {
     assert_eq!(fields["status"], 200);
     assert_eq!(fields["method"], "GET");
     assert!(fields["latency_ms"].as_f64().is_some());
-    assert!(fields["client_addr"]
+    // The client (no trusted proxy here: the peer itself) and the peer with its port.
+    assert_eq!(fields["client_addr"], "127.0.0.1");
+    assert!(fields["peer_addr"]
         .as_str()
         .is_some_and(|a| a.starts_with("127.0.0.1:")));
 

@@ -111,9 +111,13 @@ fn every_service_is_hardened() {
                 .is_some_and(|s| s.contains(&Yaml::from("no-new-privileges:true"))),
             "{name}: no-new-privileges"
         );
+        // Compose refuses `pids_limit` beside deploy limits that do not repeat it: one place.
+        assert!(svc["pids_limit"].is_null(), "{name}: pids_limit");
         assert!(
-            svc["pids_limit"].as_u64().is_some_and(|p| p > 0),
-            "{name}: pids_limit"
+            svc["deploy"]["resources"]["limits"]["pids"]
+                .as_u64()
+                .is_some_and(|p| p > 0),
+            "{name}: deploy.resources.limits.pids"
         );
         for kind in ["limits", "reservations"] {
             let r = &svc["deploy"]["resources"][kind];
@@ -228,8 +232,8 @@ fn every_service_is_hardened() {
     }
     assert_eq!(
         published,
-        BTreeSet::from(["api".to_owned(), "grafana".to_owned()]),
-        "only the API and Grafana are published"
+        BTreeSet::from(["proxy".to_owned(), "grafana".to_owned()]),
+        "only the TLS proxy and Grafana are published"
     );
     // Every secret file is required: no silent fallback to a default.
     for (secret, def) in doc["secrets"].as_mapping().expect("secrets") {
@@ -265,24 +269,21 @@ fn every_service_is_hardened() {
     );
 }
 
-/// The API service's environment, with its secret files replaced by local ones, is a valid
-/// configuration for the real binary.
+/// The API's and migrate's environment as real Compose resolves it (defaults interpolated), with
+/// the secret files replaced by local ones, is a valid configuration for the real binary.
 #[test]
 fn compose_environment_is_a_valid_configuration() {
-    let doc = compose();
+    let stack = crate::stack_tools::fresh_stack();
+    let project = crate::stack_tools::resolved_project(&stack);
     let dir = shared_temp_dir("shadowcheck-compose-env-");
-    for (name, svc) in services(&doc)
-        .into_iter()
-        .filter(|(n, _)| n == "api" || n == "migrate")
-    {
+    for name in ["api", "migrate"] {
         let mut cmd = shadowcheck();
         cmd.arg("check-config");
-        for (k, v) in svc["environment"].as_mapping().expect("env") {
-            let key = k.as_str().expect("key");
-            let mut value = v
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| v.as_bool().map(|b| b.to_string()).unwrap_or_default());
+        let env = project["services"][name]["environment"]
+            .as_object()
+            .expect("env");
+        for (key, v) in env {
+            let mut value = v.as_str().expect("string value").to_owned();
             if let Some(secret) = value.strip_prefix("/run/secrets/") {
                 let file = dir.join(secret);
                 let content = if secret.ends_with("_url") {
@@ -303,6 +304,7 @@ fn compose_environment_is_a_valid_configuration() {
         );
     }
     let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(stack);
 }
 
 fn promtool(args: &[&str], dir: &Path) -> String {

