@@ -83,6 +83,11 @@ impl Application {
         let shutdown = state.lifecycle.shutdown_token();
         tokio::spawn(prepare_database(state.clone()));
         tokio::spawn(monitor_database(state.clone()));
+        tokio::spawn(crate::maintenance::retention_in_serve(
+            state.pool().clone(),
+            state.settings.retention.clone(),
+            Arc::clone(&state.lifecycle),
+        ));
 
         let scrape_state = state.clone();
         let metrics_router = Router::new().route(

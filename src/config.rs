@@ -48,6 +48,51 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
     pub privacy: PrivacySettings,
+    pub retention: RetentionSettings,
+    pub maintenance: MaintenanceSettings,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Whole UTC months of detections kept before the current one; older monthly partitions are
+    /// dropped. 0 keeps everything.
+    pub months: u32,
+    /// How often retention is applied (by `serve` when its role may drop partitions, and by
+    /// `shadowcheck maintenance`).
+    pub interval_secs: u64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            months: 0,
+            interval_secs: 3_600,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaintenanceSettings {
+    /// Where `scripts/backup` writes its dumps; the newest verified one is reported as
+    /// `shadowcheck_backup_last_success_timestamp_seconds` by `shadowcheck maintenance`.
+    pub backup_dir: Option<PathBuf>,
+    /// `name=path` pairs whose filesystem size and free space are reported
+    /// (`shadowcheck_volume_size_bytes`, `shadowcheck_volume_free_bytes`).
+    #[serde(deserialize_with = "comma_list")]
+    pub volumes: Vec<String>,
+}
+
+impl MaintenanceSettings {
+    /// The volumes as `(name, path)`; `validate` guarantees the form.
+    pub fn volume_paths(&self) -> Vec<(String, PathBuf)> {
+        self.volumes
+            .iter()
+            .filter_map(|v| v.split_once('='))
+            .map(|(name, path)| (name.trim().to_owned(), PathBuf::from(path.trim())))
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -493,6 +538,26 @@ impl Settings {
     /// Cross-field checks the types alone cannot express; each names its key.
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("key `{key}`: {why}")));
+        if self.retention.interval_secs < 60 {
+            return bad("retention.interval_secs", "must be at least 60");
+        }
+        if self.retention.months > 1_200 {
+            return bad(
+                "retention.months",
+                "must be at most 1200 (0 keeps everything)",
+            );
+        }
+        for volume in &self.maintenance.volumes {
+            let well_formed = volume.split_once('=').is_some_and(|(name, path)| {
+                !name.trim().is_empty() && path.trim().starts_with('/')
+            });
+            if !well_formed {
+                return bad(
+                    "maintenance.volumes",
+                    "entries are name=/absolute/path, separated by commas",
+                );
+            }
+        }
         if self.database.max_connections == 0 {
             return bad("database.max_connections", "must be at least 1");
         }

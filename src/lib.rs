@@ -22,6 +22,8 @@ pub mod http;
 pub mod ingest;
 /// Start-up, readiness, draining and signals.
 pub mod lifecycle;
+
+pub mod maintenance;
 /// What handlers share: settings, lifecycle, auth, ingest service, pool.
 pub mod state;
 /// Logs and metrics set-up.

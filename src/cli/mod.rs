@@ -67,6 +67,14 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Scheduled upkeep for the compose stack: drops monthly partitions older than
+    /// `retention.months` (needs the schema owner's database URL) and serves the backup age and
+    /// volume free space on the metrics listener, until SIGTERM.
+    Maintenance {
+        /// Prometheus metrics listen address.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<String>,
+    },
     /// Probe a running instance (for container HEALTHCHECKs: the image has no curl); exit 0 when
     /// the URL answers 2xx within the timeout, 1 otherwise.
     Healthcheck {
@@ -120,6 +128,12 @@ impl Cli {
                 overrides.push(("server.metrics_listen".to_owned(), addr.clone()));
             }
         }
+        if let Command::Maintenance {
+            metrics_listen: Some(addr),
+        } = &self.command
+        {
+            overrides.push(("server.metrics_listen".to_owned(), addr.clone()));
+        }
         Sources {
             file: self.config.clone(),
             env: std::env::vars().collect(),
@@ -167,6 +181,14 @@ pub fn run(cli: Cli) -> ExitCode {
                 device_id,
                 paths,
             } => import::import(settings, dry_run, device_id, paths).await,
+            Command::Maintenance { .. } => match settings.database.url.clone() {
+                Some(url) => crate::maintenance::run(settings, url).await,
+                // The embedded cluster belongs to `serve`, which applies retention itself.
+                None => Err(anyhow::anyhow!(
+                    "maintenance needs database.url (DATABASE_URL): the schema owner's URL of a \
+                     database server; with the embedded default, `serve` applies retention itself"
+                )),
+            },
             Command::CheckConfig | Command::Healthcheck { .. } => Ok(()),
         }
     });

@@ -318,7 +318,7 @@ fn prometheus_config_and_alert_rules_pass_promtool() {
     let dir = repo("docker/prometheus");
     promtool(&["check", "config", "prometheus.yml"], &dir);
     let out = promtool(&["check", "rules", "alerts.yml"], &dir);
-    assert!(out.contains("6 rules found"), "{out}");
+    assert!(out.contains("11 rules found"), "{out}");
     let out = promtool(&["test", "rules", "alerts.test.yml"], &dir);
     assert!(out.contains("SUCCESS"), "{out}");
     let alerts = std::fs::read_to_string(dir.join("alerts.yml")).expect("alerts");
@@ -329,6 +329,11 @@ fn prometheus_config_and_alert_rules_pass_promtool() {
         "HighLatencyP95",
         "HighMemoryUsage",
         "IngestRejectSpike",
+        "MaintenanceDown",
+        "BackupTooOld",
+        "RetentionFailing",
+        "DiskSpaceLow",
+        "DiskSpaceCritical",
     ] {
         assert!(alerts.contains(&format!("alert: {name}")), "{name}");
         let tests = std::fs::read_to_string(dir.join("alerts.test.yml")).expect("tests");
@@ -434,8 +439,42 @@ async fn every_metric_used_by_rules_and_dashboards_is_exported() {
         .text()
         .await
         .expect("text");
+    // The storage and retention metrics come from `shadowcheck maintenance`.
+    let dir = shared_temp_dir("shadowcheck-maintenance-metrics-");
+    let port = shadowcheck::db::embedded::free_port().expect("port");
+    let mut maintenance = shadowcheck()
+        .args([
+            "maintenance",
+            "--metrics-listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("DATABASE_URL", &url)
+        .env("SHADOWCHECK__MAINTENANCE__BACKUP_DIR", &dir)
+        .env(
+            "SHADOWCHECK__MAINTENANCE__VOLUMES",
+            format!("data={}", dir.display()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start maintenance");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let maintenance_text = loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+            break r.text().await.expect("text");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "maintenance never served metrics"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let _ = maintenance.kill();
+    let _ = maintenance.wait();
+    let _ = std::fs::remove_dir_all(dir);
     let exported: BTreeSet<String> = text
         .lines()
+        .chain(maintenance_text.lines())
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| l.split(['{', ' ']).next().map(str::to_owned))
         .collect();

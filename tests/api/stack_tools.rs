@@ -398,14 +398,20 @@ const IMAGE_OWNED: &[(&str, &str, &str)] = &[
     // prom/prometheus and prom/alertmanager: their data directories belong to nobody.
     ("prom/prometheus:", "/prometheus", "65534:65534 0755"),
     ("prom/alertmanager:", "/alertmanager", "65534:65534 0755"),
-    // postgis/postgis (postgres): /var/lib/postgresql/data is 999:999 0700.
+    // grafana/loki: `chown -R loki:loki /etc/loki /loki` (uid 10001).
+    ("grafana/loki:", "/loki", "10001:10001 0755"),
+    // postgres (postgis/postgis): the postgres user's home and data directory (uid 999).
+    ("postgis/postgis:", "/var/lib/postgresql", "999:999 0755"),
     (
         "postgis/postgis:",
         "/var/lib/postgresql/data",
-        "999:999 0700",
+        "999:999 1777",
     ),
 ];
 
+/// Every writable named volume is writable by its service's user: under a path the image gives
+/// that user (a fresh volume copies the image's ownership), or, for root, a fresh mount point
+/// (root-owned). Without capabilities nobody can write into somebody else's directory.
 #[test]
 fn every_writable_mount_is_usable_by_its_service_user() {
     let stack = fresh_stack();
@@ -413,24 +419,33 @@ fn every_writable_mount_is_usable_by_its_service_user() {
     for (name, svc) in project["services"].as_object().expect("services") {
         let image = svc["image"].as_str().unwrap_or("");
         let user = svc["user"].as_str().unwrap_or("");
-        let no_caps = strings(&svc["cap_drop"]).contains(&"ALL".to_owned())
-            && strings(&svc["cap_add"]).is_empty();
+        let uid = user.split(':').next().unwrap_or("");
+        assert!(strings(&svc["cap_add"]).is_empty(), "{name}: cap_add");
         for volume in svc["volumes"].as_array().into_iter().flatten() {
             if volume["read_only"] == true || volume["type"] != "volume" {
                 continue;
             }
             let target = volume["target"].as_str().expect("target");
-            for (prefix, owned, mode) in IMAGE_OWNED {
-                let (owner, _) = mode.split_once(' ').expect("mode");
-                let under = target == *owned || target.starts_with(&format!("{owned}/"));
-                if image.starts_with(prefix) && under && no_caps {
-                    assert_eq!(
-                        user.split(':').next(),
-                        owner.split(':').next(),
-                        "{name} runs as {user} without capabilities, but {image} owns {owned} as {mode}: \
-                         the volume at {target} cannot be entered"
-                    );
-                }
+            // The deepest documented path holding the target decides its owner.
+            let owner = IMAGE_OWNED
+                .iter()
+                .filter(|(prefix, owned, _)| {
+                    image.starts_with(prefix)
+                        && (target == *owned || target.starts_with(&format!("{owned}/")))
+                })
+                .max_by_key(|(_, owned, _)| owned.len());
+            match owner {
+                Some((_, owned, mode)) => assert_eq!(
+                    Some(uid),
+                    mode.split(':').next(),
+                    "{name} runs as {user}, but {image} owns {owned} as {mode}: \
+                     the volume at {target} cannot be written"
+                ),
+                None => assert_eq!(
+                    uid, "0",
+                    "{name} runs as {user}, but the volume at {target} is a fresh, root-owned \
+                     mount point ({image} documents no directory there)"
+                ),
             }
         }
     }
@@ -1092,4 +1107,224 @@ fn gen_secrets_never_rotates_what_the_services_learned_once() {
     );
     assert!(ok && out.contains("IP Address:127.0.0.1"), "{out}");
     let _ = std::fs::remove_dir_all(stack);
+}
+
+/// A time within any retention window (an hour ago) and the name of its monthly partition.
+fn recent_time() -> (String, String) {
+    let at = chrono::Utc::now() - chrono::Duration::hours(1);
+    (
+        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        at.format("signal_detections_y%Ym%m").to_string(),
+    )
+}
+
+async fn partition_names(pool: &sqlx::PgPool) -> Vec<String> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'sigint.signal_detections'::regclass ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("partitions");
+    rows.into_iter().map(|(n,)| n).collect()
+}
+
+/// The stack's scheduled pieces run for real: the backup loop (`--once`, as its container runs
+/// it, with the superuser's password from a file) writes a verified dump; `shadowcheck
+/// maintenance` then drops the months older than `retention.months`, keeps the rest, and
+/// reports the dump's time and the volume's free space on its metrics listener; SIGTERM ends it.
+#[tokio::test]
+async fn backup_loop_and_maintenance_keep_backups_visible_and_old_months_dropped() {
+    let app = crate::helpers::spawn_app().await;
+    let (recent, recent_partition) = recent_time();
+    for at in [
+        "2019-03-01T00:00:00Z",
+        "2023-05-01T00:00:00Z",
+        recent.as_str(),
+    ] {
+        let item = serde_json::json!({"detected_at": at, "latitude": 1, "longitude": 1, "signal_type": "wifi", "bssid": "a4:00:00:00:0d:01"});
+        assert_eq!(app.post_json(&item).await.status(), 201, "{at}");
+    }
+    let before = partition_names(&app.db).await;
+    assert!(
+        before.contains(&"signal_detections_y2019m03".to_owned()),
+        "{before:?}"
+    );
+    let opts = app.db.connect_options();
+    let url = {
+        let db = opts.get_database().expect("db").to_owned();
+        let base = crate::helpers::fresh_database().await;
+        let (prefix, _) = base.rsplit_once('/').expect("url");
+        format!("{prefix}/{db}")
+    };
+    let password = url
+        .rsplit_once('@')
+        .and_then(|(creds, _)| creds.rsplit_once(':'))
+        .map(|(_, p)| p.to_owned())
+        .expect("password");
+
+    let dir = shared_temp_dir("shadowcheck-maintenance-");
+    std::fs::write(dir.join("db_password"), format!("{password}\n")).expect("write");
+    let backups = dir.join("backups");
+    let (ok, out) = output(
+        Command::new(repo("docker/backup/backup-loop.sh"))
+            .arg("--once")
+            .env("PGHOST", opts.get_host())
+            .env("PGPORT", opts.get_port().to_string())
+            .env("PGUSER", opts.get_username())
+            .env("PGDATABASE", opts.get_database().expect("db"))
+            .env("PGPASSWORD_FILE", dir.join("db_password"))
+            .env("BACKUP_DIR", &backups)
+            .env("BACKUP_SCRIPT", repo("scripts/backup"))
+            .env_remove("DATABASE_URL")
+            .env_remove("PGPASSWORD"),
+    );
+    assert!(ok, "backup loop: {out}");
+    assert!(out.contains("backup: wrote"), "{out}");
+
+    let port = shadowcheck::db::embedded::free_port().expect("port");
+    let mut child = crate::helpers::shadowcheck()
+        .args([
+            "maintenance",
+            "--metrics-listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("DATABASE_URL", &url)
+        .env("SHADOWCHECK__RETENTION__MONTHS", "24")
+        .env("SHADOWCHECK__MAINTENANCE__BACKUP_DIR", &backups)
+        .env(
+            "SHADOWCHECK__MAINTENANCE__VOLUMES",
+            format!("data={}", dir.display()),
+        )
+        .env("SHADOWCHECK__LOG__FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start maintenance");
+    let client = crate::helpers::client();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let scrape = client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await;
+        if let Ok(r) = scrape {
+            let text = r.text().await.unwrap_or_default();
+            if text.contains("shadowcheck_retention_partitions_dropped_total 2") {
+                break text;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("maintenance exited with {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "retention never dropped the two old months"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not exported:\n{text}"))
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let backup_at = value("shadowcheck_backup_last_success_timestamp_seconds");
+    assert!(
+        (now - backup_at).abs() < 600.0,
+        "backup time {backup_at} vs now {now}"
+    );
+    assert!(value("shadowcheck_backup_last_size_bytes") > 1000.0);
+    let size = value("shadowcheck_volume_size_bytes{volume=\"data\"}");
+    let free = value("shadowcheck_volume_free_bytes{volume=\"data\"}");
+    assert!(size > 0.0 && free > 0.0 && free <= size, "{size} {free}");
+    assert_eq!(value("shadowcheck_retention_failures_total"), 0.0);
+
+    let after = partition_names(&app.db).await;
+    assert!(
+        !after
+            .iter()
+            .any(|p| p.contains("y2019m03") || p.contains("y2023m05")),
+        "{after:?}"
+    );
+    assert!(after.contains(&recent_partition), "{after:?}");
+    assert_eq!(
+        app.count("true").await,
+        1,
+        "only the recent month's detection is left"
+    );
+
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let stopped_by = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < stopped_by, "maintenance ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// With a role that owns the schema (the embedded default's), `serve` applies retention itself:
+/// a month stored while retention was off is dropped once `retention.months` is set.
+#[tokio::test]
+async fn serve_applies_retention_when_its_role_may() {
+    use crate::helpers::{ServeProcess, TEST_KEY};
+    let url = crate::helpers::fresh_database().await;
+    let client = crate::helpers::client();
+    let serve = ServeProcess::start(&[("DATABASE_URL", url.as_str())], None);
+    serve.wait_ready(&client).await;
+    let (recent, _) = recent_time();
+    for at in ["2020-02-01T00:00:00Z", recent.as_str()] {
+        let item = serde_json::json!({"detected_at": at, "latitude": 1, "longitude": 1, "signal_type": "ble", "bt_address": "c0:00:00:00:0e:01"});
+        let resp = client
+            .post(serve.url("/api/v1/detections"))
+            .bearer_auth(TEST_KEY)
+            .json(&item)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(resp.status(), 201, "{at}");
+    }
+    drop(serve);
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    assert!(partition_names(&pool)
+        .await
+        .iter()
+        .any(|p| p.ends_with("y2020m02")));
+
+    let serve = ServeProcess::start(
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("SHADOWCHECK__RETENTION__MONTHS", "12"),
+        ],
+        None,
+    );
+    serve.wait_ready(&client).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while partition_names(&pool)
+        .await
+        .iter()
+        .any(|p| p.ends_with("y2020m02"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "serve did not drop the old month"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM sigint.signal_detections")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(left, 1, "the recent month is kept");
+    pool.close().await;
 }
