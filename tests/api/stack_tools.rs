@@ -1395,3 +1395,125 @@ fn ci_workflow_passes_actionlint_and_does_what_it_says() {
     assert!(image.contains("config -q"), "{image}");
     assert!(text.contains("file: docker/Dockerfile"));
 }
+
+/// A `docker` CLI for scripts/deploy: every `docker compose` call is first parsed by the real
+/// Compose binary (flags, service names and the project itself, with no engine behind it, so it
+/// must fail only on reaching the engine), `config` is answered by the real binary, and what
+/// needs an engine (`up`, `ps`, `logs`, `image inspect`, `build`) is answered from a recording:
+/// `ps` reports the tags in HEALTHY_TAGS healthy and any other unhealthy. Every call is logged.
+fn recorded_engine(dir: &Path) -> PathBuf {
+    let script = format!(
+        r#"#!/usr/bin/env bash
+set -uo pipefail
+echo "SHADOWCHECK_VERSION=${{SHADOWCHECK_VERSION:-}} $*" >> "{log}"
+real="{compose}"
+if [ "$1" = compose ]; then
+  shift
+  if [ "$1" = config ]; then exec "$real" "$@"; fi
+  parsed=$(DOCKER_HOST=unix:///nonexistent.sock "$real" "$@" 2>&1)
+  if ! grep -q "Cannot connect to the Docker daemon" <<<"$parsed"; then
+    echo "recorded engine: real Compose refused: $parsed" | tee -a "{log}" >&2
+    exit 99
+  fi
+  tag=${{SHADOWCHECK_VERSION:-latest}}
+  case "$1" in
+    up) exit 0 ;;
+    logs) echo "api-1  | (recorded log line)"; exit 0 ;;
+    ps)
+      if [[ " $HEALTHY_TAGS " == *" $tag "* ]]; then health=healthy; else health=unhealthy; fi
+      echo "migrate|shadowcheck:$tag|exited||0"
+      echo "api|shadowcheck:$tag|running|$health|0"
+      echo "maintenance|shadowcheck:$tag|running|$health|0"
+      echo "proxy|nginxinc/nginx-unprivileged:1.28.0-alpine|running|healthy|0"
+      exit 0 ;;
+  esac
+  echo "recorded engine: no recording for compose $*" >&2
+  exit 98
+fi
+case "$1 ${{2:-}}" in
+  "image inspect") exit 1 ;;
+  "build "*) exit 0 ;;
+esac
+echo "recorded engine: no recording for $*" >&2
+exit 97
+"#,
+        log = dir.join("engine.log").display(),
+        compose = compose_binary().display(),
+    );
+    let path = dir.join("docker");
+    std::fs::write(&path, script).expect("write");
+    let (ok, out) = output(Command::new("chmod").arg("755").arg(&path));
+    assert!(ok, "{out}");
+    path
+}
+
+/// scripts/deploy against the real Compose binary and a recorded engine (no Docker engine runs
+/// here): a healthy new tag is recorded in compose/.env; an unhealthy one is rolled back to the
+/// previous tag, which is started again, and the deploy fails.
+#[test]
+fn deploy_records_a_healthy_tag_and_rolls_back_an_unhealthy_one() {
+    let stack = fresh_stack();
+    let (ok, out) = output(Command::new(stack.join("scripts/gen-secrets")).current_dir(&stack));
+    assert!(ok, "{out}");
+    let engine_dir = shared_temp_dir("shadowcheck-engine-");
+    let docker = recorded_engine(&engine_dir);
+    let deploy = |tag: &str, healthy: &str| {
+        output(
+            Command::new(stack.join("scripts/deploy"))
+                .args([tag, "--wait-secs", "5"])
+                .current_dir(&stack)
+                .env("DOCKER", &docker)
+                .env("HEALTHY_TAGS", healthy)
+                .env_remove("SHADOWCHECK_VERSION"),
+        )
+    };
+    let env_version = || {
+        std::fs::read_to_string(stack.join("compose/.env"))
+            .expect(".env")
+            .lines()
+            .find_map(|l| l.strip_prefix("SHADOWCHECK_VERSION=").map(str::to_owned))
+    };
+    let log = || std::fs::read_to_string(engine_dir.join("engine.log")).unwrap_or_default();
+
+    let (ok, out) = deploy("1.4.0", "1.4.0");
+    assert!(ok, "healthy deploy failed: {out}\n{}", log());
+    assert_eq!(env_version().as_deref(), Some("1.4.0"));
+    let first = log();
+    assert!(!first.contains("real Compose refused"), "{first}");
+    assert!(
+        first.contains("build -f docker/Dockerfile") && first.contains("-t shadowcheck:1.4.0 ."),
+        "{first}"
+    );
+    assert!(
+        first.contains("SHADOWCHECK_VERSION=1.4.0 compose up -d --wait"),
+        "{first}"
+    );
+
+    std::fs::write(engine_dir.join("engine.log"), "").expect("reset log");
+    let (ok, out) = deploy("1.5.0", "1.4.0");
+    assert!(!ok, "an unhealthy tag was accepted: {out}");
+    assert!(
+        out.contains("rolling back to 1.4.0") && out.contains("rolled back to 1.4.0"),
+        "{out}"
+    );
+    assert_eq!(
+        env_version().as_deref(),
+        Some("1.4.0"),
+        "the unhealthy tag was recorded"
+    );
+    let second = log();
+    assert!(!second.contains("real Compose refused"), "{second}");
+    let up_new = second
+        .find("SHADOWCHECK_VERSION=1.5.0 compose up")
+        .expect("started the new tag");
+    let up_old = second
+        .find("SHADOWCHECK_VERSION=1.4.0 compose up")
+        .expect("started the previous tag again");
+    assert!(up_new < up_old, "{second}");
+
+    // A tag no image reference can hold is refused before anything runs.
+    let (ok, out) = deploy("1.6;rm", "");
+    assert!(!ok && out.contains("bad tag"), "{out}");
+    let _ = std::fs::remove_dir_all(engine_dir);
+    let _ = std::fs::remove_dir_all(stack);
+}
