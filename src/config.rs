@@ -700,6 +700,10 @@ impl Settings {
 
 /// Replaces every `<key>_file = PATH` with `<key> = <contents of PATH>` (trailing newline
 /// trimmed). Giving both forms of one key is an error, so a forgotten variable cannot silently win.
+/// Settings whose own names end in `_file` because their value is a path: not the
+/// `<key>_file` indirection.
+const PATH_SETTINGS: &[&str] = &["server.tls.cert_file", "server.tls.key_file"];
+
 fn resolve_secret_files(value: serde_json::Value) -> Result<serde_json::Value, ConfigError> {
     fn walk(prefix: &str, value: serde_json::Value) -> Result<serde_json::Value, ConfigError> {
         let serde_json::Value::Object(map) = value else {
@@ -713,7 +717,9 @@ fn resolve_secret_files(value: serde_json::Value) -> Result<serde_json::Value, C
                 format!("{prefix}.{key}")
             };
             match (key.strip_suffix("_file"), &val) {
-                (Some(base), serde_json::Value::String(path)) if !base.is_empty() => {
+                (Some(base), serde_json::Value::String(path))
+                    if !base.is_empty() && !PATH_SETTINGS.contains(&full.as_str()) =>
+                {
                     let contents = read_secret_file(&full, Path::new(path))?;
                     if out.contains_key(base) {
                         return Err(ConfigError::Invalid(format!(
@@ -778,6 +784,29 @@ mod tests {
         assert_eq!(s.server.listen.to_string(), "127.0.0.1:5000");
         assert_eq!(s.server.metrics_listen.to_string(), "127.0.0.1:9090");
         assert!(s.database.url.is_none());
+    }
+
+    #[test]
+    fn tls_paths_from_the_environment_are_paths_not_file_indirections() {
+        let sources = Sources {
+            env: env(&[
+                (
+                    "SHADOWCHECK__SERVER__TLS__CERT_FILE",
+                    "/run/secrets/cert.pem",
+                ),
+                ("SHADOWCHECK__SERVER__TLS__KEY_FILE", "/run/secrets/key.pem"),
+            ]),
+            ..Sources::default()
+        };
+        let s = Settings::load(&sources).expect("load");
+        assert_eq!(
+            s.server.tls.cert_file.as_deref(),
+            Some(Path::new("/run/secrets/cert.pem"))
+        );
+        assert_eq!(
+            s.server.tls.key_file.as_deref(),
+            Some(Path::new("/run/secrets/key.pem"))
+        );
     }
 
     #[test]

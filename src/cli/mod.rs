@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod healthcheck;
 mod import;
 
 use crate::app::Application;
@@ -78,8 +79,10 @@ pub enum Command {
     /// Probe a running instance (for container HEALTHCHECKs: the image has no curl); exit 0 when
     /// the URL answers 2xx within the timeout, 1 otherwise.
     Healthcheck {
-        #[arg(long, default_value = "http://127.0.0.1:5000/api/v1/health/ready")]
-        url: String,
+        /// Default: this configuration's own listener (`server.listen` on loopback, https when
+        /// `server.tls` is set), or http://127.0.0.1:5000/api/v1/health/ready without one.
+        #[arg(long)]
+        url: Option<String>,
         #[arg(long, default_value_t = 3)]
         timeout_secs: u64,
     },
@@ -145,7 +148,10 @@ impl Cli {
 pub fn run(cli: Cli) -> ExitCode {
     // Needs no settings, so a broken configuration cannot hide a healthy server (or vice versa).
     if let Command::Healthcheck { url, timeout_secs } = &cli.command {
-        return healthcheck(url, Duration::from_secs(*timeout_secs));
+        let url = url.clone().unwrap_or_else(|| {
+            healthcheck::default_url(Settings::load(&cli.sources()).ok().as_ref())
+        });
+        return healthcheck::run(&url, Duration::from_secs(*timeout_secs));
     }
     let settings = match Settings::load(&cli.sources()) {
         Ok(s) => s,
@@ -255,30 +261,6 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || pg.stop()).await??;
     }
     Ok(())
-}
-
-fn healthcheck(url: &str, timeout: Duration) -> ExitCode {
-    let client = match reqwest::blocking::Client::builder()
-        .timeout(timeout)
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("shadowcheck healthcheck: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match client.get(url).send() {
-        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
-        Ok(r) => {
-            eprintln!("shadowcheck healthcheck: {url} answered {}", r.status());
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("shadowcheck healthcheck: {url}: {e}");
-            ExitCode::FAILURE
-        }
-    }
 }
 
 /// The embedded default's first start: with no key anywhere, create an admin key and show it

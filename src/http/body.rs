@@ -160,7 +160,8 @@ where
 {
     const MAX_BYTES: u64 = 16 * 1024 * 1024;
     let mut budget = left.min(MAX_BYTES);
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+    // Generous in time (a loaded machine or a slow link), strict in bytes.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(Ok(chunk)) = stream.next().await {
             budget = budget.saturating_sub(chunk.len() as u64);
             if budget == 0 {

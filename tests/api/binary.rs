@@ -70,14 +70,22 @@ async fn migrate_subcommand_applies_the_schema() {
     assert!(out.status.success());
 }
 
-/// The first key the embedded default prints on stderr.
+/// The first key the embedded default prints on stderr. Stderr is read by another thread than
+/// the stdout line that says the server listens, so it may arrive a moment later: wait for it.
 fn printed_key(serve: &ServeProcess) -> Option<String> {
-    serve
-        .log_lines()
-        .iter()
-        .map(|l| l.trim())
-        .find(|l| l.starts_with("sc_") && l.len() == 46)
-        .map(str::to_owned)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let key = serve
+            .log_lines()
+            .iter()
+            .map(|l| l.trim())
+            .find(|l| l.starts_with("sc_") && l.len() == 46)
+            .map(str::to_owned);
+        if key.is_some() || std::time::Instant::now() > deadline {
+            return key;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 fn bearer(key: &str) -> reqwest::Client {

@@ -617,6 +617,29 @@ async fn tls_is_terminated_in_process() {
         .send()
         .await
         .is_err());
+    // The container health check with the same settings probes over HTTPS and finds it ready;
+    // with TLS settings removed it would speak HTTP to a TLS port and fail.
+    // Off the test's runtime, which also serves the in-process app.
+    let probe = |with_tls: bool| {
+        let mut cmd = crate::helpers::shadowcheck();
+        cmd.args(["healthcheck", "--timeout-secs", "5"])
+            .env("SHADOWCHECK__SERVER__LISTEN", app.addr.to_string());
+        if with_tls {
+            cmd.env("SHADOWCHECK__SERVER__TLS__CERT_FILE", &cert)
+                .env("SHADOWCHECK__SERVER__TLS__KEY_FILE", &key);
+        }
+        tokio::task::spawn_blocking(move || cmd.output().expect("run healthcheck"))
+    };
+    let out = probe(true).await.expect("join");
+    assert!(
+        out.status.success(),
+        "HTTPS health check failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !probe(false).await.expect("join").status.success(),
+        "HTTP to a TLS port passed"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

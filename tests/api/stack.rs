@@ -557,11 +557,10 @@ async fn image_entrypoint_and_healthcheck_exist_in_the_binary() {
     let url = fresh_database().await;
     let serve = ServeProcess::start(&[("DATABASE_URL", url.as_str())], None);
     serve.wait_ready(&crate::helpers::client()).await;
-    let args: Vec<String> = health[1..]
-        .iter()
-        .map(|a| a.replace("127.0.0.1:5000", &serve.addr))
-        .collect();
-    let (ok, out) = run(shadowcheck().args(&args));
+    // As in the container: the probe finds the port in the same settings the server reads.
+    let (ok, out) = run(shadowcheck()
+        .args(&health[1..])
+        .env("SHADOWCHECK__SERVER__LISTEN", &serve.addr));
     assert!(ok, "healthcheck against a ready server failed: {out}");
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
