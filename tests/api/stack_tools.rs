@@ -449,6 +449,11 @@ fn every_writable_mount_is_usable_by_its_service_user() {
             }
         }
     }
+    // Read-only roots: Grafana's default log mode also writes a file, which would fail.
+    assert_eq!(
+        project["services"]["grafana"]["environment"]["GF_LOG_MODE"], "console",
+        "grafana logs to a file on its read-only root"
+    );
     // Alloy collects this project's containers only, not the host's.
     let alloy = std::fs::read_to_string(stack.join("docker/alloy/config.alloy")).expect("alloy");
     let filter = format!(
@@ -1515,5 +1520,74 @@ fn deploy_records_a_healthy_tag_and_rolls_back_an_unhealthy_one() {
     let (ok, out) = deploy("1.6;rm", "");
     assert!(!ok && out.contains("bad tag"), "{out}");
     let _ = std::fs::remove_dir_all(engine_dir);
+    let _ = std::fs::remove_dir_all(stack);
+}
+
+/// scripts/pin-images with a recorded engine (a `docker` that answers `pull` and
+/// `image inspect` with a made-up digest per image; no registry is reachable here): every
+/// third-party image gets `tag@sha256:…`, our own image is left alone, real Compose accepts the
+/// result, and `--check` goes from failing to passing.
+#[test]
+fn pin_images_pins_every_third_party_image_by_digest() {
+    let stack = fresh_stack();
+    let (ok, out) = output(
+        Command::new(stack.join("scripts/pin-images"))
+            .arg("--check")
+            .current_dir(&stack),
+    );
+    assert!(
+        !ok && out.contains("postgis/postgis:17-3.5 is not pinned"),
+        "{out}"
+    );
+
+    let engine = shared_temp_dir("shadowcheck-pin-engine-");
+    let docker = engine.join("docker");
+    // The digest is the sha256 of the reference: stable, distinct per image.
+    std::fs::write(
+        &docker,
+        "#!/usr/bin/env bash\nset -eu\ncase \"$1\" in\n  pull) exit 0 ;;\n  image) ref=${@: -1}; \
+         echo \"${ref%:*}@sha256:$(printf '%s' \"$ref\" | sha256sum | cut -c1-64)\" ;;\n  *) exit 97 ;;\nesac\n",
+    )
+    .expect("write");
+    let (ok, out) = output(Command::new("chmod").arg("755").arg(&docker));
+    assert!(ok, "{out}");
+    let (ok, out) = output(
+        Command::new(stack.join("scripts/pin-images"))
+            .current_dir(&stack)
+            .env("DOCKER", &docker),
+    );
+    assert!(ok, "pin-images: {out}");
+    // Twice: an existing digest is replaced, not stacked.
+    let (ok, out) = output(
+        Command::new(stack.join("scripts/pin-images"))
+            .current_dir(&stack)
+            .env("DOCKER", &docker),
+    );
+    assert!(ok, "pin-images again: {out}");
+    let (ok, out) = output(
+        Command::new(stack.join("scripts/pin-images"))
+            .arg("--check")
+            .current_dir(&stack),
+    );
+    assert!(ok, "still unpinned: {out}");
+
+    let project = resolved_project(&stack);
+    for (name, svc) in project["services"].as_object().expect("services") {
+        let image = svc["image"].as_str().expect("image");
+        if image.starts_with("shadowcheck:") {
+            assert!(
+                !image.contains('@'),
+                "{name}: our own image pinned: {image}"
+            );
+            continue;
+        }
+        let (reference, digest) = image
+            .split_once("@sha256:")
+            .unwrap_or_else(|| panic!("{name}: {image}"));
+        assert!(reference.contains(':'), "{name}: the tag is kept: {image}");
+        assert_eq!(digest.len(), 64, "{name}: {image}");
+        assert!(!digest.contains('@'), "{name}: {image}");
+    }
+    let _ = std::fs::remove_dir_all(engine);
     let _ = std::fs::remove_dir_all(stack);
 }
