@@ -9,6 +9,15 @@ use serde_json::{json, Map, Value};
 
 use super::{CaptureFile, FormatError, Row};
 
+/// Bounds on the pre-header kept: real ones have about ten short `key=value` fields.
+const PREHEADER_FIELDS: usize = 32;
+const PREHEADER_KEY_CHARS: usize = 64;
+const PREHEADER_VALUE_CHARS: usize = 256;
+
+fn clip(text: &str, chars: usize) -> String {
+    text.chars().take(chars).collect()
+}
+
 /// The pre-header (`WigleWifi-1.6,appRelease=...,model=...,device=...`) as capture metadata.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Preheader {
@@ -112,12 +121,15 @@ impl<R: Read> WigleReader<R> {
         }
         let mut preheader = Preheader::default();
         let header = if first.get(0).is_some_and(|f| f.starts_with("WigleWifi-")) {
-            preheader.version = first.get(0).unwrap_or_default().to_owned();
-            for field in first.iter().skip(1) {
+            // Metadata about the phone, stored with the import and echoed in the report: kept to
+            // what a real pre-header holds, however long the line a client sends.
+            preheader.version = clip(first.get(0).unwrap_or_default(), PREHEADER_VALUE_CHARS);
+            for field in first.iter().skip(1).take(PREHEADER_FIELDS) {
                 if let Some((k, v)) = field.split_once('=') {
-                    preheader
-                        .fields
-                        .push((k.trim().to_owned(), v.trim().to_owned()));
+                    preheader.fields.push((
+                        clip(k.trim(), PREHEADER_KEY_CHARS),
+                        clip(v.trim(), PREHEADER_VALUE_CHARS),
+                    ));
                 }
             }
             let mut header = csv::StringRecord::new();

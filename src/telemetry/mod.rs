@@ -187,8 +187,46 @@ impl ExporterState {
             "sent": self.sent.load(Relaxed),
             "failed": self.failed.load(Relaxed),
             "dropped": self.dropped.load(Relaxed),
-            "last_error": self.last_error.lock().ok().and_then(|e| e.clone()),
+            // Unauthenticated endpoint: never the exporter's URL (it may carry credentials).
+            "last_error": self.last_error.lock().ok().and_then(|e| e.as_deref().map(scrub_urls)),
         })
+    }
+}
+
+/// An error message without URLs (each replaced by `[url]`), at most 300 characters.
+pub fn scrub_urls(message: &str) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(at) = rest.find("://") {
+        let scheme_start = rest[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |i| i + 1);
+        let end = rest[at..]
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, ')' | '(' | ',' | '"' | '\'' | '>' | '<')
+            })
+            .map_or(rest.len(), |i| at + i);
+        out.push_str(&rest[..scheme_start]);
+        out.push_str("[url]");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out.chars().take(300).collect()
+}
+
+#[cfg(test)]
+mod scrub_tests {
+    use super::scrub_urls;
+
+    #[test]
+    fn urls_and_their_credentials_are_removed() {
+        assert_eq!(
+            scrub_urls("error sending request for url (http://user:secret@loki:3100/loki/api/v1/push): connection refused"),
+            "error sending request for url ([url]): connection refused"
+        );
+        assert_eq!(scrub_urls("https://a/b and http://c"), "[url] and [url]");
+        assert_eq!(scrub_urls("no url here"), "no url here");
+        assert_eq!(scrub_urls(&"x".repeat(1000)).len(), 300);
     }
 }
 

@@ -797,3 +797,37 @@ async fn gzip_bombs_and_endless_lines_are_refused_in_bounded_memory() {
     // The service is still there for everyone else.
     serve.wait_ready(&client).await;
 }
+
+/// A WiGLE pre-header is phone metadata stored with the import and echoed in its report: an
+/// absurd one (thousands of fields, long values, within the 1 MiB line bound) is kept to what a
+/// real pre-header holds, and the rows still import.
+#[tokio::test]
+async fn an_oversized_preheader_is_kept_to_real_bounds() {
+    let app = spawn_app().await;
+    let mut first = format!("WigleWifi-1.6{},model=Pixel 7", "9".repeat(5_000));
+    for i in 0..2_000 {
+        first.push_str(&format!(",k{i}{}={}", "x".repeat(100), "v".repeat(200)));
+    }
+    assert!(first.len() > 500_000 && first.len() < 1024 * 1024);
+    let body = format!(
+        "{first}\nMAC,SSID,AuthMode,FirstSeen,Channel,Frequency,RSSI,CurrentLatitude,CurrentLongitude,AltitudeMeters,AccuracyMeters,RCOIs,MfgrId,Type\n\
+         a4:00:00:00:0f:01,cafe,[WPA2-PSK-CCMP][ESS],2026-02-01 10:00:00,6,2437,-70,52.5,13.4,40.0,5.0,,,WIFI\n"
+    );
+    let resp = upload(&app, body.into_bytes(), &[("content-type", "text/csv")]).await;
+    assert_eq!(resp.status(), 201);
+    let text = resp.text().await.expect("body");
+    assert!(text.len() < 20_000, "report echoes {} bytes", text.len());
+    let r: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(r["stored"], 1);
+    let source = r["source"].as_object().expect("source");
+    assert!(source.len() <= 33, "{} fields kept", source.len());
+    assert!(source
+        .iter()
+        .all(|(k, v)| k.len() <= 64 && v.as_str().is_some_and(|v| v.len() <= 256)));
+    assert_eq!(r["source"]["model"], "Pixel 7", "the real fields survive");
+    let stored: i32 = sqlx::query_scalar("SELECT max(length(source::text)) FROM sigint.imports")
+        .fetch_one(&app.db)
+        .await
+        .expect("imports");
+    assert!(stored < 20_000, "stored pre-header of {stored} bytes");
+}
