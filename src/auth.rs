@@ -141,6 +141,9 @@ pub struct Authenticator {
     per_key: Option<DefaultKeyedRateLimiter<String>>,
     /// In-flight requests per caller, when bounded: the bound, and each caller's semaphore.
     slots: Option<(usize, Mutex<CallerSlots>)>,
+    /// Per caller: permits for requests that may use the database, sized to its share of the
+    /// pool. Beyond it a caller's requests wait for its own permits, not everyone's connections.
+    db_share: (usize, Mutex<CallerSlots>),
 }
 
 type CallerSlots = HashMap<String, Arc<tokio::sync::Semaphore>>;
@@ -158,7 +161,12 @@ fn quota(per_second: u32, burst: u32) -> Quota {
 }
 
 impl Authenticator {
-    pub fn new(settings: &AuthSettings, limits: &RateLimitSettings) -> Self {
+    /// `connections_per_key`: the database share of one key (see `db_share`).
+    pub fn new(
+        settings: &AuthSettings,
+        limits: &RateLimitSettings,
+        connections_per_key: usize,
+    ) -> Self {
         Self {
             bootstrap: settings
                 .bootstrap_key
@@ -172,6 +180,7 @@ impl Authenticator {
             }),
             slots: (settings.max_concurrent_per_key > 0)
                 .then(|| (settings.max_concurrent_per_key, Mutex::new(HashMap::new()))),
+            db_share: (connections_per_key.max(1), Mutex::new(HashMap::new())),
         }
     }
 
@@ -236,6 +245,24 @@ impl Authenticator {
             .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
+    /// One of the caller's database permits, waiting at most `wait` for one of its own requests
+    /// to finish; `None` when the caller's whole share stayed in use that long.
+    pub async fn db_share(&self, principal: &Principal, wait: Duration) -> Option<Slot> {
+        let (max, shares) = &self.db_share;
+        let semaphore = {
+            let mut shares = shares.lock().ok()?;
+            Arc::clone(
+                shares
+                    .entry(principal.caller_id())
+                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(*max))),
+            )
+        };
+        tokio::time::timeout(wait, semaphore.acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
+
     /// One of the caller's request slots, or `None` when all are in use (`Some(None)`: unbounded).
     pub fn enter(&self, principal: &Principal) -> Option<Option<Slot>> {
         let Some((max, slots)) = &self.slots else {
@@ -261,6 +288,10 @@ impl Authenticator {
             if let Ok(mut slots) = slots.lock() {
                 slots.retain(|_, s| s.available_permits() < *max);
             }
+        }
+        let (max, shares) = &self.db_share;
+        if let Ok(mut shares) = shares.lock() {
+            shares.retain(|_, s| s.available_permits() < *max);
         }
     }
 }

@@ -84,6 +84,17 @@ pub struct MaintenanceSettings {
     pub volumes: Vec<String>,
 }
 
+impl DatabaseSettings {
+    /// Connections one key may hold at once: the setting, or half the pool (at least 1).
+    pub fn connections_per_key(&self) -> usize {
+        let share = match self.max_connections_per_key {
+            0 => self.max_connections / 2,
+            n => n,
+        };
+        share.max(1) as usize
+    }
+}
+
 impl MaintenanceSettings {
     /// The volumes as `(name, path)`; `validate` guarantees the form.
     pub fn volume_paths(&self) -> Vec<(String, PathBuf)> {
@@ -170,7 +181,8 @@ pub struct AuthSettings {
     /// effect within this time.
     pub cache_ttl_secs: u64,
     /// Requests one key may have in progress at once (429 beyond), so a single key cannot
-    /// hold every server slot; 0 means no per-key bound.
+    /// hold every server slot; never more than `database.max_connections_per_key`, since each
+    /// request may hold a connection. 0 leaves only that database share.
     pub max_concurrent_per_key: usize,
 }
 
@@ -333,6 +345,9 @@ pub struct DatabaseSettings {
     /// Where the embedded cluster lives.
     pub data_dir: PathBuf,
     pub max_connections: u32,
+    /// Database connections one API key's requests may hold at once (each request holds at
+    /// most one), so a single caller cannot starve the others; 0 = half the pool, at least 1.
+    pub max_connections_per_key: u32,
     pub min_connections: u32,
     /// Bound on waiting for a pooled connection on the request path.
     pub acquire_timeout_ms: u64,
@@ -427,6 +442,7 @@ impl Default for DatabaseSettings {
             url: None,
             data_dir: PathBuf::from("./data"),
             max_connections: 10,
+            max_connections_per_key: 0,
             min_connections: 0,
             acquire_timeout_ms: 3_000,
             health_timeout_ms: 1_000,
@@ -560,6 +576,12 @@ impl Settings {
         }
         if self.database.max_connections == 0 {
             return bad("database.max_connections", "must be at least 1");
+        }
+        if self.database.max_connections_per_key > self.database.max_connections {
+            return bad(
+                "database.max_connections_per_key",
+                "must not exceed database.max_connections",
+            );
         }
         if self.database.min_connections > self.database.max_connections {
             return bad(

@@ -60,7 +60,11 @@ impl AppState {
             &settings.ingest,
         );
         Self {
-            auth: Arc::new(Authenticator::new(&settings.auth, &settings.rate_limit)),
+            auth: Arc::new(Authenticator::new(
+                &settings.auth,
+                &settings.rate_limit,
+                settings.database.connections_per_key(),
+            )),
             client_limiter: ClientLimiter::new(&settings.rate_limit),
             trusted_proxies: Arc::new(trusted_proxies),
             settings: Arc::new(settings),

@@ -41,23 +41,36 @@ impl ScopeMarker for IngestQueryKeyScope {
 }
 
 /// A caller allowed `S`'s scope, within its key's rate limit, holding one of its key's request
-/// slots for as long as the handler runs (body reading included).
+/// slots and one of its database permits for as long as the handler runs (body included).
 pub struct Require<S: ScopeMarker>(
     pub Principal,
     PhantomData<S>,
-    // Held, never read: dropping it with the handler frees the slot.
-    #[allow(dead_code)] Option<Slot>,
+    // Held, never read: dropping them with the handler frees the slot and the permit.
+    #[allow(dead_code)] (Option<Slot>, Slot),
 );
 
-/// One of the caller's request slots, or 429 when its key already has all of them in use.
-fn enter(state: &AppState, principal: &Principal) -> Result<Option<Slot>, ApiError> {
-    state.auth.enter(principal).ok_or_else(|| {
-        metrics::counter!("shadowcheck_rate_limited_total", "limit" => "key_concurrency")
-            .increment(1);
+/// One of the caller's request slots (429 at once when its key has all of them in use), then
+/// one of its database permits: a request holds at most one connection, so a key never holds
+/// more than its share of the pool; beyond it, its own requests wait for each other (up to the
+/// pool's acquire timeout, then 429), and other keys' requests do not wait at all.
+async fn enter(state: &AppState, principal: &Principal) -> Result<(Option<Slot>, Slot), ApiError> {
+    let too_many = |limit: &'static str| {
+        metrics::counter!("shadowcheck_rate_limited_total", "limit" => limit).increment(1);
         ApiError::TooManyRequests {
             retry_after_secs: 1,
         }
-    })
+    };
+    let slot = state
+        .auth
+        .enter(principal)
+        .ok_or_else(|| too_many("key_concurrency"))?;
+    let wait = std::time::Duration::from_millis(state.settings.database.acquire_timeout_ms);
+    let permit = state
+        .auth
+        .db_share(principal, wait)
+        .await
+        .ok_or_else(|| too_many("key_database_share"))?;
+    Ok((slot, permit))
 }
 
 pub type RequireIngest = Require<IngestScope>;
@@ -132,8 +145,8 @@ impl<S: ScopeMarker> FromRequestParts<AppState> for Require<S> {
                     name: "anonymous".into(),
                     scopes: vec![Scope::Read],
                 };
-                let slot = enter(state, &anonymous)?;
-                return Ok(Require(anonymous, PhantomData, slot));
+                let permits = enter(state, &anonymous).await?;
+                return Ok(Require(anonymous, PhantomData, permits));
             }
             return Err(refuse(AuthFailure::Missing, parts, state));
         };
@@ -152,9 +165,9 @@ impl<S: ScopeMarker> FromRequestParts<AppState> for Require<S> {
                 retry_after_secs: wait.as_secs().max(1) as u32,
             });
         }
-        let slot = enter(state, &principal)?;
+        let permits = enter(state, &principal).await?;
         tracing::Span::current().record("principal", principal.name.as_str());
-        Ok(Require(principal, PhantomData, slot))
+        Ok(Require(principal, PhantomData, permits))
     }
 }
 

@@ -1059,6 +1059,81 @@ async fn one_key_cannot_hold_every_slot_and_probes_always_answer() {
     drop(held_b);
 }
 
+/// A key never holds more than its share of the database pool (half of it by default): with a
+/// pool of 4, key A's third concurrent request waits for A's own first two, and is refused (429)
+/// when they do not finish within the acquire timeout, while key B and the readiness probe are
+/// served at once; when one of A's requests ends, A is served again.
+#[tokio::test]
+async fn one_key_holds_at_most_its_share_of_the_database_pool() {
+    let app = spawn_app_with(|s| {
+        s.database.max_connections = 4;
+        s.database.acquire_timeout_ms = 2_000;
+        s.auth.max_concurrent_per_key = 32;
+        s.server.body_grace_secs = 60;
+    })
+    .await;
+    let url = db_url(&app).await;
+    let (ok, other, err) = keys(&url, &["create", "--name", "device-b", "--scope", "ingest"]);
+    assert!(ok, "{err}");
+    let other = other.trim().to_owned();
+    let mut held: Vec<TcpStream> = (0..2).map(|_| held_upload(app.addr, TEST_KEY)).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let third = loop {
+        let resp = send(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/detections",
+            Some(TEST_KEY),
+            Some(item("c0:00:00:00:0d:01")),
+        )
+        .await;
+        if resp.status() == 429 || Instant::now() > deadline {
+            break resp;
+        }
+        // The held requests may not have reached their handlers yet.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(third.status(), 429, "A's third request beyond its share");
+    let problem = problem(third, 429).await;
+    assert_eq!(problem["type"], "urn:shadowcheck:problem:rate-limited");
+    let started = Instant::now();
+    let resp = send(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/detections",
+        Some(&other),
+        Some(item("c0:00:00:00:0d:02")),
+    )
+    .await;
+    assert_eq!(resp.status(), 201, "key B is served");
+    // B never waits for A's share (A's own third request waited the full 2 s).
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "key B waited for A's share: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(app.get("/api/v1/health/ready").await.status(), 200);
+    // One of A's requests ends: A is served again.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = send(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/detections",
+            Some(TEST_KEY),
+            Some(item("c0:00:00:00:0d:03")),
+        )
+        .await;
+        if resp.status() == 201 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "A never got its permit back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(held);
+}
+
 #[tokio::test]
 async fn trickled_bodies_are_cut_off_at_the_minimum_pace() {
     let app = spawn_app_with(|s| {
