@@ -136,6 +136,30 @@ fn host_path(svc: &Value, container_path: &str, scratch: &Path) -> Option<PathBu
     None
 }
 
+/// A child process stopped when dropped, a failing assertion included: SIGTERM (nginx's master
+/// then stops its workers, which SIGKILL would orphan), SIGKILL after five seconds.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // Already reaped: its pid may belong to somebody else now.
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
+        // SAFETY: signalling our own, still unreaped child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `binary` with exactly the compose service's command line, container paths mapped to
 /// the stack's files and the listener moved to a free loopback port; waits for `/-/ready`.
 async fn start_like_compose(
@@ -143,7 +167,7 @@ async fn start_like_compose(
     service: &str,
     binary: &str,
     scratch: &Path,
-) -> (std::process::Child, u16) {
+) -> (Stopped, u16) {
     let svc = &project["services"][service];
     let port = shadowcheck::db::embedded::free_port().expect("port");
     let listen = format!("--web.listen-address=127.0.0.1:{port}");
@@ -184,7 +208,7 @@ async fn start_like_compose(
             .send()
             .await;
         if ready.is_ok_and(|r| r.status() == 200) {
-            return (child, port);
+            return (Stopped(child), port);
         }
         assert!(Instant::now() < deadline, "{binary} never got ready");
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -199,9 +223,9 @@ async fn real_prometheus_and_alertmanager_start_with_the_compose_command_lines()
     let stack = fresh_stack();
     let project = resolved_project(&stack);
     let scratch = shared_temp_dir("shadowcheck-prometheus-");
-    let (mut prometheus, port) =
+    let (prometheus, port) =
         start_like_compose(&project, "prometheus", "prometheus", &scratch).await;
-    let (mut alertmanager, _) = start_like_compose(
+    let (alertmanager, _) = start_like_compose(
         &project,
         "alertmanager",
         "prometheus-alertmanager",
@@ -243,10 +267,7 @@ async fn real_prometheus_and_alertmanager_start_with_the_compose_command_lines()
         .await
         .expect("quit");
     assert_ne!(quit.status(), 200, "lifecycle API is on");
-    for child in [&mut prometheus, &mut alertmanager] {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop((prometheus, alertmanager));
     let _ = std::fs::remove_dir_all(scratch);
     let _ = std::fs::remove_dir_all(stack);
 }
@@ -936,11 +957,13 @@ async fn real_nginx_fronts_the_api_with_tls_headers_and_limits() {
     };
     let (ok, out) = output(&mut nginx(&["-t"]));
     assert!(ok, "nginx -t refuses the stack's nginx.conf: {out}");
-    let mut child = nginx(&["-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nginx (scripts/test installs it)");
+    let nginx_process = Stopped(
+        nginx(&["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx (scripts/test installs it)"),
+    );
 
     let plain = crate::helpers::client();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -1062,8 +1085,7 @@ async fn real_nginx_fronts_the_api_with_tls_headers_and_limits() {
         "urn:shadowcheck:problem:upstream-unavailable"
     );
 
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(nginx_process);
     let _ = std::fs::remove_dir_all(scratch);
     let _ = std::fs::remove_dir_all(stack);
 }
@@ -1188,24 +1210,26 @@ async fn backup_loop_and_maintenance_keep_backups_visible_and_old_months_dropped
     assert!(out.contains("backup: wrote"), "{out}");
 
     let port = shadowcheck::db::embedded::free_port().expect("port");
-    let mut child = crate::helpers::shadowcheck()
-        .args([
-            "maintenance",
-            "--metrics-listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("DATABASE_URL", &url)
-        .env("SHADOWCHECK__RETENTION__MONTHS", "24")
-        .env("SHADOWCHECK__MAINTENANCE__BACKUP_DIR", &backups)
-        .env(
-            "SHADOWCHECK__MAINTENANCE__VOLUMES",
-            format!("data={}", dir.display()),
-        )
-        .env("SHADOWCHECK__LOG__FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start maintenance");
+    let mut child = Stopped(
+        crate::helpers::shadowcheck()
+            .args([
+                "maintenance",
+                "--metrics-listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("DATABASE_URL", &url)
+            .env("SHADOWCHECK__RETENTION__MONTHS", "24")
+            .env("SHADOWCHECK__MAINTENANCE__BACKUP_DIR", &backups)
+            .env(
+                "SHADOWCHECK__MAINTENANCE__VOLUMES",
+                format!("data={}", dir.display()),
+            )
+            .env("SHADOWCHECK__LOG__FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start maintenance"),
+    );
     let client = crate::helpers::client();
     let deadline = Instant::now() + Duration::from_secs(60);
     let text = loop {
@@ -1219,7 +1243,7 @@ async fn backup_loop_and_maintenance_keep_backups_visible_and_old_months_dropped
                 break text;
             }
         }
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = child.0.try_wait() {
             panic!("maintenance exited with {status}");
         }
         assert!(
@@ -1265,10 +1289,10 @@ async fn backup_loop_and_maintenance_keep_backups_visible_and_old_months_dropped
     );
 
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
     let stopped_by = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
+        if let Some(status) = child.0.try_wait().expect("wait") {
             break status;
         }
         assert!(Instant::now() < stopped_by, "maintenance ignored SIGTERM");
