@@ -319,3 +319,62 @@ async fn radius_and_nearest_are_exact_across_the_antimeridian_and_at_the_poles()
         assert_eq!(got, nearest, "nearest {n} to {lat},{lon}");
     }
 }
+
+/// A dozen concurrent `nearest` queries at the pole across the antimeridian from one key (the
+/// case that once took seconds each and emptied the pool): every answer is the exact nearest
+/// set, and the readiness probe answers all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polar_nearest_under_concurrency_stays_exact_and_the_server_ready() {
+    let app = spawn_app().await;
+    // 3,000 transmitters on the polar cap, all longitudes, and the usual mix elsewhere.
+    let mut items = Vec::new();
+    for i in 0..3_000u32 {
+        let lat = 89.0 + f64::from(i % 997) / 1000.0;
+        let lon = -180.0 + f64::from((i * 7919) % 3600) / 10.0;
+        items.push(json!({"detected_at": "2026-03-01T10:00:00Z", "latitude": lat, "longitude": lon,
+                          "signal_type": "ble", "bt_address": format!("c3:00:00:{:02x}:{:02x}:{:02x}", i >> 16, (i >> 8) & 0xff, i & 0xff)}));
+    }
+    assert_eq!(app.post_json(&Value::Array(items)).await.status(), 201);
+    assert_eq!(
+        app.post_json(&Value::Array(mixed_batch(2_000, 11)))
+            .await
+            .status(),
+        201
+    );
+    let (lat, lon, n) = (89.9, 179.9, 5);
+    let point = format!("ST_SetSRID(ST_MakePoint({lon},{lat}),4326)::geography");
+    let truth: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT id FROM sigint.signal_detections ORDER BY ST_Distance(location::geography, {point}), id LIMIT {n}"
+    ))
+    .fetch_all(&app.db)
+    .await
+    .expect("truth");
+    assert_eq!(truth.len(), n);
+
+    let path = format!("/api/v1/detections?lat={lat}&lon={lon}&nearest={n}");
+    let queries = futures_util::future::join_all((0..12).map(|_| async {
+        let body: Value = app.get(&path).await.json().await.expect("json");
+        body["features"]
+            .as_array()
+            .expect("features")
+            .iter()
+            .map(|f| f["id"].as_i64().expect("id"))
+            .collect::<Vec<i64>>()
+    }));
+    let probes = async {
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            statuses.push(app.get("/api/v1/health/ready").await.status().as_u16());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        statuses
+    };
+    let (answers, statuses) = tokio::join!(queries, probes);
+    for got in answers {
+        assert_eq!(got, truth, "nearest {n} to {lat},{lon}");
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "readiness during the queries: {statuses:?}"
+    );
+}
