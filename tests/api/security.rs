@@ -577,21 +577,9 @@ async fn tls_is_terminated_in_process() {
         s.server.tls.key_file = Some(k);
     })
     .await;
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::pki_types::ServerName;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(&cert).expect("pem"))
-        .expect("root");
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let connector = crate::helpers::tls_connector(&cert);
     let tcp = tokio::net::TcpStream::connect(app.addr)
         .await
         .expect("connect");
@@ -989,6 +977,26 @@ fn held_upload(addr: std::net::SocketAddr, key: &str) -> TcpStream {
     conn
 }
 
+/// POSTs `item` as `key` until the answer is `wanted` (the held requests of a test may not have
+/// reached their handlers yet), for at most 10 s; the last answer.
+async fn post_until(app: &TestApp, key: &str, item: Value, wanted: u16) -> reqwest::Response {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = send(
+            app,
+            reqwest::Method::POST,
+            "/api/v1/detections",
+            Some(key),
+            Some(item.clone()),
+        )
+        .await;
+        if resp.status() == wanted || Instant::now() > deadline {
+            return resp;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn one_key_cannot_hold_every_slot_and_probes_always_answer() {
     let app = spawn_app_with(|s| {
@@ -1003,22 +1011,7 @@ async fn one_key_cannot_hold_every_slot_and_probes_always_answer() {
     let other = other.trim().to_owned();
     // Key A holds two requests open (slow bodies); its third is refused, not queued.
     let held: Vec<TcpStream> = (0..2).map(|_| held_upload(app.addr, TEST_KEY)).collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let third = loop {
-        let resp = send(
-            &app,
-            reqwest::Method::POST,
-            "/api/v1/detections",
-            Some(TEST_KEY),
-            Some(item("c0:00:00:00:0c:01")),
-        )
-        .await;
-        if resp.status() == 429 || Instant::now() > deadline {
-            break resp;
-        }
-        // The held requests may not have reached their handlers yet.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let third = post_until(&app, TEST_KEY, item("c0:00:00:00:0c:01"), 429).await;
     assert_eq!(third.status(), 429, "a third request of the same key");
     // Another key is still served, and the readiness probe answers.
     let resp = send(
@@ -1077,22 +1070,7 @@ async fn one_key_holds_at_most_its_share_of_the_database_pool() {
     assert!(ok, "{err}");
     let other = other.trim().to_owned();
     let mut held: Vec<TcpStream> = (0..2).map(|_| held_upload(app.addr, TEST_KEY)).collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let third = loop {
-        let resp = send(
-            &app,
-            reqwest::Method::POST,
-            "/api/v1/detections",
-            Some(TEST_KEY),
-            Some(item("c0:00:00:00:0d:01")),
-        )
-        .await;
-        if resp.status() == 429 || Instant::now() > deadline {
-            break resp;
-        }
-        // The held requests may not have reached their handlers yet.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let third = post_until(&app, TEST_KEY, item("c0:00:00:00:0d:01"), 429).await;
     assert_eq!(third.status(), 429, "A's third request beyond its share");
     let problem = problem(third, 429).await;
     assert_eq!(problem["type"], "urn:shadowcheck:problem:rate-limited");
@@ -1115,22 +1093,8 @@ async fn one_key_holds_at_most_its_share_of_the_database_pool() {
     assert_eq!(app.get("/api/v1/health/ready").await.status(), 200);
     // One of A's requests ends: A is served again.
     drop(held.pop());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let resp = send(
-            &app,
-            reqwest::Method::POST,
-            "/api/v1/detections",
-            Some(TEST_KEY),
-            Some(item("c0:00:00:00:0d:03")),
-        )
-        .await;
-        if resp.status() == 201 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "A never got its permit back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let again = post_until(&app, TEST_KEY, item("c0:00:00:00:0d:03"), 201).await;
+    assert_eq!(again.status(), 201, "A never got its permit back");
     drop(held);
 }
 

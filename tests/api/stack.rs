@@ -13,7 +13,7 @@ use serde_yaml::Value as Yaml;
 
 use crate::helpers::{fresh_database, shadowcheck, shared_temp_dir, ServeProcess};
 
-fn repo(path: &str) -> PathBuf {
+pub(crate) fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
@@ -33,7 +33,8 @@ fn services(doc: &Yaml) -> Vec<(String, Yaml)> {
         .collect()
 }
 
-fn run(cmd: &mut Command) -> (bool, String) {
+/// Runs a command to its end: whether it succeeded, and stdout then stderr.
+pub(crate) fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (scripts/test installs it)"));

