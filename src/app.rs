@@ -5,9 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::routing::get;
-use axum::Router;
-use metrics_exporter_prometheus::PrometheusHandle;
 use rand::Rng;
 use tokio::net::TcpListener;
 
@@ -20,7 +17,6 @@ pub struct Application {
     listener: TcpListener,
     metrics_listener: TcpListener,
     state: AppState,
-    metrics: PrometheusHandle,
 }
 
 impl Application {
@@ -34,14 +30,10 @@ impl Application {
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
-        let metrics_listener = TcpListener::bind(settings.server.metrics_listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {} for metrics",
-                    settings.server.metrics_listen
-                )
-            })?;
+        let metrics_listener =
+            crate::telemetry::bind_metrics(settings.server.metrics_listen).await?;
+        // The recorder exists before anything is counted (also without `telemetry::init`).
+        crate::telemetry::metrics_handle();
         let (pool, probe_pool) =
             db::api_pools(database_url, &settings.database).context("invalid database URL")?;
         let state = AppState::new(settings, lifecycle, pool, probe_pool);
@@ -49,7 +41,6 @@ impl Application {
             listener,
             metrics_listener,
             state,
-            metrics: crate::telemetry::metrics_handle(),
         })
     }
 
@@ -78,7 +69,6 @@ impl Application {
             listener,
             metrics_listener,
             state,
-            metrics,
         } = self;
         let shutdown = state.lifecycle.shutdown_token();
         tokio::spawn(prepare_database(state.clone()));
@@ -90,25 +80,11 @@ impl Application {
         ));
 
         let scrape_state = state.clone();
-        let metrics_router = Router::new().route(
-            "/metrics",
-            get(move || {
-                let metrics = metrics.clone();
-                let state = scrape_state.clone();
-                async move {
-                    crate::telemetry::record_scrape_time_gauges(&state.pool_stats());
-                    let mut text = metrics.render();
-                    text.push_str(&crate::telemetry::process_metrics_text());
-                    text
-                }
-            }),
+        let metrics_server = crate::telemetry::serve_metrics(
+            metrics_listener,
+            move || crate::telemetry::record_scrape_time_gauges(&scrape_state.pool_stats()),
+            shutdown.clone(),
         );
-        let metrics_shutdown = shutdown.clone();
-        let metrics_server = tokio::spawn(async move {
-            axum::serve(metrics_listener, metrics_router)
-                .with_graceful_shutdown(metrics_shutdown.cancelled_owned())
-                .await
-        });
 
         let drain = Duration::from_secs(state.settings.server.drain_timeout_secs);
         let pool = state.pool().clone();

@@ -249,14 +249,7 @@ impl Authenticator {
     /// to finish; `None` when the caller's whole share stayed in use that long.
     pub async fn db_share(&self, principal: &Principal, wait: Duration) -> Option<Slot> {
         let (max, shares) = &self.db_share;
-        let semaphore = {
-            let mut shares = shares.lock().ok()?;
-            Arc::clone(
-                shares
-                    .entry(principal.caller_id())
-                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(*max))),
-            )
-        };
+        let semaphore = semaphore_for(shares, *max, principal)?;
         tokio::time::timeout(wait, semaphore.acquire_owned())
             .await
             .ok()?
@@ -268,14 +261,7 @@ impl Authenticator {
         let Some((max, slots)) = &self.slots else {
             return Some(None);
         };
-        let semaphore = {
-            let mut slots = slots.lock().ok()?;
-            Arc::clone(
-                slots
-                    .entry(principal.caller_id())
-                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(*max))),
-            )
-        };
+        let semaphore = semaphore_for(slots, *max, principal)?;
         semaphore.try_acquire_owned().ok().map(Some)
     }
 
@@ -285,14 +271,29 @@ impl Authenticator {
             limiter.retain_recent();
         }
         if let Some((max, slots)) = &self.slots {
-            if let Ok(mut slots) = slots.lock() {
-                slots.retain(|_, s| s.available_permits() < *max);
-            }
+            forget_idle(slots, *max);
         }
         let (max, shares) = &self.db_share;
-        if let Ok(mut shares) = shares.lock() {
-            shares.retain(|_, s| s.available_permits() < *max);
-        }
+        forget_idle(shares, *max);
+    }
+}
+
+/// The caller's semaphore of `max` permits in `map`, made on first use.
+fn semaphore_for(
+    map: &Mutex<CallerSlots>,
+    max: usize,
+    principal: &Principal,
+) -> Option<Arc<tokio::sync::Semaphore>> {
+    let mut map = map.lock().ok()?;
+    Some(Arc::clone(map.entry(principal.caller_id()).or_insert_with(
+        || Arc::new(tokio::sync::Semaphore::new(max)),
+    )))
+}
+
+/// Drops the semaphores nobody holds a permit of.
+fn forget_idle(map: &Mutex<CallerSlots>, max: usize) {
+    if let Ok(mut map) = map.lock() {
+        map.retain(|_, s| s.available_permits() < max);
     }
 }
 

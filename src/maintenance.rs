@@ -7,9 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use sqlx::PgPool;
 
@@ -187,67 +184,43 @@ pub async fn retention_in_serve(
 pub async fn run(settings: Settings, url: crate::config::Secret) -> anyhow::Result<()> {
     let lifecycle = Lifecycle::new();
     lifecycle.listen_for_signals();
-    let handle = crate::telemetry::metrics_handle();
     // Exported from the first scrape, so "no failure yet" reads 0 rather than absent.
     metrics::counter!("shadowcheck_retention_partitions_dropped_total").increment(0);
     metrics::counter!("shadowcheck_retention_failures_total").increment(0);
-    let listener = tokio::net::TcpListener::bind(settings.server.metrics_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} for metrics",
-                settings.server.metrics_listen
-            )
-        })?;
-    let backup_dir = settings.maintenance.backup_dir.clone();
-    let volumes = settings.maintenance.volume_paths();
-    // Gauges are read from disk at scrape time, so they are never staler than the scrape.
-    let router = Router::new().route(
-        "/metrics",
-        get(move || {
-            let handle = handle.clone();
-            let backup_dir = backup_dir.clone();
-            let volumes = volumes.clone();
-            async move {
-                report_storage(backup_dir.as_deref(), &volumes);
-                let mut text = handle.render();
-                text.push_str(&crate::telemetry::process_metrics_text());
-                text
-            }
-        }),
-    );
+    let listener = crate::telemetry::bind_metrics(settings.server.metrics_listen).await?;
     tracing::info!(
         metrics_listen = %listener.local_addr()?,
         retention_months = settings.retention.months,
         "shadowcheck maintenance running"
     );
+    let backup_dir = settings.maintenance.backup_dir.clone();
+    let volumes = settings.maintenance.volume_paths();
     let shutdown = lifecycle.shutdown_token();
-    let server_shutdown = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(server_shutdown.cancelled_owned())
-            .await
-    });
+    // Gauges are read from disk at scrape time, so they are never staler than the scrape.
+    let server = crate::telemetry::serve_metrics(
+        listener,
+        move || report_storage(backup_dir.as_deref(), &volumes),
+        shutdown.clone(),
+    );
     let pool = crate::db::lazy_pool(&url, &settings.database)?;
     let retention = settings.retention.clone();
     while !shutdown.is_cancelled() {
-        match apply_retention(&pool, &retention, Utc::now()).await {
+        let outcome = apply_retention(&pool, &retention, Utc::now()).await;
+        match &outcome {
             Ok(RetentionOutcome::NotPermitted) => {
                 metrics::counter!("shadowcheck_retention_failures_total").increment(1);
                 tracing::error!("retention: this database role may not drop partitions; give `maintenance` the schema owner's URL");
             }
             Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "retention failed; retrying in a minute");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(60)) => {}
-                    () = shutdown.cancelled() => {}
-                }
-                continue;
-            }
+            Err(e) => tracing::warn!(error = %e, "retention failed; retrying in a minute"),
         }
+        let next = if outcome.is_err() {
+            Duration::from_secs(60)
+        } else {
+            Duration::from_secs(retention.interval_secs)
+        };
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(retention.interval_secs)) => {}
+            () = tokio::time::sleep(next) => {}
             () = shutdown.cancelled() => {}
         }
     }

@@ -109,6 +109,45 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
+/// Binds the Prometheus listener (`server.metrics_listen`).
+pub async fn bind_metrics(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    use anyhow::Context;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for metrics"))
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown`: `on_scrape` first sets the gauges read
+/// at scrape time, then the recorder's metrics and the process metrics are rendered.
+pub fn serve_metrics<F>(
+    listener: tokio::net::TcpListener,
+    on_scrape: F,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<std::io::Result<()>>
+where
+    F: Fn() + Clone + Send + Sync + 'static,
+{
+    let handle = metrics_handle();
+    let router = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            let on_scrape = on_scrape.clone();
+            async move {
+                on_scrape();
+                let mut text = handle.render();
+                text.push_str(&process_metrics_text());
+                text
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+    })
+}
+
 /// Items per ingest request.
 pub const BATCH_SIZE_BUCKETS: [f64; 8] =
     [1.0, 10.0, 50.0, 100.0, 500.0, 1_000.0, 5_000.0, 10_000.0];

@@ -210,6 +210,17 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 impl TestApp {
+    /// The superuser URL of this app's database (for the command-line tools and scripts).
+    pub async fn database_url(&self) -> String {
+        let db = self
+            .db
+            .connect_options()
+            .get_database()
+            .expect("db")
+            .to_owned();
+        format!("{}/{db}", cluster().await.base_url)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -33,15 +33,12 @@ fn keys(app_db_url: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-async fn db_url(app: &TestApp) -> String {
-    let db = app
-        .db
-        .connect_options()
-        .get_database()
-        .expect("db")
-        .to_owned();
-    let any = fresh_database().await;
-    format!("{}/{db}", any.rsplit_once('/').expect("url").0)
+/// A second device's ingest key, made with `shadowcheck keys create`.
+async fn second_ingest_key(app: &TestApp) -> String {
+    let url = app.database_url().await;
+    let (ok, key, err) = keys(&url, &["create", "--name", "device-b", "--scope", "ingest"]);
+    assert!(ok, "{err}");
+    key.trim().to_owned()
 }
 
 async fn send(
@@ -64,7 +61,7 @@ async fn send(
 #[tokio::test]
 async fn keys_scopes_and_revocation() {
     let app = spawn_app_with(|s| s.auth.cache_ttl_secs = 0).await;
-    let url = db_url(&app).await;
+    let url = app.database_url().await;
     let (ok, reader, _) = keys(
         &url,
         &["create", "--name", "map-frontend", "--scope", "read"],
@@ -914,10 +911,7 @@ async fn openapi_describes_every_endpoint_and_schemathesis_finds_no_server_error
 #[tokio::test]
 async fn idempotency_keys_belong_to_their_api_key() {
     let app = spawn_app_with(|_| {}).await;
-    let url = db_url(&app).await;
-    let (ok, other, err) = keys(&url, &["create", "--name", "device-b", "--scope", "ingest"]);
-    assert!(ok, "{err}");
-    let other = other.trim().to_owned();
+    let other = second_ingest_key(&app).await;
     let post = |key: String, body: Value| {
         let url = app.url("/api/v1/detections");
         async move {
@@ -1005,10 +999,7 @@ async fn one_key_cannot_hold_every_slot_and_probes_always_answer() {
         s.server.body_grace_secs = 60;
     })
     .await;
-    let url = db_url(&app).await;
-    let (ok, other, err) = keys(&url, &["create", "--name", "device-b", "--scope", "ingest"]);
-    assert!(ok, "{err}");
-    let other = other.trim().to_owned();
+    let other = second_ingest_key(&app).await;
     // Key A holds two requests open (slow bodies); its third is refused, not queued.
     let held: Vec<TcpStream> = (0..2).map(|_| held_upload(app.addr, TEST_KEY)).collect();
     let third = post_until(&app, TEST_KEY, item("c0:00:00:00:0c:01"), 429).await;
@@ -1065,10 +1056,7 @@ async fn one_key_holds_at_most_its_share_of_the_database_pool() {
         s.server.body_grace_secs = 60;
     })
     .await;
-    let url = db_url(&app).await;
-    let (ok, other, err) = keys(&url, &["create", "--name", "device-b", "--scope", "ingest"]);
-    assert!(ok, "{err}");
-    let other = other.trim().to_owned();
+    let other = second_ingest_key(&app).await;
     let mut held: Vec<TcpStream> = (0..2).map(|_| held_upload(app.addr, TEST_KEY)).collect();
     let third = post_until(&app, TEST_KEY, item("c0:00:00:00:0d:01"), 429).await;
     assert_eq!(third.status(), 429, "A's third request beyond its share");

@@ -595,13 +595,7 @@ async fn backup_wipe_restore_round_trip_keeps_every_detection() {
             .await
             .expect("rows");
     assert_eq!(before.len(), 501);
-    let url: String = {
-        let opts = app.db.connect_options();
-        let db = opts.get_database().expect("db").to_owned();
-        let base = crate::helpers::fresh_database().await;
-        let (prefix, _) = base.rsplit_once('/').expect("url");
-        format!("{prefix}/{db}")
-    };
+    let url: String = app.database_url().await;
     app.db.close().await;
 
     let dir = shared_temp_dir("shadowcheck-backup-");

@@ -499,13 +499,7 @@ async fn backup_keeps_a_dump_it_cannot_verify_and_restore_refuses_it() {
     let app = crate::helpers::spawn_app().await;
     let item = serde_json::json!({"detected_at": "2026-10-01T00:00:00Z", "latitude": 1, "longitude": 1, "signal_type": "wifi", "bssid": "a4:00:00:00:0b:01"});
     assert_eq!(app.post_json(&item).await.status(), 201);
-    let url = {
-        let opts = app.db.connect_options();
-        let db = opts.get_database().expect("db").to_owned();
-        let base = crate::helpers::fresh_database().await;
-        let (prefix, _) = base.rsplit_once('/').expect("url");
-        format!("{prefix}/{db}")
-    };
+    let url = app.database_url().await;
     let dir = shared_temp_dir("shadowcheck-backup-newer-");
     let bin = newer_pg_dump(&dir);
     let path = format!(
@@ -1151,12 +1145,7 @@ async fn backup_loop_and_maintenance_keep_backups_visible_and_old_months_dropped
         "{before:?}"
     );
     let opts = app.db.connect_options();
-    let url = {
-        let db = opts.get_database().expect("db").to_owned();
-        let base = crate::helpers::fresh_database().await;
-        let (prefix, _) = base.rsplit_once('/').expect("url");
-        format!("{prefix}/{db}")
-    };
+    let url = app.database_url().await;
     let password = url
         .rsplit_once('@')
         .and_then(|(creds, _)| creds.rsplit_once(':'))
