@@ -325,6 +325,10 @@ pub struct ServerSettings {
     /// cannot hold a slot (or an import) open. 408 below it.
     pub min_body_bytes_per_sec: u64,
     pub body_grace_secs: u64,
+    /// Bodies larger than `large_body_bytes` (declared, read or inflated) handled at once; more
+    /// wait, so concurrent maximum-size bodies cannot multiply the process's memory.
+    pub max_large_bodies: usize,
+    pub large_body_bytes: usize,
     /// Proxies (CIDRs) whose X-Forwarded-For is believed for the client address.
     #[serde(deserialize_with = "comma_list")]
     pub trusted_proxies: Vec<String>,
@@ -428,6 +432,8 @@ impl Default for ServerSettings {
             max_concurrent_requests: 256,
             min_body_bytes_per_sec: 1024,
             body_grace_secs: 10,
+            max_large_bodies: 2,
+            large_body_bytes: 1024 * 1024,
             trusted_proxies: Vec::new(),
             cors_allowed_origins: Vec::new(),
             hsts: false,
@@ -618,6 +624,9 @@ impl Settings {
                 "query.default_limit",
                 "must be between 1 and query.max_limit",
             );
+        }
+        if self.server.max_large_bodies == 0 {
+            return bad("server.max_large_bodies", "must be at least 1");
         }
         if self.server.body_limit_bytes < 1024 {
             return bad("server.body_limit_bytes", "must be at least 1024");

@@ -43,6 +43,12 @@ pub enum ApiError {
         detail: String,
         retry_after_secs: u32,
     },
+    /// The server is at a capacity bound of its own (not the database's); retry shortly.
+    #[error("{detail}")]
+    Overloaded {
+        detail: String,
+        retry_after_secs: u32,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -107,6 +113,9 @@ impl ApiError {
                 "database-unavailable",
                 "Service temporarily unavailable",
             ),
+            Self::Overloaded { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Server busy")
+            }
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -191,6 +200,11 @@ struct Problem<'a> {
 
 /// Builds a problem+json response; also used for errors raised outside handlers (e.g. panics).
 pub fn problem_response(status: StatusCode, slug: &str, title: &str, detail: String) -> Response {
+    with_problem_type(status, problem_body(status, slug, title, detail))
+}
+
+/// The problem+json document alone (for answers written below the router).
+pub fn problem_body(status: StatusCode, slug: &str, title: &str, detail: String) -> Vec<u8> {
     let body = Problem {
         kind: format!("urn:shadowcheck:problem:{slug}"),
         title,
@@ -199,7 +213,7 @@ pub fn problem_response(status: StatusCode, slug: &str, title: &str, detail: Str
         parameter: None,
         errors: None,
     };
-    with_problem_type(status, serde_json::to_vec(&body).unwrap_or_default())
+    serde_json::to_vec(&body).unwrap_or_default()
 }
 
 fn with_problem_type(status: StatusCode, body: Vec<u8>) -> Response {
@@ -237,6 +251,9 @@ impl IntoResponse for ApiError {
         let mut response = with_problem_type(status, serde_json::to_vec(&body).unwrap_or_default());
         match self {
             Self::Unavailable {
+                retry_after_secs, ..
+            }
+            | Self::Overloaded {
                 retry_after_secs, ..
             }
             | Self::TooManyRequests { retry_after_secs } => {

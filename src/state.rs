@@ -6,15 +6,60 @@ use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::{Authenticator, ClientLimiter};
 use crate::config::Settings;
 use crate::db::{self, PoolStats};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 use crate::ingest::Ingest;
 use crate::lifecycle::Lifecycle;
 use crate::telemetry::Exporters;
+
+/// Admission for large bodies: at most `max_large_bodies` requests hold one (read, parsed and
+/// stored) at a time; others wait for a turn, as the body's bytes and its rows cost memory.
+#[derive(Clone)]
+pub struct LargeBodies {
+    permits: Arc<Semaphore>,
+    threshold: usize,
+    /// Longest wait for a turn: half the request time limit, so the answer is a 503 to retry,
+    /// not a request timeout.
+    wait: Duration,
+}
+
+/// A large body's turn; held until its rows are stored.
+pub type Turn = Option<OwnedSemaphorePermit>;
+
+impl LargeBodies {
+    pub fn new(settings: &crate::config::ServerSettings) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(settings.max_large_bodies.max(1))),
+            threshold: settings.large_body_bytes,
+            wait: Duration::from_secs((settings.request_timeout_secs / 2).max(1)),
+        }
+    }
+
+    /// Sizes above this need a turn.
+    pub fn threshold(&self) -> usize {
+        self.threshold
+    }
+
+    /// A turn when `size` is large and `turn` holds none yet.
+    pub(crate) async fn admit(&self, size: usize, turn: &mut Turn) -> ApiResult<()> {
+        if size <= self.threshold || turn.is_some() {
+            return Ok(());
+        }
+        let permit = tokio::time::timeout(self.wait, Arc::clone(&self.permits).acquire_owned())
+            .await
+            .map_err(|_| ApiError::Overloaded {
+                detail: "too many large request bodies are being handled; retry shortly".into(),
+                retry_after_secs: 5,
+            })?
+            .map_err(|_| ApiError::Internal("the large-body gate is closed".into()))?;
+        *turn = Some(permit);
+        Ok(())
+    }
+}
 
 type CachedHealth = Option<(Instant, Result<Duration, String>)>;
 
@@ -27,6 +72,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub client_limiter: Option<Arc<ClientLimiter>>,
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    /// Turns for large request bodies (see `server.max_large_bodies`).
+    pub large_bodies: LargeBodies,
     ingest: Ingest,
     pool: db::Pool,
     /// The readiness probe's own connection: a full request pool does not fail it.
@@ -67,6 +114,7 @@ impl AppState {
             )),
             client_limiter: ClientLimiter::new(&settings.rate_limit),
             trusted_proxies: Arc::new(trusted_proxies),
+            large_bodies: LargeBodies::new(&settings.server),
             settings: Arc::new(settings),
             lifecycle,
             exporters: Arc::default(),

@@ -93,9 +93,19 @@ fn array_type(kind: Kind) -> &'static str {
 type InsertQuery<'q> = sqlx::query::QueryScalar<'q, Postgres, String, PgArguments>;
 
 /// Binds one field of every detection as one array, typed as `array_type` says.
-fn bind_field<'q>(query: InsertQuery<'q>, field: &Field, rows: &[&Detection]) -> InsertQuery<'q> {
+fn bind_field<'q>(
+    query: InsertQuery<'q>,
+    field: &Field,
+    rows: &'q [&'q Detection],
+) -> InsertQuery<'q> {
     let cells = rows.iter().map(|d| (field.get)(d));
     match field.kind {
+        // `raw_data` is the bulk of a large batch: bound by reference, not copied again.
+        Kind::Object { .. } => query.bind(
+            rows.iter()
+                .map(|d| d.raw_data.as_ref().map(|r| r.as_str()))
+                .collect::<Vec<Option<&str>>>(),
+        ),
         Kind::Timestamp => query.bind(
             cells
                 .map(|c| match c {
@@ -148,12 +158,10 @@ fn bind_field<'q>(query: InsertQuery<'q>, field: &Field, rows: &[&Detection]) ->
         | Kind::Word { .. }
         | Kind::Mac
         | Kind::SignalType
-        | Kind::Object { .. }
         | Kind::Tags { .. } => query.bind(
             cells
                 .map(|c| match c {
                     Cell::Text(v) => v,
-                    Cell::Object(v) => v.map(|v| v.to_string()),
                     Cell::Tags(tags) => serde_json::to_string(&tags).ok(),
                     _ => None,
                 })
@@ -162,8 +170,27 @@ fn bind_field<'q>(query: InsertQuery<'q>, field: &Field, rows: &[&Detection]) ->
     }
 }
 
-/// Inserts the batch in one statement (UNNEST of column arrays, so one round trip whatever the
-/// batch size) and returns how many rows were new, by signal type; the rest already existed
+/// Most rows, and most `raw_data` bytes, in one insert statement.
+const CHUNK_ROWS: usize = 2_000;
+const CHUNK_RAW_BYTES: usize = 2 * 1024 * 1024;
+
+/// Splits key-ordered rows into runs within [`CHUNK_ROWS`] and [`CHUNK_RAW_BYTES`].
+fn chunks<'a>(sorted: &'a [&'a Detection]) -> Vec<&'a [&'a Detection]> {
+    let mut out = Vec::new();
+    let (mut start, mut raw) = (0, 0);
+    for (i, d) in sorted.iter().enumerate() {
+        let size = d.raw_data.as_ref().map_or(0, |r| r.as_str().len());
+        if i > start && (i - start == CHUNK_ROWS || raw + size > CHUNK_RAW_BYTES) {
+            out.push(&sorted[start..i]);
+            (start, raw) = (i, 0);
+        }
+        raw += size;
+    }
+    out.push(&sorted[start..]);
+    out
+}
+
+/// Inserts the batch with UNNEST of column arrays (one round trip per few thousand rows) and returns how many rows were new, by signal type; the rest already existed
 /// under the natural key and were left untouched.
 pub async fn insert_batch(
     tx: &mut Transaction<'_, Postgres>,
@@ -176,14 +203,18 @@ pub async fn insert_batch(
     // that overlap in different orders wait for each other instead of deadlocking.
     let mut sorted: Vec<&Detection> = detections.iter().collect();
     sorted.sort_by_key(|d| d.natural_key());
-    let mut query = sqlx::query_scalar::<_, String>(insert_sql());
-    for field in FIELDS {
-        query = bind_field(query, field, &sorted);
-    }
-    let inserted = crate::db::observe("insert_batch", query.fetch_all(&mut **tx)).await?;
     let mut by_type = BTreeMap::new();
-    for kind in inserted {
-        *by_type.entry(kind).or_insert(0) += 1;
+    // Statements of bounded size, in key order: a large batch is not encoded (and buffered for
+    // sending) whole, and the lock order across statements stays the natural-key order.
+    for chunk in chunks(&sorted) {
+        let mut query = sqlx::query_scalar::<_, String>(insert_sql());
+        for field in FIELDS {
+            query = bind_field(query, field, chunk);
+        }
+        let inserted = crate::db::observe("insert_batch", query.fetch_all(&mut **tx)).await?;
+        for kind in inserted {
+            *by_type.entry(kind).or_insert(0) += 1;
+        }
     }
     Ok(by_type)
 }

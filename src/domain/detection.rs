@@ -121,8 +121,32 @@ pub struct Detection {
     pub device_name: Option<String>,
     pub is_suspicious: bool,
     pub surveillance_score: Option<f32>,
-    pub raw_data: Option<Value>,
+    /// Kept as its JSON text: a parsed object costs many times more memory per batch.
+    pub raw_data: Option<RawObject>,
     pub tags: Vec<String>,
+}
+
+/// A JSON object kept as its text: parsed values cost many times more memory, and the
+/// database takes text anyway.
+#[derive(Clone, Debug)]
+pub struct RawObject(Box<serde_json::value::RawValue>);
+
+impl RawObject {
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for RawObject {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl serde::Serialize for RawObject {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
 }
 
 /// Collects field errors while reading one item.
@@ -438,14 +462,17 @@ impl Detection {
         let raw_data = match r.get("raw_data") {
             None => None,
             Some(v @ Value::Object(_)) => {
-                if v.to_string().len() > 64 * 1024 {
+                let text = v.to_string();
+                if text.len() > 64 * 1024 {
                     r.fail("raw_data", "larger than 64 KiB");
                     None
-                } else if v.to_string().contains("\\u0000") {
+                } else if text.contains("\\u0000") {
                     r.fail("raw_data", "must not contain NUL characters");
                     None
                 } else {
-                    Some(v.clone())
+                    serde_json::value::RawValue::from_string(text)
+                        .ok()
+                        .map(RawObject)
                 }
             }
             Some(_) => {

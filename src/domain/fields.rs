@@ -4,7 +4,6 @@
 //! schema. A new column is one entry here, one field of `Detection`, and a migration.
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::{Detection, SignalType};
@@ -68,7 +67,7 @@ pub enum Cell {
     Text(Option<String>),
     Uuid(Option<Uuid>),
     Boolean(bool),
-    Object(Option<Value>),
+    Object(Option<super::detection::RawObject>),
     Tags(Vec<String>),
 }
 
@@ -409,7 +408,7 @@ impl Field {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     #[test]
     fn names_are_unique_and_requirements_apply() {

@@ -3,17 +3,18 @@
 //! bluetoothBeacons}]}`. Every observed transmitter becomes one detection; unknown fields are
 //! ignored, as clients add their own.
 
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use super::{CaptureFile, FormatError};
-
-/// Detections (our JSON shape) from one geosubmit body, with a reason per unusable report.
-pub struct Converted {
-    pub items: Vec<Value>,
-    /// Reports (not transmitters) that could not be used at all, with why.
-    pub skipped_reports: Vec<(usize, String)>,
-}
+use super::{CaptureFile, FormatError, Row, Rows};
 
 fn num(v: &Value, key: &str) -> Option<f64> {
     v.get(key).and_then(Value::as_f64)
@@ -45,23 +46,92 @@ fn network_type(radio: Option<&str>) -> Option<&'static str> {
     }
 }
 
-/// `device` tells whose capture this is (derived from the API key), for the natural key.
-pub fn convert(
-    body: &Value,
-    device_id: &str,
-    device_name: &str,
-    now: DateTime<Utc>,
-) -> Result<Converted, String> {
-    let reports = body
-        .get("items")
-        .and_then(Value::as_array)
-        .ok_or("expected {\"items\": [...]}")?;
+/// Who captured the reports: derived from the API key (or the file), for the natural key.
+#[derive(Clone, Debug)]
+pub struct Capture {
+    pub device_id: String,
+    pub device_name: String,
+    /// The time of reports that carry none.
+    pub now: DateTime<Utc>,
+}
+
+/// Longest text of one report: real ones hold at most a few hundred transmitters.
+pub const MAX_REPORT_BYTES: usize = 1024 * 1024;
+
+/// Why a geosubmit body was refused as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{count} reports in one request; the limit is {limit}")]
+    TooManyReports { count: usize, limit: usize },
+}
+
+/// Rows of a geosubmit body, produced one report at a time: only the report being read is
+/// ever a parsed value. Reports that cannot be used at all are counted in `skipped`.
+pub fn rows(
+    body: Bytes,
+    capture: Capture,
+    max_reports: usize,
+    skipped: Arc<AtomicU64>,
+) -> Result<Rows, BodyError> {
+    let malformed = |why: &str| BodyError::Malformed(why.to_owned());
+    let text =
+        std::str::from_utf8(&body).map_err(|_| malformed("invalid JSON: the body is not UTF-8"))?;
+    #[derive(serde::Deserialize)]
+    struct Body<'a> {
+        #[serde(borrow)]
+        items: Option<&'a RawValue>,
+    }
+    let top: Body<'_> =
+        serde_json::from_str(text).map_err(|e| malformed(&format!("invalid JSON: {e}")))?;
+    let expected = || malformed("expected {\"items\": [...]}");
+    let items = top.items.ok_or_else(expected)?;
+    let reports = super::json::elements(items.get(), max_reports).map_err(|_| expected())?;
+    if reports.total > max_reports {
+        return Err(BodyError::TooManyReports {
+            count: reports.total,
+            limit: max_reports,
+        });
+    }
+    let reports: Vec<Bytes> = reports
+        .kept
+        .iter()
+        .map(|r| body.slice_ref(r.get().as_bytes()))
+        .collect();
+    let mut reports = reports.into_iter().enumerate();
+    let mut pending = std::collections::VecDeque::new();
+    let mut index = 0u64;
+    let next = move || loop {
+        if let Some(item) = pending.pop_front() {
+            index += 1;
+            return Some((index - 1, Ok(item)));
+        }
+        let (i, report) = reports.next()?;
+        let converted = super::json::item_value(&report, "report")
+            .and_then(|report| convert_report(&report, &capture));
+        match converted {
+            Ok(items) => pending.extend(items),
+            Err(why) => {
+                tracing::debug!(report = i, %why, "geosubmit report skipped");
+                skipped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    };
+    Ok(Rows::new(None, std::iter::from_fn(next)))
+}
+
+/// The detections (our JSON shape) of one report, or why it cannot be used at all.
+fn convert_report(report: &Value, capture: &Capture) -> Result<Vec<Value>, String> {
+    let Capture {
+        device_id,
+        device_name,
+        now,
+    } = capture;
     let mut items = Vec::new();
-    let mut skipped_reports = Vec::new();
-    for (index, report) in reports.iter().enumerate() {
+    {
         let Some(position) = report.get("position").filter(|p| p.is_object()) else {
-            skipped_reports.push((index, "no position".to_owned()));
-            continue;
+            return Err("no position".to_owned());
         };
         let report_ms = int(report, "timestamp").unwrap_or_else(|| now.timestamp_millis());
         // Position age shifts the fix back in time too; we keep the report's time for it.
@@ -228,50 +298,137 @@ pub fn convert(
             emit(m, int(beacon, "age"), Map::new(), &mut items);
         }
         if !seen_any {
-            skipped_reports.push((
-                index,
-                "no wifiAccessPoints, cellTowers or bluetoothBeacons".to_owned(),
-            ));
+            return Err("no wifiAccessPoints, cellTowers or bluetoothBeacons".to_owned());
         }
     }
-    Ok(Converted {
-        items,
-        skipped_reports,
-    })
+    Ok(items)
+}
+
+/// Streams the reports of `{"items": [...]}` from a reader into `emit`, one report parsed at a
+/// time; counts reports, and stops when `emit` says so.
+struct ItemsSeed<'a> {
+    capture: &'a Capture,
+    emit: &'a mut dyn FnMut(Row) -> bool,
+    line: u64,
+    reports: u64,
+    skipped: u64,
+    stopped: bool,
+}
+
+impl<'de> Visitor<'de> for &mut ItemsSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("{\"items\": [...]}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen_items = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "items" && !seen_items {
+                seen_items = true;
+                map.next_value_seed(ItemsArray(&mut *self))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+            if self.stopped {
+                return Ok(());
+            }
+        }
+        if !seen_items {
+            return Err(serde::de::Error::custom("expected {\"items\": [...]}"));
+        }
+        Ok(())
+    }
+}
+
+struct ItemsArray<'s, 'a>(&'s mut ItemsSeed<'a>);
+
+impl<'de> DeserializeSeed<'de> for ItemsArray<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemsArray<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of reports")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let seed = self.0;
+        while let Some(report) = seq.next_element::<Box<RawValue>>()? {
+            seed.reports += 1;
+            let converted = super::json::item_value(report.get().as_bytes(), "report")
+                .and_then(|report| convert_report(&report, seed.capture));
+            drop(report);
+            let Ok(items) = converted else {
+                seed.skipped += 1;
+                continue;
+            };
+            for item in items {
+                seed.line += 1;
+                if !(seed.emit)((seed.line, Ok(item))) {
+                    seed.stopped = true;
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A file holding one geosubmit v2 body (`{"items": [...]}`), as stumbler apps can export; its
-/// "lines" are observation numbers (1-based).
+/// "lines" are observation numbers (1-based). Read as a stream: only one report is held at once.
 pub fn open_file(
     reader: Box<dyn std::io::Read + Send>,
     device_id: Option<String>,
     filename: Option<&str>,
 ) -> Result<CaptureFile, FormatError> {
-    let mut bytes = Vec::new();
-    let mut reader = reader;
-    std::io::Read::read_to_end(&mut reader, &mut bytes)
+    let mut reader = std::io::BufReader::new(reader);
+    let head = std::io::BufRead::fill_buf(&mut reader)
         .map_err(|e| FormatError(format!("unreadable input: {e}")))?;
-    let body: Value =
-        serde_json::from_slice(&bytes).map_err(|e| FormatError(format!("not JSON: {e}")))?;
-    let device = device_id.unwrap_or_else(|| {
-        super::device_uuid(&format!("geosubmit-file:{}", filename.unwrap_or_default())).to_string()
-    });
-    let converted = convert(&body, &device, "geosubmit import", Utc::now())
-        .map_err(|why| FormatError(why.to_owned()))?;
-    let reports = body
-        .get("items")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
+    if head.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(FormatError("not JSON: expected {\"items\": [...]}".into()));
+    }
+    let capture = Capture {
+        device_id: device_id.unwrap_or_else(|| {
+            super::device_uuid(&format!("geosubmit-file:{}", filename.unwrap_or_default()))
+                .to_string()
+        }),
+        device_name: "geosubmit import".to_owned(),
+        now: Utc::now(),
+    };
     Ok(CaptureFile::new(
         "geosubmit-v2".to_owned(),
-        json!({ "reports": reports }),
+        json!({}),
         move |emit| {
-            for (i, item) in converted.items.into_iter().enumerate() {
-                if !emit((i as u64 + 1, Ok(item))) {
-                    break;
+            let mut seed = ItemsSeed {
+                capture: &capture,
+                emit,
+                line: 0,
+                reports: 0,
+                skipped: 0,
+                stopped: false,
+            };
+            let mut de = serde_json::Deserializer::from_reader(reader);
+            let result = serde::Deserializer::deserialize_map(&mut de, &mut seed).and_then(|()| {
+                if seed.stopped {
+                    Ok(())
+                } else {
+                    de.end()
                 }
-            }
-            None
+            });
+            tracing::debug!(
+                reports = seed.reports,
+                skipped = seed.skipped,
+                "geosubmit file read"
+            );
+            result.err().map(|e| format!("geosubmit file: {e}"))
         },
     ))
 }
@@ -279,6 +436,14 @@ pub fn open_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn capture() -> Capture {
+        Capture {
+            device_id: "6f1c7a2e-3b1d-4c55-9f2a-0c6e8b1d2a01".into(),
+            device_name: "stumbler".into(),
+            now: Utc::now(),
+        }
+    }
 
     #[test]
     fn each_transmitter_becomes_a_detection_at_timestamp_minus_age() {
@@ -289,19 +454,45 @@ mod tests {
             "cellTowers": [{"radioType": "lte", "mobileCountryCode": 208, "mobileNetworkCode": 1, "locationAreaCode": 2, "cellId": 12345, "age": 3, "signalStrength": -60}],
             "bluetoothBeacons": [{"macAddress": "ff:74:27:89:5a:77", "age": 2000, "name": "beacon", "signalStrength": -110}],
             "clientOwnField": true
-        }]});
-        let now = Utc::now();
-        let c = convert(
-            &body,
-            "6f1c7a2e-3b1d-4c55-9f2a-0c6e8b1d2a01",
-            "stumbler",
-            now,
-        )
-        .expect("converts");
-        assert_eq!(c.items.len(), 3);
-        assert_eq!(c.items[0]["detected_at"], "2014-07-17T13:00:23.568Z");
-        assert_eq!(c.items[1]["network_type"], "LTE");
-        assert_eq!(c.items[2]["signal_type"], "ble");
-        assert_eq!(c.items[0]["raw_data"]["position_source"], "gps");
+        }, {"timestamp": 1, "wifiAccessPoints": []}, {"position": {"latitude": 1, "longitude": 2}}]});
+        let skipped = Arc::new(AtomicU64::new(0));
+        let body = Bytes::from(body.to_string());
+        let items: Vec<Value> = rows(body, capture(), 10, Arc::clone(&skipped))
+            .expect("converts")
+            .map(|(_, item)| item.expect("item"))
+            .collect();
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0]["detected_at"], "2014-07-17T13:00:23.568Z");
+        assert_eq!(items[1]["network_type"], "LTE");
+        assert_eq!(items[2]["signal_type"], "ble");
+        assert_eq!(items[0]["raw_data"]["position_source"], "gps");
+        assert_eq!(skipped.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn refuses_other_shapes_and_too_many_reports() {
+        let skipped = Arc::new(AtomicU64::new(0));
+        let run = |body: &str, max| {
+            rows(
+                Bytes::from(body.to_owned()),
+                capture(),
+                max,
+                Arc::clone(&skipped),
+            )
+            .err()
+        };
+        assert!(matches!(
+            run(r#"{"items": 1}"#, 10),
+            Some(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            run(r#"{"other": []}"#, 10),
+            Some(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            run(r#"{"items": [{}, {}, {}]}"#, 2),
+            Some(BodyError::TooManyReports { count: 3, limit: 2 })
+        ));
+        assert!(run(r#"{"items": []}"#, 2).is_none());
     }
 }

@@ -19,6 +19,42 @@ use uuid::Uuid;
 /// number in a file) and either a detection in our JSON shape or why it could not be read.
 pub type Row = (u64, Result<Value, String>);
 
+/// A batch's rows, produced as they are validated: a large body is held once, as its bytes,
+/// and each row becomes a JSON value only while it is checked, not all of them at once.
+pub struct Rows {
+    iter: Box<dyn Iterator<Item = Row> + Send>,
+    /// How many rows there are, when known before reading them.
+    known_len: Option<usize>,
+}
+
+impl Rows {
+    pub fn new(known_len: Option<usize>, iter: impl Iterator<Item = Row> + Send + 'static) -> Self {
+        Self {
+            iter: Box::new(iter),
+            known_len,
+        }
+    }
+
+    /// The row count, when the source knew it before any row was read.
+    pub fn known_len(&self) -> Option<usize> {
+        self.known_len
+    }
+}
+
+impl From<Vec<Row>> for Rows {
+    fn from(rows: Vec<Row>) -> Self {
+        Self::new(Some(rows.len()), rows.into_iter())
+    }
+}
+
+impl Iterator for Rows {
+    type Item = Row;
+
+    fn next(&mut self) -> Option<Row> {
+        self.iter.next()
+    }
+}
+
 /// The input is not in the expected format at all: nothing was read from it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::config::ServerSettings;
 use crate::error::{ApiError, ApiResult};
+use crate::state::{LargeBodies, Turn};
 
 /// How slowly a body may arrive: after a grace period, at least `min_bytes_per_sec` on average,
 /// so a client trickling bytes cannot hold a request slot (or an import) open.
@@ -76,8 +77,15 @@ pub fn gzip_encoded(headers: &HeaderMap) -> ApiResult<bool> {
 }
 
 /// The whole body, inflated when gzip, at most `limit` bytes before and after inflating, and
-/// arriving at `pace` at least.
-pub async fn read(body: Body, headers: &HeaderMap, limit: usize, pace: Pace) -> ApiResult<Bytes> {
+/// arriving at `pace` at least. A large body waits for its turn first; the turn comes back with
+/// the bytes, to be held until they are processed.
+pub async fn read(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    pace: Pace,
+    large: &LargeBodies,
+) -> ApiResult<(Bytes, Turn)> {
     let gzip_header = gzip_encoded(headers)?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -86,9 +94,14 @@ pub async fn read(body: Body, headers: &HeaderMap, limit: usize, pace: Pace) -> 
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(limit as u64, "request body"));
     }
-    let started = Instant::now();
+    let mut turn = None;
+    large
+        .admit(declared.unwrap_or(0) as usize, &mut turn)
+        .await?;
+    let mut started = Instant::now();
     let mut body = body;
-    let mut raw = Vec::new();
+    // Sized up front when declared, so a large body is not copied as the buffer grows.
+    let mut raw = Vec::with_capacity(declared.unwrap_or(0) as usize);
     loop {
         let deadline = pace.deadline(started, raw.len() as u64);
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
@@ -103,16 +116,35 @@ pub async fn read(body: Body, headers: &HeaderMap, limit: usize, pace: Pace) -> 
                 return Err(too_large(limit as u64, "request body"));
             }
             raw.extend_from_slice(&data);
+            if turn.is_none() && raw.len() > large.threshold() {
+                // Time spent waiting for a turn is not the client's slowness.
+                let waited = Instant::now();
+                large.admit(raw.len(), &mut turn).await?;
+                started += waited.elapsed();
+            }
         }
     }
     let raw = Bytes::from(raw);
     if !(gzip_header || crate::formats::is_gzip(&raw)) {
-        return Ok(raw);
+        return Ok((raw, turn));
     }
-    match crate::formats::gunzip_bounded(&raw, limit) {
-        Ok(inflated) => Ok(inflated.into()),
+    let inflate = |limit: usize| match crate::formats::gunzip_bounded(&raw, limit) {
+        Ok(inflated) => Ok(Bytes::from(inflated)),
+        Err(None) => Err(None),
+        Err(Some(why)) => Err(Some(ApiError::MalformedBody { detail: why })),
+    };
+    // Small once inflated: no turn needed. Otherwise inflate again, within the limit, in turn.
+    if turn.is_none() {
+        match inflate(large.threshold()) {
+            Ok(inflated) => return Ok((inflated, turn)),
+            Err(Some(e)) => return Err(e),
+            Err(None) => large.admit(large.threshold() + 1, &mut turn).await?,
+        }
+    }
+    match inflate(limit) {
+        Ok(inflated) => Ok((inflated, turn)),
         Err(None) => Err(too_large(limit as u64, "decompressed body")),
-        Err(Some(why)) => Err(ApiError::MalformedBody { detail: why }),
+        Err(Some(e)) => Err(e),
     }
 }
 

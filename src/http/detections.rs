@@ -101,15 +101,17 @@ pub(crate) async fn post_detections(
     let format = body_format(&headers)?;
     let key = idempotency_key(&headers)?;
     let ingest = state.ingest()?;
-    let bytes = body::read(
+    // The turn is held until the rows are stored: parsing and storing cost memory too.
+    let (bytes, _turn) = body::read(
         body,
         &headers,
         state.settings.server.body_limit_bytes,
         body::Pace::new(&state.settings.server),
+        &state.large_bodies,
     )
     .await?;
-    let rows = formats::json::decode(&bytes, format)?;
     let idempotency = key.map(|k| Idempotency::new(caller.0.caller_id(), k, &bytes));
+    let rows = formats::json::decode(bytes, format, state.settings.ingest.max_batch_items)?;
     let receipt = ingest
         .submit(Submission {
             rows,

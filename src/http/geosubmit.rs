@@ -8,7 +8,10 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde_json::json;
 
 use crate::error::ApiError;
 use crate::formats::{self, geosubmit};
@@ -46,34 +49,34 @@ pub(crate) async fn post_geosubmit(
     body: Body,
 ) -> Result<Response, ApiError> {
     let ingest = state.ingest()?;
-    let bytes = body::read(
+    // The turn is held until the rows are stored: parsing and storing cost memory too.
+    let (bytes, _turn) = body::read(
         body,
         &headers,
         state.settings.server.body_limit_bytes,
         body::Pace::new(&state.settings.server),
+        &state.large_bodies,
     )
     .await?;
-    let body: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedBody {
-        detail: format!("invalid JSON: {e}"),
-    })?;
     let principal = caller.0;
-    let device_id = formats::device_uuid(&format!("geosubmit:{}", principal.name)).to_string();
-    let converted = geosubmit::convert(&body, &device_id, &principal.name, chrono::Utc::now())
-        .map_err(|detail| ApiError::MalformedBody { detail })?;
-    if !converted.skipped_reports.is_empty() {
-        tracing::warn!(
-            skipped_reports = converted.skipped_reports.len(),
-            "geosubmit reports without a usable position or time"
-        );
-        metrics::counter!("shadowcheck_geosubmit_reports_skipped_total")
-            .increment(converted.skipped_reports.len() as u64);
-    }
-    let rows = converted
-        .items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| (i as u64, Ok(item)))
-        .collect();
+    let capture = geosubmit::Capture {
+        device_id: formats::device_uuid(&format!("geosubmit:{}", principal.name)).to_string(),
+        device_name: principal.name.chars().take(128).collect(),
+        now: chrono::Utc::now(),
+    };
+    let skipped = Arc::new(AtomicU64::new(0));
+    let rows = geosubmit::rows(
+        bytes,
+        capture,
+        state.settings.ingest.max_batch_items,
+        Arc::clone(&skipped),
+    )
+    .map_err(|e| match e {
+        geosubmit::BodyError::Malformed(detail) => ApiError::MalformedBody { detail },
+        e @ geosubmit::BodyError::TooManyReports { .. } => ApiError::PayloadTooLarge {
+            detail: e.to_string(),
+        },
+    })?;
     let receipt = ingest
         .submit(Submission {
             rows,
@@ -81,6 +84,14 @@ pub(crate) async fn post_geosubmit(
             idempotency: None,
         })
         .await?;
+    let skipped = skipped.load(Ordering::Relaxed);
+    if skipped > 0 {
+        tracing::warn!(
+            skipped_reports = skipped,
+            "geosubmit reports without a usable position or time"
+        );
+        metrics::counter!("shadowcheck_geosubmit_reports_skipped_total").increment(skipped);
+    }
     let report = receipt.report();
     tracing::debug!(
         accepted = report.accepted,

@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod detections;
+pub mod edge;
 pub mod geosubmit;
 pub mod guard;
 pub mod health;

@@ -1,7 +1,7 @@
 //! The API's accept loop on hyper directly (axum::serve exposes no connection settings): header
 //! read timeout against slowloris clients, a bound on the request head, optional TLS with rustls,
-//! a global concurrency limit that sheds load with 503 (probes excepted), and a graceful drain
-//! with a deadline.
+//! a global concurrency limit that sheds load with 503 (probes excepted), problem+json bodies
+//! for the answers hyper writes itself, and a graceful drain with a deadline.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use tower::{ServiceBuilder, ServiceExt};
 
 use crate::config::ServerSettings;
 use crate::error::problem_response;
+use crate::http::edge::EdgeProblems;
 
 async fn overloaded(_: BoxError) -> Response {
     metrics::counter!("shadowcheck_http_load_shed_total").increment(1);
@@ -133,7 +134,10 @@ pub async fn serve(
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
                             let conn = builder
-                                .serve_connection(TokioIo::new(tls_stream), hyper_service)
+                                .serve_connection(
+                                    TokioIo::new(EdgeProblems::new(tls_stream)),
+                                    hyper_service,
+                                )
                                 .into_owned();
                             watcher.watch(conn).await
                         }
@@ -146,7 +150,7 @@ pub async fn serve(
                 }
                 None => {
                     let conn = builder
-                        .serve_connection(TokioIo::new(stream), hyper_service)
+                        .serve_connection(TokioIo::new(EdgeProblems::new(stream)), hyper_service)
                         .into_owned();
                     watcher.watch(conn).await
                 }

@@ -194,7 +194,7 @@ impl Ingest {
         report.rows_read += rows.len() as u64;
         let receipt = self
             .submit(Submission {
-                rows,
+                rows: rows.into(),
                 source: Source::Import,
                 idempotency: None,
             })

@@ -19,7 +19,7 @@ use crate::config::IngestSettings;
 use crate::db::{self, idempotency::Claim};
 use crate::domain::privacy::PrivacyPolicy;
 use crate::domain::{Detection, FieldError, SignalType, ValidationPolicy};
-use crate::formats::{FormatError, Row};
+use crate::formats::{FormatError, Rows};
 
 pub use import::{ImportReport, ImportRequest, LineError};
 
@@ -106,7 +106,7 @@ impl Idempotency {
 
 /// One batch handed to the service.
 pub struct Submission {
-    pub rows: Vec<Row>,
+    pub rows: Rows,
     pub source: Source,
     pub idempotency: Option<Idempotency>,
 }
@@ -115,6 +115,8 @@ pub struct Submission {
 pub enum IngestError {
     #[error("the batch holds no detections")]
     Empty,
+    /// `count` is exact when the source counted its rows up front, else the first row past
+    /// the limit.
     #[error("{count} detections in one request; the limit is {limit}")]
     TooMany { count: usize, limit: usize },
     #[error("none of the {total} detections is valid")]
@@ -153,6 +155,8 @@ pub struct Ingest {
 /// A batch after validation and the privacy policy.
 struct Validated {
     valid: Vec<Detection>,
+    /// Rows read, valid or not.
+    read: usize,
     errors: Vec<ItemError>,
     rejected: u64,
     filtered: u64,
@@ -187,19 +191,19 @@ impl Ingest {
             source,
             idempotency,
         } = submission;
-        if source != Source::Import {
-            if rows.is_empty() && source == Source::Api {
-                return Err(IngestError::Empty);
-            }
-            if rows.len() > self.max_batch_items {
-                return Err(IngestError::TooMany {
-                    count: rows.len(),
-                    limit: self.max_batch_items,
-                });
+        // Sources that count their rows up front are refused on the count alone, before any
+        // row is read; the others are counted as they are read.
+        let limit = (source != Source::Import).then_some(self.max_batch_items);
+        if let (Some(limit), Some(count)) = (limit, rows.known_len()) {
+            if count > limit {
+                return Err(IngestError::TooMany { count, limit });
             }
         }
-        let total = rows.len();
-        let validated = self.validate(rows);
+        let validated = self.validate(rows, limit)?;
+        let total = validated.read;
+        if total == 0 && source == Source::Api {
+            return Err(IngestError::Empty);
+        }
         if source == Source::Api && validated.valid.is_empty() && validated.filtered == 0 {
             return Err(IngestError::NothingValid {
                 total,
@@ -218,6 +222,7 @@ impl Ingest {
             errors,
             rejected,
             filtered,
+            ..
         } = validated;
         let mut report = IngestReport {
             accepted: 0,
@@ -237,20 +242,29 @@ impl Ingest {
     }
 
     /// Checks every row, keeping the valid detections and an error per bad field. Rejections are
-    /// counted by the signal type the row claimed (`unknown` when it named none valid).
-    fn validate(&self, rows: Vec<Row>) -> Validated {
+    /// counted by the signal type the row claimed (`unknown` when it named none valid). Each row
+    /// is expanded into a JSON value only while it is checked.
+    fn validate(&self, rows: Rows, limit: Option<usize>) -> Result<Validated, IngestError> {
         let policy = ValidationPolicy {
             now: chrono::Utc::now(),
             max_future_skew: self.max_future_skew,
         };
+        let known_len = rows.known_len();
         let mut out = Validated {
-            valid: Vec::with_capacity(rows.len()),
+            valid: Vec::with_capacity(known_len.unwrap_or(0)),
             errors: Vec::new(),
+            read: 0,
             rejected: 0,
             filtered: 0,
         };
-        metrics::histogram!("shadowcheck_ingest_batch_size").record(rows.len() as f64);
         for (index, item) in rows {
+            out.read += 1;
+            if let Some(limit) = limit.filter(|limit| out.read > *limit) {
+                return Err(IngestError::TooMany {
+                    count: out.read,
+                    limit,
+                });
+            }
             let parsed = match &item {
                 Ok(value) => Detection::parse(value, &policy),
                 Err(reason) => Err(vec![FieldError::new("", reason.clone())]),
@@ -278,7 +292,15 @@ impl Ingest {
                 }
             }
         }
-        out
+        if known_len.is_some_and(|n| n != out.read) {
+            // A decoder kept fewer rows than it counted: refusing beats losing them silently.
+            return Err(IngestError::Internal(format!(
+                "{} rows read of {known_len:?} counted",
+                out.read
+            )));
+        }
+        metrics::histogram!("shadowcheck_ingest_batch_size").record(out.read as f64);
+        Ok(out)
     }
 
     /// Stores the valid detections and, with an idempotency key, the answer, in one transaction.

@@ -432,3 +432,48 @@ async fn expired_idempotency_keys_are_purged_and_retries_still_store_nothing_twi
     );
     assert_eq!(app.count("true").await, 1);
 }
+
+/// Large bodies take turns (one at a time here) instead of being refused or lost, and one
+/// oversized item is refused alone, unparsed, while the rest of its batch is stored.
+#[tokio::test]
+async fn large_bodies_take_turns_and_an_oversized_item_is_refused_alone() {
+    let app = spawn_app_with(|s| {
+        s.server.max_large_bodies = 1;
+        s.server.large_body_bytes = 1024;
+        // The key's share of the pool admits all four, so only the body turns serialise them.
+        s.database.max_connections = 10;
+        s.database.max_connections_per_key = 5;
+    })
+    .await;
+    let posts = (0..4u64).map(|i| {
+        let app = &app;
+        async move {
+            let resp = app.post_json(&Value::Array(mixed_batch(150, 40 + i))).await;
+            let status = resp.status().as_u16();
+            let report: Value = resp.json().await.expect("report");
+            (status, report)
+        }
+    });
+    let mut accepted = 0;
+    for (status, report) in futures_util::future::join_all(posts).await {
+        assert!(status == 200 || status == 201, "{status}: {report}");
+        accepted += report["accepted"].as_i64().expect("accepted");
+    }
+    assert!(accepted > 0);
+    assert_eq!(app.count("true").await, accepted);
+
+    let mut batch = mixed_batch(2, 99);
+    batch[1]["raw_data"] = json!({"pad": "x".repeat(300 * 1024)});
+    let resp = app.post_json(&Value::Array(batch)).await;
+    assert_eq!(resp.status(), 200);
+    let report: Value = resp.json().await.expect("report");
+    assert_eq!(report["accepted"], 1, "{report}");
+    assert_eq!(report["rejected"], 1, "{report}");
+    assert_eq!(report["errors"][0]["index"], 1, "{report}");
+    assert!(
+        report["errors"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("limit is 262144")),
+        "{report}"
+    );
+}

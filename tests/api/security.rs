@@ -270,6 +270,7 @@ async fn bursts_above_the_limit_get_429_then_recover() {
     .await;
     let mut statuses = Vec::new();
     let mut retry_after = None;
+    let started = std::time::Instant::now();
     for _ in 0..12 {
         let resp = app.get("/api/v1/stats").await;
         if resp.status() == 429 {
@@ -285,12 +286,19 @@ async fn bursts_above_the_limit_get_429_then_recover() {
             statuses.push(resp.status().as_u16());
         }
     }
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        5,
+    // The burst, plus what refilled meanwhile (2 per second) on a slow machine.
+    let refilled = (started.elapsed().as_secs_f64() * 2.0).floor() as usize;
+    let served = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        (5..=5 + refilled).contains(&served),
+        "{statuses:?} in {:?}",
+        started.elapsed()
+    );
+    assert!(statuses[..5].iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
         "{statuses:?}"
     );
-    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
     let wait = retry_after.expect("Retry-After");
     assert!((1..=2).contains(&wait), "Retry-After {wait}");
     // Probes are exempt from every limit.
@@ -469,7 +477,35 @@ async fn edge_headers_limits_and_cors() {
         .send()
         .await
         .expect("send");
-    assert_eq!(resp.status(), 431);
+    let body = crate::helpers::problem(resp, 431).await;
+    assert_eq!(body["type"], "urn:shadowcheck:problem:headers-too-large");
+    // A request hyper cannot parse is answered by hyper itself, still as a problem.
+    let addr = app
+        .url("/")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut conn = TcpStream::connect(addr).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        conn.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n")
+            .expect("write");
+        let mut answer = String::new();
+        let _ = conn.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .expect("join");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    assert!(head.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        head.contains("content-type: application/problem+json"),
+        "{answer}"
+    );
+    let problem: serde_json::Value = serde_json::from_str(body).expect(&answer);
+    assert_eq!(problem["status"], 400, "{answer}");
+    assert_eq!(problem["type"], "urn:shadowcheck:problem:bad-request");
     // CORS for the listed origin only.
     let preflight = |origin: &'static str| {
         reqwest::Client::new()
