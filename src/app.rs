@@ -73,6 +73,11 @@ impl Application {
         let shutdown = state.lifecycle.shutdown_token();
         tokio::spawn(prepare_database(state.clone()));
         tokio::spawn(monitor_database(state.clone()));
+        tokio::spawn(crate::analysis::registry::run_in_serve(
+            state.pool().clone(),
+            state.settings.registry.clone(),
+            Arc::clone(&state.lifecycle),
+        ));
         tokio::spawn(crate::maintenance::retention_in_serve(
             state.pool().clone(),
             state.settings.retention.clone(),

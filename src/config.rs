@@ -50,6 +50,28 @@ pub struct Settings {
     pub privacy: PrivacySettings,
     pub retention: RetentionSettings,
     pub maintenance: MaintenanceSettings,
+    pub registry: RegistrySettings,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrySettings {
+    /// Keep the transmitter registry up to date from new detections while serving.
+    pub enabled: bool,
+    /// Detections folded into the registry per transaction.
+    pub chunk_rows: u32,
+    /// Pause between polls once the queue is empty.
+    pub idle_ms: u64,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            chunk_rows: 2_000,
+            idle_ms: 500,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -624,6 +646,9 @@ impl Settings {
                 "query.default_limit",
                 "must be between 1 and query.max_limit",
             );
+        }
+        if self.registry.chunk_rows == 0 {
+            return bad("registry.chunk_rows", "must be at least 1");
         }
         if self.server.max_large_bodies == 0 {
             return bad("server.max_large_bodies", "must be at least 1");

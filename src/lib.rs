@@ -1,5 +1,7 @@
 //! ShadowCheck: a resilient geospatial signal-ingest API.
 
+/// The transmitter registry, kept up to date beside ingest.
+pub mod analysis;
 /// Wiring: builds the state, router and listeners; the serve loop and background tasks.
 pub mod app;
 /// API keys, scopes and the per-key rate limit.

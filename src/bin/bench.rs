@@ -481,7 +481,7 @@ async fn run(
     let server = start_server(server_bin, &http_url, max_conc + 2)?;
     let client = client()?;
     wait_ready(&client, &server.addr).await?;
-    println!("\n## (b) HTTP ingest, batches of {}\n| concurrency | rows/s | ratio to COPY | request p50 ms | p99 ms | server peak RSS MiB |\n|---|---|---|---|---|---|", args.batch);
+    println!("\n## (b) HTTP ingest, batches of {}\n| concurrency | rows/s | ratio to COPY | request p50 ms | p99 ms | server peak RSS MiB | registry queue at end | registry caught up after s |\n|---|---|---|---|---|---|---|---|", args.batch);
     let mut best_ratio: f64 = 0.0;
     for &conc in &args.concurrency {
         // Every level starts without the months it writes to (dropping them also empties them).
@@ -489,7 +489,8 @@ async fn run(
             pg_bin,
             &http_url,
             "SELECT count(*) FROM sigint.drop_partitions_before(now() + interval '1 month'); \
-             TRUNCATE sigint.signal_detections, sigint.idempotency_keys",
+             TRUNCATE sigint.signal_detections, sigint.idempotency_keys, \
+             sigint.registry_queue, sigint.transmitters",
         )?;
         let next = Arc::new(AtomicUsize::new(0));
         let t = Instant::now();
@@ -534,12 +535,37 @@ async fn run(
             "SELECT count(*) FROM sigint.signal_detections",
         )?
         .parse()?;
+        // The transmitter registry runs beside ingest: how far behind it was at the end, and
+        // how long it took to catch up.
+        let queued: usize = psql(
+            pg_bin,
+            &http_url,
+            "SELECT count(*) FROM sigint.registry_queue",
+        )?
+        .parse()?;
+        let caught_up = Instant::now();
+        loop {
+            let left: usize = psql(
+                pg_bin,
+                &http_url,
+                "SELECT count(*) FROM sigint.registry_queue",
+            )?
+            .parse()?;
+            if left == 0 {
+                break;
+            }
+            if caught_up.elapsed() > Duration::from_secs(600) {
+                bail!("the registry did not catch up within 10 minutes ({left} queued)");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let catch_up = caught_up.elapsed().as_secs_f64();
         latencies.sort_by(f64::total_cmp);
         let rate = stored as f64 / secs;
         best_ratio = best_ratio.max(rate / copy_rate);
         let rss = peak_rss_kib(server.child.id(), "VmHWM:").unwrap_or(0) as f64 / 1024.0;
         println!(
-            "| {conc} | {rate:.0} | {:.2} | {:.1} | {:.1} | {rss:.1} |",
+            "| {conc} | {rate:.0} | {:.2} | {:.1} | {:.1} | {rss:.1} | {queued} | {catch_up:.1} |",
             rate / copy_rate,
             percentile(&latencies, 50.0),
             percentile(&latencies, 99.0)

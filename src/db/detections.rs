@@ -61,9 +61,14 @@ fn insert_sql() -> &'static str {
             .map(|(i, f)| format!("${}::{}[]", i + 1, array_type(f.kind)))
             .collect();
         let names: Vec<&str> = FIELDS.iter().map(|f| f.name).collect();
+        // New rows are queued for the transmitter registry in the same statement, so they
+        // enter the queue exactly when they commit.
         format!(
-            "INSERT INTO sigint.signal_detections ({}) SELECT {} FROM UNNEST({}) AS t({}) \
-             ON CONFLICT DO NOTHING RETURNING signal_type::text",
+            "WITH inserted AS (INSERT INTO sigint.signal_detections ({}) SELECT {} FROM UNNEST({}) AS t({}) \
+             ON CONFLICT DO NOTHING RETURNING id, detected_at, signal_type), \
+             queued AS (INSERT INTO sigint.registry_queue (detection_id, detected_at) \
+             SELECT id, detected_at FROM inserted) \
+             SELECT signal_type::text FROM inserted",
             columns.join(", "),
             values.join(", "),
             arrays.join(", "),

@@ -5,6 +5,7 @@ pub mod embedded;
 pub mod idempotency;
 pub mod imports;
 pub mod keys;
+pub mod registry;
 pub mod retention;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

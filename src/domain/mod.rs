@@ -5,6 +5,7 @@ pub mod fields;
 pub mod geo;
 pub mod mac;
 pub mod privacy;
+pub mod registry;
 pub mod search;
 
 pub use detection::{Detection, FieldError, SignalType, ValidationPolicy};

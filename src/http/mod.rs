@@ -11,6 +11,7 @@ pub mod imports;
 pub mod openapi;
 pub mod server;
 pub mod stats;
+pub mod transmitters;
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(stats::router())
         .merge(openapi::router())
         .merge(geosubmit::router())
+        .merge(transmitters::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())

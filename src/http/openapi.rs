@@ -200,6 +200,31 @@ pub struct SearchParams {
     after: Option<i64>,
 }
 
+#[allow(dead_code)]
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TransmitterParams {
+    /// One or a comma list of wifi, bluetooth, ble, cellular.
+    radio: Option<String>,
+    /// minLon,minLat,maxLon,maxLat of the estimated position.
+    #[param(example = "13.3,52.4,13.5,52.6")]
+    bbox: Option<String>,
+    /// RFC 3339: last seen at or after.
+    start: Option<String>,
+    /// RFC 3339: first seen at or before.
+    end: Option<String>,
+    /// Case-insensitive substring of a name or SSID it used.
+    name: Option<String>,
+    /// Seen by this capture device.
+    device_id: Option<String>,
+    /// `last_seen` (default) or `detections`, descending.
+    sort: Option<String>,
+    /// 1..=query.max_limit.
+    limit: Option<u32>,
+    /// Keyset cursor from the `next` link.
+    after: Option<String>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct Health {
     status: String,
@@ -235,10 +260,12 @@ impl Modify for Security {
         super::health::get_detailed,
         super::imports::post_import,
         super::geosubmit::post_geosubmit,
+        super::transmitters::list,
+        super::transmitters::one,
     ),
     components(schemas(DetectionInput, Problem, FeatureCollection, Feature, crate::ingest::IngestReport, Health, crate::ingest::ImportReport)),
     modifiers(&Security),
-    tags((name = "detections"), (name = "imports"), (name = "health"))
+    tags((name = "detections"), (name = "imports"), (name = "transmitters"), (name = "health"))
 )]
 pub struct ApiDoc;
 

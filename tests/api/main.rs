@@ -16,3 +16,4 @@ mod quickstart;
 mod security;
 mod stack;
 mod stack_tools;
+mod transmitters;

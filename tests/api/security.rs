@@ -902,6 +902,8 @@ async fn openapi_describes_every_endpoint_and_schemathesis_finds_no_server_error
         ("/api/v1/health/ready", "get"),
         ("/api/v1/health/startup", "get"),
         ("/api/v1/health/detailed", "get"),
+        ("/api/v1/transmitters", "get"),
+        ("/api/v1/transmitters/{radio}/{identifier}", "get"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),

@@ -1,0 +1,4 @@
+//! What ShadowCheck concludes from stored detections, kept up to date beside ingest: the
+//! transmitter registry (one row per radio and identifier).
+
+pub mod registry;

@@ -1,0 +1,105 @@
+//! The registry updater: folds queued detections into the transmitter registry in bounded
+//! transactions (claim, merge, write, commit — or roll back and leave them queued), and reports
+//! its lag. One updater at a time per database, whatever the number of API processes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{Acquire, PgPool};
+
+use crate::config::RegistrySettings;
+use crate::db;
+use crate::domain::registry::{Entry, TransmitterKey};
+use crate::lifecycle::Lifecycle;
+
+/// Folds at most `chunk` queued detections into the registry in one transaction. Returns how
+/// many were folded; `None` when another updater holds the lock.
+pub async fn fold_once(pool: &PgPool, chunk: u32) -> Result<Option<usize>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    if !db::registry::try_lock_updater(&mut tx).await? {
+        return Ok(None);
+    }
+    let sightings = db::registry::claim(&mut tx, i64::from(chunk)).await?;
+    if sightings.is_empty() {
+        tx.commit().await?;
+        return Ok(Some(0));
+    }
+    let mut by_key: BTreeMap<TransmitterKey, Vec<usize>> = BTreeMap::new();
+    for (i, s) in sightings.iter().enumerate() {
+        by_key.entry(s.key.clone()).or_default().push(i);
+    }
+    let keys: Vec<TransmitterKey> = by_key.keys().cloned().collect();
+    let mut entries: BTreeMap<TransmitterKey, Entry> = db::registry::load(&mut tx, &keys)
+        .await?
+        .into_iter()
+        .map(|e| (e.key.clone(), e))
+        .collect();
+    for (key, indexes) in &by_key {
+        let entry = entries
+            .entry(key.clone())
+            .or_insert_with(|| Entry::empty(key.clone(), sightings[indexes[0]].at));
+        for &i in indexes {
+            entry.absorb(&sightings[i]);
+        }
+        entry.settle();
+    }
+    let entries: Vec<Entry> = entries.into_values().collect();
+    db::registry::save(&mut tx, &entries).await?;
+    tx.commit().await?;
+    metrics::counter!("shadowcheck_registry_detections_total").increment(sightings.len() as u64);
+    Ok(Some(sightings.len()))
+}
+
+/// Folds until the queue is empty (for `shadowcheck` subcommands and tests).
+pub async fn catch_up(pool: &PgPool, chunk: u32) -> Result<usize, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        match fold_once(pool, chunk).await? {
+            Some(0) => return Ok(total),
+            Some(n) => total += n,
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+async fn record_lag(pool: &PgPool) {
+    let Ok(mut conn) = pool.acquire().await else {
+        return;
+    };
+    if let Ok((rows, seconds)) = db::registry::lag(&mut conn).await {
+        metrics::gauge!("shadowcheck_registry_lag_rows").set(rows as f64);
+        metrics::gauge!("shadowcheck_registry_lag_seconds").set(seconds);
+    }
+}
+
+/// The updater inside `serve`: starts once the database is ready, runs until shutdown. A
+/// transaction cut short by shutdown rolls back, leaving its detections queued.
+pub async fn run_in_serve(pool: PgPool, settings: RegistrySettings, lifecycle: Arc<Lifecycle>) {
+    if !settings.enabled {
+        return;
+    }
+    let shutdown = lifecycle.shutdown_token();
+    tokio::select! {
+        () = lifecycle.wait_started() => {}
+        () = shutdown.cancelled() => return,
+    }
+    let idle = Duration::from_millis(settings.idle_ms);
+    loop {
+        let pause = match fold_once(&pool, settings.chunk_rows).await {
+            Ok(Some(n)) if n > 0 => Duration::ZERO,
+            Ok(_) => idle,
+            Err(e) => {
+                tracing::warn!(error = %e, "registry update failed; retrying");
+                metrics::counter!("shadowcheck_registry_errors_total").increment(1);
+                idle.max(Duration::from_secs(1))
+            }
+        };
+        record_lag(&pool).await;
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! The transmitter registry's SQL: claiming queued detections, reading and writing registry
+//! rows, the updater's lag, and the registry's search and track queries.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use crate::domain::registry::{Entry, Estimate, Sighting, TransmitterKey};
+use crate::domain::{Mac, SignalType};
+
+/// Takes up to `limit` queued detections off the queue (in the caller's transaction, so a
+/// rollback puts them back) with what the registry needs of each. Detections whose partition
+/// was dropped since are simply gone.
+pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<Sighting>, sqlx::Error> {
+    const SQL: &str = r#"
+        WITH claimed AS (
+            DELETE FROM sigint.registry_queue
+            WHERE ctid = ANY (ARRAY(
+                SELECT ctid FROM sigint.registry_queue LIMIT $1 FOR UPDATE SKIP LOCKED))
+            RETURNING detection_id, detected_at
+        )
+        SELECT d.id, d.detected_at, d.signal_type::text AS radio,
+               d.bssid::text AS bssid, d.bt_address::text AS bt_address,
+               d.mcc, d.mnc, d.lac, d.cell_id,
+               COALESCE(d.ssid, d.bt_name) AS name,
+               COALESCE(d.signal_strength_dbm, d.bt_rssi) AS signal_dbm,
+               ST_Y(d.location) AS lat, ST_X(d.location) AS lon,
+               d.accuracy_meters, d.device_id
+        FROM claimed c
+        JOIN sigint.signal_detections d ON d.id = c.detection_id AND d.detected_at = c.detected_at
+    "#;
+    let rows = crate::db::observe(
+        "registry_claim",
+        sqlx::query(SQL).bind(limit).fetch_all(&mut *conn),
+    )
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let radio: String = row.try_get("radio")?;
+        let Ok(radio) = radio.parse::<SignalType>() else {
+            continue;
+        };
+        let mac = |column: &str| -> Result<Option<Mac>, sqlx::Error> {
+            Ok(row
+                .try_get::<Option<String>, _>(column)?
+                .and_then(|m| m.parse().ok()))
+        };
+        let key = match radio {
+            SignalType::Wifi => mac("bssid")?.map(|m| TransmitterKey::mac(radio, m)),
+            SignalType::Bluetooth | SignalType::Ble => {
+                mac("bt_address")?.map(|m| TransmitterKey::mac(radio, m))
+            }
+            SignalType::Cellular => {
+                match (
+                    row.try_get::<Option<i16>, _>("mcc")?,
+                    row.try_get::<Option<i16>, _>("mnc")?,
+                    row.try_get::<Option<i64>, _>("cell_id")?,
+                ) {
+                    (Some(mcc), Some(mnc), Some(cell)) => {
+                        Some(TransmitterKey::cell(mcc, mnc, row.try_get("lac")?, cell))
+                    }
+                    _ => None,
+                }
+            }
+        };
+        let Some(key) = key else { continue };
+        out.push(Sighting {
+            id: row.try_get("id")?,
+            key,
+            at: row.try_get("detected_at")?,
+            lat: row.try_get("lat")?,
+            lon: row.try_get("lon")?,
+            accuracy_m: row.try_get("accuracy_meters")?,
+            signal_dbm: row.try_get("signal_dbm")?,
+            device: row.try_get("device_id")?,
+            name: row.try_get("name")?,
+        });
+    }
+    Ok(out)
+}
+
+/// The registry rows of `keys` that exist, locked until the transaction ends.
+pub async fn load(
+    conn: &mut PgConnection,
+    keys: &[TransmitterKey],
+) -> Result<Vec<Entry>, sqlx::Error> {
+    const SQL: &str = r#"
+        SELECT t.radio::text AS radio, t.identifier, t.first_seen, t.last_seen, t.detections,
+               t.days, t.devices, t.names, t.best_signal_dbm, t.best_signal_at,
+               ST_Y(t.best_location) AS best_lat, ST_X(t.best_location) AS best_lon,
+               t.fixes, t.estimate
+        FROM sigint.transmitters t
+        JOIN UNNEST($1::text[], $2::text[]) AS k(radio, identifier)
+          ON t.radio = k.radio::sigint.signal_type AND t.identifier = k.identifier
+        ORDER BY t.radio, t.identifier
+        FOR UPDATE OF t
+    "#;
+    let radios: Vec<&str> = keys.iter().map(|k| k.radio.as_str()).collect();
+    let ids: Vec<&str> = keys.iter().map(|k| k.identifier.as_str()).collect();
+    let rows = crate::db::observe(
+        "registry_load",
+        sqlx::query(SQL)
+            .bind(&radios)
+            .bind(&ids)
+            .fetch_all(&mut *conn),
+    )
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let radio: String = row.try_get("radio")?;
+        let Ok(radio) = radio.parse::<SignalType>() else {
+            continue;
+        };
+        let best = match (
+            row.try_get::<Option<f64>, _>("best_lat")?,
+            row.try_get::<Option<f64>, _>("best_lon")?,
+        ) {
+            (Some(lat), Some(lon)) => Some((lat, lon)),
+            _ => None,
+        };
+        let estimate: sqlx::types::Json<Estimate> = row.try_get("estimate")?;
+        let mut entry = Entry {
+            key: TransmitterKey {
+                radio,
+                identifier: row.try_get("identifier")?,
+            },
+            first_seen: row.try_get("first_seen")?,
+            last_seen: row.try_get("last_seen")?,
+            detections: row.try_get("detections")?,
+            days: row.try_get::<Vec<NaiveDate>, _>("days")?,
+            devices: row.try_get::<Vec<Uuid>, _>("devices")?,
+            names: row.try_get::<Vec<String>, _>("names")?,
+            best_signal_dbm: row.try_get("best_signal_dbm")?,
+            best_signal_at: row.try_get("best_signal_at")?,
+            best_location: best,
+            location: None,
+            spread_m: None,
+            fixes: row.try_get("fixes")?,
+            estimate: estimate.0,
+        };
+        entry.settle();
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+/// Writes `entries` (new or updated) in one statement.
+pub async fn save(conn: &mut PgConnection, entries: &[Entry]) -> Result<(), sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    const SQL: &str = r#"
+        INSERT INTO sigint.transmitters AS t (radio, identifier, first_seen, last_seen, detections,
+            days, devices, names, best_signal_dbm, best_signal_at, best_location, location,
+            spread_m, fixes, mac_kind, estimate)
+        SELECT r.radio::sigint.signal_type, r.identifier, r.first_seen, r.last_seen, r.detections,
+               r.days, r.devices, r.names, r.best_signal_dbm, r.best_signal_at,
+               CASE WHEN r.best_lat IS NOT NULL
+                    THEN ST_SetSRID(ST_MakePoint(r.best_lon, r.best_lat), 4326) END,
+               CASE WHEN r.lat IS NOT NULL THEN ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326) END,
+               r.spread_m, r.fixes, r.mac_kind, r.estimate
+        FROM jsonb_to_recordset($1::text::jsonb) AS r(radio text, identifier text,
+            first_seen timestamptz, last_seen timestamptz, detections bigint, days date[],
+            devices uuid[], names text[], best_signal_dbm integer, best_signal_at timestamptz,
+            best_lat float8, best_lon float8, lat float8, lon float8, spread_m float8,
+            fixes bigint, mac_kind text, estimate jsonb)
+        ON CONFLICT (radio, identifier) DO UPDATE SET
+            first_seen = EXCLUDED.first_seen, last_seen = EXCLUDED.last_seen,
+            detections = EXCLUDED.detections, days = EXCLUDED.days, devices = EXCLUDED.devices,
+            names = EXCLUDED.names, best_signal_dbm = EXCLUDED.best_signal_dbm,
+            best_signal_at = EXCLUDED.best_signal_at, best_location = EXCLUDED.best_location,
+            location = EXCLUDED.location, spread_m = EXCLUDED.spread_m, fixes = EXCLUDED.fixes,
+            mac_kind = EXCLUDED.mac_kind, estimate = EXCLUDED.estimate, updated_at = now()
+    "#;
+    // Serialised straight to one JSON text (no intermediate values): a chunk's rows cost
+    // their text once.
+    #[derive(Serialize)]
+    struct Out<'a> {
+        radio: &'static str,
+        identifier: &'a str,
+        first_seen: DateTime<Utc>,
+        last_seen: DateTime<Utc>,
+        detections: i64,
+        days: &'a [NaiveDate],
+        devices: &'a [Uuid],
+        names: &'a [String],
+        best_signal_dbm: Option<i32>,
+        best_signal_at: Option<DateTime<Utc>>,
+        best_lat: Option<f64>,
+        best_lon: Option<f64>,
+        lat: Option<f64>,
+        lon: Option<f64>,
+        spread_m: Option<f64>,
+        fixes: i64,
+        mac_kind: Option<&'static str>,
+        estimate: &'a Estimate,
+    }
+    let rows: Vec<Out<'_>> = entries
+        .iter()
+        .map(|e| Out {
+            radio: e.key.radio.as_str(),
+            identifier: &e.key.identifier,
+            first_seen: e.first_seen,
+            last_seen: e.last_seen,
+            detections: e.detections,
+            days: &e.days,
+            devices: &e.devices,
+            names: &e.names,
+            best_signal_dbm: e.best_signal_dbm,
+            best_signal_at: e.best_signal_at,
+            best_lat: e.best_location.map(|p| p.0),
+            best_lon: e.best_location.map(|p| p.1),
+            lat: e.location.map(|p| p.0),
+            lon: e.location.map(|p| p.1),
+            spread_m: e.spread_m,
+            fixes: e.fixes,
+            mac_kind: e.key.mac_kind(),
+            estimate: &e.estimate,
+        })
+        .collect();
+    let text = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    drop(rows);
+    crate::db::observe(
+        "registry_save",
+        sqlx::query(SQL).bind(text).execute(&mut *conn),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Only one updater folds detections in at a time (across every process on the database):
+/// two would each merge into a stale copy of the same new row.
+pub async fn try_lock_updater(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('sigint.registry_updater'))")
+        .fetch_one(&mut *conn)
+        .await
+}
+
+/// Detections waiting for the registry, and how long the oldest has waited (seconds).
+pub async fn lag(conn: &mut PgConnection) -> Result<(i64, f64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(queued_at)), 0)::float8 \
+         FROM sigint.registry_queue",
+    )
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// How registry searches are ordered (newest or most seen first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sort {
+    LastSeen,
+    Detections,
+}
+
+/// A validated registry search.
+#[derive(Clone, Debug, Default)]
+pub struct TransmitterSearch {
+    pub radios: Vec<SignalType>,
+    /// min_lon, min_lat, max_lon, max_lat of the estimated position.
+    pub bbox: Option<[f64; 4]>,
+    /// Seen at or after / at or before.
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+    /// Case-insensitive substring of a name or SSID.
+    pub name: Option<String>,
+    pub device_id: Option<Uuid>,
+    pub sort: Option<Sort>,
+    pub limit: i64,
+    /// Keyset cursor: the last row of the previous page.
+    pub after: Option<Cursor>,
+}
+
+/// Where a page starts: after this row in the search's order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cursor {
+    pub last_seen: DateTime<Utc>,
+    pub detections: i64,
+    pub key: TransmitterKey,
+}
+
+/// One registry row as the API shows it.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct TransmitterRow {
+    pub radio: String,
+    pub identifier: String,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub detections: i64,
+    pub distinct_days: i32,
+    pub devices: Vec<Uuid>,
+    pub names: Vec<String>,
+    pub best_signal_dbm: Option<i32>,
+    pub best_signal_at: Option<DateTime<Utc>>,
+    pub best_latitude: Option<f64>,
+    pub best_longitude: Option<f64>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub spread_m: Option<f64>,
+    pub fixes: i64,
+    pub mac_kind: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const ROW_COLUMNS: &str = "t.radio::text AS radio, t.identifier, t.first_seen, t.last_seen, \
+    t.detections, COALESCE(cardinality(t.days), 0) AS distinct_days, t.devices, t.names, \
+    t.best_signal_dbm, t.best_signal_at, ST_Y(t.best_location) AS best_latitude, \
+    ST_X(t.best_location) AS best_longitude, ST_Y(t.location) AS latitude, \
+    ST_X(t.location) AS longitude, t.spread_m, t.fixes, t.mac_kind, t.updated_at";
+
+/// Up to `limit + 1` rows, so the caller knows whether a next page exists.
+pub async fn search(
+    conn: &mut PgConnection,
+    s: &TransmitterSearch,
+) -> Result<Vec<TransmitterRow>, sqlx::Error> {
+    let sort = s.sort.unwrap_or(Sort::LastSeen);
+    let sort_expr = match sort {
+        Sort::LastSeen => "t.last_seen",
+        Sort::Detections => "t.detections",
+    };
+    let mut q = QueryBuilder::<Postgres>::new("SELECT ");
+    q.push(ROW_COLUMNS);
+    q.push(" FROM sigint.transmitters t WHERE true");
+    if !s.radios.is_empty() {
+        let radios: Vec<&str> = s.radios.iter().map(|r| r.as_str()).collect();
+        q.push(" AND t.radio::text = ANY(")
+            .push_bind(radios)
+            .push(")");
+    }
+    if let Some([a, b, c, d]) = s.bbox {
+        q.push(" AND t.location && ST_MakeEnvelope(")
+            .push_bind(a)
+            .push(", ")
+            .push_bind(b)
+            .push(", ")
+            .push_bind(c)
+            .push(", ")
+            .push_bind(d)
+            .push(", 4326)");
+    }
+    if let Some(start) = s.start {
+        q.push(" AND t.last_seen >= ").push_bind(start);
+    }
+    if let Some(end) = s.end {
+        q.push(" AND t.first_seen <= ").push_bind(end);
+    }
+    if let Some(name) = &s.name {
+        let pattern = format!(
+            "%{}%",
+            name.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        q.push(" AND EXISTS (SELECT 1 FROM unnest(t.names) n WHERE n ILIKE ")
+            .push_bind(pattern)
+            .push(")");
+    }
+    if let Some(device) = s.device_id {
+        q.push(" AND ").push_bind(device).push(" = ANY(t.devices)");
+    }
+    if let Some(after) = &s.after {
+        q.push(" AND (")
+            .push(sort_expr)
+            .push(", t.radio::text, t.identifier) < (");
+        match sort {
+            Sort::LastSeen => q.push_bind(after.last_seen),
+            Sort::Detections => q.push_bind(after.detections),
+        };
+        q.push(", ")
+            .push_bind(after.key.radio.as_str())
+            .push(", ")
+            .push_bind(after.key.identifier.clone())
+            .push(")");
+    }
+    q.push(" ORDER BY ")
+        .push(sort_expr)
+        .push(" DESC, t.radio::text DESC, t.identifier DESC LIMIT ")
+        .push_bind(s.limit + 1);
+    crate::db::observe(
+        "registry_search",
+        q.build_query_as::<TransmitterRow>().fetch_all(&mut *conn),
+    )
+    .await
+}
+
+/// One registry row.
+pub async fn get(
+    conn: &mut PgConnection,
+    key: &TransmitterKey,
+) -> Result<Option<TransmitterRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {ROW_COLUMNS} FROM sigint.transmitters t \
+         WHERE t.radio = $1::sigint.signal_type AND t.identifier = $2"
+    );
+    crate::db::observe(
+        "registry_get",
+        sqlx::query_as::<_, TransmitterRow>(&sql)
+            .bind(key.radio.as_str())
+            .bind(&key.identifier)
+            .fetch_optional(&mut *conn),
+    )
+    .await
+}
+
+/// One sighting on a transmitter's track.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct TrackPoint {
+    pub id: i64,
+    pub detected_at: DateTime<Utc>,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub accuracy_meters: Option<f64>,
+    pub signal_dbm: Option<i32>,
+    pub device_id: Option<Uuid>,
+}
+
+/// The most recent `limit` sightings of a transmitter, returned oldest first.
+pub async fn track(
+    conn: &mut PgConnection,
+    key: &TransmitterKey,
+    limit: i64,
+) -> Result<Vec<TrackPoint>, sqlx::Error> {
+    let mut q = QueryBuilder::<Postgres>::new(
+        "SELECT * FROM (SELECT d.id, d.detected_at, ST_Y(d.location) AS latitude, \
+         ST_X(d.location) AS longitude, d.accuracy_meters, \
+         COALESCE(d.signal_strength_dbm, d.bt_rssi) AS signal_dbm, d.device_id \
+         FROM sigint.signal_detections d WHERE d.signal_type = ",
+    );
+    q.push_bind(key.radio.as_str()).push("::sigint.signal_type");
+    match key.cell_parts() {
+        Some((mcc, mnc, lac, cell)) => {
+            q.push(" AND d.mcc = ")
+                .push_bind(mcc)
+                .push(" AND d.mnc = ")
+                .push_bind(mnc)
+                .push(" AND d.cell_id = ")
+                .push_bind(cell)
+                .push(" AND d.lac IS NOT DISTINCT FROM ")
+                .push_bind(lac);
+        }
+        None if key.radio == SignalType::Wifi => {
+            q.push(" AND d.bssid = ")
+                .push_bind(key.identifier.clone())
+                .push("::macaddr");
+        }
+        None => {
+            q.push(" AND d.bt_address = ")
+                .push_bind(key.identifier.clone())
+                .push("::macaddr");
+        }
+    }
+    q.push(" ORDER BY d.detected_at DESC, d.id DESC LIMIT ")
+        .push_bind(limit)
+        .push(") AS recent ORDER BY detected_at, id");
+    crate::db::observe(
+        "registry_track",
+        q.build_query_as::<TrackPoint>().fetch_all(&mut *conn),
+    )
+    .await
+}

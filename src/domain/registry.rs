@@ -1,0 +1,382 @@
+//! The transmitter registry's arithmetic: which transmitter a detection belongs to, and how a
+//! registry entry absorbs new sightings (counts, days, capture devices, names, best signal, and
+//! a signal-weighted position estimate with its spread). Pure: the updater reads and writes.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Mac, SignalType};
+
+/// Capture devices and names kept per transmitter; the counts beyond are not needed to answer
+/// "who saw it" and would let one busy transmitter grow without bound.
+pub const MAX_DEVICES: usize = 256;
+pub const MAX_NAMES: usize = 32;
+/// Fixes kept (a uniform sample, the lowest hashes of detection ids) to estimate the spread.
+pub const SAMPLE_SIZE: usize = 64;
+/// Fixes less accurate than this do not move the position estimate.
+pub const MAX_FIX_ACCURACY_M: f64 = 100.0;
+
+const EARTH_RADIUS_M: f64 = 6_371_008.8;
+
+/// A transmitter: its radio and its identifier (lowercase colon-separated MAC, or
+/// `mcc-mnc-lac-cell_id` for a cell, the lac empty when unknown).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransmitterKey {
+    pub radio: SignalType,
+    pub identifier: String,
+}
+
+impl TransmitterKey {
+    pub fn mac(radio: SignalType, mac: Mac) -> Self {
+        Self {
+            radio,
+            identifier: mac.to_string(),
+        }
+    }
+
+    pub fn cell(mcc: i16, mnc: i16, lac: Option<i32>, cell_id: i64) -> Self {
+        let lac = lac.map(|l| l.to_string()).unwrap_or_default();
+        Self {
+            radio: SignalType::Cellular,
+            identifier: format!("{mcc}-{mnc}-{lac}-{cell_id}"),
+        }
+    }
+
+    /// From a URL: a radio name and an identifier in any MAC notation, or a cell tuple.
+    pub fn parse(radio: &str, identifier: &str) -> Result<Self, String> {
+        let radio: SignalType = radio.parse().map_err(|_| {
+            format!("unknown radio `{radio}`: use wifi, bluetooth, ble or cellular")
+        })?;
+        if radio != SignalType::Cellular {
+            let mac: Mac = identifier.parse().map_err(|e| format!("{e}"))?;
+            return Ok(Self::mac(radio, mac));
+        }
+        let parts: Vec<&str> = identifier.split('-').collect();
+        let bad = || "a cell is mcc-mnc-lac-cell_id, e.g. 262-1-1000-10001 (lac may be empty)";
+        let [mcc, mnc, lac, cell] = parts.as_slice() else {
+            return Err(bad().to_owned());
+        };
+        let mcc = mcc.parse().map_err(|_| bad())?;
+        let mnc = mnc.parse().map_err(|_| bad())?;
+        let lac = if lac.is_empty() {
+            None
+        } else {
+            Some(lac.parse().map_err(|_| bad())?)
+        };
+        let cell = cell.parse().map_err(|_| bad())?;
+        Ok(Self::cell(mcc, mnc, lac, cell))
+    }
+
+    /// The cell tuple, for cells.
+    pub fn cell_parts(&self) -> Option<(i16, i16, Option<i32>, i64)> {
+        if self.radio != SignalType::Cellular {
+            return None;
+        }
+        let parts: Vec<&str> = self.identifier.split('-').collect();
+        let [mcc, mnc, lac, cell] = parts.as_slice() else {
+            return None;
+        };
+        Some((
+            mcc.parse().ok()?,
+            mnc.parse().ok()?,
+            lac.parse().ok(),
+            cell.parse().ok()?,
+        ))
+    }
+
+    /// How the address was assigned: `universal` (a vendor's) or `local` (set by software,
+    /// usually privacy randomisation), from the 0x02 bit of the first octet for wifi and classic
+    /// Bluetooth. For BLE that bit does not tell (random addresses carry their type in the
+    /// advertisement's TxAdd flag, which captures rarely record), so it is left unknown.
+    pub fn mac_kind(&self) -> Option<&'static str> {
+        match self.radio {
+            SignalType::Wifi | SignalType::Bluetooth => {
+                let mac: Mac = self.identifier.parse().ok()?;
+                Some(if mac.is_locally_administered() {
+                    "local"
+                } else {
+                    "universal"
+                })
+            }
+            SignalType::Ble | SignalType::Cellular => None,
+        }
+    }
+}
+
+/// One stored detection, as the registry sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sighting {
+    pub id: i64,
+    pub key: TransmitterKey,
+    pub at: DateTime<Utc>,
+    pub lat: f64,
+    pub lon: f64,
+    pub accuracy_m: Option<f64>,
+    pub signal_dbm: Option<i32>,
+    pub device: Option<Uuid>,
+    pub name: Option<String>,
+}
+
+/// Running sums of the position estimate: weighted unit vectors (so the centroid is right
+/// across the antimeridian and near the poles) and a uniform sample of fixes for the spread.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    w: f64,
+    x: f64,
+    y: f64,
+    z: f64,
+    /// (hash of the detection id, lat, lon), lowest hashes first; single precision (about a
+    /// metre) is plenty for a spread and halves what each registry row carries.
+    sample: Vec<(u64, f32, f32)>,
+}
+
+/// A fix's weight: its received amplitude, so the strongest readings (closest to the
+/// transmitter) dominate; a fix without a signal counts as a weak one (-100 dBm).
+fn weight(signal_dbm: Option<i32>) -> f64 {
+    let dbm = signal_dbm.unwrap_or(-100).clamp(-120, 0) as f64;
+    10f64.powf((dbm + 100.0) / 20.0)
+}
+
+/// SplitMix64: a well-mixed hash of the detection id, for an order-independent sample.
+fn mix(id: i64) -> u64 {
+    let mut z = (id as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Great-circle distance in metres.
+pub fn haversine_m(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (lat1, lon1) = (a.0.to_radians(), a.1.to_radians());
+    let (lat2, lon2) = (b.0.to_radians(), b.1.to_radians());
+    let h = ((lat2 - lat1) / 2.0).sin().powi(2)
+        + lat1.cos() * lat2.cos() * ((lon2 - lon1) / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_M * h.sqrt().min(1.0).asin()
+}
+
+impl Estimate {
+    fn add(&mut self, s: &Sighting) {
+        let w = weight(s.signal_dbm);
+        let (lat, lon) = (s.lat.to_radians(), s.lon.to_radians());
+        self.w += w;
+        self.x += w * lat.cos() * lon.cos();
+        self.y += w * lat.cos() * lon.sin();
+        self.z += w * lat.sin();
+        let h = mix(s.id);
+        if let Err(at) = self.sample.binary_search_by_key(&h, |p| p.0) {
+            if at < SAMPLE_SIZE {
+                self.sample.insert(at, (h, s.lat as f32, s.lon as f32));
+                self.sample.truncate(SAMPLE_SIZE);
+            }
+        }
+    }
+
+    /// The weighted centroid (lat, lon), once any fix counted.
+    fn centroid(&self) -> Option<(f64, f64)> {
+        let norm = (self.x * self.x + self.y * self.y + self.z * self.z).sqrt();
+        if self.w <= 0.0 || norm < 1e-12 * self.w {
+            return None;
+        }
+        let lat = self.z.atan2(self.x.hypot(self.y)).to_degrees();
+        let lon = self.y.atan2(self.x).to_degrees();
+        Some((lat, lon))
+    }
+
+    /// The 95th percentile distance of the sampled fixes from `center`.
+    fn spread_m(&self, center: (f64, f64)) -> Option<f64> {
+        let mut d: Vec<f64> = self
+            .sample
+            .iter()
+            .map(|(_, lat, lon)| haversine_m(center, (f64::from(*lat), f64::from(*lon))))
+            .collect();
+        if d.is_empty() {
+            return None;
+        }
+        d.sort_by(f64::total_cmp);
+        let rank = ((0.95 * d.len() as f64).ceil() as usize).clamp(1, d.len());
+        Some(d[rank - 1])
+    }
+}
+
+/// One registry row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub key: TransmitterKey,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub detections: i64,
+    pub days: Vec<NaiveDate>,
+    pub devices: Vec<Uuid>,
+    pub names: Vec<String>,
+    pub best_signal_dbm: Option<i32>,
+    pub best_signal_at: Option<DateTime<Utc>>,
+    /// (lat, lon) of the strongest reading.
+    pub best_location: Option<(f64, f64)>,
+    /// (lat, lon) estimated, and the p95 distance of accurate fixes from it.
+    pub location: Option<(f64, f64)>,
+    pub spread_m: Option<f64>,
+    /// Fixes that counted towards the estimate.
+    pub fixes: i64,
+    pub estimate: Estimate,
+}
+
+impl Entry {
+    /// An entry that has seen nothing yet.
+    pub fn empty(key: TransmitterKey, at: DateTime<Utc>) -> Self {
+        Self {
+            key,
+            first_seen: at,
+            last_seen: at,
+            detections: 0,
+            days: Vec::new(),
+            devices: Vec::new(),
+            names: Vec::new(),
+            best_signal_dbm: None,
+            best_signal_at: None,
+            best_location: None,
+            location: None,
+            spread_m: None,
+            fixes: 0,
+            estimate: Estimate::default(),
+        }
+    }
+
+    /// Folds in one sighting of this transmitter; call [`Entry::settle`] after a batch.
+    pub fn absorb(&mut self, s: &Sighting) {
+        self.first_seen = self.first_seen.min(s.at);
+        self.last_seen = self.last_seen.max(s.at);
+        self.detections += 1;
+        let day = s.at.date_naive();
+        if let Err(at) = self.days.binary_search(&day) {
+            self.days.insert(at, day);
+        }
+        if let Some(device) = s.device {
+            if self.devices.len() < MAX_DEVICES && !self.devices.contains(&device) {
+                self.devices.push(device);
+            }
+        }
+        if let Some(name) = s.name.as_deref().filter(|n| !n.is_empty()) {
+            if self.names.len() < MAX_NAMES && !self.names.iter().any(|n| n == name) {
+                self.names.push(name.to_owned());
+            }
+        }
+        if let Some(dbm) = s.signal_dbm {
+            if self.best_signal_dbm.is_none_or(|best| dbm > best) {
+                self.best_signal_dbm = Some(dbm);
+                self.best_signal_at = Some(s.at);
+                self.best_location = Some((s.lat, s.lon));
+            }
+        }
+        if s.accuracy_m.is_none_or(|a| a <= MAX_FIX_ACCURACY_M) {
+            self.fixes += 1;
+            self.estimate.add(s);
+        }
+    }
+
+    /// Recomputes the position and spread from the running sums.
+    pub fn settle(&mut self) {
+        self.location = self.estimate.centroid();
+        self.spread_m = self.location.and_then(|c| self.estimate.spread_m(c));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sighting(id: i64, lat: f64, lon: f64, dbm: Option<i32>, acc: Option<f64>) -> Sighting {
+        Sighting {
+            id,
+            key: TransmitterKey::parse("wifi", "A4-00-00-00-00-01").expect("key"),
+            at: DateTime::from_timestamp(1_699_920_000 + id * 3_600, 0).expect("time"),
+            lat,
+            lon,
+            accuracy_m: acc,
+            signal_dbm: dbm,
+            device: None,
+            name: Some(format!("net-{}", id % 2)),
+        }
+    }
+
+    #[test]
+    fn keys_parse_and_print_one_way() {
+        let k = TransmitterKey::parse("wifi", "A4-00-00-00-00-01").expect("wifi");
+        assert_eq!(k.identifier, "a4:00:00:00:00:01");
+        assert_eq!(k.mac_kind(), Some("universal"));
+        let k = TransmitterKey::parse("bluetooth", "02:00:00:00:00:01").expect("bt");
+        assert_eq!(k.mac_kind(), Some("local"));
+        let cell = TransmitterKey::parse("cellular", "262-1--10001").expect("cell");
+        assert_eq!(cell.cell_parts(), Some((262, 1, None, 10001)));
+        assert_eq!(
+            TransmitterKey::cell(262, 1, Some(7), 5).identifier,
+            "262-1-7-5"
+        );
+        for (radio, id) in [
+            ("wifi", "00:00:00:00:00:00"),
+            ("ble", "ff:ff:ff:ff:ff:ff"),
+            ("radio", "a4:00:00:00:00:01"),
+            ("cellular", "262-1-10001"),
+        ] {
+            assert!(TransmitterKey::parse(radio, id).is_err(), "{radio} {id}");
+        }
+    }
+
+    #[test]
+    fn the_estimate_weights_strong_accurate_fixes_and_survives_the_antimeridian() {
+        let mut e = Entry::empty(sighting(0, 0.0, 0.0, None, None).key, Utc::now());
+        // Two strong fixes either side of the antimeridian, one weak fix far off, one inaccurate.
+        for s in [
+            sighting(1, 10.0, 179.999, Some(-40), Some(5.0)),
+            sighting(2, 10.0, -179.999, Some(-40), Some(5.0)),
+            sighting(3, 10.5, 179.0, Some(-95), Some(10.0)),
+            sighting(4, 40.0, 0.0, Some(-30), Some(500.0)),
+        ] {
+            e.absorb(&s);
+        }
+        e.settle();
+        let (lat, lon) = e.location.expect("located");
+        assert!((lat - 10.0).abs() < 0.01, "{lat}");
+        assert!(lon.abs() > 179.9, "{lon}");
+        assert_eq!(e.detections, 4);
+        assert_eq!(e.fixes, 3);
+        assert_eq!(e.best_signal_dbm, Some(-30));
+        assert_eq!(e.best_location, Some((40.0, 0.0)));
+        assert_eq!(e.names, vec!["net-1".to_owned(), "net-0".to_owned()]);
+        assert_eq!(e.days.len(), 1);
+        // The far weak fix is in the sample: the spread is about its distance.
+        let spread = e.spread_m.expect("spread");
+        assert!(spread > 100_000.0, "{spread}");
+    }
+
+    #[test]
+    fn absorbing_in_any_order_gives_the_same_entry() {
+        let sightings: Vec<Sighting> = (0..200)
+            .map(|i| {
+                sighting(
+                    i,
+                    52.0 + (i % 7) as f64 * 1e-4,
+                    13.0,
+                    Some(-50 - (i % 30) as i32),
+                    Some(8.0),
+                )
+            })
+            .collect();
+        let build = |order: &mut dyn Iterator<Item = &Sighting>| {
+            let mut e = Entry::empty(sightings[0].key.clone(), sightings[0].at);
+            for s in order {
+                e.absorb(s);
+            }
+            e.settle();
+            e
+        };
+        let forward = build(&mut sightings.iter());
+        let backward = build(&mut sightings.iter().rev());
+        assert_eq!(forward.estimate.sample, backward.estimate.sample);
+        assert_eq!(forward.estimate.sample.len(), SAMPLE_SIZE);
+        assert_eq!(forward.days, backward.days);
+        assert_eq!(forward.first_seen, backward.first_seen);
+        let (a, b) = (forward.location.expect("a"), backward.location.expect("b"));
+        assert!((a.0 - b.0).abs() < 1e-9 && (a.1 - b.1).abs() < 1e-9);
+    }
+}

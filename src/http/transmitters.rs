@@ -1,0 +1,324 @@
+//! `/api/v1/transmitters`: the transmitter registry as GeoJSON (each transmitter at its
+//! estimated position), searchable and keyset-paged, and one transmitter with its track.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
+
+use crate::db::registry::{self as store, Cursor, Sort, TransmitterRow, TransmitterSearch};
+use crate::domain::registry::TransmitterKey;
+use crate::domain::{BBox, SignalType};
+use crate::error::{ApiError, ApiResult};
+use crate::http::guard::RequireRead;
+use crate::http::openapi::Problem;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/transmitters", get(list))
+        .route("/api/v1/transmitters/{radio}/{identifier}", get(one))
+}
+
+const GEOJSON: &str = "application/geo+json";
+const PARAMS: &[&str] = &[
+    "radio",
+    "bbox",
+    "start",
+    "end",
+    "name",
+    "device_id",
+    "sort",
+    "limit",
+    "after",
+];
+/// Sightings returned with one transmitter (the most recent, oldest first).
+const TRACK_LIMIT: i64 = 5_000;
+
+fn geojson(body: &Value) -> Response {
+    let mut response = Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(GEOJSON));
+    response
+}
+
+fn feature(row: &TransmitterRow, extra: Option<(&str, Value)>) -> Value {
+    let geometry = match (row.longitude, row.latitude) {
+        (Some(lon), Some(lat)) => json!({"type": "Point", "coordinates": [lon, lat]}),
+        _ => Value::Null,
+    };
+    let mut properties = serde_json::to_value(row).unwrap_or_else(|_| json!({}));
+    if let (Some((name, value)), Some(map)) = (extra, properties.as_object_mut()) {
+        map.insert(name.to_owned(), value);
+    }
+    json!({
+        "type": "Feature",
+        "id": format!("{}/{}", row.radio, row.identifier),
+        "geometry": geometry,
+        "properties": properties,
+    })
+}
+
+fn cursor_of(row: &TransmitterRow) -> String {
+    format!(
+        "{},{},{},{}",
+        row.last_seen.to_rfc3339_opts(SecondsFormat::Micros, true),
+        row.detections,
+        row.radio,
+        row.identifier
+    )
+}
+
+/// Reads the query parameters into a search, naming the first one that cannot be used.
+fn parse_search(
+    raw: Option<&str>,
+    default_limit: u32,
+    max_limit: u32,
+) -> ApiResult<TransmitterSearch> {
+    let mut params: HashMap<String, String> = HashMap::new();
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if !PARAMS.contains(&k.as_ref()) {
+            return Err(ApiError::bad_parameter(&k, "unknown parameter"));
+        }
+        if params.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(ApiError::bad_parameter(&k, "given more than once"));
+        }
+    }
+    let time = |name: &str| -> ApiResult<Option<DateTime<Utc>>> {
+        params
+            .get(name)
+            .map(|v| {
+                DateTime::parse_from_rfc3339(v.trim())
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|_| ApiError::bad_parameter(name, "must be an RFC 3339 timestamp"))
+            })
+            .transpose()
+    };
+    let mut search = TransmitterSearch {
+        start: time("start")?,
+        end: time("end")?,
+        ..TransmitterSearch::default()
+    };
+    if let Some(radios) = params.get("radio") {
+        for part in radios.split(',').filter(|p| !p.trim().is_empty()) {
+            let radio: SignalType = part
+                .trim()
+                .parse()
+                .map_err(|e| ApiError::bad_parameter("radio", e))?;
+            if !search.radios.contains(&radio) {
+                search.radios.push(radio);
+            }
+        }
+    }
+    if let Some(b) = params.get("bbox") {
+        let b: BBox = b.parse().map_err(|e| ApiError::bad_parameter("bbox", e))?;
+        search.bbox = Some([b.min_lon, b.min_lat, b.max_lon, b.max_lat]);
+    }
+    if let Some(name) = params.get("name") {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 64 {
+            return Err(ApiError::bad_parameter(
+                "name",
+                "must be 1 to 64 characters",
+            ));
+        }
+        search.name = Some(name.to_owned());
+    }
+    if let Some(d) = params.get("device_id") {
+        search.device_id = Some(
+            d.trim()
+                .parse()
+                .map_err(|_| ApiError::bad_parameter("device_id", "must be a UUID"))?,
+        );
+    }
+    search.sort = match params.get("sort").map(|s| s.trim()) {
+        None | Some("last_seen") => Some(Sort::LastSeen),
+        Some("detections") => Some(Sort::Detections),
+        Some(_) => {
+            return Err(ApiError::bad_parameter(
+                "sort",
+                "must be last_seen or detections",
+            ))
+        }
+    };
+    search.limit = match params.get("limit") {
+        None => i64::from(default_limit),
+        Some(l) => match l.trim().parse::<u32>() {
+            Ok(n) if (1..=max_limit).contains(&n) => i64::from(n),
+            _ => {
+                return Err(ApiError::bad_parameter(
+                    "limit",
+                    format!("must be 1 to {max_limit}"),
+                ))
+            }
+        },
+    };
+    if let Some(after) = params.get("after") {
+        let invalid = || ApiError::bad_parameter("after", "must be the cursor of a `next` link");
+        let parts: Vec<&str> = after.splitn(4, ',').collect();
+        let [seen, count, radio, identifier] = parts.as_slice() else {
+            return Err(invalid());
+        };
+        search.after = Some(Cursor {
+            last_seen: DateTime::parse_from_rfc3339(seen)
+                .map_err(|_| invalid())?
+                .with_timezone(&Utc),
+            detections: count.parse().map_err(|_| invalid())?,
+            key: TransmitterKey::parse(radio, identifier).map_err(|_| invalid())?,
+        });
+    }
+    Ok(search)
+}
+
+/// The same query with `after` moved to `cursor`.
+fn next_href(raw: Option<&str>, cursor: &str) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if k != "after" {
+            query.append_pair(&k, &v);
+        }
+    }
+    query.append_pair("after", cursor);
+    format!("/api/v1/transmitters?{}", query.finish())
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/transmitters",
+    tag = "transmitters",
+    params(super::openapi::TransmitterParams),
+    responses(
+        (status = 200, description = "Registry rows at their estimated positions, keyset-paged", body = super::openapi::FeatureCollection, content_type = "application/geo+json"),
+        (status = 400, description = "Invalid parameter (named in `parameter`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+/// `GET /api/v1/transmitters`: filters `radio` (comma list), `bbox` (of the estimated
+/// position), `start`/`end` (seen within), `name` (substring of a name or SSID), `device_id`
+/// (seen by that capture device); `sort` = `last_seen` (default) or `detections`, newest or
+/// most seen first; `limit`; `after` from the `next` link.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    _caller: RequireRead,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let q = &state.settings.query;
+    let search = parse_search(raw.as_deref(), q.default_limit, q.max_limit)?;
+    let mut conn = state.acquire().await?;
+    let mut rows = store::search(&mut conn, &search).await?;
+    let has_more = rows.len() as i64 > search.limit;
+    rows.truncate(search.limit as usize);
+    let mut links = vec![json!({
+        "rel": "self",
+        "href": match raw.as_deref() {
+            Some(r) if !r.is_empty() => format!("/api/v1/transmitters?{r}"),
+            _ => "/api/v1/transmitters".to_owned(),
+        },
+        "type": GEOJSON,
+    })];
+    if let (true, Some(last)) = (has_more, rows.last()) {
+        links.push(json!({
+            "rel": "next",
+            "href": next_href(raw.as_deref(), &cursor_of(last)),
+            "type": GEOJSON,
+        }));
+    }
+    let features: Vec<Value> = rows.iter().map(|r| feature(r, None)).collect();
+    Ok(geojson(&json!({
+        "type": "FeatureCollection",
+        "numberReturned": features.len(),
+        "timeStamp": Utc::now(),
+        "links": links,
+        "features": features,
+    })))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/transmitters/{radio}/{identifier}",
+    tag = "transmitters",
+    params(
+        ("radio" = String, Path, description = "wifi, bluetooth, ble or cellular"),
+        ("identifier" = String, Path, description = "A MAC address in any common notation, or mcc-mnc-lac-cell_id for a cell (lac may be empty)"),
+    ),
+    responses(
+        (status = 200, description = "The registry row with its track", body = super::openapi::Feature, content_type = "application/geo+json"),
+        (status = 400, description = "Not a transmitter identifier", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not in the registry", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+/// `GET /api/v1/transmitters/{radio}/{identifier}`: the registry row as a Feature at the
+/// estimated position, with its most recent sightings as a time-ordered `track`.
+pub(crate) async fn one(
+    State(state): State<AppState>,
+    _caller: RequireRead,
+    Path((radio, identifier)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let key = TransmitterKey::parse(&radio, &identifier).map_err(|why| ApiError::BadRequest {
+        detail: why,
+        parameter: Some("identifier".into()),
+    })?;
+    let mut conn = state.acquire().await?;
+    let Some(row) = store::get(&mut conn, &key).await? else {
+        return Err(ApiError::NotFound {
+            detail: format!(
+                "no {} transmitter {} in the registry (new detections are registered within seconds)",
+                key.radio, key.identifier
+            ),
+        });
+    };
+    let track = store::track(&mut conn, &key, TRACK_LIMIT).await?;
+    let track = serde_json::to_value(&track).unwrap_or_else(|_| json!([]));
+    Ok(geojson(&feature(&row, Some(("track", track)))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_parameters_are_checked_and_cursors_round_trip() {
+        let s = parse_search(
+            Some("radio=wifi,ble&sort=detections&limit=5&name=net"),
+            100,
+            1000,
+        )
+        .expect("parses");
+        assert_eq!(s.radios, vec![SignalType::Wifi, SignalType::Ble]);
+        assert_eq!(s.limit, 5);
+        for bad in [
+            "radio=tv",
+            "sort=name",
+            "limit=0",
+            "after=x",
+            "colour=red",
+            "limit=1&limit=2",
+        ] {
+            assert!(parse_search(Some(bad), 100, 1000).is_err(), "{bad}");
+        }
+        let s = parse_search(
+            Some("after=2026-11-30T07:58:12.123456Z,42,cellular,262-1--10001"),
+            100,
+            1000,
+        )
+        .expect("cursor");
+        let after = s.after.expect("after");
+        assert_eq!(after.detections, 42);
+        assert_eq!(after.key.identifier, "262-1--10001");
+        assert_eq!(
+            next_href(Some("radio=wifi&after=old"), "c"),
+            "/api/v1/transmitters?radio=wifi&after=c"
+        );
+    }
+}
