@@ -33,6 +33,8 @@ CREATE TABLE sigint.transmitters (
     spread_m        double precision,
     fixes           bigint      NOT NULL,
     mac_kind        text,
+    -- IEEE registry organisation of a vendor-assigned address (longest prefix: MA-S, MA-M, MA-L).
+    vendor          text,
     -- The updater's running sums and sample, so each new detection costs O(1).
     estimate        jsonb       NOT NULL,
     updated_at      timestamptz NOT NULL DEFAULT now(),

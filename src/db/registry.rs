@@ -153,25 +153,26 @@ pub async fn save(conn: &mut PgConnection, entries: &[Entry]) -> Result<(), sqlx
     const SQL: &str = r#"
         INSERT INTO sigint.transmitters AS t (radio, identifier, first_seen, last_seen, detections,
             days, devices, names, best_signal_dbm, best_signal_at, best_location, location,
-            spread_m, fixes, mac_kind, estimate)
+            spread_m, fixes, mac_kind, vendor, estimate)
         SELECT r.radio::sigint.signal_type, r.identifier, r.first_seen, r.last_seen, r.detections,
                r.days, r.devices, r.names, r.best_signal_dbm, r.best_signal_at,
                CASE WHEN r.best_lat IS NOT NULL
                     THEN ST_SetSRID(ST_MakePoint(r.best_lon, r.best_lat), 4326) END,
                CASE WHEN r.lat IS NOT NULL THEN ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326) END,
-               r.spread_m, r.fixes, r.mac_kind, r.estimate
+               r.spread_m, r.fixes, r.mac_kind, r.vendor, r.estimate
         FROM jsonb_to_recordset($1::text::jsonb) AS r(radio text, identifier text,
             first_seen timestamptz, last_seen timestamptz, detections bigint, days date[],
             devices uuid[], names text[], best_signal_dbm integer, best_signal_at timestamptz,
             best_lat float8, best_lon float8, lat float8, lon float8, spread_m float8,
-            fixes bigint, mac_kind text, estimate jsonb)
+            fixes bigint, mac_kind text, vendor text, estimate jsonb)
         ON CONFLICT (radio, identifier) DO UPDATE SET
             first_seen = EXCLUDED.first_seen, last_seen = EXCLUDED.last_seen,
             detections = EXCLUDED.detections, days = EXCLUDED.days, devices = EXCLUDED.devices,
             names = EXCLUDED.names, best_signal_dbm = EXCLUDED.best_signal_dbm,
             best_signal_at = EXCLUDED.best_signal_at, best_location = EXCLUDED.best_location,
             location = EXCLUDED.location, spread_m = EXCLUDED.spread_m, fixes = EXCLUDED.fixes,
-            mac_kind = EXCLUDED.mac_kind, estimate = EXCLUDED.estimate, updated_at = now()
+            mac_kind = EXCLUDED.mac_kind, vendor = EXCLUDED.vendor, estimate = EXCLUDED.estimate,
+            updated_at = now()
     "#;
     // Serialised straight to one JSON text (no intermediate values): a chunk's rows cost
     // their text once.
@@ -194,6 +195,7 @@ pub async fn save(conn: &mut PgConnection, entries: &[Entry]) -> Result<(), sqlx
         spread_m: Option<f64>,
         fixes: i64,
         mac_kind: Option<&'static str>,
+        vendor: Option<&'static str>,
         estimate: &'a Estimate,
     }
     let rows: Vec<Out<'_>> = entries
@@ -216,6 +218,7 @@ pub async fn save(conn: &mut PgConnection, entries: &[Entry]) -> Result<(), sqlx
             spread_m: e.spread_m,
             fixes: e.fixes,
             mac_kind: e.key.mac_kind(),
+            vendor: e.key.vendor(),
             estimate: &e.estimate,
         })
         .collect();
@@ -265,6 +268,8 @@ pub struct TransmitterSearch {
     pub end: Option<DateTime<Utc>>,
     /// Case-insensitive substring of a name or SSID.
     pub name: Option<String>,
+    /// Case-insensitive substring of the vendor.
+    pub vendor: Option<String>,
     pub device_id: Option<Uuid>,
     pub sort: Option<Sort>,
     pub limit: i64,
@@ -300,6 +305,7 @@ pub struct TransmitterRow {
     pub spread_m: Option<f64>,
     pub fixes: i64,
     pub mac_kind: Option<String>,
+    pub vendor: Option<String>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -307,7 +313,7 @@ const ROW_COLUMNS: &str = "t.radio::text AS radio, t.identifier, t.first_seen, t
     t.detections, COALESCE(cardinality(t.days), 0) AS distinct_days, t.devices, t.names, \
     t.best_signal_dbm, t.best_signal_at, ST_Y(t.best_location) AS best_latitude, \
     ST_X(t.best_location) AS best_longitude, ST_Y(t.location) AS latitude, \
-    ST_X(t.location) AS longitude, t.spread_m, t.fixes, t.mac_kind, t.updated_at";
+    ST_X(t.location) AS longitude, t.spread_m, t.fixes, t.mac_kind, t.vendor, t.updated_at";
 
 /// Up to `limit + 1` rows, so the caller knows whether a next page exists.
 pub async fn search(
@@ -345,16 +351,21 @@ pub async fn search(
     if let Some(end) = s.end {
         q.push(" AND t.first_seen <= ").push_bind(end);
     }
-    if let Some(name) = &s.name {
-        let pattern = format!(
+    let like = |text: &str| {
+        format!(
             "%{}%",
-            name.replace('\\', "\\\\")
+            text.replace('\\', "\\\\")
                 .replace('%', "\\%")
                 .replace('_', "\\_")
-        );
+        )
+    };
+    if let Some(name) = &s.name {
         q.push(" AND EXISTS (SELECT 1 FROM unnest(t.names) n WHERE n ILIKE ")
-            .push_bind(pattern)
+            .push_bind(like(name))
             .push(")");
+    }
+    if let Some(vendor) = &s.vendor {
+        q.push(" AND t.vendor ILIKE ").push_bind(like(vendor));
     }
     if let Some(device) = s.device_id {
         q.push(" AND ").push_bind(device).push(" = ANY(t.devices)");

@@ -85,6 +85,22 @@ impl TransmitterKey {
         ))
     }
 
+    /// The organisation the address block is registered to, by longest prefix over the IEEE
+    /// MA-S (36-bit), MA-M (28-bit) and MA-L (24-bit) registries (and IAB, CID), as the
+    /// `oui-data` crate embeds them. Only for addresses a vendor assigned: a locally
+    /// administered (randomised) address names no vendor, whatever its first octets match.
+    pub fn vendor(&self) -> Option<&'static str> {
+        if self.radio == SignalType::Cellular {
+            return None;
+        }
+        let mac: Mac = self.identifier.parse().ok()?;
+        if mac.is_locally_administered() {
+            return None;
+        }
+        let hex: String = mac.octets().iter().map(|o| format!("{o:02X}")).collect();
+        oui_data::lookup(&hex).map(|r| r.organization())
+    }
+
     /// How the address was assigned: `universal` (a vendor's) or `local` (set by software,
     /// usually privacy randomisation), from the 0x02 bit of the first octet for wifi and classic
     /// Bluetooth. For BLE that bit does not tell (random addresses carry their type in the
@@ -304,6 +320,11 @@ mod tests {
         let k = TransmitterKey::parse("wifi", "A4-00-00-00-00-01").expect("wifi");
         assert_eq!(k.identifier, "a4:00:00:00:00:01");
         assert_eq!(k.mac_kind(), Some("universal"));
+        // Longest prefix: an MA-L block, and an MA-S block inside another vendor's range.
+        let tp_link = TransmitterKey::parse("wifi", "a4:2b:b0:12:34:56").expect("wifi");
+        assert_eq!(tp_link.vendor(), Some("TP-LINK TECHNOLOGIES CO.,LTD."));
+        let randomised = TransmitterKey::parse("wifi", "a6:2b:b0:12:34:56").expect("wifi");
+        assert_eq!(randomised.vendor(), None);
         let k = TransmitterKey::parse("bluetooth", "02:00:00:00:00:01").expect("bt");
         assert_eq!(k.mac_kind(), Some("local"));
         let cell = TransmitterKey::parse("cellular", "262-1--10001").expect("cell");

@@ -215,6 +215,8 @@ pub struct TransmitterParams {
     end: Option<String>,
     /// Case-insensitive substring of a name or SSID it used.
     name: Option<String>,
+    /// Case-insensitive substring of the IEEE-registered vendor.
+    vendor: Option<String>,
     /// Seen by this capture device.
     device_id: Option<String>,
     /// `last_seen` (default) or `detections`, descending.

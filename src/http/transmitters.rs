@@ -32,6 +32,7 @@ const PARAMS: &[&str] = &[
     "start",
     "end",
     "name",
+    "vendor",
     "device_id",
     "sort",
     "limit",
@@ -120,16 +121,21 @@ fn parse_search(
         let b: BBox = b.parse().map_err(|e| ApiError::bad_parameter("bbox", e))?;
         search.bbox = Some([b.min_lon, b.min_lat, b.max_lon, b.max_lat]);
     }
-    if let Some(name) = params.get("name") {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 64 {
+    // NUL and other control characters cannot reach PostgreSQL text: refused here.
+    let text = |name: &str| -> ApiResult<Option<String>> {
+        let Some(value) = params.get(name).map(|v| v.trim()) else {
+            return Ok(None);
+        };
+        if value.is_empty() || value.chars().count() > 64 || value.chars().any(char::is_control) {
             return Err(ApiError::bad_parameter(
-                "name",
-                "must be 1 to 64 characters",
+                name,
+                "must be 1 to 64 printable characters",
             ));
         }
-        search.name = Some(name.to_owned());
-    }
+        Ok(Some(value.to_owned()))
+    };
+    search.name = text("name")?;
+    search.vendor = text("vendor")?;
     if let Some(d) = params.get("device_id") {
         search.device_id = Some(
             d.trim()
@@ -202,7 +208,8 @@ fn next_href(raw: Option<&str>, cursor: &str) -> String {
     security(("bearer" = []), ("api_key" = []))
 )]
 /// `GET /api/v1/transmitters`: filters `radio` (comma list), `bbox` (of the estimated
-/// position), `start`/`end` (seen within), `name` (substring of a name or SSID), `device_id`
+/// position), `start`/`end` (seen within), `name` (substring of a name or SSID), `vendor`
+/// (substring), `device_id`
 /// (seen by that capture device); `sort` = `last_seen` (default) or `detections`, newest or
 /// most seen first; `limit`; `after` from the `next` link.
 pub(crate) async fn list(
@@ -298,6 +305,8 @@ mod tests {
         assert_eq!(s.radios, vec![SignalType::Wifi, SignalType::Ble]);
         assert_eq!(s.limit, 5);
         for bad in [
+            "name=a%00b",
+            "vendor=",
             "radio=tv",
             "sort=name",
             "limit=0",

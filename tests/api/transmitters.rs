@@ -66,6 +66,7 @@ async fn the_registry_follows_ingest_and_answers_as_geojson() {
     assert_eq!(p["names"], json!(["CafeNet"]));
     assert_eq!(p["best_signal_dbm"], -30);
     assert_eq!(p["mac_kind"], "universal");
+    assert_eq!(p["vendor"], "TP-LINK TECHNOLOGIES CO.,LTD.");
     assert_eq!(p["fixes"], 4, "the 900 m fix does not count");
     let coords = &ap["geometry"]["coordinates"];
     let (lon, lat) = (
@@ -122,6 +123,13 @@ async fn the_registry_follows_ingest_and_answers_as_geojson() {
         .await
         .expect("json");
     assert_eq!(ids(&named), vec!["wifi/a4:2b:b0:00:00:01"]);
+    let by_vendor: Value = app
+        .get("/api/v1/transmitters?vendor=tp-link")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ids(&by_vendor), vec!["wifi/a4:2b:b0:00:00:01"]);
     let area: Value = app
         .get("/api/v1/transmitters?bbox=13.39,52.49,13.42,52.515")
         .await
