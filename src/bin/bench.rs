@@ -284,6 +284,7 @@ fn peak_rss_kib(pid: u32, field: &str) -> Option<u64> {
 struct Server {
     child: Child,
     addr: String,
+    metrics_addr: String,
 }
 
 impl Drop for Server {
@@ -323,16 +324,20 @@ fn start_server(bin: &Path, url: &str, pool: usize) -> Result<Server> {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if let Some(a) = v["listen"].as_str() {
-                    let _ = tx.send(a.to_owned());
+                if let (Some(a), Some(m)) = (v["listen"].as_str(), v["metrics_listen"].as_str()) {
+                    let _ = tx.send((a.to_owned(), m.to_owned()));
                 }
             }
         }
     });
-    let addr = rx
+    let (addr, metrics_addr) = rx
         .recv_timeout(Duration::from_secs(60))
         .context("server did not start")?;
-    Ok(Server { child, addr })
+    Ok(Server {
+        child,
+        addr,
+        metrics_addr,
+    })
 }
 
 async fn wait_ready(client: &reqwest::Client, addr: &str) -> Result<()> {
@@ -575,6 +580,7 @@ async fn run(
         }
     }
     println!("best HTTP/COPY ratio: {best_ratio:.2} (target >= 0.80)");
+    registry_timings(&client, &server).await?;
 
     // (c) Query latency on the full table, sequential requests so each figure is one request's.
     psql(pg_bin, &http_url, "VACUUM ANALYZE sigint.signal_detections")?;
@@ -713,6 +719,36 @@ async fn run(
     large_bodies(server_bin, admin_url, args.large_concurrency).await?;
     if args.index_study {
         index_study(&rows[..rows.len().min(200_000)], pg_bin, admin_url, dir).await?;
+    }
+    Ok(())
+}
+
+/// Where the registry updater spent its time during (b): each of its statements' mean duration
+/// and count, from the server's own query histogram.
+async fn registry_timings(client: &reqwest::Client, server: &Server) -> Result<()> {
+    let text = client
+        .get(format!("http://{}/metrics", server.metrics_addr))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let value = |series: &str, query: &str| -> f64 {
+        let prefix =
+            format!("shadowcheck_db_query_duration_seconds_{series}{{query=\"{query}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    println!("registry updater statements during (b): | statement | count | mean ms | total s |");
+    for query in ["registry_claim", "registry_load", "registry_save"] {
+        let (sum, count) = (value("sum", query), value("count", query));
+        let mean = if count > 0.0 {
+            sum / count * 1000.0
+        } else {
+            0.0
+        };
+        println!("| {query} | {count:.0} | {mean:.1} | {sum:.1} |");
     }
     Ok(())
 }

@@ -22,6 +22,8 @@ fn small_benchmark_completes_and_prints_its_figures() {
         "## (a) baseline: psql COPY",
         "## (b) HTTP ingest",
         "best HTTP/COPY ratio",
+        "registry updater statements during (b)",
+        "| registry_save |",
         "## (c) query latency",
         "nearest 10",
         "server peak RSS",
