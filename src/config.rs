@@ -68,7 +68,7 @@ impl Default for RegistrySettings {
     fn default() -> Self {
         Self {
             enabled: true,
-            chunk_rows: 2_000,
+            chunk_rows: 500,
             idle_ms: 500,
         }
     }
