@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::{Acquire, PgPool};
 
@@ -52,18 +52,6 @@ pub async fn fold_once(pool: &PgPool, chunk: u32) -> Result<Option<usize>, sqlx:
     Ok(Some(sightings.len()))
 }
 
-/// Folds until the queue is empty (for `shadowcheck` subcommands and tests).
-pub async fn catch_up(pool: &PgPool, chunk: u32) -> Result<usize, sqlx::Error> {
-    let mut total = 0;
-    loop {
-        match fold_once(pool, chunk).await? {
-            Some(0) => return Ok(total),
-            Some(n) => total += n,
-            None => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
-
 async fn record_lag(pool: &PgPool) {
     let Ok(mut conn) = pool.acquire().await else {
         return;
@@ -86,6 +74,9 @@ pub async fn run_in_serve(pool: PgPool, settings: RegistrySettings, lifecycle: A
         () = shutdown.cancelled() => return,
     }
     let idle = Duration::from_millis(settings.idle_ms);
+    // The lag is a count over the whole queue: taken at most once a second, not once per chunk,
+    // so a long backlog does not make every chunk rescan it.
+    let mut lag_recorded: Option<Instant> = None;
     loop {
         let pause = match fold_once(&pool, settings.chunk_rows).await {
             Ok(Some(n)) if n > 0 => Duration::ZERO,
@@ -96,7 +87,10 @@ pub async fn run_in_serve(pool: PgPool, settings: RegistrySettings, lifecycle: A
                 idle.max(Duration::from_secs(1))
             }
         };
-        record_lag(&pool).await;
+        if lag_recorded.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            record_lag(&pool).await;
+            lag_recorded = Some(Instant::now());
+        }
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             () = shutdown.cancelled() => return,

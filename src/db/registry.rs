@@ -80,7 +80,8 @@ pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<Sighting>,
     Ok(out)
 }
 
-/// The registry rows of `keys` that exist, locked until the transaction ends.
+/// The registry rows of `keys` that exist, locked until the transaction ends. Their position
+/// and spread are left for [`Entry::settle`], which the updater calls after absorbing.
 pub async fn load(
     conn: &mut PgConnection,
     keys: &[TransmitterKey],
@@ -120,7 +121,7 @@ pub async fn load(
             _ => None,
         };
         let estimate: sqlx::types::Json<Estimate> = row.try_get("estimate")?;
-        let mut entry = Entry {
+        out.push(Entry {
             key: TransmitterKey {
                 radio,
                 identifier: row.try_get("identifier")?,
@@ -138,9 +139,7 @@ pub async fn load(
             spread_m: None,
             fixes: row.try_get("fixes")?,
             estimate: estimate.0,
-        };
-        entry.settle();
-        out.push(entry);
+        });
     }
     Ok(out)
 }

@@ -6,7 +6,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::Utc;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -14,9 +13,9 @@ use crate::db::detections::{self as store, DetectionRow};
 use crate::domain::search::{DetectionSearch, SearchLimits};
 use crate::error::{ApiError, ApiResult};
 use crate::formats::{self, json::BodyFormat};
-use crate::http::body;
 use crate::http::guard::{RequireIngest, RequireRead};
 use crate::http::openapi::Problem;
+use crate::http::{body, geojson};
 use crate::ingest::{Idempotency, Receipt, Source, Submission};
 use crate::state::AppState;
 
@@ -28,8 +27,6 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/detections/{id}", get(get_detection))
 }
-
-const GEOJSON: &str = "application/geo+json";
 
 fn body_format(headers: &HeaderMap) -> ApiResult<BodyFormat> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
@@ -152,26 +149,6 @@ fn feature(row: &DetectionRow) -> Feature<'_> {
     }
 }
 
-fn geojson(body: &impl Serialize) -> Response {
-    let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(GEOJSON));
-    response
-}
-
-/// The same query with `after` moved to `last_id`.
-fn next_href(raw: Option<&str>, last_id: i64) -> String {
-    let mut query = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        if k != "after" {
-            query.append_pair(&k, &v);
-        }
-    }
-    query.append_pair("after", &last_id.to_string());
-    format!("/api/v1/detections?{}", query.finish())
-}
-
 #[utoipa::path(
     get,
     path = "/api/v1/detections",
@@ -204,24 +181,17 @@ pub(crate) async fn get_detections(
     let mut rows = store::search(&mut conn, &search).await?;
     let has_more = rows.len() > search.limit() as usize;
     rows.truncate(search.limit() as usize);
-    let self_href = match raw.as_deref() {
-        Some(r) if !r.is_empty() => format!("/api/v1/detections?{r}"),
-        _ => "/api/v1/detections".to_owned(),
-    };
-    let mut links = vec![json!({"rel": "self", "href": self_href, "type": GEOJSON})];
-    if let (true, Some(last)) = (has_more, rows.last()) {
-        links.push(
-            json!({"rel": "next", "href": next_href(raw.as_deref(), last.id), "type": GEOJSON}),
-        );
-    }
+    let next = rows
+        .last()
+        .filter(|_| has_more)
+        .map(|last| last.id.to_string());
     let features: Vec<Feature<'_>> = rows.iter().map(feature).collect();
-    Ok(geojson(&json!({
-        "type": "FeatureCollection",
-        "numberReturned": features.len(),
-        "timeStamp": Utc::now(),
-        "links": links,
-        "features": features,
-    })))
+    Ok(geojson::page(
+        "/api/v1/detections",
+        raw.as_deref(),
+        &features,
+        next,
+    ))
 }
 
 #[utoipa::path(
@@ -253,22 +223,9 @@ pub(crate) async fn get_detection(
         })?;
     let mut conn = state.acquire().await?;
     match store::get(&mut conn, id).await? {
-        Some(row) => Ok(geojson(&feature(&row))),
+        Some(row) => Ok(geojson::response(&feature(&row))),
         None => Err(ApiError::NotFound {
             detail: format!("no detection with id {id}"),
         }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn next_link_replaces_after() {
-        assert_eq!(
-            next_href(Some("bbox=1,2,3,4&after=5"), 9),
-            "/api/v1/detections?bbox=1%2C2%2C3%2C4&after=9"
-        );
     }
 }

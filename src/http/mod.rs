@@ -4,6 +4,7 @@
 pub mod body;
 pub mod detections;
 pub mod edge;
+pub mod geojson;
 pub mod geosubmit;
 pub mod guard;
 pub mod health;

@@ -10,8 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::ConnectInfo;
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::{BoxError, Router};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -22,22 +21,16 @@ use tokio_util::sync::CancellationToken;
 use tower::{ServiceBuilder, ServiceExt};
 
 use crate::config::ServerSettings;
-use crate::error::problem_response;
+use crate::error::ApiError;
 use crate::http::edge::EdgeProblems;
 
 async fn overloaded(_: BoxError) -> Response {
     metrics::counter!("shadowcheck_http_load_shed_total").increment(1);
-    let mut response = problem_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "overloaded",
-        "Server busy",
-        "too many requests in progress; retry shortly".into(),
-    );
-    response.headers_mut().insert(
-        axum::http::header::RETRY_AFTER,
-        axum::http::HeaderValue::from(1),
-    );
-    response
+    ApiError::Overloaded {
+        detail: "too many requests in progress; retry shortly".into(),
+        retry_after_secs: 1,
+    }
+    .into_response()
 }
 
 /// Loads the certificate chain and key for in-process TLS, when configured.

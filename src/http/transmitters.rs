@@ -4,10 +4,9 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
@@ -15,6 +14,7 @@ use crate::db::registry::{self as store, Cursor, Sort, TransmitterRow, Transmitt
 use crate::domain::registry::TransmitterKey;
 use crate::domain::{BBox, SignalType};
 use crate::error::{ApiError, ApiResult};
+use crate::http::geojson;
 use crate::http::guard::RequireRead;
 use crate::http::openapi::Problem;
 use crate::state::AppState;
@@ -25,7 +25,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/transmitters/{radio}/{identifier}", get(one))
 }
 
-const GEOJSON: &str = "application/geo+json";
 const PARAMS: &[&str] = &[
     "radio",
     "bbox",
@@ -40,14 +39,6 @@ const PARAMS: &[&str] = &[
 ];
 /// Sightings returned with one transmitter (the most recent, oldest first).
 const TRACK_LIMIT: i64 = 5_000;
-
-fn geojson(body: &Value) -> Response {
-    let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(GEOJSON));
-    response
-}
 
 fn feature(row: &TransmitterRow, extra: Option<(&str, Value)>) -> Value {
     let geometry = match (row.longitude, row.latitude) {
@@ -182,18 +173,6 @@ fn parse_search(
     Ok(search)
 }
 
-/// The same query with `after` moved to `cursor`.
-fn next_href(raw: Option<&str>, cursor: &str) -> String {
-    let mut query = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        if k != "after" {
-            query.append_pair(&k, &v);
-        }
-    }
-    query.append_pair("after", cursor);
-    format!("/api/v1/transmitters?{}", query.finish())
-}
-
 #[utoipa::path(
     get,
     path = "/api/v1/transmitters",
@@ -223,29 +202,14 @@ pub(crate) async fn list(
     let mut rows = store::search(&mut conn, &search).await?;
     let has_more = rows.len() as i64 > search.limit;
     rows.truncate(search.limit as usize);
-    let mut links = vec![json!({
-        "rel": "self",
-        "href": match raw.as_deref() {
-            Some(r) if !r.is_empty() => format!("/api/v1/transmitters?{r}"),
-            _ => "/api/v1/transmitters".to_owned(),
-        },
-        "type": GEOJSON,
-    })];
-    if let (true, Some(last)) = (has_more, rows.last()) {
-        links.push(json!({
-            "rel": "next",
-            "href": next_href(raw.as_deref(), &cursor_of(last)),
-            "type": GEOJSON,
-        }));
-    }
+    let next = rows.last().filter(|_| has_more).map(cursor_of);
     let features: Vec<Value> = rows.iter().map(|r| feature(r, None)).collect();
-    Ok(geojson(&json!({
-        "type": "FeatureCollection",
-        "numberReturned": features.len(),
-        "timeStamp": Utc::now(),
-        "links": links,
-        "features": features,
-    })))
+    Ok(geojson::page(
+        "/api/v1/transmitters",
+        raw.as_deref(),
+        &features,
+        next,
+    ))
 }
 
 #[utoipa::path(
@@ -287,7 +251,7 @@ pub(crate) async fn one(
     };
     let track = store::track(&mut conn, &key, TRACK_LIMIT).await?;
     let track = serde_json::to_value(&track).unwrap_or_else(|_| json!([]));
-    Ok(geojson(&feature(&row, Some(("track", track)))))
+    Ok(geojson::response(&feature(&row, Some(("track", track)))))
 }
 
 #[cfg(test)]
@@ -325,9 +289,5 @@ mod tests {
         let after = s.after.expect("after");
         assert_eq!(after.detections, 42);
         assert_eq!(after.key.identifier, "262-1--10001");
-        assert_eq!(
-            next_href(Some("radio=wifi&after=old"), "c"),
-            "/api/v1/transmitters?radio=wifi&after=c"
-        );
     }
 }

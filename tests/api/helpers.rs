@@ -242,6 +242,11 @@ impl TestApp {
             .expect("GET")
     }
 
+    /// The JSON body of a GET, whatever its status.
+    pub async fn get_json(&self, path_and_query: &str) -> Value {
+        self.get(path_and_query).await.json().await.expect("json")
+    }
+
     /// Follows `next` links from `path_and_query`, returning every feature id in order and the
     /// number of pages.
     pub async fn all_ids(&self, path_and_query: &str) -> (Vec<i64>, usize) {

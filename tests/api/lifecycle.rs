@@ -21,12 +21,7 @@ async fn probes_and_metrics_endpoint() {
     assert_eq!(body["checks"]["database"]["status"], "ok");
     assert_eq!(body["checks"]["migrations"]["status"], "ok");
 
-    let detailed: Value = app
-        .get("/api/v1/health/detailed")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let detailed: Value = app.get_json("/api/v1/health/detailed").await;
     assert_eq!(detailed["status"], "ok");
     assert_eq!(detailed["database"]["status"], "ok");
     assert_eq!(detailed["pool"]["max"], 4);

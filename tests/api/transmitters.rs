@@ -109,33 +109,15 @@ async fn the_registry_follows_ingest_and_answers_as_geojson() {
             .filter_map(|f| f["id"].as_str().map(str::to_owned))
             .collect()
     };
-    let wifi_only: Value = app
-        .get("/api/v1/transmitters?radio=wifi")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let wifi_only: Value = app.get_json("/api/v1/transmitters?radio=wifi").await;
     assert_eq!(ids(&wifi_only), vec!["wifi/a4:2b:b0:00:00:01"]);
-    let named: Value = app
-        .get("/api/v1/transmitters?name=cafe")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let named: Value = app.get_json("/api/v1/transmitters?name=cafe").await;
     assert_eq!(ids(&named), vec!["wifi/a4:2b:b0:00:00:01"]);
-    let by_vendor: Value = app
-        .get("/api/v1/transmitters?vendor=tp-link")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let by_vendor: Value = app.get_json("/api/v1/transmitters?vendor=tp-link").await;
     assert_eq!(ids(&by_vendor), vec!["wifi/a4:2b:b0:00:00:01"]);
     let area: Value = app
-        .get("/api/v1/transmitters?bbox=13.39,52.49,13.42,52.515")
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json("/api/v1/transmitters?bbox=13.39,52.49,13.42,52.515")
+        .await;
     let mut in_area = ids(&area);
     in_area.sort();
     assert_eq!(
@@ -145,7 +127,7 @@ async fn the_registry_follows_ingest_and_answers_as_geojson() {
     let mut seen = Vec::new();
     let mut next = Some("/api/v1/transmitters?limit=1&sort=detections".to_owned());
     while let Some(path) = next {
-        let page: Value = app.get(&path).await.json().await.expect("json");
+        let page: Value = app.get_json(&path).await;
         seen.extend(ids(&page));
         next = page["links"]
             .as_array()
