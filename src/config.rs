@@ -62,6 +62,11 @@ pub struct RegistrySettings {
     pub chunk_rows: u32,
     /// Pause between polls once the queue is empty.
     pub idle_ms: u64,
+    /// (transmitter, capture device) pairs rescored per transaction by the following detector.
+    pub score_pairs: u32,
+    /// A pair waits this long after new sightings before it is rescored, so a transmitter seen
+    /// in every chunk is scored once per interval rather than once per chunk.
+    pub score_settle_ms: u64,
 }
 
 impl Default for RegistrySettings {
@@ -70,6 +75,8 @@ impl Default for RegistrySettings {
             enabled: true,
             chunk_rows: 500,
             idle_ms: 500,
+            score_pairs: 100,
+            score_settle_ms: 2_000,
         }
     }
 }
@@ -646,6 +653,9 @@ impl Settings {
                 "query.default_limit",
                 "must be between 1 and query.max_limit",
             );
+        }
+        if self.registry.score_pairs == 0 {
+            return bad("registry.score_pairs", "must be at least 1");
         }
         if self.registry.chunk_rows == 0 {
             return bad("registry.chunk_rows", "must be at least 1");

@@ -13,6 +13,8 @@ use crate::db;
 use crate::domain::registry::{Entry, TransmitterKey};
 use crate::lifecycle::Lifecycle;
 
+use super::following;
+
 /// Folds at most `chunk` queued detections into the registry in one transaction. Returns how
 /// many were folded; `None` when another updater holds the lock.
 pub async fn fold_once(pool: &PgPool, chunk: u32) -> Result<Option<usize>, sqlx::Error> {
@@ -47,6 +49,9 @@ pub async fn fold_once(pool: &PgPool, chunk: u32) -> Result<Option<usize>, sqlx:
     }
     let entries: Vec<Entry> = entries.into_values().collect();
     db::registry::save(&mut tx, &entries).await?;
+    db::following::refresh_related_flags(&mut tx, &entries).await?;
+    db::following::add_device_minutes(&mut tx, &sightings).await?;
+    db::following::queue_pairs(&mut tx, &sightings).await?;
     tx.commit().await?;
     metrics::counter!("shadowcheck_registry_detections_total").increment(sightings.len() as u64);
     Ok(Some(sightings.len()))
@@ -60,6 +65,7 @@ async fn record_lag(pool: &PgPool) {
         metrics::gauge!("shadowcheck_registry_lag_rows").set(rows as f64);
         metrics::gauge!("shadowcheck_registry_lag_seconds").set(seconds);
     }
+    following::record_gauges(&mut conn).await;
 }
 
 /// The updater inside `serve`: starts once the database is ready, runs until shutdown. A
@@ -73,16 +79,29 @@ pub async fn run_in_serve(pool: PgPool, settings: RegistrySettings, lifecycle: A
         () = lifecycle.wait_started() => {}
         () = shutdown.cancelled() => return,
     }
+    // Present from the start, so an alert rule's increase() sees the first alert.
+    metrics::counter!("shadowcheck_follower_alerts_total").increment(0);
+    record_lag(&pool).await;
     let idle = Duration::from_millis(settings.idle_ms);
     // The lag is a count over the whole queue: taken at most once a second, not once per chunk,
     // so a long backlog does not make every chunk rescan it.
     let mut lag_recorded: Option<Instant> = None;
     loop {
-        let pause = match fold_once(&pool, settings.chunk_rows).await {
-            Ok(Some(n)) if n > 0 => Duration::ZERO,
-            Ok(_) => idle,
-            Err(e) => {
-                tracing::warn!(error = %e, "registry update failed; retrying");
+        let folded = match fold_once(&pool, settings.chunk_rows).await {
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => Ok(0),
+            Err(e) => Err(e),
+        };
+        // Scoring follows folding, a batch per turn, so neither starves the other.
+        let scored =
+            following::score_once(&pool, settings.score_pairs, settings.score_settle_ms).await;
+        let pause = match (folded, scored) {
+            (Ok(f), Ok(s)) if f > 0 || s > 0 => Duration::ZERO,
+            (Ok(_), Ok(_)) => idle,
+            (f, s) => {
+                for e in [f.err(), s.err()].into_iter().flatten() {
+                    tracing::warn!(error = %e, "registry update failed; retrying");
+                }
                 metrics::counter!("shadowcheck_registry_errors_total").increment(1);
                 idle.max(Duration::from_secs(1))
             }

@@ -44,7 +44,7 @@ fn insert_sql() -> &'static str {
                 Kind::Mac => format!("t.{n}::macaddr"),
                 Kind::SignalType => format!("t.{n}::sigint.signal_type"),
                 Kind::Object { .. } => format!("t.{n}::jsonb"),
-                Kind::Tags { .. } => {
+                Kind::Tags { .. } | Kind::ServiceUuids { .. } => {
                     format!("ARRAY(SELECT jsonb_array_elements_text(t.{n}::jsonb))")
                 }
                 // Integers travel as int8 and narrow by assignment cast into their column.
@@ -91,7 +91,9 @@ fn array_type(kind: Kind) -> &'static str {
         | Kind::Mac
         | Kind::SignalType
         | Kind::Object { .. }
-        | Kind::Tags { .. } => "text",
+        | Kind::Tags { .. }
+        | Kind::Hex { .. }
+        | Kind::ServiceUuids { .. } => "text",
     }
 }
 
@@ -163,7 +165,9 @@ fn bind_field<'q>(
         | Kind::Word { .. }
         | Kind::Mac
         | Kind::SignalType
-        | Kind::Tags { .. } => query.bind(
+        | Kind::Tags { .. }
+        | Kind::Hex { .. }
+        | Kind::ServiceUuids { .. } => query.bind(
             cells
                 .map(|c| match c {
                     Cell::Text(v) => v,
@@ -276,8 +280,14 @@ impl<'r> sqlx::FromRow<'r, PgRow> for DetectionRow {
                 Kind::Uuid => json!(row.try_get::<Option<Uuid>, _>(n)?),
                 Kind::Boolean => json!(row.try_get::<bool, _>(n)?),
                 Kind::Object { .. } => row.try_get::<Option<Value>, _>(n)?.unwrap_or(Value::Null),
-                Kind::Tags { .. } => json!(row.try_get::<Vec<String>, _>(n)?),
-                Kind::Text { .. } | Kind::Word { .. } | Kind::Mac | Kind::SignalType => {
+                Kind::Tags { .. } | Kind::ServiceUuids { .. } => {
+                    json!(row.try_get::<Vec<String>, _>(n)?)
+                }
+                Kind::Text { .. }
+                | Kind::Word { .. }
+                | Kind::Mac
+                | Kind::SignalType
+                | Kind::Hex { .. } => {
                     json!(row.try_get::<Option<String>, _>(n)?)
                 }
             };

@@ -2,6 +2,7 @@
 
 pub mod detections;
 pub mod embedded;
+pub mod following;
 pub mod idempotency;
 pub mod imports;
 pub mod keys;

@@ -7,6 +7,8 @@ use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::domain::registry::{Entry, Estimate, Sighting, TransmitterKey};
+use crate::domain::rogue::Flag;
+use crate::domain::tracker::{Classification, TrackerClass};
 use crate::domain::{Mac, SignalType};
 
 /// Takes up to `limit` queued detections off the queue (in the caller's transaction, so a
@@ -26,7 +28,8 @@ pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<Sighting>,
                COALESCE(d.ssid, d.bt_name) AS name,
                COALESCE(d.signal_strength_dbm, d.bt_rssi) AS signal_dbm,
                ST_Y(d.location) AS lat, ST_X(d.location) AS lon,
-               d.accuracy_meters, d.device_id
+               d.accuracy_meters, d.altitude_meters, d.device_id, d.security,
+               d.ble_manufacturer_id, d.ble_service_uuids, d.ble_advertisement
         FROM claimed c
         JOIN sigint.signal_detections d ON d.id = c.detection_id AND d.detected_at = c.detected_at
     "#;
@@ -72,9 +75,14 @@ pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<Sighting>,
             lat: row.try_get("lat")?,
             lon: row.try_get("lon")?,
             accuracy_m: row.try_get("accuracy_meters")?,
+            altitude_m: row.try_get("altitude_meters")?,
             signal_dbm: row.try_get("signal_dbm")?,
             device: row.try_get("device_id")?,
             name: row.try_get("name")?,
+            security: row.try_get("security")?,
+            manufacturer_id: row.try_get("ble_manufacturer_id")?,
+            service_uuids: row.try_get("ble_service_uuids")?,
+            advertisement: row.try_get("ble_advertisement")?,
         });
     }
     Ok(out)
@@ -90,7 +98,7 @@ pub async fn load(
         SELECT t.radio::text AS radio, t.identifier, t.first_seen, t.last_seen, t.detections,
                t.days, t.devices, t.names, t.best_signal_dbm, t.best_signal_at,
                ST_Y(t.best_location) AS best_lat, ST_X(t.best_location) AS best_lon,
-               t.fixes, t.estimate
+               t.fixes, t.estimate, t.security, t.tracker_class, t.tracker_evidence
         FROM sigint.transmitters t
         JOIN UNNEST($1::text[], $2::text[]) AS k(radio, identifier)
           ON t.radio = k.radio::sigint.signal_type AND t.identifier = k.identifier
@@ -121,6 +129,15 @@ pub async fn load(
             _ => None,
         };
         let estimate: sqlx::types::Json<Estimate> = row.try_get("estimate")?;
+        let tracker = match (
+            row.try_get::<Option<String>, _>("tracker_class")?
+                .as_deref()
+                .and_then(TrackerClass::parse),
+            row.try_get::<Option<String>, _>("tracker_evidence")?,
+        ) {
+            (Some(class), Some(evidence)) => Some(Classification { class, evidence }),
+            _ => None,
+        };
         out.push(Entry {
             key: TransmitterKey {
                 radio,
@@ -139,6 +156,9 @@ pub async fn load(
             spread_m: None,
             fixes: row.try_get("fixes")?,
             estimate: estimate.0,
+            security: row.try_get("security")?,
+            tracker,
+            flags: Vec::new(),
         });
     }
     Ok(out)
@@ -152,18 +172,21 @@ pub async fn save(conn: &mut PgConnection, entries: &[Entry]) -> Result<(), sqlx
     const SQL: &str = r#"
         INSERT INTO sigint.transmitters AS t (radio, identifier, first_seen, last_seen, detections,
             days, devices, names, best_signal_dbm, best_signal_at, best_location, location,
-            spread_m, fixes, mac_kind, vendor, estimate)
+            spread_m, fixes, mac_kind, vendor, estimate, security, tracker_class, tracker_evidence,
+            flags)
         SELECT r.radio::sigint.signal_type, r.identifier, r.first_seen, r.last_seen, r.detections,
                r.days, r.devices, r.names, r.best_signal_dbm, r.best_signal_at,
                CASE WHEN r.best_lat IS NOT NULL
                     THEN ST_SetSRID(ST_MakePoint(r.best_lon, r.best_lat), 4326) END,
                CASE WHEN r.lat IS NOT NULL THEN ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326) END,
-               r.spread_m, r.fixes, r.mac_kind, r.vendor, r.estimate
+               r.spread_m, r.fixes, r.mac_kind, r.vendor, r.estimate, r.security,
+               r.tracker_class, r.tracker_evidence, r.flags
         FROM jsonb_to_recordset($1::text::jsonb) AS r(radio text, identifier text,
             first_seen timestamptz, last_seen timestamptz, detections bigint, days date[],
             devices uuid[], names text[], best_signal_dbm integer, best_signal_at timestamptz,
             best_lat float8, best_lon float8, lat float8, lon float8, spread_m float8,
-            fixes bigint, mac_kind text, vendor text, estimate jsonb)
+            fixes bigint, mac_kind text, vendor text, estimate jsonb, security text[],
+            tracker_class text, tracker_evidence text, flags jsonb)
         ON CONFLICT (radio, identifier) DO UPDATE SET
             first_seen = EXCLUDED.first_seen, last_seen = EXCLUDED.last_seen,
             detections = EXCLUDED.detections, days = EXCLUDED.days, devices = EXCLUDED.devices,
@@ -171,6 +194,8 @@ pub async fn save(conn: &mut PgConnection, entries: &[Entry]) -> Result<(), sqlx
             best_signal_at = EXCLUDED.best_signal_at, best_location = EXCLUDED.best_location,
             location = EXCLUDED.location, spread_m = EXCLUDED.spread_m, fixes = EXCLUDED.fixes,
             mac_kind = EXCLUDED.mac_kind, vendor = EXCLUDED.vendor, estimate = EXCLUDED.estimate,
+            security = EXCLUDED.security, tracker_class = EXCLUDED.tracker_class,
+            tracker_evidence = EXCLUDED.tracker_evidence, flags = EXCLUDED.flags,
             updated_at = now()
     "#;
     // Serialised straight to one JSON text (no intermediate values): a chunk's rows cost
@@ -196,6 +221,10 @@ pub async fn save(conn: &mut PgConnection, entries: &[Entry]) -> Result<(), sqlx
         mac_kind: Option<&'static str>,
         vendor: Option<&'static str>,
         estimate: &'a Estimate,
+        security: &'a [String],
+        tracker_class: Option<&'static str>,
+        tracker_evidence: Option<&'a str>,
+        flags: &'a [Flag],
     }
     let rows: Vec<Out<'_>> = entries
         .iter()
@@ -219,6 +248,10 @@ pub async fn save(conn: &mut PgConnection, entries: &[Entry]) -> Result<(), sqlx
             mac_kind: e.key.mac_kind(),
             vendor: e.key.vendor(),
             estimate: &e.estimate,
+            security: &e.security,
+            tracker_class: e.tracker.as_ref().map(|t| t.class.as_str()),
+            tracker_evidence: e.tracker.as_ref().map(|t| t.evidence.as_str()),
+            flags: &e.flags,
         })
         .collect();
     let text = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
@@ -254,6 +287,8 @@ pub async fn lag(conn: &mut PgConnection) -> Result<(i64, f64), sqlx::Error> {
 pub enum Sort {
     LastSeen,
     Detections,
+    /// Highest following score first; only scored transmitters.
+    Score,
 }
 
 /// A validated registry search.
@@ -270,6 +305,13 @@ pub struct TransmitterSearch {
     /// Case-insensitive substring of the vendor.
     pub vendor: Option<String>,
     pub device_id: Option<Uuid>,
+    /// Any of these tracker classes.
+    pub trackers: Vec<String>,
+    /// At or above any of these levels (the names of the levels that qualify).
+    pub levels: Vec<&'static str>,
+    pub min_score: Option<f32>,
+    /// Carrying this rogue flag.
+    pub flag: Option<String>,
     pub sort: Option<Sort>,
     pub limit: i64,
     /// Keyset cursor: the last row of the previous page.
@@ -281,6 +323,7 @@ pub struct TransmitterSearch {
 pub struct Cursor {
     pub last_seen: DateTime<Utc>,
     pub detections: i64,
+    pub score: f32,
     pub key: TransmitterKey,
 }
 
@@ -305,6 +348,15 @@ pub struct TransmitterRow {
     pub fixes: i64,
     pub mac_kind: Option<String>,
     pub vendor: Option<String>,
+    /// Security classes seen (wifi).
+    pub security: Vec<String>,
+    pub tracker_class: Option<String>,
+    pub tracker_evidence: Option<String>,
+    /// Rogue flags, each with its evidence.
+    pub flags: serde_json::Value,
+    /// The highest following score over capture devices, and its level.
+    pub surveillance_score: Option<f32>,
+    pub level: String,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -312,7 +364,9 @@ const ROW_COLUMNS: &str = "t.radio::text AS radio, t.identifier, t.first_seen, t
     t.detections, COALESCE(cardinality(t.days), 0) AS distinct_days, t.devices, t.names, \
     t.best_signal_dbm, t.best_signal_at, ST_Y(t.best_location) AS best_latitude, \
     ST_X(t.best_location) AS best_longitude, ST_Y(t.location) AS latitude, \
-    ST_X(t.location) AS longitude, t.spread_m, t.fixes, t.mac_kind, t.vendor, t.updated_at";
+    ST_X(t.location) AS longitude, t.spread_m, t.fixes, t.mac_kind, t.vendor, t.security, \
+    t.tracker_class, t.tracker_evidence, t.flags || t.related_flags AS flags, \
+    t.surveillance_score, t.level, t.updated_at";
 
 /// Up to `limit + 1` rows, so the caller knows whether a next page exists.
 pub async fn search(
@@ -323,6 +377,7 @@ pub async fn search(
     let sort_expr = match sort {
         Sort::LastSeen => "t.last_seen",
         Sort::Detections => "t.detections",
+        Sort::Score => "t.surveillance_score",
     };
     let mut q = QueryBuilder::<Postgres>::new("SELECT ");
     q.push(ROW_COLUMNS);
@@ -369,6 +424,29 @@ pub async fn search(
     if let Some(device) = s.device_id {
         q.push(" AND ").push_bind(device).push(" = ANY(t.devices)");
     }
+    if !s.trackers.is_empty() {
+        q.push(" AND t.tracker_class = ANY(")
+            .push_bind(s.trackers.clone())
+            .push(")");
+    }
+    if !s.levels.is_empty() {
+        q.push(" AND t.level = ANY(")
+            .push_bind(s.levels.clone())
+            .push(")");
+    }
+    if let Some(min) = s.min_score {
+        q.push(" AND t.surveillance_score >= ").push_bind(min);
+    }
+    if sort == Sort::Score {
+        q.push(" AND t.surveillance_score IS NOT NULL");
+    }
+    if let Some(flag) = &s.flag {
+        q.push(
+            " AND (t.flags || t.related_flags) @> jsonb_build_array(jsonb_build_object('flag', ",
+        )
+        .push_bind(flag.clone())
+        .push("::text))");
+    }
     if let Some(after) = &s.after {
         q.push(" AND (")
             .push(sort_expr)
@@ -376,6 +454,7 @@ pub async fn search(
         match sort {
             Sort::LastSeen => q.push_bind(after.last_seen),
             Sort::Detections => q.push_bind(after.detections),
+            Sort::Score => q.push_bind(after.score),
         };
         q.push(", ")
             .push_bind(after.key.radio.as_str())

@@ -112,6 +112,12 @@ pub struct Detection {
     pub bt_name: Option<String>,
     pub bt_class: Option<i32>,
     pub bt_rssi: Option<i32>,
+    pub ble_manufacturer_id: Option<i32>,
+    /// Normalised by [`normalise_service_uuid`].
+    pub ble_service_uuids: Vec<String>,
+    /// Lower-case hex.
+    pub ble_advertisement: Option<String>,
+    pub security: Option<String>,
     pub cell_id: Option<i64>,
     pub lac: Option<i32>,
     pub mcc: Option<i16>,
@@ -244,6 +250,59 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Hex digits (either case, optional `0x`), stored lower-case; the bound is the field's.
+    fn hex(&mut self, field: &str) -> Option<String> {
+        let Some(Kind::Hex { max_bytes }) = fields::by_name(field).map(|f| f.kind) else {
+            return None;
+        };
+        let s = self.string(field, 2 * max_bytes + 2)?;
+        let digits = s.strip_prefix("0x").unwrap_or(&s);
+        if digits.len() % 2 != 0 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            self.fail(field, "must be an even number of hex digits");
+            return None;
+        }
+        if digits.len() > 2 * max_bytes {
+            self.fail(field, format!("longer than {max_bytes} bytes"));
+            return None;
+        }
+        Some(digits.to_ascii_lowercase())
+    }
+
+    fn service_uuids(&mut self, field: &str) -> Vec<String> {
+        let Some(Kind::ServiceUuids { max_items }) = fields::by_name(field).map(|f| f.kind) else {
+            return Vec::new();
+        };
+        let Some(value) = self.get(field) else {
+            return Vec::new();
+        };
+        let Value::Array(items) = value else {
+            self.fail(field, "must be an array of UUID strings");
+            return Vec::new();
+        };
+        if items.len() > max_items {
+            self.fail(field, format!("at most {max_items} UUIDs"));
+            return Vec::new();
+        }
+        let mut out: Vec<String> = Vec::with_capacity(items.len());
+        for item in items {
+            match item.as_str().and_then(normalise_service_uuid) {
+                Some(u) => {
+                    if !out.contains(&u) {
+                        out.push(u);
+                    }
+                }
+                None => {
+                    self.fail(
+                        field,
+                        "each UUID must be 16-bit (`FEED`), 32-bit or 128-bit (`0000feed-0000-1000-8000-00805f9b34fb`)",
+                    );
+                    return Vec::new();
+                }
+            }
+        }
+        out
+    }
+
     fn mac(&mut self, field: &str) -> Option<Mac> {
         let s = self.string(field, 64)?;
         match s.parse::<Mac>() {
@@ -253,6 +312,29 @@ impl<'a> Reader<'a> {
                 None
             }
         }
+    }
+}
+
+/// The Bluetooth base UUID's tail: a 128-bit UUID ending in it is a 16- or 32-bit alias.
+const BLUETOOTH_BASE_TAIL: &str = "-0000-1000-8000-00805f9b34fb";
+
+/// One spelling per service UUID: lower-case; a 16-bit alias as four digits (`feed`), a 32-bit
+/// one as eight, any other 128-bit UUID hyphenated. `None` when it is not a UUID.
+pub fn normalise_service_uuid(s: &str) -> Option<String> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.strip_prefix("0x").unwrap_or(&s);
+    let hex = |t: &str| t.bytes().all(|b| b.is_ascii_hexdigit());
+    match s.len() {
+        4 | 8 if hex(s) => Some(s.to_owned()),
+        36 => {
+            let parsed = Uuid::parse_str(s).ok()?.hyphenated().to_string();
+            match parsed.strip_suffix(BLUETOOTH_BASE_TAIL) {
+                Some(short) if short.starts_with("0000") => Some(short[4..].to_owned()),
+                Some(short) => Some(short.to_owned()),
+                None => Some(parsed),
+            }
+        }
+        _ => None,
     }
 }
 
@@ -413,6 +495,10 @@ impl Detection {
         // Class of Device is a 24-bit field.
         let bt_class = r.int_of("bt_class").map(|v| v as i32);
         let bt_rssi = r.int_of("bt_rssi").map(|v| v as i32);
+        let ble_manufacturer_id = r.int_of("ble_manufacturer_id").map(|v| v as i32);
+        let ble_service_uuids = r.service_uuids("ble_service_uuids");
+        let ble_advertisement = r.hex("ble_advertisement");
+        let security = r.string_of("security");
 
         let network_type = r.string("network_type", 16).and_then(|s| {
             let upper = s.trim().to_ascii_uppercase();
@@ -568,6 +654,10 @@ impl Detection {
                 bt_name,
                 bt_class,
                 bt_rssi,
+                ble_manufacturer_id,
+                ble_service_uuids,
+                ble_advertisement,
+                security,
                 cell_id,
                 lac,
                 mcc,

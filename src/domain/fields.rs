@@ -55,6 +55,15 @@ pub enum Kind {
     Tags {
         max_items: usize,
     },
+    /// Bytes as hexadecimal digits (`text`, lower-case), at most `max_bytes` bytes.
+    Hex {
+        max_bytes: usize,
+    },
+    /// Up to `max_items` Bluetooth UUIDs (`text[]`): 16-bit as four hex digits, 128-bit
+    /// hyphenated; lower-case, with Bluetooth base UUIDs shortened to 16 bits.
+    ServiceUuids {
+        max_items: usize,
+    },
 }
 
 /// A field's value taken from a validated detection, for storing.
@@ -220,6 +229,15 @@ pub static FIELDS: &[Field] = &[
     ),
     only(
         field(
+            "security",
+            Kind::Text { max_bytes: 128 },
+            "Advertised security as capture apps write it, e.g. `[WPA2-PSK-CCMP][ESS]` (WiGLE AuthMode, Android capabilities); `[ESS]` alone is an open network.",
+            |d| Cell::Text(d.security.clone()),
+        ),
+        WIFI,
+    ),
+    only(
+        field(
             "channel",
             Kind::Integer { min: 1, max: 233 },
             "2.4, 5 and 6 GHz channel numbers.",
@@ -278,6 +296,33 @@ pub static FIELDS: &[Field] = &[
             Kind::Integer { min: -150, max: 20 },
             "Received signal strength.",
             |d| int(d.bt_rssi),
+        ),
+        BLUETOOTH,
+    ),
+    only(
+        field(
+            "ble_manufacturer_id",
+            Kind::Integer { min: 0, max: 0xFFFF },
+            "Bluetooth SIG company identifier of the advertisement's manufacturer data (76 is Apple); WiGLE 1.6 `MfgrId`.",
+            |d| int(d.ble_manufacturer_id),
+        ),
+        BLUETOOTH,
+    ),
+    only(
+        field(
+            "ble_service_uuids",
+            Kind::ServiceUuids { max_items: 32 },
+            "Advertised service UUIDs, 16-bit (`FEED`) or 128-bit; stored lower-case, Bluetooth base UUIDs as 16 bits.",
+            |d| Cell::Tags(d.ble_service_uuids.clone()),
+        ),
+        BLUETOOTH,
+    ),
+    only(
+        field(
+            "ble_advertisement",
+            Kind::Hex { max_bytes: 255 },
+            "The raw advertisement payload (its AD structures) as hex, at most 255 bytes; read by the tracker classifier.",
+            |d| Cell::Text(d.ble_advertisement.clone()),
         ),
         BLUETOOTH,
     ),
@@ -450,6 +495,8 @@ mod tests {
                 Kind::Boolean => json!(true),
                 Kind::Object { .. } => json!({"k": "v"}),
                 Kind::Tags { .. } => json!(["t"]),
+                Kind::Hex { .. } => json!("02011a"),
+                Kind::ServiceUuids { .. } => json!(["feed"]),
             }
         };
         for kind in SignalType::ALL {

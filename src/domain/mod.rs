@@ -2,11 +2,14 @@
 
 pub mod detection;
 pub mod fields;
+pub mod following;
 pub mod geo;
 pub mod mac;
 pub mod privacy;
 pub mod registry;
+pub mod rogue;
 pub mod search;
+pub mod tracker;
 
 pub use detection::{Detection, FieldError, SignalType, ValidationPolicy};
 pub use geo::{BBox, Position};

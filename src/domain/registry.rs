@@ -6,6 +6,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::rogue::{self, Flag};
+use super::tracker::{self, Advert, Classification};
 use super::{Mac, SignalType};
 
 /// Capture devices and names kept per transmitter; the counts beyond are not needed to answer
@@ -129,9 +131,16 @@ pub struct Sighting {
     pub lat: f64,
     pub lon: f64,
     pub accuracy_m: Option<f64>,
+    pub altitude_m: Option<f64>,
     pub signal_dbm: Option<i32>,
     pub device: Option<Uuid>,
     pub name: Option<String>,
+    /// Wifi: the advertised security string.
+    pub security: Option<String>,
+    /// BLE: what the capture recorded of the advertisement.
+    pub manufacturer_id: Option<i32>,
+    pub service_uuids: Vec<String>,
+    pub advertisement: Option<String>,
 }
 
 /// Running sums of the position estimate: weighted unit vectors (so the centroid is right
@@ -235,6 +244,12 @@ pub struct Entry {
     /// Fixes that counted towards the estimate.
     pub fixes: i64,
     pub estimate: Estimate,
+    /// Security classes seen (wifi), ascending.
+    pub security: Vec<String>,
+    /// The most telling tracker classification seen.
+    pub tracker: Option<Classification>,
+    /// The entry's own rogue flags, recomputed by [`Entry::settle`].
+    pub flags: Vec<Flag>,
 }
 
 impl Entry {
@@ -255,6 +270,9 @@ impl Entry {
             spread_m: None,
             fixes: 0,
             estimate: Estimate::default(),
+            security: Vec::new(),
+            tracker: None,
+            flags: Vec::new(),
         }
     }
 
@@ -288,12 +306,33 @@ impl Entry {
             self.fixes += 1;
             self.estimate.add(s);
         }
+        if let Some(caps) = s.security.as_deref() {
+            let class = rogue::security_class(caps).to_owned();
+            if let Err(at) = self.security.binary_search(&class) {
+                self.security.insert(at, class);
+            }
+        }
+        let advertised =
+            s.manufacturer_id.is_some() || !s.service_uuids.is_empty() || s.advertisement.is_some();
+        if advertised {
+            let seen = tracker::classify(&Advert {
+                manufacturer_id: s.manufacturer_id,
+                service_uuids: &s.service_uuids,
+                payload_hex: s.advertisement.as_deref(),
+            });
+            if let Some(c) = seen {
+                if self.tracker.as_ref().is_none_or(|t| c.rank() > t.rank()) {
+                    self.tracker = Some(c);
+                }
+            }
+        }
     }
 
     /// Recomputes the position and spread from the running sums.
     pub fn settle(&mut self) {
         self.location = self.estimate.centroid();
         self.spread_m = self.location.and_then(|c| self.estimate.spread_m(c));
+        self.flags = rogue::own_flags(self);
     }
 }
 
@@ -309,9 +348,14 @@ mod tests {
             lat,
             lon,
             accuracy_m: acc,
+            altitude_m: None,
             signal_dbm: dbm,
             device: None,
             name: Some(format!("net-{}", id % 2)),
+            security: None,
+            manufacturer_id: None,
+            service_uuids: Vec::new(),
+            advertisement: None,
         }
     }
 

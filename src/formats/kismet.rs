@@ -202,6 +202,35 @@ fn convert(
             if let Some(s) = signal {
                 item.insert("bt_rssi".into(), s.into());
             }
+            // Kismet keeps the advertised services and the last scan response bytes.
+            let bt = base("bluetooth.device");
+            let uuids: Vec<String> = bt
+                .and_then(|b| b.get("bluetooth.device.service_uuid_vec"))
+                .and_then(Value::as_array)
+                .map(|v| {
+                    v.iter()
+                        .filter_map(Value::as_str)
+                        .filter_map(crate::domain::detection::normalise_service_uuid)
+                        .take(32)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !uuids.is_empty() {
+                item.insert("ble_service_uuids".into(), json!(uuids));
+            }
+            if let Some(hex) = bt
+                .and_then(|b| b.get("bluetooth.device.scan_data_bytes"))
+                .and_then(Value::as_str)
+                .filter(|h| {
+                    h.len() % 2 == 0 && h.len() <= 510 && h.bytes().all(|b| b.is_ascii_hexdigit())
+                })
+                .filter(|h| !h.is_empty())
+            {
+                item.insert(
+                    "ble_advertisement".into(),
+                    Value::String(hex.to_ascii_lowercase()),
+                );
+            }
         }
         other => return Err(format!("Kismet phy `{other}` is not wifi or bluetooth")),
     }

@@ -321,8 +321,19 @@ impl<R: Read> WigleReader<R> {
                 if let Some(r) = rssi {
                     item.insert("signal_strength_dbm".into(), r.into());
                 }
+                if let Some(auth) = self.field("AuthMode").filter(|a| a.len() <= 128) {
+                    item.insert("security".into(), Value::String(auth.to_owned()));
+                }
             }
             "BT" | "BLE" => {
+                // WiGLE 1.6 MfgrId: the advertisement's company id (76 for Apple).
+                if let Some(id) = raw
+                    .get("mfgr_id")
+                    .and_then(Value::as_i64)
+                    .filter(|i| (0..=0xFFFF).contains(i))
+                {
+                    item.insert("ble_manufacturer_id".into(), id.into());
+                }
                 item.insert(
                     "signal_type".into(),
                     if kind == "BT" { "bluetooth" } else { "ble" }.into(),

@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod detections;
+pub mod detector;
 pub mod edge;
 pub mod geojson;
 pub mod geosubmit;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::router())
         .merge(geosubmit::router())
         .merge(transmitters::router())
+        .merge(detector::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())

@@ -114,6 +114,20 @@ impl utoipa::PartialSchema for DetectionInput {
                     .max_items(Some(max_items))
                     .description(doc)
                     .into(),
+                Kind::Hex { max_bytes } => ObjectBuilder::new()
+                    .schema_type(of(Type::String))
+                    .pattern(Some("^([0-9A-Fa-f]{2})*$"))
+                    .max_length(Some(2 * max_bytes))
+                    .description(doc)
+                    .into(),
+                Kind::ServiceUuids { max_items } => ArrayBuilder::new()
+                    .schema_type(of(Type::Array))
+                    .items(ObjectBuilder::new().schema_type(Type::String).pattern(Some(
+                        "^([0-9A-Fa-f]{4}|[0-9A-Fa-f]{8}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$",
+                    )))
+                    .max_items(Some(max_items))
+                    .description(doc)
+                    .into(),
             };
             object = object.property(field.name, schema);
             if always {
@@ -219,7 +233,17 @@ pub struct TransmitterParams {
     vendor: Option<String>,
     /// Seen by this capture device.
     device_id: Option<String>,
-    /// `last_seen` (default) or `detections`, descending.
+    /// Tracker class, a comma list of apple_find_my, tile, chipolo, samsung_smarttag,
+    /// google_find_my, pebblebee, apple_device; or `any` for every item tracker.
+    tracker: Option<String>,
+    /// At or above this following level: none, watch, suspicious, alert.
+    level: Option<String>,
+    /// Highest following score at least this (0 to 100).
+    min_score: Option<f32>,
+    /// Carrying this rogue flag: attack_tool_prefix, mobile_ap, cell_too_far, evil_twin,
+    /// cell_area_change.
+    flag: Option<String>,
+    /// `last_seen` (default), `detections` or `score` (scored transmitters only), descending.
     sort: Option<String>,
     /// 1..=query.max_limit.
     limit: Option<u32>,
@@ -264,6 +288,13 @@ impl Modify for Security {
         super::geosubmit::post_geosubmit,
         super::transmitters::list,
         super::transmitters::one,
+        super::detector::threats,
+        super::detector::allowlist_list,
+        super::detector::allowlist_add,
+        super::detector::allowlist_remove,
+        super::detector::zones_list,
+        super::detector::zones_add,
+        super::detector::zones_remove,
     ),
     components(schemas(DetectionInput, Problem, FeatureCollection, Feature, crate::ingest::IngestReport, Health, crate::ingest::ImportReport)),
     modifiers(&Security),

@@ -11,7 +11,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
 use crate::db::registry::{self as store, Cursor, Sort, TransmitterRow, TransmitterSearch};
+use crate::domain::following::Level;
 use crate::domain::registry::TransmitterKey;
+use crate::domain::rogue;
+use crate::domain::tracker::TrackerClass;
 use crate::domain::{BBox, SignalType};
 use crate::error::{ApiError, ApiResult};
 use crate::http::geojson;
@@ -33,6 +36,10 @@ const PARAMS: &[&str] = &[
     "name",
     "vendor",
     "device_id",
+    "tracker",
+    "level",
+    "min_score",
+    "flag",
     "sort",
     "limit",
     "after",
@@ -59,9 +66,10 @@ fn feature(row: &TransmitterRow, extra: Option<(&str, Value)>) -> Value {
 
 fn cursor_of(row: &TransmitterRow) -> String {
     format!(
-        "{},{},{},{}",
+        "{},{},{},{},{}",
         row.last_seen.to_rfc3339_opts(SecondsFormat::Micros, true),
         row.detections,
+        row.surveillance_score.unwrap_or(0.0),
         row.radio,
         row.identifier
     )
@@ -134,13 +142,64 @@ fn parse_search(
                 .map_err(|_| ApiError::bad_parameter("device_id", "must be a UUID"))?,
         );
     }
+    if let Some(t) = params.get("tracker") {
+        for part in t.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if part == "any" {
+                search.trackers.extend(
+                    TrackerClass::ALL
+                        .iter()
+                        .filter(|c| c.is_tracker())
+                        .map(|c| c.as_str().to_owned()),
+                );
+                continue;
+            }
+            let class = TrackerClass::parse(part).ok_or_else(|| {
+                let names: Vec<&str> = TrackerClass::ALL.iter().map(|c| c.as_str()).collect();
+                ApiError::bad_parameter(
+                    "tracker",
+                    format!("must be `any` or among {}", names.join(", ")),
+                )
+            })?;
+            search.trackers.push(class.as_str().to_owned());
+        }
+    }
+    if let Some(l) = params.get("level") {
+        let level = Level::parse(l.trim()).ok_or_else(|| {
+            ApiError::bad_parameter("level", "must be none, watch, suspicious or alert")
+        })?;
+        search.levels = Level::ALL
+            .into_iter()
+            .filter(|x| *x >= level)
+            .map(Level::as_str)
+            .collect();
+    }
+    if let Some(m) = params.get("min_score") {
+        search.min_score = Some(
+            m.trim()
+                .parse::<f32>()
+                .ok()
+                .filter(|v| (0.0..=100.0).contains(v))
+                .ok_or_else(|| ApiError::bad_parameter("min_score", "must be 0 to 100"))?,
+        );
+    }
+    if let Some(f) = params.get("flag") {
+        let f = f.trim();
+        if !rogue::ALL_FLAGS.contains(&f) {
+            return Err(ApiError::bad_parameter(
+                "flag",
+                format!("must be one of {}", rogue::ALL_FLAGS.join(", ")),
+            ));
+        }
+        search.flag = Some(f.to_owned());
+    }
     search.sort = match params.get("sort").map(|s| s.trim()) {
         None | Some("last_seen") => Some(Sort::LastSeen),
         Some("detections") => Some(Sort::Detections),
+        Some("score") => Some(Sort::Score),
         Some(_) => {
             return Err(ApiError::bad_parameter(
                 "sort",
-                "must be last_seen or detections",
+                "must be last_seen, detections or score",
             ))
         }
     };
@@ -158,8 +217,8 @@ fn parse_search(
     };
     if let Some(after) = params.get("after") {
         let invalid = || ApiError::bad_parameter("after", "must be the cursor of a `next` link");
-        let parts: Vec<&str> = after.splitn(4, ',').collect();
-        let [seen, count, radio, identifier] = parts.as_slice() else {
+        let parts: Vec<&str> = after.splitn(5, ',').collect();
+        let [seen, count, score, radio, identifier] = parts.as_slice() else {
             return Err(invalid());
         };
         search.after = Some(Cursor {
@@ -167,6 +226,7 @@ fn parse_search(
                 .map_err(|_| invalid())?
                 .with_timezone(&Utc),
             detections: count.parse().map_err(|_| invalid())?,
+            score: score.parse().map_err(|_| invalid())?,
             key: TransmitterKey::parse(radio, identifier).map_err(|_| invalid())?,
         });
     }
@@ -250,8 +310,16 @@ pub(crate) async fn one(
         });
     };
     let track = store::track(&mut conn, &key, TRACK_LIMIT).await?;
-    let track = serde_json::to_value(&track).unwrap_or_else(|_| json!([]));
-    Ok(geojson::response(&feature(&row, Some(("track", track)))))
+    let scores = crate::db::following::scores_of(&mut conn, &key).await?;
+    let mut f = feature(
+        &row,
+        Some((
+            "track",
+            serde_json::to_value(&track).unwrap_or_else(|_| json!([])),
+        )),
+    );
+    f["properties"]["scores"] = serde_json::to_value(&scores).unwrap_or_else(|_| json!([]));
+    Ok(geojson::response(&f))
 }
 
 #[cfg(test)]
@@ -277,11 +345,15 @@ mod tests {
             "after=x",
             "colour=red",
             "limit=1&limit=2",
+            "tracker=airtag",
+            "level=red",
+            "min_score=101",
+            "flag=odd",
         ] {
             assert!(parse_search(Some(bad), 100, 1000).is_err(), "{bad}");
         }
         let s = parse_search(
-            Some("after=2026-11-30T07:58:12.123456Z,42,cellular,262-1--10001"),
+            Some("after=2026-11-30T07:58:12.123456Z,42,0,cellular,262-1--10001"),
             100,
             1000,
         )

@@ -294,6 +294,14 @@ impl TestApp {
         }
     }
 
+    /// One integer from any SQL.
+    pub async fn count_sql(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.db)
+            .await
+            .expect("count")
+    }
+
     pub async fn count(&self, sql_where: &str) -> i64 {
         sqlx::query_scalar(&format!(
             "SELECT count(*) FROM sigint.signal_detections d WHERE {sql_where}"

@@ -4,6 +4,7 @@
 mod architecture;
 mod bench;
 mod binary;
+mod detector;
 mod faults;
 mod formats;
 mod helpers;

@@ -319,7 +319,7 @@ fn prometheus_config_and_alert_rules_pass_promtool() {
     let dir = repo("docker/prometheus");
     promtool(&["check", "config", "prometheus.yml"], &dir);
     let out = promtool(&["check", "rules", "alerts.yml"], &dir);
-    assert!(out.contains("11 rules found"), "{out}");
+    assert!(out.contains("13 rules found"), "{out}");
     let out = promtool(&["test", "rules", "alerts.test.yml"], &dir);
     assert!(out.contains("SUCCESS"), "{out}");
     let alerts = std::fs::read_to_string(dir.join("alerts.yml")).expect("alerts");
@@ -333,6 +333,8 @@ fn prometheus_config_and_alert_rules_pass_promtool() {
         "MaintenanceDown",
         "BackupTooOld",
         "RetentionFailing",
+        "FollowerDetected",
+        "RegistryFallingBehind",
         "DiskSpaceLow",
         "DiskSpaceCritical",
     ] {

@@ -1,0 +1,848 @@
+//! The following detector's SQL: device paths and the scoring queue (fed by the registry
+//! updater), a pair's fixes, scores and their write-back, rogue flags that need neighbours,
+//! the allow-list and safe zones.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, DurationRound, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use crate::db::observe;
+use crate::domain::following::{self, Assessment, Fix, PathPoint, Zone};
+use crate::domain::registry::{Entry, Sighting, TransmitterKey};
+use crate::domain::rogue::{self, Flag, Twin};
+use crate::domain::tracker::TrackerClass;
+use crate::domain::SignalType;
+
+/// A pair re-raises an alert at most this often.
+pub const REALERT_HOURS: i64 = 8;
+
+/// Adds the sightings' positions to their capture devices' per-minute paths.
+pub async fn add_device_minutes(
+    conn: &mut PgConnection,
+    sightings: &[Sighting],
+) -> Result<(), sqlx::Error> {
+    let mut minutes: BTreeMap<(Uuid, DateTime<Utc>), (f64, f64, i32)> = BTreeMap::new();
+    for s in sightings {
+        let (Some(device), Ok(minute)) =
+            (s.device, s.at.duration_trunc(chrono::Duration::minutes(1)))
+        else {
+            continue;
+        };
+        if s.accuracy_m.is_some_and(|a| a > following::MAX_ACCURACY_M)
+            || s.altitude_m.is_some_and(|h| h > following::MAX_ALTITUDE_M)
+        {
+            continue;
+        }
+        let m = minutes.entry((device, minute)).or_default();
+        m.0 += s.lat;
+        m.1 += s.lon;
+        m.2 += 1;
+    }
+    if minutes.is_empty() {
+        return Ok(());
+    }
+    const SQL: &str = r#"
+        INSERT INTO sigint.device_minutes AS m (device_id, minute, lat_sum, lon_sum, fixes)
+        SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::float8[], $4::float8[], $5::int4[])
+        ON CONFLICT (device_id, minute) DO UPDATE SET
+            lat_sum = m.lat_sum + EXCLUDED.lat_sum, lon_sum = m.lon_sum + EXCLUDED.lon_sum,
+            fixes = m.fixes + EXCLUDED.fixes
+    "#;
+    let (keys, sums): (Vec<_>, Vec<_>) = minutes.into_iter().unzip();
+    let (devices, at): (Vec<Uuid>, Vec<DateTime<Utc>>) = keys.into_iter().unzip();
+    let lat: Vec<f64> = sums.iter().map(|s| s.0).collect();
+    let lon: Vec<f64> = sums.iter().map(|s| s.1).collect();
+    let n: Vec<i32> = sums.iter().map(|s| s.2).collect();
+    observe(
+        "following_device_minutes",
+        sqlx::query(SQL)
+            .bind(devices)
+            .bind(at)
+            .bind(lat)
+            .bind(lon)
+            .bind(n)
+            .execute(&mut *conn),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Queues every (transmitter, capture device) pair the sightings touch for rescoring; cells
+/// are never followers (their flags are the registry's).
+pub async fn queue_pairs(
+    conn: &mut PgConnection,
+    sightings: &[Sighting],
+) -> Result<(), sqlx::Error> {
+    let pairs: BTreeSet<(&'static str, &str, Uuid)> = sightings
+        .iter()
+        .filter(|s| s.key.radio != SignalType::Cellular)
+        .filter_map(|s| Some((s.key.radio.as_str(), s.key.identifier.as_str(), s.device?)))
+        .collect();
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let radios: Vec<&str> = pairs.iter().map(|p| p.0).collect();
+    let ids: Vec<&str> = pairs.iter().map(|p| p.1).collect();
+    let devices: Vec<Uuid> = pairs.iter().map(|p| p.2).collect();
+    observe(
+        "following_queue",
+        sqlx::query(
+            "INSERT INTO sigint.following_queue (radio, identifier, device_id) \
+             SELECT r::sigint.signal_type, i, d FROM UNNEST($1::text[], $2::text[], $3::uuid[]) AS u(r, i, d) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(radios)
+        .bind(ids)
+        .bind(devices)
+        .execute(&mut *conn),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn write_related(
+    conn: &mut PgConnection,
+    radio: SignalType,
+    flags: BTreeMap<String, Vec<Flag>>,
+) -> Result<(), sqlx::Error> {
+    if flags.is_empty() {
+        return Ok(());
+    }
+    #[derive(Serialize)]
+    struct Out<'a> {
+        identifier: &'a str,
+        flags: &'a [Flag],
+    }
+    let rows: Vec<Out<'_>> = flags
+        .iter()
+        .map(|(identifier, flags)| Out { identifier, flags })
+        .collect();
+    let text = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    observe(
+        "registry_related_flags",
+        sqlx::query(
+            "UPDATE sigint.transmitters t SET related_flags = r.flags \
+             FROM jsonb_to_recordset($2::text::jsonb) AS r(identifier text, flags jsonb) \
+             WHERE t.radio = $1::sigint.signal_type AND t.identifier = r.identifier \
+               AND t.related_flags IS DISTINCT FROM r.flags",
+        )
+        .bind(radio.as_str())
+        .bind(text)
+        .execute(&mut *conn),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Recomputes the flags that need neighbours for the entries just saved and for those
+/// neighbours: evil twins among access points, cells heard under several area codes.
+pub async fn refresh_related_flags(
+    conn: &mut PgConnection,
+    entries: &[Entry],
+) -> Result<(), sqlx::Error> {
+    let wifi: Vec<&str> = entries
+        .iter()
+        .filter(|e| {
+            e.key.radio == SignalType::Wifi && !e.security.is_empty() && !e.names.is_empty()
+        })
+        .map(|e| e.key.identifier.as_str())
+        .collect();
+    if !wifi.is_empty() {
+        const TWINS: &str = r#"
+            SELECT t.identifier, t.names, t.security, o.identifier AS other,
+                   o.security AS other_security, o.distance_m
+            FROM sigint.transmitters t
+            -- Only twins whose security differs, the nearest few: a dense area full of one
+            -- SSID (eduroam) costs a bounded answer, not one row per pair.
+            LEFT JOIN LATERAL (
+                SELECT o.identifier, o.security,
+                       ST_Distance(t.location::geography, o.location::geography) AS distance_m
+                FROM sigint.transmitters o
+                WHERE o.radio = 'wifi' AND o.names && t.names AND o.identifier <> t.identifier
+                  AND cardinality(o.security) > 0 AND NOT (o.security && t.security)
+                  AND o.location IS NOT NULL
+                  AND ST_DWithin(t.location::geography, o.location::geography, $2)
+                ORDER BY 3 LIMIT 20
+            ) o ON true
+            WHERE t.radio = 'wifi' AND t.identifier = ANY($1) AND t.location IS NOT NULL
+              AND cardinality(t.security) > 0
+        "#;
+        let twins = |ids: Vec<String>| sqlx::query(TWINS).bind(ids).bind(rogue::EVIL_TWIN_RADIUS_M);
+        let first = observe(
+            "registry_twins",
+            twins(wifi.iter().map(|s| s.to_string()).collect()).fetch_all(&mut *conn),
+        )
+        .await?;
+        let mut all: BTreeSet<String> = wifi.iter().map(|s| s.to_string()).collect();
+        for row in &first {
+            if let Some(other) = row.try_get::<Option<String>, _>("other")? {
+                all.insert(other);
+            }
+        }
+        let rows = observe(
+            "registry_twins",
+            twins(all.iter().cloned().collect()).fetch_all(&mut *conn),
+        )
+        .await?;
+        type Group = (Vec<String>, Vec<String>, Vec<Twin>);
+        let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+        for row in rows {
+            let id: String = row.try_get("identifier")?;
+            let g = groups.entry(id).or_insert_with(|| {
+                (
+                    row.try_get("names").unwrap_or_default(),
+                    row.try_get("security").unwrap_or_default(),
+                    Vec::new(),
+                )
+            });
+            if let Some(other) = row.try_get::<Option<String>, _>("other")? {
+                g.2.push(Twin {
+                    identifier: other,
+                    security: row
+                        .try_get::<Option<Vec<String>>, _>("other_security")?
+                        .unwrap_or_default(),
+                    distance_m: row.try_get::<Option<f64>, _>("distance_m")?.unwrap_or(0.0),
+                });
+            }
+        }
+        let flags: BTreeMap<String, Vec<Flag>> = groups
+            .into_iter()
+            .map(|(id, (names, security, twins))| {
+                (
+                    id,
+                    rogue::evil_twin(&security, &names, &twins)
+                        .into_iter()
+                        .collect(),
+                )
+            })
+            .collect();
+        write_related(conn, SignalType::Wifi, flags).await?;
+    }
+
+    let cells: Vec<String> = entries
+        .iter()
+        .filter(|e| e.key.radio == SignalType::Cellular)
+        .map(|e| e.key.identifier.clone())
+        .collect();
+    if !cells.is_empty() {
+        const SAME_CELL: &str = r#"
+            SELECT t.identifier,
+                   array_agg(o.identifier ORDER BY o.identifier) AS same_cell
+            FROM sigint.transmitters t
+            JOIN sigint.transmitters o
+              ON o.radio = 'cellular'
+             AND split_part(o.identifier, '-', 1) = split_part(t.identifier, '-', 1)
+             AND split_part(o.identifier, '-', 2) = split_part(t.identifier, '-', 2)
+             AND split_part(o.identifier, '-', 4) = split_part(t.identifier, '-', 4)
+            WHERE t.radio = 'cellular' AND t.identifier = ANY($1)
+            GROUP BY t.identifier
+        "#;
+        let rows = observe(
+            "registry_same_cell",
+            sqlx::query(SAME_CELL).bind(&cells).fetch_all(&mut *conn),
+        )
+        .await?;
+        let mut flags: BTreeMap<String, Vec<Flag>> = BTreeMap::new();
+        for row in rows {
+            let group: Vec<String> = row.try_get("same_cell")?;
+            for id in &group {
+                flags.insert(
+                    id.clone(),
+                    rogue::cell_area_change(id, &group).into_iter().collect(),
+                );
+            }
+        }
+        write_related(conn, SignalType::Cellular, flags).await?;
+    }
+    Ok(())
+}
+
+/// Takes up to `limit` pairs off the scoring queue that have waited at least `settle_ms` (so a
+/// pair seen in every chunk is scored once per interval, not once per chunk).
+pub async fn claim_pairs(
+    conn: &mut PgConnection,
+    limit: i64,
+    settle_ms: i64,
+) -> Result<Vec<(TransmitterKey, Uuid)>, sqlx::Error> {
+    const SQL: &str = r#"
+        DELETE FROM sigint.following_queue
+        WHERE ctid = ANY (ARRAY(
+            SELECT ctid FROM sigint.following_queue
+            WHERE queued_at <= now() - make_interval(secs => $2::float8 / 1000)
+            ORDER BY queued_at LIMIT $1 FOR UPDATE SKIP LOCKED))
+        RETURNING radio::text AS radio, identifier, device_id
+    "#;
+    let rows = observe(
+        "following_claim",
+        sqlx::query(SQL)
+            .bind(limit)
+            .bind(settle_ms as f64)
+            .fetch_all(&mut *conn),
+    )
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let radio: String = row.try_get("radio")?;
+        let Ok(radio) = radio.parse::<SignalType>() else {
+            continue;
+        };
+        out.push((
+            TransmitterKey {
+                radio,
+                identifier: row.try_get("identifier")?,
+            },
+            row.try_get("device_id")?,
+        ));
+    }
+    Ok(out)
+}
+
+/// Pairs waiting to be scored.
+pub async fn queue_len(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM sigint.following_queue")
+        .fetch_one(&mut *conn)
+        .await
+}
+
+/// Scored pairs by level.
+pub async fn level_counts(conn: &mut PgConnection) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT level, count(*) FROM sigint.following GROUP BY level")
+        .fetch_all(&mut *conn)
+        .await
+}
+
+/// The pair's most recent sightings (at most `limit`), oldest first.
+pub async fn fixes(
+    conn: &mut PgConnection,
+    key: &TransmitterKey,
+    device: Uuid,
+    limit: i64,
+) -> Result<Vec<Fix>, sqlx::Error> {
+    let column = match key.radio {
+        SignalType::Wifi => "bssid",
+        SignalType::Bluetooth | SignalType::Ble => "bt_address",
+        SignalType::Cellular => return Ok(Vec::new()),
+    };
+    let sql = format!(
+        "SELECT * FROM (SELECT d.id, d.detected_at, ST_Y(d.location) AS lat, ST_X(d.location) AS lon, \
+         d.accuracy_meters, d.altitude_meters FROM sigint.signal_detections d \
+         WHERE d.{column} = $1::macaddr AND d.signal_type = $2::sigint.signal_type AND d.device_id = $3 \
+         ORDER BY d.detected_at DESC LIMIT $4) AS recent ORDER BY detected_at, id"
+    );
+    let rows = observe(
+        "following_fixes",
+        sqlx::query(&sql)
+            .bind(&key.identifier)
+            .bind(key.radio.as_str())
+            .bind(device)
+            .bind(limit)
+            .fetch_all(&mut *conn),
+    )
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Fix {
+                id: r.try_get("id")?,
+                at: r.try_get("detected_at")?,
+                lat: r.try_get("lat")?,
+                lon: r.try_get("lon")?,
+                accuracy_m: r.try_get("accuracy_meters")?,
+                altitude_m: r.try_get("altitude_meters")?,
+            })
+        })
+        .collect()
+}
+
+/// The device's per-minute path between `from` and `to`.
+pub async fn path(
+    conn: &mut PgConnection,
+    device: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<PathPoint>, sqlx::Error> {
+    let rows: Vec<(DateTime<Utc>, f64, f64)> = observe(
+        "following_path",
+        sqlx::query_as(
+            "SELECT minute, lat_sum / fixes, lon_sum / fixes FROM sigint.device_minutes \
+             WHERE device_id = $1 AND minute BETWEEN $2 AND $3 ORDER BY minute",
+        )
+        .bind(device)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *conn),
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(minute, lat, lon)| PathPoint { minute, lat, lon })
+        .collect())
+}
+
+/// Every safe zone.
+pub async fn zones(conn: &mut PgConnection) -> Result<Vec<Zone>, sqlx::Error> {
+    let rows: Vec<(i64, String, f64, f64, f64)> = observe(
+        "following_zones",
+        sqlx::query_as(
+            "SELECT id, name, ST_Y(location), ST_X(location), radius_m FROM sigint.safe_zones ORDER BY id",
+        )
+        .fetch_all(&mut *conn),
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, lat, lon, radius_m)| Zone {
+            id,
+            name,
+            lat,
+            lon,
+            radius_m,
+        })
+        .collect())
+}
+
+/// For each key: (allow-listed, tracker class, detections in the registry).
+pub async fn subjects(
+    conn: &mut PgConnection,
+    keys: &[TransmitterKey],
+) -> Result<HashMap<TransmitterKey, (bool, Option<TrackerClass>, i64)>, sqlx::Error> {
+    let radios: Vec<&str> = keys.iter().map(|k| k.radio.as_str()).collect();
+    let ids: Vec<&str> = keys.iter().map(|k| k.identifier.as_str()).collect();
+    let rows = observe(
+        "following_subjects",
+        sqlx::query(
+            "SELECT k.radio, k.identifier, (a.identifier IS NOT NULL) AS allowlisted, t.tracker_class, \
+             COALESCE(t.detections, 0) AS detections \
+             FROM UNNEST($1::text[], $2::text[]) AS k(radio, identifier) \
+             LEFT JOIN sigint.allowlist a ON a.radio = k.radio::sigint.signal_type AND a.identifier = k.identifier \
+             LEFT JOIN sigint.transmitters t ON t.radio = k.radio::sigint.signal_type AND t.identifier = k.identifier",
+        )
+        .bind(radios)
+        .bind(ids)
+        .fetch_all(&mut *conn),
+    )
+    .await?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let radio: String = row.try_get("radio")?;
+        let Ok(radio) = radio.parse::<SignalType>() else {
+            continue;
+        };
+        let class: Option<String> = row.try_get("tracker_class")?;
+        out.insert(
+            TransmitterKey {
+                radio,
+                identifier: row.try_get("identifier")?,
+            },
+            (
+                row.try_get("allowlisted")?,
+                class.as_deref().and_then(TrackerClass::parse),
+                row.try_get("detections")?,
+            ),
+        );
+    }
+    Ok(out)
+}
+
+/// Other transmitters that passed the gates with this device over at least half of the
+/// shorter of the two times together.
+pub async fn crowd(
+    conn: &mut PgConnection,
+    key: &TransmitterKey,
+    device: Uuid,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+) -> Result<i64, sqlx::Error> {
+    observe(
+        "following_crowd",
+        sqlx::query_scalar(
+            "SELECT count(*) FROM sigint.following f \
+             WHERE f.device_id = $1 AND f.gates_passed \
+               AND NOT (f.radio = $2::sigint.signal_type AND f.identifier = $3) \
+               AND f.together_from < $5 AND f.together_to > $4 \
+               AND LEAST(f.together_to, $5) - GREATEST(f.together_from, $4) \
+                   >= 0.5 * LEAST(f.together_to - f.together_from, $5 - $4)",
+        )
+        .bind(device)
+        .bind(key.radio.as_str())
+        .bind(&key.identifier)
+        .bind(from)
+        .bind(to)
+        .fetch_one(&mut *conn),
+    )
+    .await
+}
+
+/// What storing a score changed.
+pub struct Stored {
+    /// The pair raised an alert now (new, or the last one is older than [`REALERT_HOURS`]).
+    pub alerted: bool,
+    /// Whether it passed the gates before (None: first score).
+    pub passed_before: Option<bool>,
+    pub score_before: Option<f32>,
+}
+
+/// Stores a pair's score, raising the alert mark when due.
+pub async fn store(
+    conn: &mut PgConnection,
+    key: &TransmitterKey,
+    device: Uuid,
+    a: &Assessment,
+) -> Result<Stored, sqlx::Error> {
+    const SQL: &str = r#"
+        WITH prev AS (
+            SELECT gates_passed, score FROM sigint.following
+            WHERE radio = $1::sigint.signal_type AND identifier = $2 AND device_id = $3
+        ), up AS (
+            INSERT INTO sigint.following AS f (radio, identifier, device_id, score, level,
+                gates_passed, together_from, together_to, explanation, computed_at, alerted_at)
+            VALUES ($1::sigint.signal_type, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, now(),
+                    CASE WHEN $5 = 'alert' THEN now() END)
+            ON CONFLICT (radio, identifier, device_id) DO UPDATE SET
+                score = EXCLUDED.score, level = EXCLUDED.level,
+                gates_passed = EXCLUDED.gates_passed, together_from = EXCLUDED.together_from,
+                together_to = EXCLUDED.together_to, explanation = EXCLUDED.explanation,
+                computed_at = now(),
+                alerted_at = CASE
+                    WHEN EXCLUDED.level = 'alert' AND (f.alerted_at IS NULL
+                         OR f.alerted_at < now() - make_interval(hours => $10))
+                    THEN now() ELSE f.alerted_at END
+            RETURNING alerted_at IS NOT DISTINCT FROM now() AND level = 'alert' AS alerted
+        )
+        SELECT up.alerted, prev.gates_passed, prev.score FROM up LEFT JOIN prev ON true
+    "#;
+    let explanation =
+        serde_json::to_string(&a.explanation).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let row = observe(
+        "following_store",
+        sqlx::query(SQL)
+            .bind(key.radio.as_str())
+            .bind(&key.identifier)
+            .bind(device)
+            .bind(a.score)
+            .bind(a.level.as_str())
+            .bind(a.gates_passed)
+            .bind(a.together.map(|t| t.0))
+            .bind(a.together.map(|t| t.1))
+            .bind(explanation)
+            .bind(REALERT_HOURS as i32)
+            .fetch_one(&mut *conn),
+    )
+    .await?;
+    Ok(Stored {
+        alerted: row.try_get("alerted")?,
+        passed_before: row.try_get("gates_passed")?,
+        score_before: row.try_get("score")?,
+    })
+}
+
+/// Writes the pair's score onto its detections (the design's `surveillance_score`), and marks
+/// them suspicious at `suspicious` or above. The detector raises `is_suspicious`, never
+/// clears it: a capture device or an analyst may have set it.
+pub async fn write_back(
+    conn: &mut PgConnection,
+    fixes: &[Fix],
+    score: f32,
+    suspicious: bool,
+) -> Result<(), sqlx::Error> {
+    let (Some(first), Some(last)) = (fixes.first(), fixes.last()) else {
+        return Ok(());
+    };
+    let ids: Vec<i64> = fixes.iter().map(|f| f.id).collect();
+    observe(
+        "following_write_back",
+        sqlx::query(
+            "UPDATE sigint.signal_detections SET surveillance_score = $1, \
+             is_suspicious = is_suspicious OR $2, updated_at = now() \
+             WHERE id = ANY($3) AND detected_at BETWEEN $4 AND $5 \
+               AND (surveillance_score IS DISTINCT FROM $1 OR ($2 AND NOT is_suspicious))",
+        )
+        .bind(score)
+        .bind(suspicious)
+        .bind(ids)
+        .bind(first.at)
+        .bind(last.at)
+        .execute(&mut *conn),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The registry row carries its highest score and level over capture devices.
+pub async fn roll_up(conn: &mut PgConnection, key: &TransmitterKey) -> Result<(), sqlx::Error> {
+    observe(
+        "following_roll_up",
+        sqlx::query(
+            "UPDATE sigint.transmitters t SET surveillance_score = s.score, level = s.level \
+             FROM (SELECT score, level FROM sigint.following \
+                   WHERE radio = $1::sigint.signal_type AND identifier = $2 \
+                   ORDER BY array_position(ARRAY['none','watch','suspicious','alert'], level) DESC, \
+                            score DESC LIMIT 1) s \
+             WHERE t.radio = $1::sigint.signal_type AND t.identifier = $2",
+        )
+        .bind(key.radio.as_str())
+        .bind(&key.identifier)
+        .execute(&mut *conn),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Queues the device's other gate-passing pairs that overlap `together`, so their crowd
+/// penalty sees this one.
+pub async fn requeue_overlapping(
+    conn: &mut PgConnection,
+    key: &TransmitterKey,
+    device: Uuid,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+) -> Result<(), sqlx::Error> {
+    observe(
+        "following_requeue",
+        sqlx::query(
+            "INSERT INTO sigint.following_queue (radio, identifier, device_id) \
+             SELECT radio, identifier, device_id FROM sigint.following \
+             WHERE device_id = $1 AND gates_passed AND together_from < $5 AND together_to > $4 \
+               AND NOT (radio = $2::sigint.signal_type AND identifier = $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(device)
+        .bind(key.radio.as_str())
+        .bind(&key.identifier)
+        .bind(from)
+        .bind(to)
+        .execute(&mut *conn),
+    )
+    .await?;
+    Ok(())
+}
+
+/// One scored pair, as the API shows it.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct ScoreRow {
+    pub radio: String,
+    pub identifier: String,
+    pub device_id: Uuid,
+    pub score: f32,
+    pub level: String,
+    pub gates_passed: bool,
+    pub together_from: Option<DateTime<Utc>>,
+    pub together_to: Option<DateTime<Utc>>,
+    pub computed_at: DateTime<Utc>,
+    pub alerted_at: Option<DateTime<Utc>>,
+    pub explanation: Value,
+}
+
+const SCORE_COLUMNS: &str = "f.radio::text AS radio, f.identifier, f.device_id, f.score, f.level, \
+    f.gates_passed, f.together_from, f.together_to, f.computed_at, f.alerted_at, f.explanation";
+
+/// A transmitter's scores per capture device, highest first.
+pub async fn scores_of(
+    conn: &mut PgConnection,
+    key: &TransmitterKey,
+) -> Result<Vec<ScoreRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {SCORE_COLUMNS} FROM sigint.following f \
+         WHERE f.radio = $1::sigint.signal_type AND f.identifier = $2 ORDER BY f.score DESC"
+    );
+    observe(
+        "following_scores_of",
+        sqlx::query_as::<_, ScoreRow>(&sql)
+            .bind(key.radio.as_str())
+            .bind(&key.identifier)
+            .fetch_all(&mut *conn),
+    )
+    .await
+}
+
+/// Threats: pairs at or above the given levels, newest together first; keyset on
+/// (together_to, radio, identifier, device).
+pub async fn threats(
+    conn: &mut PgConnection,
+    levels: &[&str],
+    device: Option<Uuid>,
+    after: Option<&(DateTime<Utc>, TransmitterKey, Uuid)>,
+    limit: i64,
+) -> Result<Vec<ScoreRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {SCORE_COLUMNS} FROM sigint.following f \
+         WHERE f.level = ANY($1) AND ($2::uuid IS NULL OR f.device_id = $2) \
+           AND ($3::timestamptz IS NULL OR (COALESCE(f.together_to, f.computed_at), f.radio::text, f.identifier, f.device_id) < ($3, $4, $5, $6)) \
+         ORDER BY COALESCE(f.together_to, f.computed_at) DESC, f.radio::text DESC, f.identifier DESC, f.device_id DESC \
+         LIMIT $7"
+    );
+    observe(
+        "following_threats",
+        sqlx::query_as::<_, ScoreRow>(&sql)
+            .bind(levels)
+            .bind(device)
+            .bind(after.map(|a| a.0))
+            .bind(after.map(|a| a.1.radio.as_str()))
+            .bind(after.map(|a| a.1.identifier.clone()))
+            .bind(after.map(|a| a.2))
+            .bind(limit + 1)
+            .fetch_all(&mut *conn),
+    )
+    .await
+}
+
+/// One allow-listed transmitter.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct Allowed {
+    pub radio: String,
+    pub identifier: String,
+    pub note: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Queues every pair of the transmitter (scored or merely seen) for rescoring.
+async fn requeue_transmitter(
+    conn: &mut PgConnection,
+    key: &TransmitterKey,
+) -> Result<(), sqlx::Error> {
+    observe(
+        "following_requeue",
+        sqlx::query(
+            "INSERT INTO sigint.following_queue (radio, identifier, device_id) \
+             SELECT t.radio, t.identifier, d FROM sigint.transmitters t, unnest(t.devices) AS d \
+             WHERE t.radio = $1::sigint.signal_type AND t.identifier = $2 AND t.radio <> 'cellular' \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(key.radio.as_str())
+        .bind(&key.identifier)
+        .execute(&mut *conn),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Adds (or re-notes) an allow-list entry; true when it is new.
+pub async fn allow(
+    conn: &mut PgConnection,
+    key: &TransmitterKey,
+    note: Option<&str>,
+) -> Result<(Allowed, bool), sqlx::Error> {
+    let row: (String, String, Option<String>, DateTime<Utc>, bool) = observe(
+        "allowlist_add",
+        sqlx::query_as(
+            "INSERT INTO sigint.allowlist AS a (radio, identifier, note) \
+             VALUES ($1::sigint.signal_type, $2, $3) \
+             ON CONFLICT (radio, identifier) DO UPDATE SET note = EXCLUDED.note \
+             RETURNING radio::text, identifier, note, created_at, (xmax = 0) AS inserted",
+        )
+        .bind(key.radio.as_str())
+        .bind(&key.identifier)
+        .bind(note)
+        .fetch_one(&mut *conn),
+    )
+    .await?;
+    requeue_transmitter(conn, key).await?;
+    Ok((
+        Allowed {
+            radio: row.0,
+            identifier: row.1,
+            note: row.2,
+            created_at: row.3,
+        },
+        row.4,
+    ))
+}
+
+/// Removes an allow-list entry; false when there was none.
+pub async fn disallow(conn: &mut PgConnection, key: &TransmitterKey) -> Result<bool, sqlx::Error> {
+    let removed = observe(
+        "allowlist_remove",
+        sqlx::query(
+            "DELETE FROM sigint.allowlist WHERE radio = $1::sigint.signal_type AND identifier = $2",
+        )
+        .bind(key.radio.as_str())
+        .bind(&key.identifier)
+        .execute(&mut *conn),
+    )
+    .await?
+    .rows_affected();
+    if removed > 0 {
+        requeue_transmitter(conn, key).await?;
+    }
+    Ok(removed > 0)
+}
+
+pub async fn allowlist(conn: &mut PgConnection) -> Result<Vec<Allowed>, sqlx::Error> {
+    observe(
+        "allowlist_list",
+        sqlx::query_as::<_, Allowed>(
+            "SELECT radio::text AS radio, identifier, note, created_at FROM sigint.allowlist \
+             ORDER BY created_at DESC, radio, identifier LIMIT 10000",
+        )
+        .fetch_all(&mut *conn),
+    )
+    .await
+}
+
+/// A new safe zone; pairs with a level are rescored (a zone can only remove their places).
+pub async fn add_zone(
+    conn: &mut PgConnection,
+    name: &str,
+    lat: f64,
+    lon: f64,
+    radius_m: f64,
+) -> Result<Zone, sqlx::Error> {
+    let id: i64 = observe(
+        "safe_zone_add",
+        sqlx::query_scalar(
+            "INSERT INTO sigint.safe_zones (name, location, radius_m) \
+             VALUES ($1, ST_SetSRID(ST_MakePoint($3, $2), 4326), $4) RETURNING id",
+        )
+        .bind(name)
+        .bind(lat)
+        .bind(lon)
+        .bind(radius_m)
+        .fetch_one(&mut *conn),
+    )
+    .await?;
+    observe(
+        "following_requeue",
+        sqlx::query(
+            "INSERT INTO sigint.following_queue (radio, identifier, device_id) \
+             SELECT radio, identifier, device_id FROM sigint.following WHERE level <> 'none' \
+             ON CONFLICT DO NOTHING",
+        )
+        .execute(&mut *conn),
+    )
+    .await?;
+    Ok(Zone {
+        id,
+        name: name.to_owned(),
+        lat,
+        lon,
+        radius_m,
+    })
+}
+
+/// Removes a safe zone; pairs that had places in it are rescored. False when there was none.
+pub async fn remove_zone(conn: &mut PgConnection, id: i64) -> Result<bool, sqlx::Error> {
+    let name: Option<String> = observe(
+        "safe_zone_remove",
+        sqlx::query_scalar("DELETE FROM sigint.safe_zones WHERE id = $1 RETURNING name")
+            .bind(id)
+            .fetch_optional(&mut *conn),
+    )
+    .await?;
+    let Some(name) = name else {
+        return Ok(false);
+    };
+    observe(
+        "following_requeue",
+        sqlx::query(
+            "INSERT INTO sigint.following_queue (radio, identifier, device_id) \
+             SELECT radio, identifier, device_id FROM sigint.following \
+             WHERE explanation->'places' @> jsonb_build_array(jsonb_build_object('safe_zone', $1::text)) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .execute(&mut *conn),
+    )
+    .await?;
+    Ok(true)
+}

@@ -1,0 +1,251 @@
+//! Rogue networks and cells: flags with their evidence, never folded silently into a score.
+//! A row's own flags (an attack tool's address block, a fixed-looking access point that moves,
+//! a cell seen farther apart than any cell covers) and flags that need its neighbours (an evil
+//! twin, a cell whose area code changed).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::registry::Entry;
+use super::SignalType;
+
+/// One flag: its name and what it rests on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Flag {
+    pub flag: String,
+    pub evidence: Value,
+}
+
+/// Flag names, fixed so clients can filter on them.
+pub const ATTACK_TOOL_PREFIX: &str = "attack_tool_prefix";
+pub const MOBILE_AP: &str = "mobile_ap";
+pub const CELL_TOO_FAR: &str = "cell_too_far";
+pub const EVIL_TWIN: &str = "evil_twin";
+pub const CELL_AREA_CHANGE: &str = "cell_area_change";
+pub const ALL_FLAGS: &[&str] = &[
+    ATTACK_TOOL_PREFIX,
+    MOBILE_AP,
+    CELL_TOO_FAR,
+    EVIL_TWIN,
+    CELL_AREA_CHANGE,
+];
+
+/// Address blocks registered to makers of attack tools.
+pub const ATTACK_PREFIXES: &[(&str, &str)] = &[("00:13:37", "Hak5 (WiFi Pineapple)")];
+
+/// A vendor-addressed access point whose fixes spread wider than this (p95 from its estimated
+/// position) is not where a fixed access point would be.
+pub const MOBILE_AP_SPREAD_M: f64 = 1_000.0;
+/// The widest a real cell reaches is about 35 km (GSM timing advance) and a few extended-range
+/// LTE cells more: fixes spread wider than this from one estimated position are two places.
+pub const CELL_MAX_SPREAD_M: f64 = 40_000.0;
+/// Same SSID, different security, within this distance: one area.
+pub const EVIL_TWIN_RADIUS_M: f64 = 500.0;
+
+/// The class of an advertised security string (`[WPA2-PSK-CCMP][ESS]`, `WPA3`, `open`, ...).
+pub fn security_class(caps: &str) -> &'static str {
+    let c = caps.to_ascii_uppercase();
+    if c.contains("EAP") || c.contains("802.1X") || c.contains("ENTERPRISE") {
+        "enterprise"
+    } else if c.contains("WPA3") || c.contains("SAE") || c.contains("OWE") {
+        "wpa3"
+    } else if c.contains("WPA2") || c.contains("RSN") {
+        "wpa2"
+    } else if c.contains("WPA") {
+        "wpa"
+    } else if c.contains("WEP") {
+        "wep"
+    } else {
+        "open"
+    }
+}
+
+/// Stronger security ranks higher.
+pub fn security_rank(class: &str) -> u8 {
+    match class {
+        "open" => 0,
+        "wep" => 1,
+        "wpa" => 2,
+        "wpa2" => 3,
+        _ => 4,
+    }
+}
+
+/// The flags an entry earns on its own.
+pub fn own_flags(e: &Entry) -> Vec<Flag> {
+    let mut out = Vec::new();
+    if e.key.radio != SignalType::Cellular {
+        for (prefix, tool) in ATTACK_PREFIXES {
+            if e.key.identifier.starts_with(prefix) {
+                out.push(Flag {
+                    flag: ATTACK_TOOL_PREFIX.into(),
+                    evidence: json!({"prefix": prefix, "registered_to": tool}),
+                });
+            }
+        }
+    }
+    let spread = e.spread_m.unwrap_or(0.0);
+    match e.key.radio {
+        SignalType::Wifi
+            if e.key.mac_kind() == Some("universal") && spread > MOBILE_AP_SPREAD_M =>
+        {
+            out.push(Flag {
+                flag: MOBILE_AP.into(),
+                evidence: json!({
+                    "spread_m": spread.round(),
+                    "threshold_m": MOBILE_AP_SPREAD_M,
+                    "mac_kind": "universal",
+                    "fixes": e.fixes,
+                    "reason": "a vendor-addressed access point seen at places kilometres apart: a mobile hotspot, or one travelling with someone",
+                }),
+            });
+        }
+        SignalType::Cellular if spread > CELL_MAX_SPREAD_M => {
+            out.push(Flag {
+                flag: CELL_TOO_FAR.into(),
+                evidence: json!({
+                    "spread_m": spread.round(),
+                    "threshold_m": CELL_MAX_SPREAD_M,
+                    "fixes": e.fixes,
+                    "reason": "the same cell identity heard farther apart than any cell covers: a copied identity (IMSI catcher) or a wrong cell database entry",
+                }),
+            });
+        }
+        _ => {}
+    }
+    out
+}
+
+/// A nearby access point with a shared SSID.
+#[derive(Clone, Debug)]
+pub struct Twin {
+    pub identifier: String,
+    pub security: Vec<String>,
+    pub distance_m: f64,
+}
+
+/// An evil-twin flag when a neighbour serves one of this network's names with security that
+/// shares nothing with this one's (open beside WPA2, say). Both sides are flagged: the
+/// evidence says which is weaker.
+pub fn evil_twin(security: &[String], names: &[String], twins: &[Twin]) -> Option<Flag> {
+    if security.is_empty() {
+        return None;
+    }
+    let differing: Vec<&Twin> = twins
+        .iter()
+        .filter(|t| !t.security.is_empty() && !t.security.iter().any(|s| security.contains(s)))
+        .collect();
+    if differing.is_empty() {
+        return None;
+    }
+    let best = |s: &[String]| s.iter().map(|c| security_rank(c)).max().unwrap_or(0);
+    let mine = best(security);
+    let weaker = differing.iter().any(|t| best(&t.security) > mine);
+    Some(Flag {
+        flag: EVIL_TWIN.into(),
+        evidence: json!({
+            "names": names,
+            "security": security,
+            "weaker_than_a_twin": weaker,
+            "radius_m": EVIL_TWIN_RADIUS_M,
+            "twins": differing.iter().map(|t| json!({
+                "identifier": t.identifier,
+                "security": t.security,
+                "distance_m": t.distance_m.round(),
+            })).collect::<Vec<_>>(),
+        }),
+    })
+}
+
+/// A flag when the same cell (mcc, mnc, cell id) is heard under several area codes.
+pub fn cell_area_change(identifier: &str, same_cell: &[String]) -> Option<Flag> {
+    let others: Vec<&String> = same_cell.iter().filter(|o| *o != identifier).collect();
+    if others.is_empty() {
+        return None;
+    }
+    let area = |id: &str| id.split('-').nth(2).unwrap_or("").to_owned();
+    let mut areas: Vec<String> = others.iter().map(|o| area(o)).collect();
+    areas.push(area(identifier));
+    areas.sort();
+    areas.dedup();
+    Some(Flag {
+        flag: CELL_AREA_CHANGE.into(),
+        evidence: json!({
+            "area_codes": areas,
+            "also_heard_as": others,
+            "reason": "one cell identity under several location/tracking area codes: IMSI catchers announce a new area to make phones register",
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::registry::TransmitterKey;
+    use chrono::Utc;
+
+    fn entry(radio: &str, id: &str, spread: f64) -> Entry {
+        let mut e = Entry::empty(TransmitterKey::parse(radio, id).expect("key"), Utc::now());
+        e.spread_m = Some(spread);
+        e
+    }
+
+    #[test]
+    fn security_classes() {
+        assert_eq!(security_class("[WPA2-PSK-CCMP][RSN-PSK-CCMP][ESS]"), "wpa2");
+        assert_eq!(security_class("[ESS]"), "open");
+        assert_eq!(security_class("[WPA2-EAP-CCMP][ESS]"), "enterprise");
+        assert_eq!(security_class("[RSN-SAE-CCMP][ESS]"), "wpa3");
+        assert_eq!(security_class("[WEP][ESS]"), "wep");
+    }
+
+    #[test]
+    fn own_flags_need_their_evidence() {
+        let names = |f: Vec<Flag>| f.into_iter().map(|f| f.flag).collect::<Vec<_>>();
+        assert_eq!(
+            names(own_flags(&entry("wifi", "00:13:37:aa:bb:cc", 10.0))),
+            vec![ATTACK_TOOL_PREFIX]
+        );
+        assert_eq!(
+            names(own_flags(&entry("wifi", "a4:2b:b0:00:00:01", 3_000.0))),
+            vec![MOBILE_AP]
+        );
+        // A randomised (phone hotspot) address is mobile by design; a fixed AP stays put.
+        assert!(own_flags(&entry("wifi", "a6:2b:b0:00:00:01", 3_000.0)).is_empty());
+        assert!(own_flags(&entry("wifi", "a4:2b:b0:00:00:01", 80.0)).is_empty());
+        assert_eq!(
+            names(own_flags(&entry("cellular", "262-1-1000-5001", 90_000.0))),
+            vec![CELL_TOO_FAR]
+        );
+        assert!(own_flags(&entry("cellular", "262-1-1000-5001", 9_000.0)).is_empty());
+    }
+
+    #[test]
+    fn evil_twins_and_area_changes() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let twin = |id: &str, sec: &[&str]| Twin {
+            identifier: id.into(),
+            security: s(sec),
+            distance_m: 40.0,
+        };
+        let names = s(&["CoffeeShop"]);
+        let open = evil_twin(&s(&["open"]), &names, &[twin("a", &["wpa2"])]).expect("flag");
+        assert_eq!(open.evidence["weaker_than_a_twin"], true);
+        let legit = evil_twin(&s(&["wpa2"]), &names, &[twin("b", &["open"])]).expect("flag");
+        assert_eq!(legit.evidence["weaker_than_a_twin"], false);
+        // An enterprise network's many access points agree: nothing to flag.
+        assert!(evil_twin(
+            &s(&["wpa2"]),
+            &names,
+            &[twin("c", &["wpa2"]), twin("d", &["wpa2", "wpa3"])]
+        )
+        .is_none());
+        let f = cell_area_change(
+            "262-1-1000-5001",
+            &s(&["262-1-1099-5001", "262-1-1000-5001"]),
+        )
+        .expect("flag");
+        assert_eq!(f.evidence["area_codes"], json!(["1000", "1099"]));
+        assert!(cell_area_change("262-1-1000-5001", &s(&["262-1-1000-5001"])).is_none());
+    }
+}

@@ -1,0 +1,282 @@
+//! The following detector on scenarios with known truth: a capture device's day with a tag in
+//! its bag, its owner's allow-listed phone, a neighbour's access point at home (a safe zone), a
+//! bus full of phones, a mobile hotspot, an evil twin and a fake cell. Each is classified as
+//! designed, and every flag and score carries its explanation.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use shadowcheck::analysis::scenario;
+
+use crate::helpers::{problem, spawn_app, TestApp};
+
+async fn post(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .json(body)
+        .send()
+        .await
+        .expect("POST")
+}
+
+/// Waits until the registry and the scorer have caught up with everything ingested.
+async fn settled(app: &TestApp) {
+    let started = Instant::now();
+    loop {
+        let queued = app
+            .count_sql("SELECT (SELECT count(*) FROM sigint.registry_queue) + (SELECT count(*) FROM sigint.following_queue)")
+            .await;
+        if queued == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "{queued} detections/pairs still queued"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_scenario_is_classified_as_designed_with_explanations() {
+    let app = spawn_app().await;
+    let start = chrono::Utc::now() - chrono::Duration::days(2);
+    let s = scenario::generate(7, start);
+    // The user's setup: home is a safe zone, their own phone is allow-listed.
+    let zone = post(
+        &app,
+        "/api/v1/safe-zones",
+        &json!({"name": "home", "latitude": s.home.0, "longitude": s.home.1, "radius_m": 200}),
+    )
+    .await;
+    assert_eq!(zone.status(), 201);
+    let allowed = post(
+        &app,
+        "/api/v1/allowlist",
+        &json!({"radio": s.own_phone.0, "identifier": s.own_phone.1, "note": "my phone"}),
+    )
+    .await;
+    assert_eq!(allowed.status(), 201);
+    for chunk in s.detections.chunks(1_000) {
+        let resp = app.post_json(&json!(chunk)).await;
+        assert_eq!(
+            resp.status(),
+            201,
+            "{}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    settled(&app).await;
+
+    for t in &s.truth {
+        let path = format!("/api/v1/transmitters/{}/{}", t.radio, t.identifier);
+        let body = app.get_json(&path).await;
+        let p = &body["properties"];
+        let level = p["level"].as_str().unwrap_or("?");
+        let flagged = matches!(level, "suspicious" | "alert");
+        assert_eq!(
+            flagged, t.follower,
+            "{} ({}): level {level}, scores {}",
+            t.role, t.identifier, p["scores"]
+        );
+        if t.radio != "cellular" {
+            let scores = p["scores"].as_array().expect("scores");
+            assert_eq!(scores.len(), 1, "{}: one capture device", t.role);
+            let e = &scores[0]["explanation"];
+            assert_eq!(e["rule_version"], "following-1", "{}", t.role);
+            assert_eq!(e["gates"].as_array().map(Vec::len), Some(6), "{}", t.role);
+            for g in e["gates"].as_array().expect("gates") {
+                assert!(
+                    g["value"] != Value::Null
+                        && g["threshold"] != Value::Null
+                        && g["passed"].is_boolean(),
+                    "{g}"
+                );
+            }
+        }
+        let flags: Vec<&str> = p["flags"]
+            .as_array()
+            .expect("flags")
+            .iter()
+            .filter_map(|f| f["flag"].as_str())
+            .collect();
+        match t.flag {
+            Some(flag) => assert!(
+                flags.contains(&flag),
+                "{} should be flagged {flag}: {}",
+                t.role,
+                p["flags"]
+            ),
+            None => assert!(flags.is_empty(), "{} flagged {flags:?}", t.role),
+        }
+        for f in p["flags"].as_array().expect("flags") {
+            assert!(f["evidence"].is_object(), "{f}");
+        }
+    }
+    let tag = &s.truth[0];
+    let body = app
+        .get_json(&format!("/api/v1/transmitters/ble/{}", tag.identifier))
+        .await;
+    let p = &body["properties"];
+    assert_eq!(p["tracker_class"], "apple_find_my", "{p}");
+    assert_eq!(p["level"], "alert", "{}", p["scores"]);
+    let e = &p["scores"][0]["explanation"];
+    // Home is evidence, not a distinct place.
+    assert!(
+        e["places"]
+            .as_array()
+            .expect("places")
+            .iter()
+            .any(|pl| pl["safe_zone"] == "home"),
+        "{e}"
+    );
+    // Written back onto the design's columns.
+    let suspicious = app
+        .count(&format!(
+            "bt_address = '{}' AND is_suspicious AND surveillance_score >= 70",
+            tag.identifier
+        ))
+        .await;
+    assert!(
+        suspicious > 100,
+        "{suspicious} detections of the tag marked"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "bt_address = '{}' AND is_suspicious",
+            s.own_phone.1
+        ))
+        .await,
+        0
+    );
+
+    // /api/v1/threats lists the tag and nobody else; the alert metric counted it once.
+    let threats = app.get_json("/api/v1/threats").await;
+    let listed: Vec<&str> = threats["threats"]
+        .as_array()
+        .expect("threats")
+        .iter()
+        .filter_map(|t| t["identifier"].as_str())
+        .collect();
+    assert_eq!(listed, vec![tag.identifier.as_str()], "{threats}");
+    assert!(threats["threats"][0]["explanation"]["components"].is_array());
+    let metrics = reqwest::get(format!("http://{}/metrics", app.metrics_addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let alerts: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("shadowcheck_follower_alerts_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(alerts >= 1.0, "follower alerts counted: {alerts}");
+    let listed = app
+        .get_json("/api/v1/transmitters?tracker=any&level=alert")
+        .await;
+    assert_eq!(
+        listed["features"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    let twins = app.get_json("/api/v1/transmitters?flag=evil_twin").await;
+    assert_eq!(
+        twins["features"].as_array().map(Vec::len),
+        Some(2),
+        "{twins}"
+    );
+
+    // Taking the phone off the allow-list rescores it: it travelled all day, so it follows.
+    let resp = app
+        .client
+        .delete(app.url(&format!("/api/v1/allowlist/ble/{}", s.own_phone.1)))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(resp.status(), 204);
+    settled(&app).await;
+    let phone = app
+        .get_json(&format!("/api/v1/transmitters/ble/{}", s.own_phone.1))
+        .await;
+    let level = phone["properties"]["level"]
+        .as_str()
+        .unwrap_or("?")
+        .to_owned();
+    assert!(
+        level == "suspicious" || level == "alert",
+        "{level}: {}",
+        phone["properties"]["scores"]
+    );
+    assert_eq!(phone["properties"]["tracker_class"], "apple_device");
+}
+
+#[tokio::test]
+async fn detector_endpoints_refuse_bad_input_with_problems() {
+    let app = spawn_app().await;
+    for (path, body, field) in [
+        (
+            "/api/v1/allowlist",
+            json!({"radio": "ble", "identifier": "ff:ff:ff:ff:ff:ff"}),
+            "identifier",
+        ),
+        (
+            "/api/v1/allowlist",
+            json!({"radio": "tv", "identifier": "a4:00:00:00:00:01"}),
+            "identifier",
+        ),
+        (
+            "/api/v1/safe-zones",
+            json!({"name": "home", "latitude": 95.0, "longitude": 1.0, "radius_m": 100}),
+            "latitude",
+        ),
+        (
+            "/api/v1/safe-zones",
+            json!({"name": "home", "latitude": 50.0, "longitude": 1.0, "radius_m": 50000}),
+            "radius_m",
+        ),
+        (
+            "/api/v1/safe-zones",
+            json!({"name": "", "latitude": 50.0, "longitude": 1.0, "radius_m": 100}),
+            "name",
+        ),
+    ] {
+        let p = problem(post(&app, path, &body).await, 400).await;
+        assert_eq!(p["parameter"], field, "{body}: {p}");
+    }
+    let p = problem(post(&app, "/api/v1/safe-zones", &json!([1, 2])).await, 400).await;
+    assert!(
+        p["detail"].as_str().unwrap_or("").contains("JSON object"),
+        "{p}"
+    );
+    problem(app.get("/api/v1/threats?level=red").await, 400).await;
+    problem(app.get("/api/v1/threats?after=nonsense").await, 400).await;
+    problem(app.get("/api/v1/transmitters?tracker=airtag").await, 400).await;
+    let gone = app
+        .client
+        .delete(app.url("/api/v1/safe-zones/999"))
+        .send()
+        .await
+        .expect("DELETE");
+    problem(gone, 404).await;
+    let gone = app
+        .client
+        .delete(app.url("/api/v1/allowlist/ble/c4:00:00:00:00:01"))
+        .send()
+        .await
+        .expect("DELETE");
+    problem(gone, 404).await;
+    // Ingest refuses malformed advertisement fields, naming them.
+    let bad = json!([{"signal_type": "ble", "bt_address": "c4:00:00:00:00:01", "detected_at": "2026-11-01T10:00:00Z",
+                      "latitude": 50.0, "longitude": 8.0, "ble_advertisement": "0x1eff4", "ble_service_uuids": ["tile"],
+                      "ble_manufacturer_id": 70000}]);
+    let p = problem(app.post_json(&bad).await, 422).await;
+    let text = p.to_string();
+    for field in [
+        "ble_advertisement",
+        "ble_service_uuids",
+        "ble_manufacturer_id",
+    ] {
+        assert!(text.contains(field), "{field}: {p}");
+    }
+}
