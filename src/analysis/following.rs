@@ -75,8 +75,15 @@ pub async fn score_once(pool: &PgPool, batch: u32, settle_ms: u64) -> Result<usi
             }
         }
         if stored.score_before != Some(a.score) {
-            db::following::write_back(&mut tx, &fixes, a.score, a.level >= Level::Suspicious)
-                .await?;
+            let same_level = stored.level_before.as_deref() == Some(a.level.as_str());
+            db::following::write_back(
+                &mut tx,
+                &fixes,
+                a.score,
+                a.level >= Level::Suspicious,
+                same_level,
+            )
+            .await?;
         }
     }
     for key in &keys {

@@ -2,7 +2,10 @@
 //! precision/recall: a capture device leaves home, travels through six places over about four
 //! hours and comes back. Around it: a tag in its bag, its owner's own phone, a neighbour's
 //! access point at home, a bus full of phones for 20 minutes, a mobile hotspot met twice, an
-//! evil twin at a café and a fake cell under a changed area code. Randomised by seed.
+//! evil twin at a café and a fake cell under a changed area code; and two harder cases, a phone
+//! that follows for part of the day without any tracker signature and a delivery van's hotspot
+//! met at three stops. Randomised by seed: how often each is heard, where the follower joins,
+//! how long the bus ride lasts.
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use rand::rngs::StdRng;
@@ -19,6 +22,9 @@ pub struct Truth {
     pub follower: bool,
     /// A rogue flag it should carry.
     pub flag: Option<&'static str>,
+    /// Designed to be unambiguous (the scenario test asserts these); the others are the
+    /// benchmark's harder cases, measured as precision and recall.
+    pub certain: bool,
 }
 
 pub struct Scenario {
@@ -112,12 +118,41 @@ pub fn generate(seed: u64, start: DateTime<Utc>) -> Scenario {
     let cafe = format!("Cafe-{}", rng.gen_range(100..999));
     let cell_id: i64 = rng.gen_range(1_000..200_000);
     let bus_phones: Vec<String> = (0..25).map(|_| mac(&mut rng, 0x46)).collect();
-    // The bus: 20 minutes on the third leg.
+    let follower = mac(&mut rng, 0x72);
+    let far_device = uuid::Uuid::from_u128(rng.gen()).to_string();
+    let copied_cell: i64 = rng.gen_range(200_000..400_000);
+    let pineapple = mac(&mut rng, 0x00).replacen("00:", "00:13:37:", 1)[..17].to_owned();
+    let van = mac(&mut rng, 0x00).replacen("00:", "9c:", 1);
+    // How well each is heard, this run.
+    let p_tag = rng.gen_range(0.5..0.9);
+    let p_follower = rng.gen_range(0.3..0.8);
+    // The bus: 10 to 40 minutes from the end of the second stop.
+    let bus_len = rng.gen_range(10..=40);
     let bus_from = timeline
         .iter()
         .position(|(_, s)| *s == Some(2))
         .map_or(100, |i| i + 16);
-    let mut background = 0usize;
+    // The follower joins at a random minute on the move and stays 70 to 120 minutes.
+    let moving: Vec<usize> = (0..timeline.len())
+        .filter(|&i| timeline[i].1.is_none())
+        .collect();
+    let follow_from = moving[rng.gen_range(0..moving.len() / 2)];
+    let follow_to = follow_from + rng.gen_range(70..=120);
+    // The van stops where the device stops, three times out of six.
+    let mut van_stops: Vec<usize> = (1..=6).collect();
+    for i in (1..van_stops.len()).rev() {
+        van_stops.swap(i, rng.gen_range(0..=i));
+    }
+    van_stops.truncate(3);
+    let stop_aps: Vec<[String; 3]> = (0..stops.len())
+        .map(|_| {
+            [
+                mac(&mut rng, 0xa4),
+                mac(&mut rng, 0xa4),
+                mac(&mut rng, 0xa4),
+            ]
+        })
+        .collect();
     for (minute, &(pos, stop)) in timeline.iter().enumerate() {
         let here = jitter(pos, &mut rng);
         let base = |lat: f64, lon: f64, at: String| {
@@ -126,15 +161,9 @@ pub fn generate(seed: u64, start: DateTime<Utc>) -> Scenario {
         };
         // A local access point wherever the device is (one new one per minute on the move),
         // so the device's path is known minute by minute; a few fixes are inaccurate.
-        let ap = if stop.is_some() {
-            format!("a4:00:{:02x}:00:00:{:02x}", stop.unwrap_or(0), minute % 3)
-        } else {
-            background += 1;
-            format!(
-                "a4:01:{:02x}:{:02x}:00:01",
-                background / 256,
-                background % 256
-            )
+        let ap = match stop {
+            Some(s) => stop_aps[s % stops.len()][minute % 3].clone(),
+            None => mac(&mut rng, 0xa4),
         };
         let mut item = base(here.0, here.1, at(minute, &mut rng));
         item["signal_type"] = json!("wifi");
@@ -146,8 +175,8 @@ pub fn generate(seed: u64, start: DateTime<Utc>) -> Scenario {
             item["accuracy_meters"] = json!(250.0);
         }
         detections.push(item);
-        // The tag rides along from the first minute to the last, seen most minutes.
-        if rng.gen_bool(0.8) {
+        // The tag rides along from the first minute to the last.
+        if rng.gen_bool(p_tag) {
             let mut item = base(here.0, here.1, at(minute, &mut rng));
             item["signal_type"] = json!("ble");
             item["bt_address"] = json!(tag);
@@ -217,7 +246,52 @@ pub fn generate(seed: u64, start: DateTime<Utc>) -> Scenario {
             item["network_type"] = json!("LTE");
             detections.push(item);
         }
-        if (bus_from..bus_from + 20).contains(&minute) {
+        // A copied identity: a cell that really stands 150 km away (a second capture device
+        // hears it there at the same time) heard at the fourth stop too.
+        if stop == Some(4) && minute % 3 == 1 {
+            let far = offset(home, 150_000.0, 0.0);
+            for (lat, lon, dev) in [
+                (here.0, here.1, device.as_str()),
+                (far.0, far.1, far_device.as_str()),
+            ] {
+                let mut item = base(lat, lon, at(minute, &mut rng));
+                item["device_id"] = json!(dev);
+                item["signal_type"] = json!("cellular");
+                item["mcc"] = json!(262);
+                item["mnc"] = json!(2);
+                item["lac"] = json!(2000);
+                item["cell_id"] = json!(copied_cell);
+                item["network_type"] = json!("LTE");
+                detections.push(item);
+            }
+        }
+        // An attack tool's access point (a WiFi Pineapple) at the fifth stop.
+        if stop == Some(5) && minute % 2 == 0 {
+            let mut item = base(here.0, here.1, at(minute, &mut rng));
+            item["signal_type"] = json!("wifi");
+            item["bssid"] = json!(pineapple);
+            item["ssid"] = json!("Free WiFi");
+            item["security"] = json!("[ESS]");
+            item["signal_strength_dbm"] = json!(rng.gen_range(-75..-50));
+            detections.push(item);
+        }
+        if (follow_from..follow_to).contains(&minute) && rng.gen_bool(p_follower) {
+            let mut item = base(here.0, here.1, at(minute, &mut rng));
+            item["signal_type"] = json!("ble");
+            item["bt_address"] = json!(follower);
+            item["bt_rssi"] = json!(rng.gen_range(-85..-60));
+            detections.push(item);
+        }
+        if stop.is_some_and(|s| van_stops.contains(&s)) && minute % 2 == 0 && rng.gen_bool(0.5) {
+            let mut item = base(here.0, here.1, at(minute, &mut rng));
+            item["signal_type"] = json!("wifi");
+            item["bssid"] = json!(van);
+            item["ssid"] = json!("Delivery-Van");
+            item["security"] = json!("[WPA2-PSK-CCMP][ESS]");
+            item["signal_strength_dbm"] = json!(rng.gen_range(-80..-60));
+            detections.push(item);
+        }
+        if (bus_from..bus_from + bus_len).contains(&minute) {
             for p in &bus_phones {
                 if rng.gen_bool(0.9) {
                     let mut item = base(here.0, here.1, at(minute, &mut rng));
@@ -235,6 +309,7 @@ pub fn generate(seed: u64, start: DateTime<Utc>) -> Scenario {
         role,
         follower,
         flag,
+        certain: true,
     };
     truth.push(t("ble", &tag, "tag", true, None));
     truth.push(t("ble", &phone, "own phone", false, None));
@@ -269,8 +344,36 @@ pub fn generate(seed: u64, start: DateTime<Utc>) -> Scenario {
     for p in &bus_phones {
         truth.push(t("ble", p, "bus passenger", false, None));
     }
+    truth.push(Truth {
+        certain: false,
+        ..t("ble", &follower, "follower without a tag", true, None)
+    });
+    truth.push(Truth {
+        certain: false,
+        ..t(
+            "wifi",
+            &van,
+            "delivery van",
+            false,
+            Some(crate::domain::rogue::MOBILE_AP),
+        )
+    });
     let real = format!("262-1-1000-{cell_id}");
     let fake = format!("262-1-1099-{cell_id}");
+    truth.push(t(
+        "cellular",
+        &format!("262-2-2000-{copied_cell}"),
+        "copied cell",
+        false,
+        Some(crate::domain::rogue::CELL_TOO_FAR),
+    ));
+    truth.push(t(
+        "wifi",
+        &pineapple,
+        "WiFi Pineapple",
+        false,
+        Some(crate::domain::rogue::ATTACK_TOOL_PREFIX),
+    ));
     truth.push(t(
         "cellular",
         &real,

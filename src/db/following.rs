@@ -482,6 +482,7 @@ pub struct Stored {
     /// Whether it passed the gates before (None: first score).
     pub passed_before: Option<bool>,
     pub score_before: Option<f32>,
+    pub level_before: Option<String>,
 }
 
 /// Stores a pair's score, raising the alert mark when due.
@@ -493,7 +494,7 @@ pub async fn store(
 ) -> Result<Stored, sqlx::Error> {
     const SQL: &str = r#"
         WITH prev AS (
-            SELECT gates_passed, score FROM sigint.following
+            SELECT gates_passed, score, level FROM sigint.following
             WHERE radio = $1::sigint.signal_type AND identifier = $2 AND device_id = $3
         ), up AS (
             INSERT INTO sigint.following AS f (radio, identifier, device_id, score, level,
@@ -511,7 +512,7 @@ pub async fn store(
                     THEN now() ELSE f.alerted_at END
             RETURNING alerted_at IS NOT DISTINCT FROM now() AND level = 'alert' AS alerted
         )
-        SELECT up.alerted, prev.gates_passed, prev.score FROM up LEFT JOIN prev ON true
+        SELECT up.alerted, prev.gates_passed, prev.score, prev.level FROM up LEFT JOIN prev ON true
     "#;
     let explanation =
         serde_json::to_string(&a.explanation).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
@@ -535,17 +536,21 @@ pub async fn store(
         alerted: row.try_get("alerted")?,
         passed_before: row.try_get("gates_passed")?,
         score_before: row.try_get("score")?,
+        level_before: row.try_get("level")?,
     })
 }
 
 /// Writes the pair's score onto its detections (the design's `surveillance_score`), and marks
 /// them suspicious at `suspicious` or above. The detector raises `is_suspicious`, never
-/// clears it: a capture device or an analyst may have set it.
+/// clears it: a capture device or an analyst may have set it. With `only_new`, only detections
+/// not yet scored are written (the level did not change: rewriting thousands of rows for a
+/// point of score would cost ingest its speed).
 pub async fn write_back(
     conn: &mut PgConnection,
     fixes: &[Fix],
     score: f32,
     suspicious: bool,
+    only_new: bool,
 ) -> Result<(), sqlx::Error> {
     let (Some(first), Some(last)) = (fixes.first(), fixes.last()) else {
         return Ok(());
@@ -557,13 +562,15 @@ pub async fn write_back(
             "UPDATE sigint.signal_detections SET surveillance_score = $1, \
              is_suspicious = is_suspicious OR $2, updated_at = now() \
              WHERE id = ANY($3) AND detected_at BETWEEN $4 AND $5 \
-               AND (surveillance_score IS DISTINCT FROM $1 OR ($2 AND NOT is_suspicious))",
+               AND (surveillance_score IS DISTINCT FROM $1 OR ($2 AND NOT is_suspicious)) \
+               AND (NOT $6 OR surveillance_score IS NULL)",
         )
         .bind(score)
         .bind(suspicious)
         .bind(ids)
         .bind(first.at)
         .bind(last.at)
+        .bind(only_new)
         .execute(&mut *conn),
     )
     .await?;

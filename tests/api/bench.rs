@@ -8,7 +8,7 @@ fn small_benchmark_completes_and_prints_its_figures() {
     let out = Command::new(env!("CARGO_BIN_EXE_bench"))
         .args(["--rows", "20000", "--queries", "10", "--concurrency", "1,2"])
         // Two maximum-size bodies at once: the full eight is for `scripts/bench`, not a loaded CI.
-        .args(["--large-concurrency", "2"])
+        .args(["--large-concurrency", "2", "--scenarios", "2"])
         .args(["--server", env!("CARGO_BIN_EXE_shadowcheck")])
         .output()
         .expect("run bench");
@@ -29,6 +29,9 @@ fn small_benchmark_completes_and_prints_its_figures() {
         "server peak RSS",
         "## (d) 2 concurrent maximum-size bodies",
         "peak above idle",
+        "## (e) detector on 2 randomised known-truth scenarios",
+        "| follower (suspicious or alert) |",
+        "| evil_twin |",
     ] {
         assert!(
             stdout.contains(heading),
