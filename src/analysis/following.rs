@@ -2,9 +2,12 @@
 //! run by the registry updater after each fold. Stores each score with its explanation, writes
 //! it onto the pair's detections and the registry row, and counts new alerts.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
 
 use sqlx::{Acquire, PgConnection, PgPool};
+use uuid::Uuid;
 
 use crate::db;
 use crate::domain::following::{self, Fix, Level, Subject};
@@ -13,52 +16,108 @@ use crate::domain::registry::TransmitterKey;
 /// Sightings per pair scored (the most recent).
 const MAX_FIXES: i64 = 5_000;
 
-/// Scores at most `batch` queued pairs that have settled for `settle_ms`. Returns how many.
+/// Scores at most `batch` queued pairs that have settled for `settle_ms`, in one transaction
+/// and a fixed number of statements whatever the batch size. Returns how many were taken.
 pub async fn score_once(pool: &PgPool, batch: u32, settle_ms: u64) -> Result<usize, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
-    let pairs = db::following::claim_pairs(&mut tx, i64::from(batch), settle_ms as i64).await?;
-    if pairs.is_empty() {
+    let claimed = db::following::claim_pairs(&mut tx, i64::from(batch), settle_ms as i64).await?;
+    if claimed.is_empty() {
         tx.commit().await?;
         return Ok(0);
     }
-    let keys: Vec<TransmitterKey> = pairs
+    let keys: Vec<TransmitterKey> = claimed
         .iter()
         .map(|p| p.0.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
     let subjects = db::following::subjects(&mut tx, &keys).await?;
-    let zones = db::following::zones(&mut tx).await?;
-    let mut alerts = 0u64;
-    for (key, device) in &pairs {
-        let (allowlisted, tracker, seen) = subjects.get(key).copied().unwrap_or((false, None, 0));
-        // Fewer sightings in all than the first gate needs, by any device: nothing to score
-        // (most transmitters; skipping them keeps the scorer's cost off the common case).
-        if seen < following::MIN_SIGHTINGS as i64 {
-            continue;
-        }
-        let fixes = db::following::fixes(&mut tx, key, *device, MAX_FIXES).await?;
+    // Fewer sightings in all than the first gate needs, by any device: nothing to score (most
+    // transmitters; skipping them keeps the scorer's cost off the common case).
+    let pairs: Vec<(TransmitterKey, Uuid)> = claimed
+        .iter()
+        .filter(|(k, _)| {
+            subjects
+                .get(k)
+                .is_some_and(|s| s.2 >= following::MIN_SIGHTINGS as i64)
+        })
+        .cloned()
+        .collect();
+    let fixes = db::following::fixes(&mut tx, &pairs, MAX_FIXES).await?;
+    // Each pair's window: its look-back, ending at its last sighting.
+    let mut scored: Vec<(usize, Vec<Fix>)> = Vec::new();
+    let mut windows: BTreeMap<Uuid, (DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
+    for (i, fixes) in fixes.into_iter().enumerate() {
+        let (key, device) = &pairs[i];
         let Some(last) = fixes.last().map(|f| f.at) else {
             continue;
         };
         let from = last - following::lookback(key);
         let fixes: Vec<Fix> = fixes.into_iter().filter(|f| f.at >= from).collect();
-        let path = db::following::path(&mut tx, *device, from, last).await?;
-        let subject = Subject {
-            key,
-            tracker,
-            allowlisted,
-        };
-        let mut a = following::assess(subject, &fixes, &path, &zones, 0);
-        if let (true, Some(together)) = (a.gates_passed, a.together) {
-            let crowd = db::following::crowd(&mut tx, key, *device, together).await?;
-            if crowd > 0 {
-                a = following::assess(subject, &fixes, &path, &zones, crowd as usize);
-            }
+        if fixes.len() < following::MIN_SIGHTINGS {
+            continue;
         }
-        let stored = db::following::store(&mut tx, key, *device, &a).await?;
-        if stored.alerted {
+        let w = windows.entry(*device).or_insert((from, last));
+        *w = (w.0.min(from), w.1.max(last));
+        scored.push((i, fixes));
+    }
+    let paths = db::following::paths(&mut tx, &windows).await?;
+    let zones = db::following::zones(&mut tx).await?;
+    let no_path = Vec::new();
+    let assess = |i: usize, fixes: &[Fix], crowd: usize| {
+        let (key, device) = &pairs[i];
+        let (allowlisted, tracker, _) = subjects.get(key).copied().unwrap_or((false, None, 0));
+        let (from, to) = (
+            fixes[0].at - following::lookback(key),
+            fixes[fixes.len() - 1].at,
+        );
+        let path = paths.get(device).unwrap_or(&no_path);
+        let a = path.partition_point(|p| p.minute < from);
+        let b = path.partition_point(|p| p.minute <= to);
+        following::assess(
+            Subject {
+                key,
+                tracker,
+                allowlisted,
+            },
+            fixes,
+            &path[a..b],
+            &zones,
+            crowd,
+        )
+    };
+    let mut assessments: Vec<_> = scored.iter().map(|(i, f)| assess(*i, f, 0)).collect();
+    // The crowd around those that pass the gates, from the pairs stored before.
+    let passing: Vec<usize> = (0..scored.len())
+        .filter(|&n| assessments[n].gates_passed && assessments[n].together.is_some())
+        .collect();
+    let crowd_items: Vec<_> = passing
+        .iter()
+        .filter_map(|&n| {
+            let (key, device) = &pairs[scored[n].0];
+            Some((key, *device, assessments[n].together?))
+        })
+        .collect();
+    let crowds = db::following::crowds(&mut tx, &crowd_items).await?;
+    for (&n, &crowd) in passing.iter().zip(&crowds) {
+        if crowd > 0 {
+            assessments[n] = assess(scored[n].0, &scored[n].1, crowd as usize);
+        }
+    }
+    let items: Vec<_> = scored
+        .iter()
+        .zip(&assessments)
+        .map(|((i, _), a)| (&pairs[*i].0, pairs[*i].1, a))
+        .collect();
+    let stored = db::following::store(&mut tx, &items).await?;
+    let mut alerts = 0u64;
+    let mut changed = Vec::new();
+    let mut writes = Vec::new();
+    for (n, st) in stored.iter().enumerate() {
+        let (key, device) = &pairs[scored[n].0];
+        let a = &assessments[n];
+        if st.alerted {
             alerts += 1;
             tracing::warn!(
                 radio = key.radio.as_str(),
@@ -69,32 +128,42 @@ pub async fn score_once(pool: &PgPool, batch: u32, settle_ms: u64) -> Result<usi
             );
         }
         // Others' crowd penalties count the pairs that pass the gates beside them.
-        if stored.passed_before.unwrap_or(false) != a.gates_passed {
+        if st.passed_before.unwrap_or(false) != a.gates_passed {
             if let Some(together) = a.together {
-                db::following::requeue_overlapping(&mut tx, key, *device, together).await?;
+                changed.push((key, *device, together));
             }
         }
-        if stored.score_before != Some(a.score) {
-            let same_level = stored.level_before.as_deref() == Some(a.level.as_str());
-            db::following::write_back(
-                &mut tx,
-                &fixes,
+        // Scores below `watch` stay off the detections (most pairs: writing them would double
+        // ingest's writes); a pair that drops back to `none` is written once, as it falls.
+        let was = st.level_before.as_deref();
+        let matters = a.level > Level::None || was.is_some_and(|l| l != Level::None.as_str());
+        if matters && st.score_before != Some(a.score) {
+            let same_level = was == Some(a.level.as_str());
+            writes.push((
+                scored[n].1.as_slice(),
                 a.score,
                 a.level >= Level::Suspicious,
                 same_level,
-            )
-            .await?;
+            ));
         }
     }
-    for key in &keys {
-        db::following::roll_up(&mut tx, key).await?;
+    db::following::requeue_overlapping(&mut tx, &changed).await?;
+    db::following::write_back(&mut tx, &writes).await?;
+    let touched: Vec<TransmitterKey> = items
+        .iter()
+        .map(|i| i.0.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !touched.is_empty() {
+        db::following::roll_up(&mut tx, &touched).await?;
     }
     tx.commit().await?;
-    metrics::counter!("shadowcheck_following_scored_total").increment(pairs.len() as u64);
+    metrics::counter!("shadowcheck_following_scored_total").increment(items.len() as u64);
     if alerts > 0 {
         metrics::counter!("shadowcheck_follower_alerts_total").increment(alerts);
     }
-    Ok(pairs.len())
+    Ok(claimed.len())
 }
 
 /// The scoring queue's length and the scored pairs by level.

@@ -315,71 +315,100 @@ pub async fn level_counts(conn: &mut PgConnection) -> Result<Vec<(String, i64)>,
         .await
 }
 
-/// The pair's most recent sightings (at most `limit`), oldest first.
+/// Each pair's most recent sightings (at most `limit` each), oldest first, in the order of
+/// `pairs`: one statement per address column, so the MAC indexes serve every pair.
 pub async fn fixes(
     conn: &mut PgConnection,
-    key: &TransmitterKey,
-    device: Uuid,
+    pairs: &[(TransmitterKey, Uuid)],
     limit: i64,
-) -> Result<Vec<Fix>, sqlx::Error> {
-    let column = match key.radio {
-        SignalType::Wifi => "bssid",
-        SignalType::Bluetooth | SignalType::Ble => "bt_address",
-        SignalType::Cellular => return Ok(Vec::new()),
-    };
-    let sql = format!(
-        "SELECT * FROM (SELECT d.id, d.detected_at, ST_Y(d.location) AS lat, ST_X(d.location) AS lon, \
-         d.accuracy_meters, d.altitude_meters FROM sigint.signal_detections d \
-         WHERE d.{column} = $1::macaddr AND d.signal_type = $2::sigint.signal_type AND d.device_id = $3 \
-         ORDER BY d.detected_at DESC LIMIT $4) AS recent ORDER BY detected_at, id"
-    );
-    let rows = observe(
-        "following_fixes",
-        sqlx::query(&sql)
-            .bind(&key.identifier)
-            .bind(key.radio.as_str())
-            .bind(device)
-            .bind(limit)
-            .fetch_all(&mut *conn),
-    )
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Fix {
+) -> Result<Vec<Vec<Fix>>, sqlx::Error> {
+    let mut out: Vec<Vec<Fix>> = vec![Vec::new(); pairs.len()];
+    for column in ["bssid", "bt_address"] {
+        let idx: Vec<usize> = (0..pairs.len())
+            .filter(|&i| match pairs[i].0.radio {
+                SignalType::Wifi => column == "bssid",
+                SignalType::Bluetooth | SignalType::Ble => column == "bt_address",
+                SignalType::Cellular => false,
+            })
+            .collect();
+        if idx.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "SELECT k.i, f.id, f.detected_at, f.lat, f.lon, f.accuracy_meters, f.altitude_meters \
+             FROM UNNEST($1::text[], $2::text[], $3::uuid[], $4::int8[]) AS k(radio, identifier, device, i) \
+             CROSS JOIN LATERAL (SELECT d.id, d.detected_at, ST_Y(d.location) AS lat, ST_X(d.location) AS lon, \
+                 d.accuracy_meters, d.altitude_meters FROM sigint.signal_detections d \
+                 WHERE d.{column} = k.identifier::macaddr AND d.signal_type = k.radio::sigint.signal_type \
+                   AND d.device_id = k.device \
+                 ORDER BY d.detected_at DESC LIMIT $5) AS f \
+             ORDER BY k.i, f.detected_at, f.id"
+        );
+        let radios: Vec<&str> = idx.iter().map(|&i| pairs[i].0.radio.as_str()).collect();
+        let ids: Vec<&str> = idx
+            .iter()
+            .map(|&i| pairs[i].0.identifier.as_str())
+            .collect();
+        let devices: Vec<Uuid> = idx.iter().map(|&i| pairs[i].1).collect();
+        let order: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
+        let rows = observe(
+            "following_fixes",
+            sqlx::query(&sql)
+                .bind(radios)
+                .bind(ids)
+                .bind(devices)
+                .bind(order)
+                .bind(limit)
+                .fetch_all(&mut *conn),
+        )
+        .await?;
+        for r in rows {
+            let i: i64 = r.try_get("i")?;
+            let Some(list) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) else {
+                continue;
+            };
+            list.push(Fix {
                 id: r.try_get("id")?,
                 at: r.try_get("detected_at")?,
                 lat: r.try_get("lat")?,
                 lon: r.try_get("lon")?,
                 accuracy_m: r.try_get("accuracy_meters")?,
                 altitude_m: r.try_get("altitude_meters")?,
-            })
-        })
-        .collect()
+            });
+        }
+    }
+    Ok(out)
 }
 
-/// The device's per-minute path between `from` and `to`.
-pub async fn path(
+/// Each device's per-minute path over its window (from, to).
+pub async fn paths(
     conn: &mut PgConnection,
-    device: Uuid,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Vec<PathPoint>, sqlx::Error> {
-    let rows: Vec<(DateTime<Utc>, f64, f64)> = observe(
+    windows: &BTreeMap<Uuid, (DateTime<Utc>, DateTime<Utc>)>,
+) -> Result<HashMap<Uuid, Vec<PathPoint>>, sqlx::Error> {
+    let devices: Vec<Uuid> = windows.keys().copied().collect();
+    let from: Vec<DateTime<Utc>> = windows.values().map(|w| w.0).collect();
+    let to: Vec<DateTime<Utc>> = windows.values().map(|w| w.1).collect();
+    let rows: Vec<(Uuid, DateTime<Utc>, f64, f64)> = observe(
         "following_path",
         sqlx::query_as(
-            "SELECT minute, lat_sum / fixes, lon_sum / fixes FROM sigint.device_minutes \
-             WHERE device_id = $1 AND minute BETWEEN $2 AND $3 ORDER BY minute",
+            "SELECT m.device_id, m.minute, m.lat_sum / m.fixes, m.lon_sum / m.fixes \
+             FROM UNNEST($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS k(device, f, t) \
+             JOIN sigint.device_minutes m ON m.device_id = k.device AND m.minute BETWEEN k.f AND k.t \
+             ORDER BY m.device_id, m.minute",
         )
-        .bind(device)
+        .bind(devices)
         .bind(from)
         .bind(to)
         .fetch_all(&mut *conn),
     )
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(minute, lat, lon)| PathPoint { minute, lat, lon })
-        .collect())
+    let mut out: HashMap<Uuid, Vec<PathPoint>> = HashMap::new();
+    for (device, minute, lat, lon) in rows {
+        out.entry(device)
+            .or_default()
+            .push(PathPoint { minute, lat, lon });
+    }
+    Ok(out)
 }
 
 /// Every safe zone.
@@ -447,35 +476,45 @@ pub async fn subjects(
     Ok(out)
 }
 
-/// Other transmitters that passed the gates with this device over at least half of the
-/// shorter of the two times together.
-pub async fn crowd(
+/// For each (pair, times together): other transmitters that passed the gates with the same
+/// device over at least half of the shorter of the two times together.
+pub async fn crowds(
     conn: &mut PgConnection,
-    key: &TransmitterKey,
-    device: Uuid,
-    (from, to): (DateTime<Utc>, DateTime<Utc>),
-) -> Result<i64, sqlx::Error> {
-    observe(
+    items: &[(&TransmitterKey, Uuid, (DateTime<Utc>, DateTime<Utc>))],
+) -> Result<Vec<i64>, sqlx::Error> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let radios: Vec<&str> = items.iter().map(|i| i.0.radio.as_str()).collect();
+    let ids: Vec<&str> = items.iter().map(|i| i.0.identifier.as_str()).collect();
+    let devices: Vec<Uuid> = items.iter().map(|i| i.1).collect();
+    let from: Vec<DateTime<Utc>> = items.iter().map(|i| i.2 .0).collect();
+    let to: Vec<DateTime<Utc>> = items.iter().map(|i| i.2 .1).collect();
+    let rows: Vec<(i64, i64)> = observe(
         "following_crowd",
-        sqlx::query_scalar(
-            "SELECT count(*) FROM sigint.following f \
-             WHERE f.device_id = $1 AND f.gates_passed \
-               AND NOT (f.radio = $2::sigint.signal_type AND f.identifier = $3) \
-               AND f.together_from < $5 AND f.together_to > $4 \
-               AND LEAST(f.together_to, $5) - GREATEST(f.together_from, $4) \
-                   >= 0.5 * LEAST(f.together_to - f.together_from, $5 - $4)",
+        sqlx::query_as(
+            "SELECT k.i, (SELECT count(*) FROM sigint.following f \
+                WHERE f.device_id = k.device AND f.gates_passed \
+                  AND NOT (f.radio = k.radio::sigint.signal_type AND f.identifier = k.identifier) \
+                  AND f.together_from < k.t AND f.together_to > k.f \
+                  AND LEAST(f.together_to, k.t) - GREATEST(f.together_from, k.f) \
+                      >= 0.5 * LEAST(f.together_to - f.together_from, k.t - k.f)) \
+             FROM UNNEST($1::text[], $2::text[], $3::uuid[], $4::timestamptz[], $5::timestamptz[]) \
+                  WITH ORDINALITY AS k(radio, identifier, device, f, t, i) ORDER BY k.i",
         )
-        .bind(device)
-        .bind(key.radio.as_str())
-        .bind(&key.identifier)
+        .bind(radios)
+        .bind(ids)
+        .bind(devices)
         .bind(from)
         .bind(to)
-        .fetch_one(&mut *conn),
+        .fetch_all(&mut *conn),
     )
-    .await
+    .await?;
+    Ok(rows.into_iter().map(|r| r.1).collect())
 }
 
 /// What storing a score changed.
+#[derive(Clone, Debug, Default)]
 pub struct Stored {
     /// The pair raised an alert now (new, or the last one is older than [`REALERT_HOURS`]).
     pub alerted: bool,
@@ -485,22 +524,31 @@ pub struct Stored {
     pub level_before: Option<String>,
 }
 
-/// Stores a pair's score, raising the alert mark when due.
+/// Stores the pairs' scores in one statement, raising the alert mark when due; answers in the
+/// order of `items`.
 pub async fn store(
     conn: &mut PgConnection,
-    key: &TransmitterKey,
-    device: Uuid,
-    a: &Assessment,
-) -> Result<Stored, sqlx::Error> {
+    items: &[(&TransmitterKey, Uuid, &Assessment)],
+) -> Result<Vec<Stored>, sqlx::Error> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
     const SQL: &str = r#"
-        WITH prev AS (
-            SELECT gates_passed, score, level FROM sigint.following
-            WHERE radio = $1::sigint.signal_type AND identifier = $2 AND device_id = $3
+        WITH input AS (
+            SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS r(i bigint, radio text,
+                identifier text, device_id uuid, score real, level text, gates_passed boolean,
+                together_from timestamptz, together_to timestamptz, explanation jsonb)
+        ), prev AS (
+            SELECT i.i, f.gates_passed, f.score, f.level FROM input i
+            JOIN sigint.following f ON f.radio = i.radio::sigint.signal_type
+             AND f.identifier = i.identifier AND f.device_id = i.device_id
         ), up AS (
             INSERT INTO sigint.following AS f (radio, identifier, device_id, score, level,
                 gates_passed, together_from, together_to, explanation, computed_at, alerted_at)
-            VALUES ($1::sigint.signal_type, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, now(),
-                    CASE WHEN $5 = 'alert' THEN now() END)
+            SELECT radio::sigint.signal_type, identifier, device_id, score, level, gates_passed,
+                   together_from, together_to, explanation, now(),
+                   CASE WHEN level = 'alert' THEN now() END
+            FROM input
             ON CONFLICT (radio, identifier, device_id) DO UPDATE SET
                 score = EXCLUDED.score, level = EXCLUDED.level,
                 gates_passed = EXCLUDED.gates_passed, together_from = EXCLUDED.together_from,
@@ -508,68 +556,108 @@ pub async fn store(
                 computed_at = now(),
                 alerted_at = CASE
                     WHEN EXCLUDED.level = 'alert' AND (f.alerted_at IS NULL
-                         OR f.alerted_at < now() - make_interval(hours => $10))
+                         OR f.alerted_at < now() - make_interval(hours => $2))
                     THEN now() ELSE f.alerted_at END
-            RETURNING alerted_at IS NOT DISTINCT FROM now() AND level = 'alert' AS alerted
+            RETURNING radio::text AS radio, identifier, device_id,
+                      alerted_at IS NOT DISTINCT FROM now() AND level = 'alert' AS alerted
         )
-        SELECT up.alerted, prev.gates_passed, prev.score, prev.level FROM up LEFT JOIN prev ON true
+        SELECT i.i, up.alerted, prev.gates_passed, prev.score, prev.level
+        FROM up
+        JOIN input i ON i.radio = up.radio AND i.identifier = up.identifier
+         AND i.device_id = up.device_id
+        LEFT JOIN prev ON prev.i = i.i
     "#;
-    let explanation =
-        serde_json::to_string(&a.explanation).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let row = observe(
+    #[derive(Serialize)]
+    struct Out<'a> {
+        i: usize,
+        radio: &'static str,
+        identifier: &'a str,
+        device_id: Uuid,
+        score: f32,
+        level: &'static str,
+        gates_passed: bool,
+        together_from: Option<DateTime<Utc>>,
+        together_to: Option<DateTime<Utc>>,
+        explanation: &'a following::Explanation,
+    }
+    let rows: Vec<Out<'_>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, (key, device, a))| Out {
+            i,
+            radio: key.radio.as_str(),
+            identifier: &key.identifier,
+            device_id: *device,
+            score: a.score,
+            level: a.level.as_str(),
+            gates_passed: a.gates_passed,
+            together_from: a.together.map(|t| t.0),
+            together_to: a.together.map(|t| t.1),
+            explanation: &a.explanation,
+        })
+        .collect();
+    let text = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let answers = observe(
         "following_store",
         sqlx::query(SQL)
-            .bind(key.radio.as_str())
-            .bind(&key.identifier)
-            .bind(device)
-            .bind(a.score)
-            .bind(a.level.as_str())
-            .bind(a.gates_passed)
-            .bind(a.together.map(|t| t.0))
-            .bind(a.together.map(|t| t.1))
-            .bind(explanation)
+            .bind(text)
             .bind(REALERT_HOURS as i32)
-            .fetch_one(&mut *conn),
+            .fetch_all(&mut *conn),
     )
     .await?;
-    Ok(Stored {
-        alerted: row.try_get("alerted")?,
-        passed_before: row.try_get("gates_passed")?,
-        score_before: row.try_get("score")?,
-        level_before: row.try_get("level")?,
-    })
+    let mut out = vec![Stored::default(); items.len()];
+    for row in answers {
+        let i: i64 = row.try_get("i")?;
+        if let Some(slot) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
+            *slot = Stored {
+                alerted: row.try_get("alerted")?,
+                passed_before: row.try_get("gates_passed")?,
+                score_before: row.try_get("score")?,
+                level_before: row.try_get("level")?,
+            };
+        }
+    }
+    Ok(out)
 }
 
-/// Writes the pair's score onto its detections (the design's `surveillance_score`), and marks
-/// them suspicious at `suspicious` or above. The detector raises `is_suspicious`, never
-/// clears it: a capture device or an analyst may have set it. With `only_new`, only detections
-/// not yet scored are written (the level did not change: rewriting thousands of rows for a
-/// point of score would cost ingest its speed).
+/// Writes scores onto detections (the design's `surveillance_score`), marking them suspicious
+/// at `suspicious` or above: each item is (fixes, score, suspicious, only_new). The detector
+/// raises `is_suspicious`, never clears it: a capture device or an analyst may have set it.
+/// With `only_new`, only detections not yet scored are written (the level did not change:
+/// rewriting thousands of rows for a point of score would cost ingest its speed).
 pub async fn write_back(
     conn: &mut PgConnection,
-    fixes: &[Fix],
-    score: f32,
-    suspicious: bool,
-    only_new: bool,
+    items: &[(&[Fix], f32, bool, bool)],
 ) -> Result<(), sqlx::Error> {
-    let (Some(first), Some(last)) = (fixes.first(), fixes.last()) else {
+    let (mut ids, mut at, mut score, mut suspicious, mut only_new) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (fixes, s, susp, new) in items {
+        for f in *fixes {
+            ids.push(f.id);
+            at.push(f.at);
+            score.push(*s);
+            suspicious.push(*susp);
+            only_new.push(*new);
+        }
+    }
+    if ids.is_empty() {
         return Ok(());
-    };
-    let ids: Vec<i64> = fixes.iter().map(|f| f.id).collect();
+    }
     observe(
         "following_write_back",
         sqlx::query(
-            "UPDATE sigint.signal_detections SET surveillance_score = $1, \
-             is_suspicious = is_suspicious OR $2, updated_at = now() \
-             WHERE id = ANY($3) AND detected_at BETWEEN $4 AND $5 \
-               AND (surveillance_score IS DISTINCT FROM $1 OR ($2 AND NOT is_suspicious)) \
-               AND (NOT $6 OR surveillance_score IS NULL)",
+            "UPDATE sigint.signal_detections d SET surveillance_score = u.score, \
+             is_suspicious = d.is_suspicious OR u.suspicious, updated_at = now() \
+             FROM UNNEST($1::int8[], $2::timestamptz[], $3::float4[], $4::bool[], $5::bool[]) \
+                  AS u(id, at, score, suspicious, only_new) \
+             WHERE d.id = u.id AND d.detected_at = u.at \
+               AND (d.surveillance_score IS DISTINCT FROM u.score OR (u.suspicious AND NOT d.is_suspicious)) \
+               AND (NOT u.only_new OR d.surveillance_score IS NULL)",
         )
+        .bind(ids)
+        .bind(at)
         .bind(score)
         .bind(suspicious)
-        .bind(ids)
-        .bind(first.at)
-        .bind(last.at)
         .bind(only_new)
         .execute(&mut *conn),
     )
@@ -577,46 +665,61 @@ pub async fn write_back(
     Ok(())
 }
 
-/// The registry row carries its highest score and level over capture devices.
-pub async fn roll_up(conn: &mut PgConnection, key: &TransmitterKey) -> Result<(), sqlx::Error> {
+/// Each registry row carries its highest score and level over capture devices.
+pub async fn roll_up(conn: &mut PgConnection, keys: &[TransmitterKey]) -> Result<(), sqlx::Error> {
+    let radios: Vec<&str> = keys.iter().map(|k| k.radio.as_str()).collect();
+    let ids: Vec<&str> = keys.iter().map(|k| k.identifier.as_str()).collect();
     observe(
         "following_roll_up",
         sqlx::query(
             "UPDATE sigint.transmitters t SET surveillance_score = s.score, level = s.level \
-             FROM (SELECT score, level FROM sigint.following \
-                   WHERE radio = $1::sigint.signal_type AND identifier = $2 \
-                   ORDER BY array_position(ARRAY['none','watch','suspicious','alert'], level) DESC, \
-                            score DESC LIMIT 1) s \
-             WHERE t.radio = $1::sigint.signal_type AND t.identifier = $2",
+             FROM (SELECT DISTINCT ON (f.radio, f.identifier) f.radio, f.identifier, f.score, f.level \
+                   FROM sigint.following f \
+                   JOIN UNNEST($1::text[], $2::text[]) AS k(radio, identifier) \
+                     ON f.radio = k.radio::sigint.signal_type AND f.identifier = k.identifier \
+                   ORDER BY f.radio, f.identifier, \
+                            array_position(ARRAY['none','watch','suspicious','alert'], f.level) DESC, \
+                            f.score DESC) s \
+             WHERE t.radio = s.radio AND t.identifier = s.identifier \
+               AND (t.surveillance_score IS DISTINCT FROM s.score OR t.level <> s.level)",
         )
-        .bind(key.radio.as_str())
-        .bind(&key.identifier)
+        .bind(radios)
+        .bind(ids)
         .execute(&mut *conn),
     )
     .await?;
     Ok(())
 }
 
-/// Queues the device's other gate-passing pairs that overlap `together`, so their crowd
-/// penalty sees this one.
+/// Queues each device's other gate-passing pairs that overlap the given times together, so
+/// their crowd penalty sees the pairs whose gates changed.
 pub async fn requeue_overlapping(
     conn: &mut PgConnection,
-    key: &TransmitterKey,
-    device: Uuid,
-    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    items: &[(&TransmitterKey, Uuid, (DateTime<Utc>, DateTime<Utc>))],
 ) -> Result<(), sqlx::Error> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let radios: Vec<&str> = items.iter().map(|i| i.0.radio.as_str()).collect();
+    let ids: Vec<&str> = items.iter().map(|i| i.0.identifier.as_str()).collect();
+    let devices: Vec<Uuid> = items.iter().map(|i| i.1).collect();
+    let from: Vec<DateTime<Utc>> = items.iter().map(|i| i.2 .0).collect();
+    let to: Vec<DateTime<Utc>> = items.iter().map(|i| i.2 .1).collect();
     observe(
         "following_requeue",
         sqlx::query(
             "INSERT INTO sigint.following_queue (radio, identifier, device_id) \
-             SELECT radio, identifier, device_id FROM sigint.following \
-             WHERE device_id = $1 AND gates_passed AND together_from < $5 AND together_to > $4 \
-               AND NOT (radio = $2::sigint.signal_type AND identifier = $3) \
+             SELECT DISTINCT f.radio, f.identifier, f.device_id \
+             FROM UNNEST($1::text[], $2::text[], $3::uuid[], $4::timestamptz[], $5::timestamptz[]) \
+                  AS k(radio, identifier, device, f, t) \
+             JOIN sigint.following f ON f.device_id = k.device AND f.gates_passed \
+              AND f.together_from < k.t AND f.together_to > k.f \
+              AND NOT (f.radio = k.radio::sigint.signal_type AND f.identifier = k.identifier) \
              ON CONFLICT DO NOTHING",
         )
-        .bind(device)
-        .bind(key.radio.as_str())
-        .bind(&key.identifier)
+        .bind(radios)
+        .bind(ids)
+        .bind(devices)
         .bind(from)
         .bind(to)
         .execute(&mut *conn),

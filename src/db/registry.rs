@@ -98,7 +98,8 @@ pub async fn load(
         SELECT t.radio::text AS radio, t.identifier, t.first_seen, t.last_seen, t.detections,
                t.days, t.devices, t.names, t.best_signal_dbm, t.best_signal_at,
                ST_Y(t.best_location) AS best_lat, ST_X(t.best_location) AS best_lon,
-               t.fixes, t.estimate, t.security, t.tracker_class, t.tracker_evidence
+               t.fixes, t.estimate, t.estimate_bin, t.security, t.tracker_class,
+               t.tracker_evidence
         FROM sigint.transmitters t
         JOIN UNNEST($1::text[], $2::text[]) AS k(radio, identifier)
           ON t.radio = k.radio::sigint.signal_type AND t.identifier = k.identifier
@@ -128,7 +129,14 @@ pub async fn load(
             (Some(lat), Some(lon)) => Some((lat, lon)),
             _ => None,
         };
-        let estimate: sqlx::types::Json<Estimate> = row.try_get("estimate")?;
+        // Bytes since 20261130000003; JSON in rows not updated since.
+        let estimate = match row.try_get::<Option<Vec<u8>>, _>("estimate_bin")? {
+            Some(b) => Estimate::from_bytes(&b).unwrap_or_default(),
+            None => row
+                .try_get::<Option<sqlx::types::Json<Estimate>>, _>("estimate")?
+                .map(|j| j.0)
+                .unwrap_or_default(),
+        };
         let tracker = match (
             row.try_get::<Option<String>, _>("tracker_class")?
                 .as_deref()
@@ -155,7 +163,7 @@ pub async fn load(
             location: None,
             spread_m: None,
             fixes: row.try_get("fixes")?,
-            estimate: estimate.0,
+            estimate,
             security: row.try_get("security")?,
             tracker,
             flags: Vec::new(),
@@ -172,28 +180,31 @@ pub async fn save(conn: &mut PgConnection, entries: &[Entry]) -> Result<(), sqlx
     const SQL: &str = r#"
         INSERT INTO sigint.transmitters AS t (radio, identifier, first_seen, last_seen, detections,
             days, devices, names, best_signal_dbm, best_signal_at, best_location, location,
-            spread_m, fixes, mac_kind, vendor, estimate, security, tracker_class, tracker_evidence,
+            spread_m, fixes, mac_kind, vendor, estimate, estimate_bin, security, tracker_class,
+            tracker_evidence,
             flags)
         SELECT r.radio::sigint.signal_type, r.identifier, r.first_seen, r.last_seen, r.detections,
                r.days, r.devices, r.names, r.best_signal_dbm, r.best_signal_at,
                CASE WHEN r.best_lat IS NOT NULL
                     THEN ST_SetSRID(ST_MakePoint(r.best_lon, r.best_lat), 4326) END,
                CASE WHEN r.lat IS NOT NULL THEN ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326) END,
-               r.spread_m, r.fixes, r.mac_kind, r.vendor, r.estimate, r.security,
+               r.spread_m, r.fixes, r.mac_kind, r.vendor, NULL, b.estimate, r.security,
                r.tracker_class, r.tracker_evidence, r.flags
         FROM jsonb_to_recordset($1::text::jsonb) AS r(radio text, identifier text,
             first_seen timestamptz, last_seen timestamptz, detections bigint, days date[],
             devices uuid[], names text[], best_signal_dbm integer, best_signal_at timestamptz,
             best_lat float8, best_lon float8, lat float8, lon float8, spread_m float8,
-            fixes bigint, mac_kind text, vendor text, estimate jsonb, security text[],
-            tracker_class text, tracker_evidence text, flags jsonb)
+            fixes bigint, mac_kind text, vendor text, security text[],
+            tracker_class text, tracker_evidence text, flags jsonb, ord bigint)
+        JOIN UNNEST($2::bytea[]) WITH ORDINALITY AS b(estimate, ord) USING (ord)
         ON CONFLICT (radio, identifier) DO UPDATE SET
             first_seen = EXCLUDED.first_seen, last_seen = EXCLUDED.last_seen,
             detections = EXCLUDED.detections, days = EXCLUDED.days, devices = EXCLUDED.devices,
             names = EXCLUDED.names, best_signal_dbm = EXCLUDED.best_signal_dbm,
             best_signal_at = EXCLUDED.best_signal_at, best_location = EXCLUDED.best_location,
             location = EXCLUDED.location, spread_m = EXCLUDED.spread_m, fixes = EXCLUDED.fixes,
-            mac_kind = EXCLUDED.mac_kind, vendor = EXCLUDED.vendor, estimate = EXCLUDED.estimate,
+            mac_kind = EXCLUDED.mac_kind, vendor = EXCLUDED.vendor, estimate = NULL,
+            estimate_bin = EXCLUDED.estimate_bin,
             security = EXCLUDED.security, tracker_class = EXCLUDED.tracker_class,
             tracker_evidence = EXCLUDED.tracker_evidence, flags = EXCLUDED.flags,
             updated_at = now()
@@ -220,15 +231,17 @@ pub async fn save(conn: &mut PgConnection, entries: &[Entry]) -> Result<(), sqlx
         fixes: i64,
         mac_kind: Option<&'static str>,
         vendor: Option<&'static str>,
-        estimate: &'a Estimate,
         security: &'a [String],
+        /// 1-based position, pairing the row with its estimate bytes.
+        ord: usize,
         tracker_class: Option<&'static str>,
         tracker_evidence: Option<&'a str>,
         flags: &'a [Flag],
     }
     let rows: Vec<Out<'_>> = entries
         .iter()
-        .map(|e| Out {
+        .enumerate()
+        .map(|(i, e)| Out {
             radio: e.key.radio.as_str(),
             identifier: &e.key.identifier,
             first_seen: e.first_seen,
@@ -247,18 +260,22 @@ pub async fn save(conn: &mut PgConnection, entries: &[Entry]) -> Result<(), sqlx
             fixes: e.fixes,
             mac_kind: e.key.mac_kind(),
             vendor: e.key.vendor(),
-            estimate: &e.estimate,
             security: &e.security,
+            ord: i + 1,
             tracker_class: e.tracker.as_ref().map(|t| t.class.as_str()),
             tracker_evidence: e.tracker.as_ref().map(|t| t.evidence.as_str()),
             flags: &e.flags,
         })
         .collect();
+    let estimates: Vec<Vec<u8>> = entries.iter().map(|e| e.estimate.to_bytes()).collect();
     let text = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     drop(rows);
     crate::db::observe(
         "registry_save",
-        sqlx::query(SQL).bind(text).execute(&mut *conn),
+        sqlx::query(SQL)
+            .bind(text)
+            .bind(estimates)
+            .execute(&mut *conn),
     )
     .await?;
     Ok(())

@@ -36,8 +36,12 @@ pub const CROWD_FROM: usize = 3;
 pub const ALERT_FROM: f32 = 70.0;
 pub const SUSPICIOUS_FROM: f32 = 45.0;
 pub const WATCH_FROM: f32 = 20.0;
-/// At most this many excluded fixes are listed (the count is always given).
+/// At most this many excluded fixes and places are listed (the counts are always given).
 const MAX_LISTED_EXCLUSIONS: usize = 50;
+const MAX_LISTED_PLACES: usize = 100;
+/// Above this many places the span is taken between the extreme places (a lower bound within
+/// a factor of √2) rather than over every pair.
+const EXACT_SPAN_PLACES: usize = 300;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -165,6 +169,8 @@ pub struct Explanation {
     pub gates: Vec<Gate>,
     pub components: Vec<Component>,
     pub penalties: Vec<Component>,
+    /// How many places there were; `places` lists at most 100, the most visited.
+    pub places_count: usize,
     pub places: Vec<Place>,
     pub excluded_count: usize,
     pub excluded: Vec<Excluded>,
@@ -190,14 +196,39 @@ struct Cluster {
 }
 
 /// Leader clustering in time order: each fix joins the first place whose centre is within
-/// [`PLACE_RADIUS_M`], or starts one. Returns the places and each fix's place.
+/// [`PLACE_RADIUS_M`], or starts one. Returns the places and each fix's place. Places are
+/// found through a grid of cells a little larger than the radius, so thousands of fixes cost
+/// a few neighbouring cells each, not every place.
 fn cluster(fixes: &[&Fix]) -> (Vec<Cluster>, Vec<usize>) {
     let mut places: Vec<Cluster> = Vec::new();
     let mut of_fix = Vec::with_capacity(fixes.len());
+    let lat_step = 0.0015; // ~167 m
+    let lon_step = fixes
+        .first()
+        .map_or(lat_step, |f| lat_step / f.lat.to_radians().cos().max(0.05));
+    let cell = |lat: f64, lon: f64| {
+        (
+            (lat / lat_step).floor() as i64,
+            (lon / lon_step).floor() as i64,
+        )
+    };
+    let mut grid: std::collections::HashMap<(i64, i64), Vec<usize>> = Default::default();
     for f in fixes {
-        let found = places
-            .iter()
-            .position(|p| haversine_m((p.lat, p.lon), (f.lat, f.lon)) <= PLACE_RADIUS_M);
+        // A place's centre drifts at most the radius from where it started: two cells cover it.
+        let (cy, cx) = cell(f.lat, f.lon);
+        let mut found: Option<usize> = None;
+        for dy in -2..=2 {
+            for dx in -2..=2 {
+                for &i in grid.get(&(cy + dy, cx + dx)).into_iter().flatten() {
+                    let p = &places[i];
+                    if found.is_none_or(|j| i < j)
+                        && haversine_m((p.lat, p.lon), (f.lat, f.lon)) <= PLACE_RADIUS_M
+                    {
+                        found = Some(i);
+                    }
+                }
+            }
+        }
         match found {
             Some(i) => {
                 let p = &mut places[i];
@@ -217,6 +248,7 @@ fn cluster(fixes: &[&Fix]) -> (Vec<Cluster>, Vec<usize>) {
                     last: f.at,
                     n: 1,
                 });
+                grid.entry((cy, cx)).or_default().push(places.len() - 1);
                 of_fix.push(places.len() - 1);
             }
         }
@@ -304,14 +336,34 @@ pub fn assess(
     let distinct: Vec<usize> = (0..places.len())
         .filter(|&i| places[i].safe_zone.is_none())
         .collect();
+    let at = |i: usize| (places[i].latitude, places[i].longitude);
+    let candidates: Vec<usize> = if distinct.len() <= EXACT_SPAN_PLACES {
+        distinct.clone()
+    } else {
+        let by = |key: fn(&Place) -> f64, max: bool| {
+            distinct.iter().copied().max_by(|&a, &b| {
+                let (x, y) = (key(&places[a]), key(&places[b]));
+                if max {
+                    x.total_cmp(&y)
+                } else {
+                    y.total_cmp(&x)
+                }
+            })
+        };
+        [
+            by(|p| p.latitude, true),
+            by(|p| p.latitude, false),
+            by(|p| p.longitude, true),
+            by(|p| p.longitude, false),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    };
     let mut span_m: f64 = 0.0;
-    for (n, &i) in distinct.iter().enumerate() {
-        for &j in &distinct[n + 1..] {
-            let d = haversine_m(
-                (places[i].latitude, places[i].longitude),
-                (places[j].latitude, places[j].longitude),
-            );
-            span_m = span_m.max(d);
+    for (n, &i) in candidates.iter().enumerate() {
+        for &j in &candidates[n + 1..] {
+            span_m = span_m.max(haversine_m(at(i), at(j)));
         }
     }
     let mut together_min = 0.0;
@@ -485,6 +537,16 @@ pub fn assess(
     };
     let excluded_count = excluded.len();
     excluded.truncate(MAX_LISTED_EXCLUSIONS);
+    let places_count = places.len();
+    let mut places = places;
+    if places.len() > MAX_LISTED_PLACES {
+        // The most visited places, in time order.
+        let mut order: Vec<usize> = (0..places.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(places[i].sightings));
+        order.truncate(MAX_LISTED_PLACES);
+        order.sort_unstable();
+        places = order.into_iter().map(|i| places[i].clone()).collect();
+    }
     let window = json!({
         "from": valid.first().map(|f| f.at),
         "to": valid.last().map(|f| f.at),
@@ -504,6 +566,7 @@ pub fn assess(
             gates,
             components,
             penalties,
+            places_count,
             places,
             excluded_count,
             excluded,

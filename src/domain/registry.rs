@@ -181,6 +181,44 @@ pub fn haversine_m(a: (f64, f64), b: (f64, f64)) -> f64 {
 }
 
 impl Estimate {
+    /// The sums (4 × f64) then each sample (u64 hash, f32 lat, f32 lon), little-endian: what the
+    /// registry row stores.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + 16 * self.sample.len());
+        for v in [self.w, self.x, self.y, self.z] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for (h, lat, lon) in &self.sample {
+            out.extend_from_slice(&h.to_le_bytes());
+            out.extend_from_slice(&lat.to_le_bytes());
+            out.extend_from_slice(&lon.to_le_bytes());
+        }
+        out
+    }
+
+    /// Reads [`Estimate::to_bytes`]; `None` for anything else.
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() < 32 || (b.len() - 32) % 16 != 0 || (b.len() - 32) / 16 > SAMPLE_SIZE {
+            return None;
+        }
+        let f64_at = |i: usize| Some(f64::from_le_bytes(b.get(i..i + 8)?.try_into().ok()?));
+        let mut e = Estimate {
+            w: f64_at(0)?,
+            x: f64_at(8)?,
+            y: f64_at(16)?,
+            z: f64_at(24)?,
+            sample: Vec::with_capacity((b.len() - 32) / 16),
+        };
+        for c in b[32..].chunks_exact(16) {
+            e.sample.push((
+                u64::from_le_bytes(c[0..8].try_into().ok()?),
+                f32::from_le_bytes(c[8..12].try_into().ok()?),
+                f32::from_le_bytes(c[12..16].try_into().ok()?),
+            ));
+        }
+        Some(e)
+    }
+
     fn add(&mut self, s: &Sighting) {
         let w = weight(s.signal_dbm);
         let (lat, lon) = (s.lat.to_radians(), s.lon.to_radians());
@@ -437,6 +475,13 @@ mod tests {
         };
         let forward = build(&mut sightings.iter());
         let backward = build(&mut sightings.iter().rev());
+        let bytes = forward.estimate.to_bytes();
+        assert_eq!(bytes.len(), 32 + 16 * SAMPLE_SIZE);
+        assert_eq!(
+            Estimate::from_bytes(&bytes).as_ref(),
+            Some(&forward.estimate)
+        );
+        assert_eq!(Estimate::from_bytes(&bytes[..40]), None);
         assert_eq!(forward.estimate.sample, backward.estimate.sample);
         assert_eq!(forward.estimate.sample.len(), SAMPLE_SIZE);
         assert_eq!(forward.days, backward.days);

@@ -2,8 +2,6 @@
 //! their explanations), the allow-list and the safe zones (read scope to list; ingest or admin
 //! scope to change).
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -21,6 +19,7 @@ use crate::domain::Position;
 use crate::error::{ApiError, ApiResult};
 use crate::http::guard::{RequireIngest, RequireRead};
 use crate::http::openapi::Problem;
+use crate::http::params;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -33,19 +32,6 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/safe-zones", get(zones_list).post(zones_add))
         .route("/api/v1/safe-zones/{id}", delete(zones_remove))
-}
-
-fn params(raw: Option<&str>, allowed: &[&str]) -> ApiResult<HashMap<String, String>> {
-    let mut params = HashMap::new();
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        if !allowed.contains(&k.as_ref()) {
-            return Err(ApiError::bad_parameter(&k, "unknown parameter"));
-        }
-        if params.insert(k.to_string(), v.to_string()).is_some() {
-            return Err(ApiError::bad_parameter(&k, "given more than once"));
-        }
-    }
-    Ok(params)
 }
 
 fn bad_body(field: &str, why: impl Into<String>) -> ApiError {
@@ -110,7 +96,7 @@ pub(crate) async fn threats(
     _caller: RequireRead,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
-    let p = params(raw.as_deref(), &["level", "device_id", "limit", "after"])?;
+    let p = params::read(raw.as_deref(), &["level", "device_id", "limit", "after"])?;
     let level = match p.get("level").map(|l| l.trim()) {
         None => Level::Suspicious,
         Some(l) => Level::parse(l)
@@ -133,18 +119,7 @@ pub(crate) async fn threats(
         })
         .transpose()?;
     let q = &state.settings.query;
-    let limit = match p.get("limit") {
-        None => i64::from(q.default_limit),
-        Some(l) => match l.trim().parse::<u32>() {
-            Ok(n) if (1..=q.max_limit).contains(&n) => i64::from(n),
-            _ => {
-                return Err(ApiError::bad_parameter(
-                    "limit",
-                    format!("must be 1 to {}", q.max_limit),
-                ))
-            }
-        },
-    };
+    let limit = params::limit(&p, q.default_limit, q.max_limit)?;
     let after = match p.get("after") {
         None => None,
         Some(a) => {
@@ -174,19 +149,10 @@ pub(crate) async fn threats(
     .await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next = rows.last().filter(|_| has_more).map(|r| {
-        let mut query: Vec<(String, String)> = p
-            .iter()
-            .filter(|(k, _)| k.as_str() != "after")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        query.push(("after".into(), cursor_of(r)));
-        query.sort();
-        let encoded = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(query)
-            .finish();
-        format!("/api/v1/threats?{encoded}")
-    });
+    let next = rows
+        .last()
+        .filter(|_| has_more)
+        .map(|r| params::next_href("/api/v1/threats", raw.as_deref(), &cursor_of(r)));
     let items: Vec<Value> = rows
         .iter()
         .map(|r| {

@@ -9,6 +9,8 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::json;
 
+use super::params::next_href;
+
 const GEOJSON: &str = "application/geo+json";
 
 /// `body` as `application/geo+json`.
@@ -18,18 +20,6 @@ pub fn response(body: &impl Serialize) -> Response {
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(GEOJSON));
     response
-}
-
-/// The same query on `path` with `after` moved to `cursor`.
-fn next_href(path: &str, raw: Option<&str>, cursor: &str) -> String {
-    let mut query = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        if k != "after" {
-            query.append_pair(&k, &v);
-        }
-    }
-    query.append_pair("after", cursor);
-    format!("{path}?{}", query.finish())
 }
 
 /// One page of `features` answered to the query `raw` on `path`; `next` is the cursor of the

@@ -11,6 +11,7 @@ pub mod guard;
 pub mod health;
 pub mod imports;
 pub mod openapi;
+pub mod params;
 pub mod server;
 pub mod stats;
 pub mod transmitters;

@@ -1,8 +1,6 @@
 //! `/api/v1/transmitters`: the transmitter registry as GeoJSON (each transmitter at its
 //! estimated position), searchable and keyset-paged, and one transmitter with its track.
 
-use std::collections::HashMap;
-
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use axum::routing::get;
@@ -17,9 +15,9 @@ use crate::domain::rogue;
 use crate::domain::tracker::TrackerClass;
 use crate::domain::{BBox, SignalType};
 use crate::error::{ApiError, ApiResult};
-use crate::http::geojson;
 use crate::http::guard::RequireRead;
 use crate::http::openapi::Problem;
+use crate::http::{geojson, params};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -81,15 +79,7 @@ fn parse_search(
     default_limit: u32,
     max_limit: u32,
 ) -> ApiResult<TransmitterSearch> {
-    let mut params: HashMap<String, String> = HashMap::new();
-    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        if !PARAMS.contains(&k.as_ref()) {
-            return Err(ApiError::bad_parameter(&k, "unknown parameter"));
-        }
-        if params.insert(k.to_string(), v.to_string()).is_some() {
-            return Err(ApiError::bad_parameter(&k, "given more than once"));
-        }
-    }
+    let params = params::read(raw, PARAMS)?;
     let time = |name: &str| -> ApiResult<Option<DateTime<Utc>>> {
         params
             .get(name)
@@ -203,18 +193,7 @@ fn parse_search(
             ))
         }
     };
-    search.limit = match params.get("limit") {
-        None => i64::from(default_limit),
-        Some(l) => match l.trim().parse::<u32>() {
-            Ok(n) if (1..=max_limit).contains(&n) => i64::from(n),
-            _ => {
-                return Err(ApiError::bad_parameter(
-                    "limit",
-                    format!("must be 1 to {max_limit}"),
-                ))
-            }
-        },
-    };
+    search.limit = params::limit(&params, default_limit, max_limit)?;
     if let Some(after) = params.get("after") {
         let invalid = || ApiError::bad_parameter("after", "must be the cursor of a `next` link");
         let parts: Vec<&str> = after.splitn(5, ',').collect();

@@ -1,0 +1,47 @@
+//! Query strings, read the same way by every resource: only the parameters it knows, each at
+//! most once (a 400 naming the first that is not), page sizes within bounds, and `next` links
+//! that repeat the query with the cursor moved on.
+
+use std::collections::HashMap;
+
+use crate::error::{ApiError, ApiResult};
+
+/// The query's parameters, refusing unknown and repeated ones.
+pub fn read(raw: Option<&str>, allowed: &[&str]) -> ApiResult<HashMap<String, String>> {
+    let mut params = HashMap::new();
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if !allowed.contains(&k.as_ref()) {
+            return Err(ApiError::bad_parameter(&k, "unknown parameter"));
+        }
+        if params.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(ApiError::bad_parameter(&k, "given more than once"));
+        }
+    }
+    Ok(params)
+}
+
+/// `limit`, 1 to `max`, or `default` when absent.
+pub fn limit(params: &HashMap<String, String>, default: u32, max: u32) -> ApiResult<i64> {
+    match params.get("limit") {
+        None => Ok(i64::from(default)),
+        Some(l) => match l.trim().parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(i64::from(n)),
+            _ => Err(ApiError::bad_parameter(
+                "limit",
+                format!("must be 1 to {max}"),
+            )),
+        },
+    }
+}
+
+/// The same query on `path` with `after` moved to `cursor`.
+pub fn next_href(path: &str, raw: Option<&str>, cursor: &str) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if k != "after" {
+            query.append_pair(&k, &v);
+        }
+    }
+    query.append_pair("after", cursor);
+    format!("{path}?{}", query.finish())
+}
