@@ -17,6 +17,9 @@ use crate::domain::rogue::{self, Flag, Twin};
 use crate::domain::tracker::TrackerClass;
 use crate::domain::SignalType;
 
+/// A pair and its first and last time together.
+pub type Together<'a> = (&'a TransmitterKey, Uuid, (DateTime<Utc>, DateTime<Utc>));
+
 /// A pair re-raises an alert at most this often.
 pub const REALERT_HOURS: i64 = 8;
 
@@ -480,7 +483,7 @@ pub async fn subjects(
 /// device over at least half of the shorter of the two times together.
 pub async fn crowds(
     conn: &mut PgConnection,
-    items: &[(&TransmitterKey, Uuid, (DateTime<Utc>, DateTime<Utc>))],
+    items: &[Together<'_>],
 ) -> Result<Vec<i64>, sqlx::Error> {
     if items.is_empty() {
         return Ok(Vec::new());
@@ -695,7 +698,7 @@ pub async fn roll_up(conn: &mut PgConnection, keys: &[TransmitterKey]) -> Result
 /// their crowd penalty sees the pairs whose gates changed.
 pub async fn requeue_overlapping(
     conn: &mut PgConnection,
-    items: &[(&TransmitterKey, Uuid, (DateTime<Utc>, DateTime<Utc>))],
+    items: &[Together<'_>],
 ) -> Result<(), sqlx::Error> {
     if items.is_empty() {
         return Ok(());
