@@ -86,15 +86,22 @@ pub async fn run_in_serve(pool: PgPool, settings: RegistrySettings, lifecycle: A
     // The lag is a count over the whole queue: taken at most once a second, not once per chunk,
     // so a long backlog does not make every chunk rescan it.
     let mut lag_recorded: Option<Instant> = None;
+    let mut last_scored = Instant::now();
     loop {
         let folded = match fold_once(&pool, settings.chunk_rows).await {
             Ok(Some(n)) => Ok(n),
             Ok(None) => Ok(0),
             Err(e) => Err(e),
         };
-        // Scoring follows folding, a batch per turn, so neither starves the other.
-        let scored =
-            following::score_once(&pool, settings.score_pairs, settings.score_settle_ms).await;
+        // The registry first: scoring runs once folding has caught up, and at least once a
+        // second during a backlog, so neither starves the other.
+        let behind = matches!(folded, Ok(n) if n >= settings.chunk_rows as usize);
+        let scored = if !behind || last_scored.elapsed() >= Duration::from_secs(1) {
+            last_scored = Instant::now();
+            following::score_once(&pool, settings.score_pairs, settings.score_settle_ms).await
+        } else {
+            Ok(0)
+        };
         let pause = match (folded, scored) {
             (Ok(f), Ok(s)) if f > 0 || s > 0 => Duration::ZERO,
             (Ok(_), Ok(_)) => idle,

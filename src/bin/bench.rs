@@ -499,7 +499,7 @@ async fn run(
             "SELECT count(*) FROM sigint.drop_partitions_before(now() + interval '1 month'); \
              TRUNCATE sigint.signal_detections, sigint.idempotency_keys, \
              sigint.registry_queue, sigint.transmitters, sigint.device_minutes, \
-             sigint.following_queue, sigint.following",
+             sigint.following_queue, sigint.following, sigint.pair_sightings",
         )?;
         let next = Arc::new(AtomicUsize::new(0));
         let t = Instant::now();

@@ -74,33 +74,50 @@ pub async fn add_device_minutes(
     Ok(())
 }
 
-/// Queues every (transmitter, capture device) pair the sightings touch for rescoring; cells
-/// are never followers (their flags are the registry's).
+/// Counts the sightings per (transmitter, capture device) and queues for rescoring every pair
+/// the sightings touch that has the sightings the first gate needs; cells are never followers
+/// (their flags are the registry's).
 pub async fn queue_pairs(
     conn: &mut PgConnection,
     sightings: &[Sighting],
 ) -> Result<(), sqlx::Error> {
-    let pairs: BTreeSet<(&'static str, &str, Uuid)> = sightings
+    let mut pairs: BTreeMap<(&'static str, &str, Uuid), i64> = BTreeMap::new();
+    for s in sightings
         .iter()
         .filter(|s| s.key.radio != SignalType::Cellular)
-        .filter_map(|s| Some((s.key.radio.as_str(), s.key.identifier.as_str(), s.device?)))
-        .collect();
+    {
+        if let Some(device) = s.device {
+            *pairs
+                .entry((s.key.radio.as_str(), s.key.identifier.as_str(), device))
+                .or_default() += 1;
+        }
+    }
     if pairs.is_empty() {
         return Ok(());
     }
-    let radios: Vec<&str> = pairs.iter().map(|p| p.0).collect();
-    let ids: Vec<&str> = pairs.iter().map(|p| p.1).collect();
-    let devices: Vec<Uuid> = pairs.iter().map(|p| p.2).collect();
+    let radios: Vec<&str> = pairs.keys().map(|p| p.0).collect();
+    let ids: Vec<&str> = pairs.keys().map(|p| p.1).collect();
+    let devices: Vec<Uuid> = pairs.keys().map(|p| p.2).collect();
+    let counts: Vec<i64> = pairs.values().copied().collect();
     observe(
         "following_queue",
         sqlx::query(
-            "INSERT INTO sigint.following_queue (radio, identifier, device_id) \
-             SELECT r::sigint.signal_type, i, d FROM UNNEST($1::text[], $2::text[], $3::uuid[]) AS u(r, i, d) \
+            "WITH counted AS ( \
+                INSERT INTO sigint.pair_sightings AS p (radio, identifier, device_id, sightings) \
+                SELECT r::sigint.signal_type, i, d, n \
+                FROM UNNEST($1::text[], $2::text[], $3::uuid[], $4::int8[]) AS u(r, i, d, n) \
+                ON CONFLICT (radio, identifier, device_id) \
+                DO UPDATE SET sightings = p.sightings + EXCLUDED.sightings \
+                RETURNING radio, identifier, device_id, sightings) \
+             INSERT INTO sigint.following_queue (radio, identifier, device_id) \
+             SELECT radio, identifier, device_id FROM counted WHERE sightings >= $5 \
              ON CONFLICT DO NOTHING",
         )
         .bind(radios)
         .bind(ids)
         .bind(devices)
+        .bind(counts)
+        .bind(following::MIN_SIGHTINGS as i64)
         .execute(&mut *conn),
     )
     .await?;
