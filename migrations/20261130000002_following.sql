@@ -25,7 +25,10 @@ ALTER TABLE sigint.transmitters
 
 CREATE INDEX transmitters_score ON sigint.transmitters (surveillance_score, radio, identifier)
     WHERE surveillance_score IS NOT NULL;
-CREATE INDEX transmitters_names ON sigint.transmitters USING gin (names) WHERE radio = 'wifi';
+-- Evil-twin candidates: wifi rows that announce a security (rows without one never need it,
+-- and every registry update of an indexed row rewrites its GIN entries).
+CREATE INDEX transmitters_names ON sigint.transmitters USING gin (names)
+    WHERE radio = 'wifi' AND cardinality(security) > 0;
 -- One cell heard under several area codes: its rows share mcc, mnc and cell id.
 CREATE INDEX transmitters_cell ON sigint.transmitters
     (split_part(identifier, '-', 1), split_part(identifier, '-', 2), split_part(identifier, '-', 4))

@@ -77,6 +77,7 @@ impl Application {
             state.pool().clone(),
             state.settings.registry.clone(),
             Arc::clone(&state.lifecycle),
+            state.ingest_activity(),
         ));
         tokio::spawn(crate::maintenance::retention_in_serve(
             state.pool().clone(),

@@ -137,6 +137,11 @@ impl AppState {
     }
 
     /// The ingest service, once start-up has connected and migrated; before that a 503.
+    /// When this process last committed detections (for the registry updater).
+    pub fn ingest_activity(&self) -> Arc<crate::ingest::IngestActivity> {
+        self.ingest.activity()
+    }
+
     pub fn ingest(&self) -> Result<&Ingest, ApiError> {
         self.started()?;
         Ok(&self.ingest)

@@ -144,9 +144,41 @@ pub enum IngestError {
 }
 
 /// The service. Cheap to clone; without a pool it validates only (`import --dry-run`).
+/// When this process last committed detections: the registry updater gives way to ingest
+/// while it is busy (see `analysis::registry`).
+#[derive(Debug)]
+pub struct IngestActivity {
+    origin: std::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Default for IngestActivity {
+    fn default() -> Self {
+        Self {
+            origin: std::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl IngestActivity {
+    pub fn touch(&self) {
+        let ms = self.origin.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether detections were committed within `window`.
+    pub fn active_within(&self, window: std::time::Duration) -> bool {
+        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+        last != u64::MAX
+            && self.origin.elapsed().as_millis() as u64 <= last + window.as_millis() as u64
+    }
+}
+
 #[derive(Clone)]
 pub struct Ingest {
     pool: Option<db::Pool>,
+    activity: Arc<IngestActivity>,
     privacy: Arc<PrivacyPolicy>,
     max_batch_items: usize,
     max_future_skew: chrono::Duration,
@@ -170,10 +202,16 @@ impl Ingest {
         }
     }
 
+    /// When this process last committed detections.
+    pub fn activity(&self) -> Arc<IngestActivity> {
+        Arc::clone(&self.activity)
+    }
+
     /// Validates and counts, stores nothing.
     pub fn dry_run(privacy: Arc<PrivacyPolicy>, settings: &IngestSettings) -> Self {
         Self {
             pool: None,
+            activity: Arc::default(),
             privacy,
             max_batch_items: settings.max_batch_items,
             max_future_skew: chrono::Duration::seconds(settings.max_future_skew_secs),
@@ -340,6 +378,7 @@ impl Ingest {
             db::idempotency::complete(&mut tx, &idem.caller, &idem.key, &answer).await?;
         }
         db::observe("commit", tx.commit()).await?;
+        self.activity.touch();
         record_stored(&valid, &inserted_by_type);
         Ok(Receipt::Stored(report))
     }
