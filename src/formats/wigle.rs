@@ -451,6 +451,22 @@ mod tests {
     }
 
     #[test]
+    fn mfgr_id_and_auth_mode_reach_the_detector_fields() {
+        let text = "WigleWifi-1.6,appRelease=2.70\n\
+            MAC,SSID,AuthMode,FirstSeen,Channel,Frequency,RSSI,CurrentLatitude,CurrentLongitude,AltitudeMeters,AccuracyMeters,RCOIs,MfgrId,Type\n\
+            c4:11:22:33:44:55,,Misc [LE],2026-01-01 00:00:00,0,0,-60,52.5,13.4,0,5,,76,BLE\n\
+            a4:00:00:00:00:01,cafe,[WPA2-PSK-CCMP][ESS],2026-01-01 00:00:01,6,2437,-50,52.5,13.4,0,5,,,WIFI\n";
+        let mut r = WigleReader::new(text.as_bytes(), None).expect("header");
+        let (_, ble) = r.next_row().expect("ble row");
+        let ble = ble.expect("converts");
+        assert_eq!(ble["ble_manufacturer_id"], 76, "{ble}");
+        let (_, wifi) = r.next_row().expect("wifi row");
+        let wifi = wifi.expect("converts");
+        assert_eq!(wifi["security"], "[WPA2-PSK-CCMP][ESS]", "{wifi}");
+        assert!(wifi.get("ble_manufacturer_id").is_none());
+    }
+
+    #[test]
     fn cell_keys() {
         assert_eq!(
             parse_cell_key("42501_7211_3084803", "GSM"),

@@ -605,7 +605,7 @@ fn write_kismet_log(path: &Path) {
             52.5203,
             13.4053,
             "BTLE",
-            r#"{"kismet.device.base.name": ""}"#,
+            r#"{"kismet.device.base.name": "", "bluetooth.device": {"bluetooth.device.service_uuid_vec": ["0000FEED-0000-1000-8000-00805F9B34FB"], "bluetooth.device.scan_data_bytes": "0201060303EDFE"}}"#,
         ),
         (
             1700000400,
@@ -693,6 +693,15 @@ async fn kismet_log_devices_become_detections() {
     assert_eq!(rows[0].4, Some(2437));
     assert_eq!(rows[1].2, None, "a client's name is not an SSID");
     assert_eq!(rows[3].3, None, "signal 0 means unmeasured");
+    // The BTLE device's advertised services and scan bytes reach the tracker classifier.
+    let (uuids, adv): (Vec<String>, Option<String>) = sqlx::query_as(
+        "SELECT ble_service_uuids, ble_advertisement FROM sigint.signal_detections WHERE signal_type = 'ble'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("ble row");
+    assert_eq!(uuids, vec!["feed".to_owned()]);
+    assert_eq!(adv.as_deref(), Some("0201060303edfe"));
     assert_eq!(rows[0].5.timestamp(), 1700000000);
     assert_eq!(rows[4].5.timestamp(), 1700000600);
     // Importing the same log again stores nothing twice.
