@@ -436,12 +436,25 @@ async fn every_metric_used_by_rules_and_dashboards_is_exported() {
         .send()
         .await
         .expect("get");
-    let text = reqwest::get(format!("http://{}/metrics", serve.metrics_addr))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    // The registry updater's gauges come from a background task that starts with the service:
+    // scraped once it has measured, not before.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let text = loop {
+        let text = reqwest::get(format!("http://{}/metrics", serve.metrics_addr))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("text");
+        if text.contains("shadowcheck_registry_lag_seconds") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the registry updater never reported its lag"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     // The storage and retention metrics come from `shadowcheck maintenance`.
     let dir = shared_temp_dir("shadowcheck-maintenance-metrics-");
     let port = shadowcheck::db::embedded::free_port().expect("port");
