@@ -90,7 +90,8 @@ CREATE TABLE sigint.safe_zones (
 );
 
 -- Detections stored before the detector existed, and already folded into the registry (the
--- updater does the same for those still queued), get their capture paths and scores.
+-- updater does the same for those still queued), get their capture paths (their pairs are
+-- queued for scoring by 20261130000004, from their sighting counts).
 INSERT INTO sigint.device_minutes (device_id, minute, lat_sum, lon_sum, fixes)
 SELECT d.device_id, date_trunc('minute', d.detected_at), sum(ST_Y(d.location)),
        sum(ST_X(d.location)), count(*)
@@ -102,9 +103,3 @@ WHERE d.device_id IS NOT NULL
                   WHERE q.detection_id = d.id AND q.detected_at = d.detected_at)
 GROUP BY 1, 2;
 
-INSERT INTO sigint.following_queue (radio, identifier, device_id)
-SELECT DISTINCT d.signal_type, COALESCE(d.bssid, d.bt_address)::text, d.device_id
-FROM sigint.signal_detections d
-WHERE d.device_id IS NOT NULL AND d.signal_type <> 'cellular'
-  AND NOT EXISTS (SELECT 1 FROM sigint.registry_queue q
-                  WHERE q.detection_id = d.id AND q.detected_at = d.detected_at);

@@ -17,10 +17,10 @@ WHERE d.device_id IS NOT NULL AND d.signal_type <> 'cellular'
                   WHERE q.detection_id = d.id AND q.detected_at = d.detected_at)
 GROUP BY 1, 2, 3;
 
-DELETE FROM sigint.following_queue q
-WHERE NOT EXISTS (SELECT 1 FROM sigint.pair_sightings p
-                  WHERE p.radio = q.radio AND p.identifier = q.identifier
-                    AND p.device_id = q.device_id AND p.sightings >= 3);
+-- Pairs already heard three times are scored once the updater starts.
+INSERT INTO sigint.following_queue (radio, identifier, device_id)
+SELECT radio, identifier, device_id FROM sigint.pair_sightings WHERE sightings >= 3
+ON CONFLICT DO NOTHING;
 
 -- The scorer takes the longest-waiting pairs first.
 CREATE INDEX following_queue_queued_at ON sigint.following_queue (queued_at);

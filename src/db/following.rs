@@ -141,7 +141,7 @@ async fn write_related(
         .iter()
         .map(|(identifier, flags)| Out { identifier, flags })
         .collect();
-    let text = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let text = crate::db::json_text(&rows)?;
     observe(
         "registry_related_flags",
         sqlx::query(
@@ -616,7 +616,7 @@ pub async fn store(
             explanation: &a.explanation,
         })
         .collect();
-    let text = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let text = crate::db::json_text(&rows)?;
     let answers = observe(
         "following_store",
         sqlx::query(SQL)

@@ -20,6 +20,11 @@ use sqlx::{PgPool, Postgres};
 
 use crate::config::{DatabaseSettings, Secret};
 
+/// Rows as one JSON text, for statements that read a batch with `jsonb_to_recordset`.
+pub fn json_text(rows: &impl Serialize) -> Result<String, sqlx::Error> {
+    serde_json::to_string(rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
 /// Connection pool occupancy, for `/health/detailed` and the pool gauges.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct PoolStats {

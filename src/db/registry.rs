@@ -268,7 +268,7 @@ pub async fn save(conn: &mut PgConnection, entries: &[Entry]) -> Result<(), sqlx
         })
         .collect();
     let estimates: Vec<Vec<u8>> = entries.iter().map(|e| e.estimate.to_bytes()).collect();
-    let text = serde_json::to_string(&rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let text = crate::db::json_text(&rows)?;
     drop(rows);
     crate::db::observe(
         "registry_save",

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::db::following::{self as store, ScoreRow};
-use crate::domain::following::Level;
+use crate::domain::following::{Level, Zone};
 use crate::domain::registry::TransmitterKey;
 use crate::domain::Position;
 use crate::error::{ApiError, ApiResult};
@@ -239,6 +239,11 @@ pub(crate) async fn allowlist_remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// A safe zone as the API shows it.
+fn zone_json(z: &Zone) -> Value {
+    json!({"id": z.id, "name": z.name, "latitude": z.lat, "longitude": z.lon, "radius_m": z.radius_m})
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ZoneInput {
@@ -258,10 +263,10 @@ pub(crate) async fn zones_list(
 ) -> ApiResult<Response> {
     let mut conn = state.acquire().await?;
     let zones = store::zones(&mut conn).await?;
-    Ok(Json(json!({"safe_zones": zones.iter().map(|z| json!({
-        "id": z.id, "name": z.name, "latitude": z.lat, "longitude": z.lon, "radius_m": z.radius_m,
-    })).collect::<Vec<_>>()}))
-    .into_response())
+    Ok(
+        Json(json!({"safe_zones": zones.iter().map(zone_json).collect::<Vec<_>>()}))
+            .into_response(),
+    )
 }
 
 #[utoipa::path(post, path = "/api/v1/safe-zones", tag = "detector",
@@ -291,11 +296,7 @@ pub(crate) async fn zones_add(
         input.radius_m,
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"id": z.id, "name": z.name, "latitude": z.lat, "longitude": z.lon, "radius_m": z.radius_m})),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(zone_json(&z))).into_response())
 }
 
 #[utoipa::path(delete, path = "/api/v1/safe-zones/{id}", tag = "detector",
