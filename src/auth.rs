@@ -172,7 +172,7 @@ impl Authenticator {
                 .bootstrap_key
                 .as_ref()
                 .map(|k| hash_key(k.expose())),
-            anonymous_read: settings.anonymous_read,
+            anonymous_read: settings.anonymous_read || settings.public_read,
             ttl: Duration::from_secs(settings.cache_ttl_secs),
             cache: Mutex::new(HashMap::new()),
             per_key: limits.enabled.then(|| {

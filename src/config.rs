@@ -51,6 +51,35 @@ pub struct Settings {
     pub retention: RetentionSettings,
     pub maintenance: MaintenanceSettings,
     pub registry: RegistrySettings,
+    pub map: MapSettings,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MapSettings {
+    /// A tile with more matching points than this is drawn as grid cells with counts.
+    pub tile_max_points: u32,
+    /// Cells a side of an aggregated tile (its 4096 units divided into this many).
+    pub tile_grid: u32,
+    /// Memory for built tiles, shared by every layer and filter; oldest dropped first.
+    pub tile_cache_bytes: usize,
+    /// A cached tile is rebuilt after this long even when this process stored nothing there
+    /// (another replica's ingest, the detector's scores).
+    pub tile_cache_ttl_secs: u64,
+    /// Basemap for the page at `/`: a MapLibre style URL. Empty: a plain offline background.
+    pub basemap_style_url: String,
+}
+
+impl Default for MapSettings {
+    fn default() -> Self {
+        Self {
+            tile_max_points: 2_000,
+            tile_grid: 64,
+            tile_cache_bytes: 64 << 20,
+            tile_cache_ttl_secs: 30,
+            basemap_style_url: String::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -204,8 +233,10 @@ impl PrivacySettings {
 pub struct AuthSettings {
     /// A key with every scope, e.g. from a Docker secret (`auth.bootstrap_key_file`).
     pub bootstrap_key: Option<Secret>,
-    /// Let clients without a key read (GET) detections and stats.
+    /// Let clients without a key read (GET) detections, tiles, features and stats.
     pub anonymous_read: bool,
+    /// The same, under the name the map documentation uses (either one turns it on).
+    pub public_read: bool,
     /// How long a verified key is trusted without asking the database again; revocation takes
     /// effect within this time.
     pub cache_ttl_secs: u64,
@@ -220,6 +251,7 @@ impl Default for AuthSettings {
         Self {
             bootstrap_key: None,
             anonymous_read: false,
+            public_read: false,
             cache_ttl_secs: 10,
             max_concurrent_per_key: 32,
         }
@@ -656,6 +688,18 @@ impl Settings {
         }
         if self.registry.score_pairs == 0 {
             return bad("registry.score_pairs", "must be at least 1");
+        }
+        if !(1..=100_000).contains(&self.map.tile_max_points) {
+            return bad("map.tile_max_points", "must be between 1 and 100000");
+        }
+        if ![8, 16, 32, 64, 128, 256, 512].contains(&self.map.tile_grid) {
+            return bad("map.tile_grid", "must be one of 8, 16, 32, 64, 128, 256, 512");
+        }
+        if !self.map.basemap_style_url.is_empty()
+            && !(self.map.basemap_style_url.starts_with("http://")
+                || self.map.basemap_style_url.starts_with("https://"))
+        {
+            return bad("map.basemap_style_url", "must be an http(s) URL or empty");
         }
         if self.registry.chunk_rows == 0 {
             return bad("registry.chunk_rows", "must be at least 1");

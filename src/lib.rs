@@ -26,6 +26,8 @@ pub mod ingest;
 pub mod lifecycle;
 
 pub mod maintenance;
+/// The read side: the map tile cache.
+pub mod query;
 /// What handlers share: settings, lifecycle, auth, ingest service, pool.
 pub mod state;
 /// Logs and metrics set-up.

@@ -74,6 +74,8 @@ pub struct AppState {
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     /// Turns for large request bodies (see `server.max_large_bodies`).
     pub large_bodies: LargeBodies,
+    /// Built map tiles (see `query::tile_cache`).
+    pub tiles: Arc<crate::query::tile_cache::TileCache>,
     ingest: Ingest,
     pool: db::Pool,
     /// The readiness probe's own connection: a full request pool does not fail it.
@@ -106,7 +108,13 @@ impl AppState {
             Arc::new(settings.privacy.policy()),
             &settings.ingest,
         );
+        let tiles = Arc::new(crate::query::tile_cache::TileCache::new(
+            settings.map.tile_cache_bytes,
+            Duration::from_secs(settings.map.tile_cache_ttl_secs),
+            ingest.activity(),
+        ));
         Self {
+            tiles,
             auth: Arc::new(Authenticator::new(
                 &settings.auth,
                 &settings.rate_limit,

@@ -309,7 +309,7 @@ impl<'r> sqlx::FromRow<'r, PgRow> for DetectionRow {
 }
 
 /// Appends the non-spatial filters of `search` as `AND ...` terms, all bound, never formatted.
-fn push_filters(q: &mut QueryBuilder<'_, Postgres>, search: &DetectionSearch) {
+pub(crate) fn push_filters(q: &mut QueryBuilder<'_, Postgres>, search: &DetectionSearch) {
     if let Some(start) = search.start() {
         q.push(" AND d.detected_at >= ").push_bind(start);
     }
@@ -345,6 +345,9 @@ fn push_filters(q: &mut QueryBuilder<'_, Postgres>, search: &DetectionSearch) {
     }
     if let Some(flag) = search.is_suspicious() {
         q.push(" AND d.is_suspicious = ").push_bind(flag);
+    }
+    if let Some(score) = search.min_score() {
+        q.push(" AND d.surveillance_score >= ").push_bind(score);
     }
     if let Some(dbm) = search.min_signal_dbm() {
         q.push(" AND COALESCE(d.signal_strength_dbm, d.bt_rssi) >= ")

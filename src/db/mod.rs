@@ -8,6 +8,7 @@ pub mod imports;
 pub mod keys;
 pub mod registry;
 pub mod retention;
+pub mod tiles;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

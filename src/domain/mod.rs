@@ -9,6 +9,7 @@ pub mod privacy;
 pub mod registry;
 pub mod rogue;
 pub mod search;
+pub mod tile;
 pub mod tracker;
 
 pub use detection::{Detection, FieldError, SignalType, ValidationPolicy};

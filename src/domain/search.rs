@@ -39,6 +39,7 @@ pub struct DetectionSearch {
     device_id: Option<Uuid>,
     is_suspicious: Option<bool>,
     min_signal_dbm: Option<i32>,
+    min_score: Option<f32>,
     limit: u32,
     after: Option<i64>,
 }
@@ -65,7 +66,7 @@ fn bad(parameter: &str, reason: impl std::fmt::Display) -> SearchError {
 }
 
 /// Every parameter a search understands; anything else is named in an error.
-const SEARCH_PARAMS: [&str; 16] = [
+const SEARCH_PARAMS: [&str; 17] = [
     "bbox",
     "lat",
     "lon",
@@ -80,6 +81,7 @@ const SEARCH_PARAMS: [&str; 16] = [
     "device_id",
     "is_suspicious",
     "min_signal_dbm",
+    "min_score",
     "limit",
     "after",
 ];
@@ -100,6 +102,7 @@ impl DetectionSearch {
             device_id: None,
             is_suspicious: None,
             min_signal_dbm: None,
+            min_score: None,
             limit,
             after: None,
         }
@@ -138,6 +141,10 @@ impl DetectionSearch {
     }
     pub fn min_signal_dbm(&self) -> Option<i32> {
         self.min_signal_dbm
+    }
+    /// Detections at least this surveillance score (0-100), written back by the detector.
+    pub fn min_score(&self) -> Option<f32> {
+        self.min_score
     }
     pub fn limit(&self) -> u32 {
         self.limit
@@ -309,6 +316,10 @@ impl DetectionSearch {
         if min_signal_dbm.is_some_and(|v| !(-200..=50).contains(&v)) {
             return Err(bad("min_signal_dbm", "must be between -200 and 50"));
         }
+        let min_score: Option<f32> = parsed(&params, "min_score", "a score from 0 to 100")?;
+        if min_score.is_some_and(|v| !(0.0..=100.0).contains(&v)) {
+            return Err(bad("min_score", "must be a score from 0 to 100"));
+        }
         let is_suspicious = params
             .get("is_suspicious")
             .map(|v| match v.as_str() {
@@ -328,6 +339,7 @@ impl DetectionSearch {
             device_id: parsed(&params, "device_id", "a UUID")?,
             is_suspicious,
             min_signal_dbm,
+            min_score,
             limit,
             after,
         })

@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod params;
 pub mod server;
 pub mod stats;
+pub mod tiles;
 pub mod transmitters;
 
 use std::net::SocketAddr;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(geosubmit::router())
         .merge(transmitters::router())
         .merge(detector::router())
+        .merge(tiles::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())

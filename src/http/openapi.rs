@@ -208,6 +208,8 @@ pub struct SearchParams {
     device_id: Option<String>,
     is_suspicious: Option<bool>,
     min_signal_dbm: Option<i32>,
+    /// Detections whose transmitter scored at least this (0-100) for following.
+    min_score: Option<f32>,
     /// 1..=query.max_limit (default 1000).
     limit: Option<u32>,
     /// Keyset cursor from the `next` link.

@@ -146,17 +146,25 @@ pub enum IngestError {
 /// The service. Cheap to clone; without a pool it validates only (`import --dry-run`).
 /// When this process last committed detections: the registry updater gives way to ingest
 /// while it is busy (see `analysis::registry`).
+/// Also where: the areas of recent commits, so cached map tiles there are rebuilt.
 #[derive(Debug)]
 pub struct IngestActivity {
     origin: std::time::Instant,
     last_ms: std::sync::atomic::AtomicU64,
+    /// (when, area) of recent commits, oldest first; bounded by merging the oldest two.
+    changes: std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, crate::domain::BBox)>>,
 }
+
+/// Commit areas remembered one by one; beyond this the oldest merge (invalidating more, never
+/// less).
+const MAX_CHANGES: usize = 256;
 
 impl Default for IngestActivity {
     fn default() -> Self {
         Self {
             origin: std::time::Instant::now(),
             last_ms: std::sync::atomic::AtomicU64::new(u64::MAX),
+            changes: std::sync::Mutex::default(),
         }
     }
 }
@@ -165,6 +173,36 @@ impl IngestActivity {
     pub fn touch(&self) {
         let ms = self.origin.elapsed().as_millis() as u64;
         self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Detections were committed within `area`.
+    pub fn record(&self, area: crate::domain::BBox) {
+        let mut changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        if changes.len() >= MAX_CHANGES {
+            if let (Some((_, a)), Some((t, b))) = (changes.pop_front(), changes.pop_front()) {
+                // Stamped with the newer time: a merged change never looks older than it was.
+                changes.push_front((t, a.union(&b)));
+            }
+        }
+        changes.push_back((std::time::Instant::now(), area));
+    }
+
+    /// Whether anything committed at or after `since` touched `area`.
+    pub fn changed_since(&self, since: std::time::Instant, area: &crate::domain::BBox) -> bool {
+        let changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        changes
+            .iter()
+            .rev()
+            .take_while(|(at, _)| *at >= since)
+            .any(|(_, changed)| changed.intersects(area))
+    }
+
+    /// Forgets changes older than `age` (nothing cached can be that old).
+    pub fn forget_before(&self, age: std::time::Duration) {
+        let mut changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        while changes.front().is_some_and(|(at, _)| at.elapsed() > age) {
+            changes.pop_front();
+        }
     }
 
     /// Whether detections were committed within `window`.
@@ -379,12 +417,29 @@ impl Ingest {
         }
         db::observe("commit", tx.commit()).await?;
         self.activity.touch();
+        if let Some(area) = extent(&valid) {
+            self.activity.record(area);
+        }
         record_stored(&valid, &inserted_by_type);
         Ok(Receipt::Stored(report))
     }
 }
 
 /// Counts stored and duplicate detections by signal type.
+/// The box around the batch's positions.
+fn extent(valid: &[Detection]) -> Option<crate::domain::BBox> {
+    valid.iter().fold(None, |acc, d| {
+        let (lon, lat) = (d.position.lon(), d.position.lat());
+        let point = crate::domain::BBox {
+            min_lon: lon,
+            min_lat: lat,
+            max_lon: lon,
+            max_lat: lat,
+        };
+        Some(acc.map_or(point, |b: crate::domain::BBox| b.union(&point)))
+    })
+}
+
 fn record_stored(valid: &[Detection], inserted_by_type: &BTreeMap<String, u64>) {
     for kind in SignalType::ALL {
         let offered = valid.iter().filter(|d| d.signal_type == kind).count() as u64;

@@ -10,6 +10,7 @@ mod formats;
 mod helpers;
 mod ingest;
 mod lifecycle;
+mod maps;
 mod observability;
 mod partitions;
 mod query;

@@ -31,6 +31,11 @@ async fn filters_match_sql_exactly() {
         .fetch_one(&app.db).await.expect("bssid");
     let one_bt: String = sqlx::query_scalar("SELECT bt_address::text FROM sigint.signal_detections WHERE bt_address IS NOT NULL ORDER BY id LIMIT 1")
         .fetch_one(&app.db).await.expect("bt");
+    // Scores are the detector's to write; a spread of them here for `min_score`.
+    sqlx::query("UPDATE sigint.signal_detections SET surveillance_score = id % 100 WHERE id % 3 = 0")
+        .execute(&app.db)
+        .await
+        .expect("scores");
     let enc = |s: &str| s.replace(':', "%3A").replace('+', "%2B");
     let cases: Vec<(String, String)> = vec![
         ("bbox=13.38,52.50,13.43,52.54".into(),
@@ -52,6 +57,7 @@ async fn filters_match_sql_exactly() {
         ("is_suspicious=true".into(), "is_suspicious".into()),
         ("is_suspicious=false".into(), "NOT is_suspicious".into()),
         ("min_signal_dbm=-60".into(), "COALESCE(signal_strength_dbm, bt_rssi) >= -60".into()),
+        ("min_score=70".into(), "surveillance_score >= 70".into()),
         ("signal_type=wifi&min_signal_dbm=-50&bbox=13.2,52.4,13.6,52.6".into(),
          "signal_type = 'wifi' AND signal_strength_dbm >= -50 AND location && ST_MakeEnvelope(13.2,52.4,13.6,52.6,4326)".into()),
     ];

@@ -1,0 +1,320 @@
+//! `/tiles/{layer}/{z}/{x}/{y}.pbf` (Mapbox Vector Tiles 2.1) and `/tiles/{layer}.json`
+//! (TileJSON 3.0) for the detections and transmitters layers, filtered like the search API.
+
+use std::time::Instant;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::db::tiles::{self as store, TileKind, TileShape};
+use crate::domain::search::{DetectionSearch, SearchLimits};
+use crate::domain::tile::{TileCoord, TileError, MAX_LAT, MAX_ZOOM};
+use crate::error::{ApiError, ApiResult};
+use crate::http::guard::RequireRead;
+use crate::http::params::Origin;
+use crate::query::tile_cache::{CachedTile, TileKey};
+use crate::state::AppState;
+
+pub const MVT: &str = "application/vnd.mapbox-vector-tile";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/tiles/{file}", get(tilejson))
+        .route("/tiles/{layer}/{z}/{x}/{y}", get(tile))
+}
+
+/// A layer: what it draws and which search parameters filter it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layer {
+    Detections,
+    Transmitters,
+}
+
+/// The area and the page are the tile's own.
+const NOT_FILTERS: [&str; 7] = ["bbox", "lat", "lon", "radius_m", "nearest", "limit", "after"];
+/// Filters of detections that a transmitter (one row for all its detections) cannot apply.
+const DETECTION_ONLY: [&str; 4] = ["bssid", "bt_address", "ssid", "min_signal_dbm"];
+
+impl Layer {
+    fn parse(name: &str) -> ApiResult<Self> {
+        match name {
+            "detections" => Ok(Self::Detections),
+            "transmitters" => Ok(Self::Transmitters),
+            other => Err(ApiError::NotFound {
+                detail: format!("no tile layer `{other}` (detections, transmitters)"),
+            }),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Detections => "detections",
+            Self::Transmitters => "transmitters",
+        }
+    }
+
+    /// The filters in `raw`, validated, and their canonical form (sorted), for the cache key.
+    fn filters(self, raw: Option<&str>) -> ApiResult<(DetectionSearch, String)> {
+        let mut pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+            .filter(|(k, _)| k != "key")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        for (k, _) in &pairs {
+            if NOT_FILTERS.contains(&k.as_str()) {
+                return Err(ApiError::bad_parameter(
+                    k,
+                    "not a tile filter (a tile is its own area and page)",
+                ));
+            }
+            if self == Self::Transmitters && DETECTION_ONLY.contains(&k.as_str()) {
+                return Err(ApiError::bad_parameter(
+                    k,
+                    "filters detections, not the transmitters layer",
+                ));
+            }
+        }
+        let limits = SearchLimits {
+            default_limit: 1,
+            max_limit: 1,
+        };
+        let search = DetectionSearch::parse(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), v.as_str().into())),
+            limits,
+        )
+        .map_err(|e| ApiError::bad_parameter(&e.parameter, e.reason))?;
+        pairs.sort();
+        let canonical = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        Ok((search, canonical))
+    }
+
+    /// TileJSON `fields` of the layer: points and aggregated cells share the layer.
+    fn fields(self) -> Value {
+        let cells = json!({
+            "cluster": "Boolean: true on a grid cell standing for `count` points",
+            "count": "Number: points in the cell",
+            "wifi": "Number: wifi points in the cell",
+            "bluetooth": "Number: bluetooth points in the cell",
+            "ble": "Number: BLE points in the cell",
+            "cellular": "Number: cellular points in the cell",
+            "suspicious": "Number: suspicious points in the cell",
+        });
+        let mut fields = match self {
+            Self::Detections => json!({
+                "signal_type": "String: wifi, bluetooth, ble or cellular (of a cell: the most common)",
+                "detected_at": "String: RFC 3339 UTC time of the detection",
+                "identifier": "String: BSSID, Bluetooth address or mcc-mnc-lac-cell",
+                "name": "String: SSID, Bluetooth name or network type",
+                "signal_dbm": "Number: received signal strength",
+                "device_id": "String: the capture device",
+                "is_suspicious": "Boolean: flagged by the following detector",
+                "score": "Number: following score of its transmitter (0-100)",
+                "first_seen": "String: earliest detection in a cell",
+                "last_seen": "String: latest detection in a cell",
+            }),
+            Self::Transmitters => json!({
+                "signal_type": "String: the transmitter's radio (of a cell: the most common)",
+                "identifier": "String: BSSID, Bluetooth address or mcc-mnc-lac-cell",
+                "name": "String: its first name or SSID",
+                "detections": "Number: detections folded into it",
+                "first_seen": "String: first detection",
+                "last_seen": "String: last detection",
+                "vendor": "String: IEEE registry organisation",
+                "tracker_class": "String: tracker type announced by its advertisements",
+                "level": "String: following level (none, watch, suspicious, alert)",
+                "score": "Number: highest following score (0-100)",
+                "spread_m": "Number: p95 distance of its fixes from the estimate",
+            }),
+        };
+        if let (Some(f), Some(c)) = (fields.as_object_mut(), cells.as_object()) {
+            f.extend(c.clone());
+        }
+        fields
+    }
+}
+
+fn tile_error(e: TileError) -> ApiError {
+    let parameter = match e {
+        TileError::Zoom => "z",
+        TileError::Column | TileError::Name => "y",
+    };
+    ApiError::BadRequest {
+        detail: e.to_string(),
+        parameter: Some(parameter.into()),
+    }
+}
+
+/// A strong tag of the tile's bytes: equal bytes give equal tags in every replica.
+fn etag(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    format!("\"{}\"", hex::encode(&digest[..12]))
+}
+
+fn matches_tag(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == etag || t == "*")
+}
+
+/// Tiles may be kept by the browser but must be revalidated (a cheap 304): they change with
+/// every commit in their area.
+fn cache_control(state: &AppState) -> HeaderValue {
+    let auth = &state.settings.auth;
+    if auth.anonymous_read || auth.public_read {
+        HeaderValue::from_static("public, no-cache")
+    } else {
+        HeaderValue::from_static("private, no-cache")
+    }
+}
+
+async fn tile(
+    State(state): State<AppState>,
+    _caller: RequireRead,
+    Path((layer, z, x, y)): Path<(String, String, String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let layer = Layer::parse(&layer)?;
+    let coord = TileCoord::parse(&z, &x, &y).map_err(tile_error)?;
+    let (search, filters) = layer.filters(raw.as_deref())?;
+    let key = TileKey {
+        layer: layer.name(),
+        tile: coord,
+        filters,
+    };
+    let (cached, outcome) = match state.tiles.get(&key) {
+        Some(hit) => (hit, "hit"),
+        None => {
+            let map = &state.settings.map;
+            let shape = TileShape {
+                max_points: map.tile_max_points,
+                cell: store::EXTENT / map.tile_grid,
+            };
+            let started = Instant::now();
+            let mut conn = state.acquire().await?;
+            let (bytes, kind) = match layer {
+                Layer::Detections => store::detections(&mut conn, coord, &search, shape).await?,
+                Layer::Transmitters => {
+                    store::transmitters(&mut conn, coord, &search, shape).await?
+                }
+            };
+            drop(conn);
+            let kind = match (bytes.is_empty(), kind) {
+                (true, _) => "empty",
+                (false, TileKind::Points) => "points",
+                (false, TileKind::Cells) => "cells",
+            };
+            metrics::histogram!("shadowcheck_tile_build_seconds", "layer" => layer.name(), "kind" => kind)
+                .record(started.elapsed().as_secs_f64());
+            let tile = CachedTile {
+                etag: etag(&bytes),
+                bytes: Bytes::from(bytes),
+            };
+            state
+                .tiles
+                .put(key, tile.clone(), started, store::buffered(coord));
+            (tile, "built")
+        }
+    };
+    let not_modified = matches_tag(&headers, &cached.etag);
+    metrics::counter!("shadowcheck_tiles_total", "layer" => layer.name(), "outcome" => if not_modified { "not_modified" } else { outcome })
+        .increment(1);
+    let status = if not_modified {
+        StatusCode::NOT_MODIFIED
+    } else if cached.bytes.is_empty() {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let mut response = if status == StatusCode::OK {
+        cached.bytes.into_response()
+    } else {
+        status.into_response()
+    };
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    if status == StatusCode::OK {
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(MVT));
+    }
+    if let Ok(tag) = HeaderValue::from_str(&cached.etag) {
+        h.insert(header::ETAG, tag);
+    }
+    h.insert(header::CACHE_CONTROL, cache_control(&state));
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("Authorization, X-API-Key"),
+    );
+    Ok(response)
+}
+
+async fn tilejson(
+    State(state): State<AppState>,
+    _caller: RequireRead,
+    Origin(origin): Origin,
+    Path(file): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let Some(name) = file.strip_suffix(".json") else {
+        return Err(ApiError::NotFound {
+            detail: format!("no tile document `{file}` (detections.json, transmitters.json)"),
+        });
+    };
+    let layer = Layer::parse(name)?;
+    let (_, filters) = layer.filters(raw.as_deref())?;
+    let mut conn = state.acquire().await?;
+    let bounds = store::detection_bounds(&mut conn).await?;
+    drop(conn);
+    let [w, s, e, n] = bounds.map_or([-180.0, -MAX_LAT, 180.0, MAX_LAT], |b| {
+        [
+            b.min_lon,
+            b.min_lat.max(-MAX_LAT),
+            b.max_lon,
+            b.max_lat.min(MAX_LAT),
+        ]
+    });
+    let query = if filters.is_empty() {
+        String::new()
+    } else {
+        format!("?{filters}")
+    };
+    let center_zoom = if bounds.is_some() { 12 } else { 1 };
+    let doc = json!({
+        "tilejson": "3.0.0",
+        "name": format!("ShadowCheck {}", layer.name()),
+        "description": match layer {
+            Layer::Detections => "Every detection at its fix; dense tiles as grid cells with counts",
+            Layer::Transmitters => "Every transmitter at its estimated position; dense tiles as grid cells with counts",
+        },
+        "scheme": "xyz",
+        "tiles": [format!("{origin}/tiles/{}/{{z}}/{{x}}/{{y}}.pbf{query}", layer.name())],
+        "minzoom": 0,
+        "maxzoom": MAX_ZOOM,
+        "bounds": [w, s, e, n],
+        "center": [(w + e) / 2.0, (s + n) / 2.0, center_zoom],
+        "vector_layers": [{
+            "id": layer.name(),
+            "description": "Points, or grid cells (`cluster`: true) where a tile holds too many",
+            "minzoom": 0,
+            "maxzoom": MAX_ZOOM,
+            "fields": layer.fields(),
+        }],
+    });
+    let mut response = Json(doc).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}

@@ -1,0 +1,3 @@
+//! The read side's shared services: what answers map requests beyond one SQL statement.
+
+pub mod tile_cache;

@@ -1,0 +1,197 @@
+//! Built vector tiles kept in memory, bounded in bytes (oldest dropped first). A tile is served
+//! from here until this process commits detections in its area or its time to live runs out
+//! (which covers what this process cannot see: another replica's ingest, the detector's
+//! scores).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::domain::tile::TileCoord;
+use crate::domain::BBox;
+use crate::ingest::IngestActivity;
+
+/// A tile of one layer under one set of filters (their canonical query string).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TileKey {
+    pub layer: &'static str,
+    pub tile: TileCoord,
+    pub filters: String,
+}
+
+/// A built tile: its bytes (empty when nothing is there) and its entity tag.
+#[derive(Clone, Debug)]
+pub struct CachedTile {
+    pub bytes: Bytes,
+    pub etag: String,
+}
+
+struct Entry {
+    tile: CachedTile,
+    /// When its query started: commits from then on may be missing from it.
+    built_from: Instant,
+    area: BBox,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<TileKey, Entry>,
+    /// Insertion order, for eviction; a key may appear again after it was rebuilt.
+    order: VecDeque<(TileKey, Instant)>,
+    bytes: usize,
+}
+
+pub struct TileCache {
+    inner: Mutex<Inner>,
+    max_bytes: usize,
+    ttl: Duration,
+    ingest: Arc<IngestActivity>,
+}
+
+/// Bytes an entry costs beyond its tile: key, tag and bookkeeping.
+const OVERHEAD: usize = 256;
+
+impl TileCache {
+    pub fn new(max_bytes: usize, ttl: Duration, ingest: Arc<IngestActivity>) -> Self {
+        Self {
+            inner: Mutex::default(),
+            max_bytes,
+            ttl,
+            ingest,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The tile, when it is cached and still current.
+    pub fn get(&self, key: &TileKey) -> Option<CachedTile> {
+        let mut inner = self.lock();
+        let entry = inner.entries.get(key)?;
+        let current = entry.built_from.elapsed() < self.ttl
+            && !self.ingest.changed_since(entry.built_from, &entry.area);
+        if current {
+            return Some(entry.tile.clone());
+        }
+        if let Some(stale) = inner.entries.remove(key) {
+            inner.bytes -= stale.tile.bytes.len() + OVERHEAD;
+        }
+        None
+    }
+
+    /// Keeps a tile built by a query that started at `built_from`, covering `area` (its
+    /// buffer included).
+    pub fn put(&self, key: TileKey, tile: CachedTile, built_from: Instant, area: BBox) {
+        let size = tile.bytes.len() + OVERHEAD;
+        if size > self.max_bytes / 4 {
+            return;
+        }
+        let mut inner = self.lock();
+        if let Some(old) = inner.entries.insert(
+            key.clone(),
+            Entry {
+                tile,
+                built_from,
+                area,
+            },
+        ) {
+            inner.bytes -= old.tile.bytes.len() + OVERHEAD;
+        }
+        inner.bytes += size;
+        inner.order.push_back((key, built_from));
+        while inner.bytes > self.max_bytes {
+            let Some((key, at)) = inner.order.pop_front() else {
+                break;
+            };
+            // Only the entry this order record was made for (not a rebuilt one).
+            if inner.entries.get(&key).is_some_and(|e| e.built_from == at) {
+                if let Some(old) = inner.entries.remove(&key) {
+                    inner.bytes -= old.tile.bytes.len() + OVERHEAD;
+                }
+            }
+        }
+        // Order records of replaced or expired entries: swept once they outnumber the live ones
+        // (amortised constant per put).
+        if inner.order.len() > 2 * inner.entries.len() + 16 {
+            let Inner { entries, order, .. } = &mut *inner;
+            order.retain(|(k, at)| entries.get(k).is_some_and(|e| e.built_from == *at));
+        }
+        drop(inner);
+        self.ingest.forget_before(self.ttl);
+    }
+
+    /// Bytes held (tiles and overhead).
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(x: u32) -> TileKey {
+        TileKey {
+            layer: "detections",
+            tile: TileCoord::new(10, x, 0).unwrap(),
+            filters: String::new(),
+        }
+    }
+
+    fn tile(len: usize) -> CachedTile {
+        CachedTile {
+            bytes: Bytes::from(vec![1u8; len]),
+            etag: "\"t\"".into(),
+        }
+    }
+
+    #[test]
+    fn commits_in_the_area_invalidate_and_others_do_not() {
+        let ingest = Arc::new(IngestActivity::default());
+        let cache = TileCache::new(1 << 20, Duration::from_secs(60), Arc::clone(&ingest));
+        let k = key(1);
+        let area = k.tile.bbox();
+        cache.put(k.clone(), tile(10), Instant::now(), area);
+        assert!(cache.get(&k).is_some());
+        let far = BBox {
+            min_lon: 100.0,
+            min_lat: -10.0,
+            max_lon: 101.0,
+            max_lat: -9.0,
+        };
+        ingest.record(far);
+        assert!(cache.get(&k).is_some(), "a commit elsewhere keeps the tile");
+        let inside = BBox {
+            min_lon: area.min_lon + 0.01,
+            min_lat: area.min_lat + 0.01,
+            max_lon: area.min_lon + 0.02,
+            max_lat: area.min_lat + 0.02,
+        };
+        ingest.record(inside);
+        assert!(cache.get(&k).is_none(), "a commit inside drops it");
+        assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn bounded_in_bytes_oldest_first_and_by_time() {
+        let ingest = Arc::new(IngestActivity::default());
+        let cache = TileCache::new(4 * (1000 + OVERHEAD), Duration::from_secs(60), ingest);
+        for x in 0..6 {
+            let k = key(x);
+            let area = k.tile.bbox();
+            cache.put(k, tile(1000), Instant::now(), area);
+        }
+        assert!(cache.bytes() <= 4 * (1000 + OVERHEAD));
+        assert!(cache.get(&key(0)).is_none() && cache.get(&key(1)).is_none());
+        assert!(cache.get(&key(5)).is_some());
+
+        let short = TileCache::new(1 << 20, Duration::ZERO, Arc::default());
+        let k = key(1);
+        let area = k.tile.bbox();
+        short.put(k.clone(), tile(10), Instant::now(), area);
+        assert!(short.get(&k).is_none(), "expired");
+    }
+}

@@ -1,0 +1,328 @@
+//! Map serving: vector tiles read by a third-party decoder (PyPI `mapbox-vector-tile`),
+//! TileJSON, tile caching and revalidation.
+
+use std::collections::BTreeSet;
+use std::f64::consts::PI;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{mixed_batch, problem, spawn_app, spawn_app_with, TestApp, CENTRES};
+
+/// The XYZ tile holding a position (written here from the web-mercator formulas, not taken
+/// from the product).
+fn tile_of(lat: f64, lon: f64, z: u8) -> (u32, u32) {
+    let n = f64::from(1u32 << z);
+    let x = ((lon + 180.0) / 360.0 * n).floor() as u32;
+    let lat = lat.to_radians();
+    let y = ((1.0 - (lat.tan() + 1.0 / lat.cos()).ln() / PI) / 2.0 * n).floor() as u32;
+    (x, y)
+}
+
+/// Decodes tile bytes with the third-party decoder.
+fn decode(bytes: &[u8]) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tile.pbf");
+    std::fs::write(&path, bytes).expect("write tile");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/mvt_decode.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "mapbox-vector-tile could not decode our tile: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("decoder prints JSON")
+}
+
+async fn tile(app: &TestApp, path: &str) -> (u16, Option<String>, Vec<u8>) {
+    let resp = app.get(path).await;
+    let status = resp.status().as_u16();
+    if status == 200 {
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/vnd.mapbox-vector-tile"
+        );
+    }
+    let etag = resp
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().expect("etag").to_owned());
+    (status, etag, resp.bytes().await.expect("body").to_vec())
+}
+
+async fn ids_sql(app: &TestApp, sql: &str) -> BTreeSet<i64> {
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_all(&app.db)
+        .await
+        .expect("ids")
+        .into_iter()
+        .collect()
+}
+
+fn features<'a>(decoded: &'a Value, layer: &str) -> &'a Vec<Value> {
+    decoded[layer]["features"]
+        .as_array()
+        .unwrap_or_else(|| panic!("layer {layer} in {decoded}"))
+}
+
+#[tokio::test]
+async fn detection_tiles_hold_exactly_the_matching_points_as_points_or_counted_cells() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.post_json(&Value::Array(mixed_batch(1200, 3)))
+            .await
+            .status(),
+        201
+    );
+    let (lat, lon) = CENTRES[0];
+    let z = 13;
+    let (x, y) = tile_of(lat, lon, z);
+    let inside_buffered = format!(
+        "ST_Intersects(ST_Transform(location, 3857), ST_TileEnvelope({z}, {x}, {y}, margin => 64.0 / 4096))"
+    );
+
+    // Points: every detection in the tile (and its 64-unit buffer), with its properties.
+    let (status, _, bytes) = tile(&app, &format!("/tiles/detections/{z}/{x}/{y}.pbf")).await;
+    assert_eq!(status, 200);
+    let decoded = decode(&bytes);
+    assert_eq!(decoded["detections"]["extent"], 4096);
+    let got: BTreeSet<i64> = features(&decoded, "detections")
+        .iter()
+        .map(|f| f["id"].as_i64().expect("integer feature id"))
+        .collect();
+    let expected = ids_sql(
+        &app,
+        &format!("SELECT id FROM sigint.signal_detections WHERE {inside_buffered}"),
+    )
+    .await;
+    assert!(expected.len() > 20, "fixture too sparse: {}", expected.len());
+    assert_eq!(got, expected);
+    // Each point where it belongs: tile units of its own lon/lat, within rounding.
+    let n = f64::from(1u32 << z);
+    for f in features(&decoded, "detections").iter().take(50) {
+        let id = f["id"].as_i64().expect("id");
+        let (plon, plat): (f64, f64) = sqlx::query_as(
+            "SELECT ST_X(location), ST_Y(location) FROM sigint.signal_detections WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&app.db)
+        .await
+        .expect("row");
+        let tx = ((plon + 180.0) / 360.0 * n - f64::from(x)) * 4096.0;
+        let r = plat.to_radians();
+        let ty = ((1.0 - (r.tan() + 1.0 / r.cos()).ln() / PI) / 2.0 * n - f64::from(y)) * 4096.0;
+        let c = &f["geometry"]["coordinates"];
+        assert_eq!(f["geometry"]["type"], "Point");
+        let (gx, gy) = (c[0].as_f64().expect("x"), c[1].as_f64().expect("y"));
+        assert!((gx - tx).abs() <= 1.0 && (gy - ty).abs() <= 1.0, "{id}: {gx},{gy} vs {tx},{ty}");
+        let p = &f["properties"];
+        assert!(["wifi", "bluetooth", "ble", "cellular"].contains(&p["signal_type"].as_str().expect("type")));
+        assert!(p["detected_at"].as_str().expect("time").ends_with('Z'));
+        assert!(p["identifier"].is_string());
+    }
+
+    // Filters as the search API: only wifi, only this device.
+    let (status, _, bytes) = tile(
+        &app,
+        &format!("/tiles/detections/{z}/{x}/{y}.pbf?signal_type=wifi&device_id={}", crate::helpers::DEVICES[0]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let decoded = decode(&bytes);
+    let got: BTreeSet<i64> = features(&decoded, "detections")
+        .iter()
+        .map(|f| f["id"].as_i64().expect("id"))
+        .collect();
+    let expected = ids_sql(
+        &app,
+        &format!(
+            "SELECT id FROM sigint.signal_detections WHERE {inside_buffered} AND signal_type = 'wifi' AND device_id = '{}'",
+            crate::helpers::DEVICES[0]
+        ),
+    )
+    .await;
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+
+    // Too dense for points: the same tile from a server drawing at most 20 points a tile is
+    // cells whose counts add up to every detection in the tile itself.
+    let dense = spawn_app_with(|s| {
+        s.map.tile_max_points = 20;
+        s.map.tile_grid = 16;
+    })
+    .await;
+    assert_eq!(
+        dense
+            .post_json(&Value::Array(mixed_batch(1200, 3)))
+            .await
+            .status(),
+        201
+    );
+    let (status, _, bytes) = tile(&dense, &format!("/tiles/detections/{z}/{x}/{y}.pbf")).await;
+    assert_eq!(status, 200);
+    let decoded = decode(&bytes);
+    let cells = features(&decoded, "detections");
+    assert!(cells.len() > 1 && cells.len() <= 16 * 16, "{} cells", cells.len());
+    let mut total = 0;
+    for c in cells {
+        let p = &c["properties"];
+        assert_eq!(p["cluster"], true);
+        let count = p["count"].as_i64().expect("count");
+        let by_type: i64 = ["wifi", "bluetooth", "ble", "cellular"]
+            .iter()
+            .map(|t| p[*t].as_i64().expect("per type"))
+            .sum();
+        assert_eq!(count, by_type);
+        assert!(p["first_seen"].as_str() <= p["last_seen"].as_str());
+        let xy = &c["geometry"]["coordinates"];
+        for v in [xy[0].as_f64().expect("x"), xy[1].as_f64().expect("y")] {
+            assert!((0.0..=4096.0).contains(&v), "cell centre outside the tile: {v}");
+        }
+        total += count;
+    }
+    let in_tile = dense
+        .count(&format!(
+            "ST_Intersects(ST_Transform(location, 3857), ST_TileEnvelope({z}, {x}, {y}))"
+        ))
+        .await;
+    assert_eq!(total, in_tile);
+
+    // Nothing there: 204. Bad addresses and filters: 400 naming them; unknown layer: 404.
+    let (px, py) = tile_of(-30.0, -140.0, z);
+    let (status, _, body) = tile(&app, &format!("/tiles/detections/{z}/{px}/{py}.pbf")).await;
+    assert_eq!((status, body.len()), (204, 0));
+    for (path, parameter) in [
+        ("/tiles/detections/23/0/0.pbf", "z"),
+        ("/tiles/detections/2/4/0.pbf", "y"),
+        ("/tiles/detections/2/1/1.png", "y"),
+        ("/tiles/detections/2/1/1.pbf?bbox=1,2,3,4", "bbox"),
+        ("/tiles/detections/2/1/1.pbf?signal_type=radar", "signal_type"),
+        ("/tiles/transmitters/2/1/1.pbf?ssid=x", "ssid"),
+        ("/tiles/detections/2/1/1.pbf?min_score=101", "min_score"),
+    ] {
+        let body = problem(app.get(path).await, 400).await;
+        assert_eq!(body["parameter"], parameter, "{path}: {body}");
+    }
+    problem(app.get("/tiles/wardrive/1/1/1.pbf").await, 404).await;
+    let anonymous = reqwest::Client::new()
+        .get(app.url(&format!("/tiles/detections/{z}/{x}/{y}.pbf")))
+        .send()
+        .await
+        .expect("GET");
+    problem(anonymous, 401).await;
+}
+
+#[tokio::test]
+async fn tiles_revalidate_and_a_commit_in_their_area_rebuilds_them() {
+    let app = spawn_app().await;
+    let (lat, lon) = CENTRES[1];
+    let z = 14;
+    let (x, y) = tile_of(lat, lon, z);
+    let path = format!("/tiles/detections/{z}/{x}/{y}.pbf");
+    let one = |lat: f64, lon: f64, mac: &str| {
+        json!([{"signal_type": "wifi", "bssid": mac, "latitude": lat, "longitude": lon,
+                "detected_at": chrono::Utc::now().to_rfc3339()}])
+    };
+    // Before any data: nothing to draw.
+    let (status, empty_tag, _) = tile(&app, &path).await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        app.post_json(&one(lat, lon, "a4:00:00:00:00:01")).await.status(),
+        201
+    );
+    let (status, tag1, bytes) = tile(&app, &path).await;
+    assert_eq!(status, 200, "a commit in the tile's area replaced the empty tile");
+    assert_ne!(tag1, empty_tag);
+    assert_eq!(features(&decode(&bytes), "detections").len(), 1);
+
+    // Revalidation: the same tag is 304 with no body.
+    let resp = app
+        .client
+        .get(app.url(&path))
+        .header("if-none-match", tag1.clone().expect("etag"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), 304);
+    assert_eq!(resp.headers()["etag"].to_str().ok(), tag1.as_deref());
+
+    // A commit far away leaves it current; one inside the tile changes it at once.
+    assert_eq!(
+        app.post_json(&one(35.68, 139.76, "a4:00:00:00:00:02")).await.status(),
+        201
+    );
+    let (status, tag2, _) = tile(&app, &path).await;
+    assert_eq!((status, &tag2), (200, &tag1));
+    assert_eq!(
+        app.post_json(&one(lat + 0.0001, lon + 0.0001, "a4:00:00:00:00:03"))
+            .await
+            .status(),
+        201
+    );
+    let (status, tag3, bytes) = tile(&app, &path).await;
+    assert_eq!(status, 200);
+    assert_ne!(tag3, tag1);
+    assert_eq!(features(&decode(&bytes), "detections").len(), 2);
+}
+
+#[tokio::test]
+async fn tilejson_describes_the_layers_and_transmitters_have_tiles() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.post_json(&Value::Array(mixed_batch(400, 9)))
+            .await
+            .status(),
+        201
+    );
+    let doc = app.get_json("/tiles/detections.json?signal_type=wifi").await;
+    assert_eq!(doc["tilejson"], "3.0.0");
+    let url = doc["tiles"][0].as_str().expect("tile url");
+    assert_eq!(
+        url,
+        format!(
+            "http://{}/tiles/detections/{{z}}/{{x}}/{{y}}.pbf?signal_type=wifi",
+            app.addr
+        )
+    );
+    assert_eq!(doc["vector_layers"][0]["id"], "detections");
+    assert!(doc["vector_layers"][0]["fields"]["count"].is_string());
+    assert_eq!(doc["minzoom"], 0);
+    assert_eq!(doc["maxzoom"], 22);
+    assert_eq!(doc["bounds"].as_array().map(Vec::len), Some(4));
+    problem(app.get("/tiles/detections.xml").await, 404).await;
+    problem(app.get("/tiles/nothing.json").await, 404).await;
+
+    // The registry places transmitters; their layer draws them with registry fields.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while app
+        .count_sql("SELECT count(*) FROM sigint.transmitters WHERE location IS NOT NULL")
+        .await
+        == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "registry placed nothing");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (lat, lon) = CENTRES[2];
+    let (x, y) = tile_of(lat, lon, 11);
+    let (status, _, bytes) = tile(&app, &format!("/tiles/transmitters/11/{x}/{y}.pbf")).await;
+    assert_eq!(status, 200);
+    let decoded = decode(&bytes);
+    let drawn = features(&decoded, "transmitters");
+    assert!(!drawn.is_empty());
+    for f in drawn {
+        let p = &f["properties"];
+        let known = app
+            .count_sql(&format!(
+                "SELECT count(*) FROM sigint.transmitters WHERE identifier = '{}' AND radio = '{}'",
+                p["identifier"].as_str().expect("identifier"),
+                p["signal_type"].as_str().expect("radio")
+            ))
+            .await;
+        assert_eq!(known, 1, "{p}");
+        assert!(p["detections"].as_i64().expect("detections") >= 1);
+        assert!(p["level"].is_string());
+    }
+}
