@@ -693,12 +693,13 @@ impl Settings {
             return bad("map.tile_max_points", "must be between 1 and 100000");
         }
         if ![8, 16, 32, 64, 128, 256, 512].contains(&self.map.tile_grid) {
-            return bad("map.tile_grid", "must be one of 8, 16, 32, 64, 128, 256, 512");
+            return bad(
+                "map.tile_grid",
+                "must be one of 8, 16, 32, 64, 128, 256, 512",
+            );
         }
-        if !self.map.basemap_style_url.is_empty()
-            && !(self.map.basemap_style_url.starts_with("http://")
-                || self.map.basemap_style_url.starts_with("https://"))
-        {
+        let style = &self.map.basemap_style_url;
+        if !(style.is_empty() || style.starts_with("http://") || style.starts_with("https://")) {
             return bad("map.basemap_style_url", "must be an http(s) URL or empty");
         }
         if self.registry.chunk_rows == 0 {

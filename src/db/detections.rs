@@ -469,6 +469,21 @@ pub async fn search(
     crate::db::observe("search", query.fetch_all(&mut *conn)).await
 }
 
+/// The first and last detection times (each an index end, however large the table).
+pub async fn time_extent(
+    conn: &mut PgConnection,
+) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), sqlx::Error> {
+    crate::db::observe(
+        "time_extent",
+        sqlx::query_as(
+            r#"SELECT (SELECT min(detected_at) FROM sigint.signal_detections),
+                      (SELECT max(detected_at) FROM sigint.signal_detections)"#,
+        )
+        .fetch_one(conn),
+    )
+    .await
+}
+
 pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<DetectionRow>, sqlx::Error> {
     let mut q = QueryBuilder::<Postgres>::new("SELECT ");
     q.push(columns());

@@ -347,6 +347,8 @@ pub struct Cursor {
 /// One registry row as the API shows it.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct TransmitterRow {
+    /// A stable integer id (OGC API feature id).
+    pub transmitter_id: i64,
     pub radio: String,
     pub identifier: String,
     pub first_seen: DateTime<Utc>,
@@ -377,7 +379,8 @@ pub struct TransmitterRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const ROW_COLUMNS: &str = "t.radio::text AS radio, t.identifier, t.first_seen, t.last_seen, \
+const ROW_COLUMNS: &str =
+    "t.id AS transmitter_id, t.radio::text AS radio, t.identifier, t.first_seen, t.last_seen, \
     t.detections, COALESCE(cardinality(t.days), 0) AS distinct_days, t.devices, t.names, \
     t.best_signal_dbm, t.best_signal_at, ST_Y(t.best_location) AS best_latitude, \
     ST_X(t.best_location) AS best_longitude, ST_Y(t.location) AS latitude, \
@@ -504,6 +507,21 @@ pub async fn get(
         sqlx::query_as::<_, TransmitterRow>(&sql)
             .bind(key.radio.as_str())
             .bind(&key.identifier)
+            .fetch_optional(&mut *conn),
+    )
+    .await
+}
+
+/// One transmitter by its integer id.
+pub async fn get_by_id(
+    conn: &mut PgConnection,
+    id: i64,
+) -> Result<Option<TransmitterRow>, sqlx::Error> {
+    let sql = format!("SELECT {ROW_COLUMNS} FROM sigint.transmitters t WHERE t.id = $1");
+    crate::db::observe(
+        "registry_get_by_id",
+        sqlx::query_as::<_, TransmitterRow>(&sql)
+            .bind(id)
             .fetch_optional(&mut *conn),
     )
     .await

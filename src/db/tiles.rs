@@ -300,7 +300,8 @@ SELECT ST_AsMVT(f, 'transmitters', {EXTENT}, 'geom') FROM (
 /// The extent of the data, for TileJSON `bounds`: that of the registry's transmitters (one row
 /// per transmitter, so far fewer than detections); `None` while the registry is empty.
 pub async fn detection_bounds(conn: &mut PgConnection) -> Result<Option<BBox>, sqlx::Error> {
-    let row: Option<(Option<f64>, Option<f64>, Option<f64>, Option<f64>)> = crate::db::observe(
+    type Corners = (Option<f64>, Option<f64>, Option<f64>, Option<f64>);
+    let row: Option<Corners> = crate::db::observe(
         "tile_bounds",
         sqlx::query_as(
             r#"

@@ -124,12 +124,12 @@ mod tests {
 
     #[test]
     fn tile_bounds_follow_web_mercator() {
-        let world = TileCoord::new(0, 0, 0).unwrap().bbox();
+        let world = TileCoord::new(0, 0, 0).expect("valid").bbox();
         assert_eq!((world.min_lon, world.max_lon), (-180.0, 180.0));
         assert!((world.max_lat - MAX_LAT).abs() < 1e-9);
         assert!((world.min_lat + MAX_LAT).abs() < 1e-9);
         // The tile of Berlin's Brandenburg Gate (13.3777, 52.5163) at z14.
-        let gate = TileCoord::new(14, 8800, 5373).unwrap().bbox();
+        let gate = TileCoord::new(14, 8800, 5373).expect("valid").bbox();
         assert!(gate.min_lon <= 13.3777 && 13.3777 <= gate.max_lon);
         assert!(gate.min_lat <= 52.5163 && 52.5163 <= gate.max_lat);
     }
@@ -148,10 +148,7 @@ mod tests {
             max_lon: 2.0,
             max_lat: 2.0,
         };
-        let c = BBox {
-            min_lon: 1.5,
-            ..b
-        };
+        let c = BBox { min_lon: 1.5, ..b };
         assert!(a.intersects(&b) && b.intersects(&a));
         assert!(!a.intersects(&c));
         assert_eq!(a.union(&c).max_lon, 2.0);

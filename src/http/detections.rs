@@ -132,7 +132,7 @@ pub(crate) async fn post_detections(
 }
 
 #[derive(Serialize)]
-struct Feature<'a> {
+pub(crate) struct Feature<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     id: i64,
@@ -140,7 +140,7 @@ struct Feature<'a> {
     properties: &'a serde_json::Map<String, Value>,
 }
 
-fn feature(row: &DetectionRow) -> Feature<'_> {
+pub(crate) fn feature(row: &DetectionRow) -> Feature<'_> {
     Feature {
         kind: "Feature",
         id: row.id,

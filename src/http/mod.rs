@@ -10,6 +10,7 @@ pub mod geosubmit;
 pub mod guard;
 pub mod health;
 pub mod imports;
+pub mod ogc;
 pub mod openapi;
 pub mod params;
 pub mod server;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(transmitters::router())
         .merge(detector::router())
         .merge(tiles::router())
+        .merge(ogc::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())

@@ -37,7 +37,9 @@ pub enum Layer {
 }
 
 /// The area and the page are the tile's own.
-const NOT_FILTERS: [&str; 7] = ["bbox", "lat", "lon", "radius_m", "nearest", "limit", "after"];
+const NOT_FILTERS: [&str; 7] = [
+    "bbox", "lat", "lon", "radius_m", "nearest", "limit", "after",
+];
 /// Filters of detections that a transmitter (one row for all its detections) cannot apply.
 const DETECTION_ONLY: [&str; 4] = ["bssid", "bt_address", "ssid", "min_signal_dbm"];
 

@@ -45,7 +45,7 @@ const PARAMS: &[&str] = &[
 /// Sightings returned with one transmitter (the most recent, oldest first).
 const TRACK_LIMIT: i64 = 5_000;
 
-fn feature(row: &TransmitterRow, extra: Option<(&str, Value)>) -> Value {
+pub(crate) fn feature(row: &TransmitterRow, extra: Option<(&str, Value)>) -> Value {
     let geometry = match (row.longitude, row.latitude) {
         (Some(lon), Some(lat)) => json!({"type": "Point", "coordinates": [lon, lat]}),
         _ => Value::Null,
@@ -62,7 +62,7 @@ fn feature(row: &TransmitterRow, extra: Option<(&str, Value)>) -> Value {
     })
 }
 
-fn cursor_of(row: &TransmitterRow) -> String {
+pub(crate) fn cursor_of(row: &TransmitterRow) -> String {
     format!(
         "{},{},{},{},{}",
         row.last_seen.to_rfc3339_opts(SecondsFormat::Micros, true),
@@ -74,7 +74,7 @@ fn cursor_of(row: &TransmitterRow) -> String {
 }
 
 /// Reads the query parameters into a search, naming the first one that cannot be used.
-fn parse_search(
+pub(crate) fn parse_search(
     raw: Option<&str>,
     default_limit: u32,
     max_limit: u32,

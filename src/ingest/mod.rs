@@ -152,7 +152,8 @@ pub struct IngestActivity {
     origin: std::time::Instant,
     last_ms: std::sync::atomic::AtomicU64,
     /// (when, area) of recent commits, oldest first; bounded by merging the oldest two.
-    changes: std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, crate::domain::BBox)>>,
+    changes:
+        std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, crate::domain::BBox)>>,
 }
 
 /// Commit areas remembered one by one; beyond this the oldest merge (invalidating more, never

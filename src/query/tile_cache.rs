@@ -136,7 +136,7 @@ mod tests {
     fn key(x: u32) -> TileKey {
         TileKey {
             layer: "detections",
-            tile: TileCoord::new(10, x, 0).unwrap(),
+            tile: TileCoord::new(10, x, 0).expect("valid"),
             filters: String::new(),
         }
     }

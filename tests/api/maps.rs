@@ -98,7 +98,11 @@ async fn detection_tiles_hold_exactly_the_matching_points_as_points_or_counted_c
         &format!("SELECT id FROM sigint.signal_detections WHERE {inside_buffered}"),
     )
     .await;
-    assert!(expected.len() > 20, "fixture too sparse: {}", expected.len());
+    assert!(
+        expected.len() > 20,
+        "fixture too sparse: {}",
+        expected.len()
+    );
     assert_eq!(got, expected);
     // Each point where it belongs: tile units of its own lon/lat, within rounding.
     let n = f64::from(1u32 << z);
@@ -117,9 +121,13 @@ async fn detection_tiles_hold_exactly_the_matching_points_as_points_or_counted_c
         let c = &f["geometry"]["coordinates"];
         assert_eq!(f["geometry"]["type"], "Point");
         let (gx, gy) = (c[0].as_f64().expect("x"), c[1].as_f64().expect("y"));
-        assert!((gx - tx).abs() <= 1.0 && (gy - ty).abs() <= 1.0, "{id}: {gx},{gy} vs {tx},{ty}");
+        assert!(
+            (gx - tx).abs() <= 1.0 && (gy - ty).abs() <= 1.0,
+            "{id}: {gx},{gy} vs {tx},{ty}"
+        );
         let p = &f["properties"];
-        assert!(["wifi", "bluetooth", "ble", "cellular"].contains(&p["signal_type"].as_str().expect("type")));
+        assert!(["wifi", "bluetooth", "ble", "cellular"]
+            .contains(&p["signal_type"].as_str().expect("type")));
         assert!(p["detected_at"].as_str().expect("time").ends_with('Z'));
         assert!(p["identifier"].is_string());
     }
@@ -127,7 +135,10 @@ async fn detection_tiles_hold_exactly_the_matching_points_as_points_or_counted_c
     // Filters as the search API: only wifi, only this device.
     let (status, _, bytes) = tile(
         &app,
-        &format!("/tiles/detections/{z}/{x}/{y}.pbf?signal_type=wifi&device_id={}", crate::helpers::DEVICES[0]),
+        &format!(
+            "/tiles/detections/{z}/{x}/{y}.pbf?signal_type=wifi&device_id={}",
+            crate::helpers::DEVICES[0]
+        ),
     )
     .await;
     assert_eq!(status, 200);
@@ -165,7 +176,11 @@ async fn detection_tiles_hold_exactly_the_matching_points_as_points_or_counted_c
     assert_eq!(status, 200);
     let decoded = decode(&bytes);
     let cells = features(&decoded, "detections");
-    assert!(cells.len() > 1 && cells.len() <= 16 * 16, "{} cells", cells.len());
+    assert!(
+        cells.len() > 1 && cells.len() <= 16 * 16,
+        "{} cells",
+        cells.len()
+    );
     let mut total = 0;
     for c in cells {
         let p = &c["properties"];
@@ -179,7 +194,10 @@ async fn detection_tiles_hold_exactly_the_matching_points_as_points_or_counted_c
         assert!(p["first_seen"].as_str() <= p["last_seen"].as_str());
         let xy = &c["geometry"]["coordinates"];
         for v in [xy[0].as_f64().expect("x"), xy[1].as_f64().expect("y")] {
-            assert!((0.0..=4096.0).contains(&v), "cell centre outside the tile: {v}");
+            assert!(
+                (0.0..=4096.0).contains(&v),
+                "cell centre outside the tile: {v}"
+            );
         }
         total += count;
     }
@@ -199,7 +217,10 @@ async fn detection_tiles_hold_exactly_the_matching_points_as_points_or_counted_c
         ("/tiles/detections/2/4/0.pbf", "y"),
         ("/tiles/detections/2/1/1.png", "y"),
         ("/tiles/detections/2/1/1.pbf?bbox=1,2,3,4", "bbox"),
-        ("/tiles/detections/2/1/1.pbf?signal_type=radar", "signal_type"),
+        (
+            "/tiles/detections/2/1/1.pbf?signal_type=radar",
+            "signal_type",
+        ),
         ("/tiles/transmitters/2/1/1.pbf?ssid=x", "ssid"),
         ("/tiles/detections/2/1/1.pbf?min_score=101", "min_score"),
     ] {
@@ -230,11 +251,16 @@ async fn tiles_revalidate_and_a_commit_in_their_area_rebuilds_them() {
     let (status, empty_tag, _) = tile(&app, &path).await;
     assert_eq!(status, 204);
     assert_eq!(
-        app.post_json(&one(lat, lon, "a4:00:00:00:00:01")).await.status(),
+        app.post_json(&one(lat, lon, "a4:00:00:00:00:01"))
+            .await
+            .status(),
         201
     );
     let (status, tag1, bytes) = tile(&app, &path).await;
-    assert_eq!(status, 200, "a commit in the tile's area replaced the empty tile");
+    assert_eq!(
+        status, 200,
+        "a commit in the tile's area replaced the empty tile"
+    );
     assert_ne!(tag1, empty_tag);
     assert_eq!(features(&decode(&bytes), "detections").len(), 1);
 
@@ -251,7 +277,9 @@ async fn tiles_revalidate_and_a_commit_in_their_area_rebuilds_them() {
 
     // A commit far away leaves it current; one inside the tile changes it at once.
     assert_eq!(
-        app.post_json(&one(35.68, 139.76, "a4:00:00:00:00:02")).await.status(),
+        app.post_json(&one(35.68, 139.76, "a4:00:00:00:00:02"))
+            .await
+            .status(),
         201
     );
     let (status, tag2, _) = tile(&app, &path).await;
@@ -277,7 +305,9 @@ async fn tilejson_describes_the_layers_and_transmitters_have_tiles() {
             .status(),
         201
     );
-    let doc = app.get_json("/tiles/detections.json?signal_type=wifi").await;
+    let doc = app
+        .get_json("/tiles/detections.json?signal_type=wifi")
+        .await;
     assert_eq!(doc["tilejson"], "3.0.0");
     let url = doc["tiles"][0].as_str().expect("tile url");
     assert_eq!(
@@ -302,7 +332,10 @@ async fn tilejson_describes_the_layers_and_transmitters_have_tiles() {
         .await
         == 0
     {
-        assert!(std::time::Instant::now() < deadline, "registry placed nothing");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "registry placed nothing"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     let (lat, lon) = CENTRES[2];
@@ -325,4 +358,254 @@ async fn tilejson_describes_the_layers_and_transmitters_have_tiles() {
         assert!(p["detections"].as_i64().expect("detections") >= 1);
         assert!(p["level"].is_string());
     }
+}
+
+/// GDAL's command-line tools against this app, authenticated with the test key.
+fn gdal(app: &TestApp, tool: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(tool)
+        .args(args)
+        .env(
+            "GDAL_HTTP_HEADERS",
+            format!("Authorization: Bearer {}", crate::helpers::TEST_KEY),
+        )
+        .env("GDAL_HTTP_TIMEOUT", "60")
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} runs (Debian gdal-bin): {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} against {} failed: {stdout}\n{}",
+        app.addr,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn geojson_fids(path: &std::path::Path) -> BTreeSet<i64> {
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(path).expect("ogr2ogr output")).expect("GeoJSON");
+    doc["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .map(|f| f["id"].as_i64().expect("preserved integer fid"))
+        .collect()
+}
+
+// GDAL blocks its thread while the server answers it: the server needs threads of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gdal_lists_and_copies_the_ogc_collections() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.post_json(&Value::Array(mixed_batch(600, 5)))
+            .await
+            .status(),
+        201
+    );
+    let source = format!("OAPIF:http://{}/ogc", app.addr);
+    let listing = gdal(&app, "ogrinfo", &["-ro", &source]);
+    assert!(listing.contains("1: detections"), "{listing}");
+    assert!(listing.contains("2: transmitters"), "{listing}");
+
+    // A filtered copy, paged 40 at a time: GDAL sends the box and the attribute filter to the
+    // server and follows `next` links; every matching detection arrives once.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("wifi.geojson");
+    gdal(
+        &app,
+        "ogr2ogr",
+        &[
+            "-f",
+            "GeoJSON",
+            out.to_str().expect("path"),
+            &source,
+            "detections",
+            "-oo",
+            "PAGE_SIZE=40",
+            "-preserve_fid",
+            "-spat",
+            "13.38",
+            "52.49",
+            "13.45",
+            "52.55",
+            "-where",
+            "signal_type = 'wifi'",
+        ],
+    );
+    let expected = ids_sql(
+        &app,
+        "SELECT id FROM sigint.signal_detections WHERE location && ST_MakeEnvelope(13.38, 52.49, 13.45, 52.55, 4326) AND signal_type = 'wifi'",
+    )
+    .await;
+    assert!(
+        expected.len() > 40,
+        "fixture too small to page: {}",
+        expected.len()
+    );
+    assert_eq!(geojson_fids(&out), expected);
+
+    // The registry as a layer, once it has caught up with the batch.
+    let distinct = "SELECT count(*) FROM (SELECT DISTINCT signal_type, bssid, bt_address, mcc, mnc, lac, cell_id FROM sigint.signal_detections) s";
+    let transmitters = app.count_sql(distinct).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while app
+        .count_sql("SELECT count(*) FROM sigint.transmitters")
+        .await
+        < transmitters
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "registry did not catch up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let out = dir.path().join("transmitters.geojson");
+    gdal(
+        &app,
+        "ogr2ogr",
+        &[
+            "-f",
+            "GeoJSON",
+            out.to_str().expect("path"),
+            &source,
+            "transmitters",
+            "-preserve_fid",
+        ],
+    );
+    let expected = ids_sql(&app, "SELECT id FROM sigint.transmitters").await;
+    assert_eq!(geojson_fids(&out), expected);
+}
+
+#[tokio::test]
+async fn ogc_items_filter_by_datetime_and_page_with_every_filter() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.post_json(&Value::Array(mixed_batch(300, 8)))
+            .await
+            .status(),
+        201
+    );
+    let landing = app.get_json("/ogc").await;
+    let rels: Vec<&str> = landing["links"]
+        .as_array()
+        .expect("links")
+        .iter()
+        .map(|l| l["rel"].as_str().expect("rel"))
+        .collect();
+    for rel in ["self", "service-desc", "conformance", "data"] {
+        assert!(rels.contains(&rel), "{landing}");
+    }
+    let conformance = app.get_json("/ogc/conformance").await;
+    assert!(conformance["conformsTo"]
+        .as_array()
+        .expect("classes")
+        .contains(&json!(
+            "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson"
+        )));
+    let collection = app.get_json("/ogc/collections/detections").await;
+    assert_eq!(collection["itemType"], "feature");
+    assert_eq!(
+        collection["extent"]["spatial"]["bbox"][0]
+            .as_array()
+            .map(Vec::len),
+        Some(4)
+    );
+
+    // A closed interval includes its end; an instant is exactly that time.
+    let (a, b): (String, String) = sqlx::query_as(
+        "SELECT to_char(min(detected_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                to_char(percentile_disc(0.5) WITHIN GROUP (ORDER BY detected_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
+         FROM sigint.signal_detections WHERE signal_type IN ('wifi', 'ble')",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("times");
+    let cases = [
+        (
+            format!("{a}/{b}"),
+            format!("detected_at BETWEEN '{a}' AND '{b}'"),
+        ),
+        (format!("../{b}"), format!("detected_at <= '{b}'")),
+        (format!("{b}/.."), format!("detected_at >= '{b}'")),
+        (b.clone(), format!("detected_at = '{b}'")),
+    ];
+    for (datetime, sql) in cases {
+        let mut got = BTreeSet::new();
+        let mut next = Some(format!(
+            "/ogc/collections/detections/items?datetime={}&signal_type=wifi,ble&limit=25",
+            datetime.replace('+', "%2B")
+        ));
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            let resp = app
+                .get(url.trim_start_matches(&format!("http://{}", app.addr)))
+                .await;
+            assert_eq!(resp.status(), 200, "{url}");
+            assert_eq!(resp.headers()["content-type"], "application/geo+json");
+            let page: Value = resp.json().await.expect("page");
+            pages += 1;
+            for f in page["features"].as_array().expect("features") {
+                assert!(got.insert(f["id"].as_i64().expect("integer id")));
+            }
+            next = page["links"]
+                .as_array()
+                .expect("links")
+                .iter()
+                .find(|l| l["rel"] == "next")
+                .map(|l| l["href"].as_str().expect("href").to_owned());
+            if let Some(n) = &next {
+                assert!(
+                    n.contains("datetime=") && n.contains("signal_type=") && n.contains("limit=25"),
+                    "{n}"
+                );
+            }
+        }
+        let expected = ids_sql(
+            &app,
+            &format!("SELECT id FROM sigint.signal_detections WHERE {sql} AND signal_type IN ('wifi', 'ble')"),
+        )
+        .await;
+        assert!(!expected.is_empty(), "{sql}");
+        assert_eq!(got, expected, "datetime={datetime}");
+        assert_eq!(pages, expected.len().div_ceil(25).max(1));
+    }
+
+    // One feature by its id; unknown ids and collections are 404, bad filters 400.
+    let id = *ids_sql(&app, "SELECT id FROM sigint.signal_detections LIMIT 1")
+        .await
+        .iter()
+        .next()
+        .expect("a row");
+    let one = app
+        .get_json(&format!("/ogc/collections/detections/items/{id}"))
+        .await;
+    assert_eq!(one["id"], id);
+    assert_eq!(one["type"], "Feature");
+    problem(
+        app.get("/ogc/collections/detections/items/999999999").await,
+        404,
+    )
+    .await;
+    problem(app.get("/ogc/collections/detections/items/abc").await, 404).await;
+    problem(app.get("/ogc/collections/wardrives").await, 404).await;
+    for (query, parameter) in [
+        ("datetime=last-week", "datetime"),
+        ("bbox=1,2,3", "bbox"),
+        ("limit=0", "limit"),
+        ("colour=red", "colour"),
+        ("bbox-crs=EPSG:3857", "bbox-crs"),
+    ] {
+        let body = problem(
+            app.get(&format!("/ogc/collections/detections/items?{query}"))
+                .await,
+            400,
+        )
+        .await;
+        assert_eq!(body["parameter"], parameter, "{query}");
+    }
+    // Above the maximum page size is the maximum, not an error.
+    let page = app
+        .get_json("/ogc/collections/detections/items?limit=999999999")
+        .await;
+    assert_eq!(page["numberReturned"], 300);
 }

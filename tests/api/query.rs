@@ -32,10 +32,12 @@ async fn filters_match_sql_exactly() {
     let one_bt: String = sqlx::query_scalar("SELECT bt_address::text FROM sigint.signal_detections WHERE bt_address IS NOT NULL ORDER BY id LIMIT 1")
         .fetch_one(&app.db).await.expect("bt");
     // Scores are the detector's to write; a spread of them here for `min_score`.
-    sqlx::query("UPDATE sigint.signal_detections SET surveillance_score = id % 100 WHERE id % 3 = 0")
-        .execute(&app.db)
-        .await
-        .expect("scores");
+    sqlx::query(
+        "UPDATE sigint.signal_detections SET surveillance_score = id % 100 WHERE id % 3 = 0",
+    )
+    .execute(&app.db)
+    .await
+    .expect("scores");
     let enc = |s: &str| s.replace(':', "%3A").replace('+', "%2B");
     let cases: Vec<(String, String)> = vec![
         ("bbox=13.38,52.50,13.43,52.54".into(),
