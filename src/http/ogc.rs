@@ -496,7 +496,8 @@ async fn api(State(state): State<AppState>, Origin(origin): Origin) -> Response 
     let plain = |summary: &str| {
         json!({"get": {"summary": summary, "parameters": [f.clone()], "responses": {
             "200": {"description": summary, "content": {JSON: {"schema": {"type": "object"}}}},
-            "401": problem.clone()}}})
+            "400": problem.clone(), "401": problem.clone(), "404": problem.clone(),
+            "503": problem.clone()}}})
     };
     paths.insert("/".into(), plain("Landing page"));
     paths.insert("/conformance".into(), plain("Conformance classes"));
@@ -521,13 +522,15 @@ async fn api(State(state): State<AppState>, Origin(origin): Origin) -> Response 
             format!("/collections/{}/items", c.id()),
             json!({"get": {"summary": format!("{} as GeoJSON features, keyset-paged", c.title()),
                 "parameters": parameters,
-                "responses": {"200": geojson_ok("Features"), "400": problem.clone(), "401": problem.clone()}}}),
+                "responses": {"200": geojson_ok("Features"), "400": problem.clone(), "401": problem.clone(),
+                    "404": problem.clone(), "503": problem.clone()}}}),
         );
         paths.insert(
             format!("/collections/{}/items/{{featureId}}", c.id()),
             json!({"get": {"summary": "One feature",
                 "parameters": [{"name": "featureId", "in": "path", "required": true, "schema": {"type": "integer"}}, f.clone()],
-                "responses": {"200": geojson_ok("The feature"), "404": problem.clone()}}}),
+                "responses": {"200": geojson_ok("The feature"), "400": problem.clone(), "401": problem.clone(),
+                    "404": problem.clone(), "503": problem.clone()}}}),
         );
     }
     json_response(

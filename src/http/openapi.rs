@@ -219,6 +219,30 @@ pub struct SearchParams {
 #[allow(dead_code)]
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
+pub struct TileParams {
+    /// RFC 3339, inclusive.
+    start: Option<String>,
+    /// RFC 3339, exclusive.
+    end: Option<String>,
+    /// One or a comma list of wifi, bluetooth, ble, cellular.
+    signal_type: Option<String>,
+    device_id: Option<String>,
+    is_suspicious: Option<bool>,
+    /// Following score at least (0-100).
+    min_score: Option<f32>,
+    /// Detections layer only.
+    bssid: Option<String>,
+    /// Detections layer only.
+    bt_address: Option<String>,
+    /// Detections layer only: case-insensitive substring.
+    ssid: Option<String>,
+    /// Detections layer only.
+    min_signal_dbm: Option<i32>,
+}
+
+#[allow(dead_code)]
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TransmitterParams {
     /// One or a comma list of wifi, bluetooth, ble, cellular.
     radio: Option<String>,
@@ -297,10 +321,12 @@ impl Modify for Security {
         super::detector::zones_list,
         super::detector::zones_add,
         super::detector::zones_remove,
+        super::tiles::tile,
+        super::tiles::tilejson,
     ),
     components(schemas(DetectionInput, Problem, FeatureCollection, Feature, crate::ingest::IngestReport, Health, crate::ingest::ImportReport)),
     modifiers(&Security),
-    tags((name = "detections"), (name = "imports"), (name = "transmitters"), (name = "health"))
+    tags((name = "detections"), (name = "imports"), (name = "transmitters"), (name = "health"), (name = "maps"))
 )]
 pub struct ApiDoc;
 

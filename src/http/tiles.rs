@@ -182,7 +182,29 @@ fn cache_control(state: &AppState) -> HeaderValue {
     }
 }
 
-async fn tile(
+#[utoipa::path(
+    get,
+    path = "/tiles/{layer}/{z}/{x}/{y}.pbf",
+    tag = "maps",
+    params(
+        ("layer" = String, Path, description = "detections or transmitters"),
+        ("z" = u8, Path, description = "Zoom, 0 to 22"),
+        ("x" = u32, Path, description = "Column, 0 to 2^z - 1"),
+        ("y" = u32, Path, description = "Row, 0 to 2^z - 1 (XYZ: 0 is north)"),
+        super::openapi::TileParams,
+    ),
+    responses(
+        (status = 200, description = "A Mapbox Vector Tile 2.1: points, or grid cells with counts (`cluster`) where the tile holds more than map.tile_max_points", content_type = "application/vnd.mapbox-vector-tile"),
+        (status = 204, description = "Nothing there"),
+        (status = 304, description = "Unchanged since the If-None-Match tag"),
+        (status = 400, description = "Not a tile, or an invalid filter (named in `parameter`)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid API key", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such layer", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub(crate) async fn tile(
     State(state): State<AppState>,
     _caller: RequireRead,
     Path((layer, z, x, y)): Path<(String, String, String, String)>,
@@ -262,7 +284,24 @@ async fn tile(
     Ok(response)
 }
 
-async fn tilejson(
+#[utoipa::path(
+    get,
+    path = "/tiles/{layer}.json",
+    tag = "maps",
+    params(
+        ("layer" = String, Path, description = "detections or transmitters"),
+        super::openapi::TileParams,
+    ),
+    responses(
+        (status = 200, description = "TileJSON 3.0: the tile URL (with these filters), bounds, zooms and the layer's fields", content_type = "application/json"),
+        (status = 400, description = "Invalid filter (named in `parameter`)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid API key", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such layer", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub(crate) async fn tilejson(
     State(state): State<AppState>,
     _caller: RequireRead,
     Origin(origin): Origin,

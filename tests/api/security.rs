@@ -904,6 +904,8 @@ async fn openapi_describes_every_endpoint_and_schemathesis_finds_no_server_error
         ("/api/v1/health/detailed", "get"),
         ("/api/v1/transmitters", "get"),
         ("/api/v1/transmitters/{radio}/{identifier}", "get"),
+        ("/tiles/{layer}/{z}/{x}/{y}.pbf", "get"),
+        ("/tiles/{layer}.json", "get"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),
@@ -911,13 +913,22 @@ async fn openapi_describes_every_endpoint_and_schemathesis_finds_no_server_error
         );
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
-    let out = tokio::task::spawn_blocking({
-        let schema = serve.url("/api/v1/openapi.json");
-        move || {
+    // The REST API's 3.1 document, then the OGC API's 3.0 one against its own base.
+    let ogc: Value = reqwest::get(serve.url("/ogc/api"))
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ogc["openapi"], "3.0.3");
+    for (schema, base) in [
+        (serve.url("/api/v1/openapi.json"), serve.url("")),
+        (serve.url("/ogc/api"), serve.url("/ogc")),
+    ] {
+        let out = tokio::task::spawn_blocking(move || {
             Command::new("schemathesis")
+                .args(["run", &schema, "--url", &base])
                 .args([
-                    "run",
-                    &schema,
                     "--checks",
                     "not_a_server_error,status_code_conformance,content_type_conformance",
                 ])
@@ -933,17 +944,17 @@ async fn openapi_describes_every_endpoint_and_schemathesis_finds_no_server_error
                 .env("NO_COLOR", "1")
                 .output()
                 .expect("schemathesis is installed by scripts/test (pip install schemathesis)")
-        }
-    })
-    .await
-    .expect("join");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "schemathesis found problems:\n{text}");
-    assert!(text.contains("passed"), "{text}");
+        })
+        .await
+        .expect("join");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "schemathesis found problems:\n{text}");
+        assert!(text.contains("passed"), "{text}");
+    }
 }
 
 #[tokio::test]
