@@ -450,6 +450,11 @@ pub struct IngestSettings {
 pub struct QuerySettings {
     pub default_limit: u32,
     pub max_limit: u32,
+    /// Exports (`f=csv|fgb|geojson|geojsonseq|kml`) streaming at once; each holds a database
+    /// connection while it runs. Beyond this: 503 with Retry-After.
+    pub max_concurrent_exports: usize,
+    /// Longest an export's query may run (a slow reader slows it down).
+    pub export_timeout_secs: u64,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
@@ -539,6 +544,8 @@ impl Default for QuerySettings {
         Self {
             default_limit: 1_000,
             max_limit: 10_000,
+            max_concurrent_exports: 2,
+            export_timeout_secs: 3_600,
         }
     }
 }

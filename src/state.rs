@@ -76,6 +76,8 @@ pub struct AppState {
     pub large_bodies: LargeBodies,
     /// Built map tiles (see `query::tile_cache`).
     pub tiles: Arc<crate::query::tile_cache::TileCache>,
+    /// Turns for streaming exports (see `query.max_concurrent_exports`).
+    pub exports: Arc<Semaphore>,
     ingest: Ingest,
     pool: db::Pool,
     /// The readiness probe's own connection: a full request pool does not fail it.
@@ -115,6 +117,7 @@ impl AppState {
         ));
         Self {
             tiles,
+            exports: Arc::new(Semaphore::new(settings.query.max_concurrent_exports.max(1))),
             auth: Arc::new(Authenticator::new(
                 &settings.auth,
                 &settings.rate_limit,

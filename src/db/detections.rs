@@ -402,49 +402,50 @@ pub async fn search(
     search: &DetectionSearch,
 ) -> Result<Vec<DetectionRow>, sqlx::Error> {
     let fetch = i64::from(search.limit()) + 1;
-    let mut q = QueryBuilder::<Postgres>::new("");
-    match search.area() {
-        Area::Nearest { center, n } => {
-            // Exact geodesic k-nearest in two index-driven steps: the planar KNN finds n
-            // candidates; the farthest of them bounds the true answer's radius; a geodesic radius
-            // search inside that bound (box pre-filter on the GiST index) ranks the final n.
-            q.push("SELECT max(ST_Distance(c.location::geography, ");
-            push_point(&mut q, center.lon(), center.lat());
-            q.push(
-                "::geography)) FROM (SELECT d.location FROM sigint.signal_detections d WHERE true",
-            );
-            push_filters(&mut q, search);
-            q.push(" ORDER BY d.location <-> ");
-            push_point(&mut q, center.lon(), center.lat());
-            q.push(" LIMIT ").push_bind(i64::from(*n)).push(") AS c");
-            let bound: Option<f64> = crate::db::observe(
-                "search_nearest_bound",
-                q.build_query_scalar().fetch_one(&mut *conn),
-            )
-            .await?;
-            let Some(bound) = bound else {
-                return Ok(Vec::new());
-            };
-            // A millimetre of slack for floating point.
-            let radius = bound + 0.001;
-            let mut q = QueryBuilder::<Postgres>::new("SELECT ");
-            q.push(columns());
-            q.push(", ST_Distance(d.location::geography, ");
-            push_point(&mut q, center.lon(), center.lat());
-            q.push("::geography) AS distance_m FROM sigint.signal_detections d WHERE true");
-            push_radius(&mut q, *center, radius);
-            push_filters(&mut q, search);
-            q.push(" ORDER BY distance_m, d.id LIMIT ")
-                .push_bind(i64::from(*n));
-            let query = q.build_query_as::<DetectionRow>();
-            return crate::db::observe("search_nearest", query.fetch_all(&mut *conn)).await;
-        }
-        _ => {
-            q.push("SELECT ");
-            q.push(columns());
-            q.push(", NULL::float8 AS distance_m FROM sigint.signal_detections d WHERE true");
-        }
+    if let Area::Nearest { center, n } = search.area() {
+        let mut q = QueryBuilder::<Postgres>::new("");
+        // Exact geodesic k-nearest in two index-driven steps: the planar KNN finds n
+        // candidates; the farthest of them bounds the true answer's radius; a geodesic radius
+        // search inside that bound (box pre-filter on the GiST index) ranks the final n.
+        q.push("SELECT max(ST_Distance(c.location::geography, ");
+        push_point(&mut q, center.lon(), center.lat());
+        q.push("::geography)) FROM (SELECT d.location FROM sigint.signal_detections d WHERE true");
+        push_filters(&mut q, search);
+        q.push(" ORDER BY d.location <-> ");
+        push_point(&mut q, center.lon(), center.lat());
+        q.push(" LIMIT ").push_bind(i64::from(*n)).push(") AS c");
+        let bound: Option<f64> = crate::db::observe(
+            "search_nearest_bound",
+            q.build_query_scalar().fetch_one(&mut *conn),
+        )
+        .await?;
+        let Some(bound) = bound else {
+            return Ok(Vec::new());
+        };
+        // A millimetre of slack for floating point.
+        let radius = bound + 0.001;
+        let mut q = QueryBuilder::<Postgres>::new("SELECT ");
+        q.push(columns());
+        q.push(", ST_Distance(d.location::geography, ");
+        push_point(&mut q, center.lon(), center.lat());
+        q.push("::geography) AS distance_m FROM sigint.signal_detections d WHERE true");
+        push_radius(&mut q, *center, radius);
+        push_filters(&mut q, search);
+        q.push(" ORDER BY distance_m, d.id LIMIT ")
+            .push_bind(i64::from(*n));
+        let query = q.build_query_as::<DetectionRow>();
+        return crate::db::observe("search_nearest", query.fetch_all(&mut *conn)).await;
     }
+    let mut q = search_sql(search, fetch);
+    let query = q.build_query_as::<DetectionRow>();
+    crate::db::observe("search", query.fetch_all(&mut *conn)).await
+}
+
+/// A search other than nearest-N, in id order, at most `limit` rows.
+fn search_sql(search: &DetectionSearch, limit: i64) -> QueryBuilder<'static, Postgres> {
+    let mut q = QueryBuilder::<Postgres>::new("SELECT ");
+    q.push(columns());
+    q.push(", NULL::float8 AS distance_m FROM sigint.signal_detections d WHERE true");
     match search.area() {
         Area::BBox(b) => {
             q.push(" AND d.location && ST_MakeEnvelope(")
@@ -464,9 +465,57 @@ pub async fn search(
     if let Some(after) = search.after() {
         q.push(" AND d.id > ").push_bind(after);
     }
-    q.push(" ORDER BY d.id LIMIT ").push_bind(fetch);
-    let query = q.build_query_as::<DetectionRow>();
-    crate::db::observe("search", query.fetch_all(&mut *conn)).await
+    q.push(" ORDER BY d.id LIMIT ").push_bind(limit);
+    q
+}
+
+/// Every row of a search, streamed in id order (nearest-N: in distance order, at most N)
+/// inside a read-only transaction whose statements may run `timeout`: an export of any size
+/// holds one row at a time. `each` is awaited per row (so a slow reader slows the query
+/// instead of filling memory) and stops the stream by returning `Break`. Returns whether every
+/// row was handed over: after a `Break` the query may still be sending, so the caller should
+/// close the connection rather than reuse it (reusing it would read every remaining row).
+pub async fn stream<F, Fut>(
+    conn: &mut PgConnection,
+    search: &DetectionSearch,
+    timeout: std::time::Duration,
+    mut each: F,
+) -> Result<bool, sqlx::Error>
+where
+    F: FnMut(DetectionRow) -> Fut + Send,
+    Fut: std::future::Future<Output = std::ops::ControlFlow<()>> + Send,
+{
+    use futures_util::TryStreamExt;
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    sqlx::query("SET TRANSACTION READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&format!(
+        "SET LOCAL statement_timeout = {}",
+        timeout.as_millis()
+    ))
+    .execute(&mut *tx)
+    .await?;
+    if matches!(search.area(), Area::Nearest { .. }) {
+        for row in self::search(&mut tx, search).await? {
+            if each(row).await.is_break() {
+                return Ok(false);
+            }
+        }
+        tx.rollback().await?;
+        return Ok(true);
+    }
+    let mut q = search_sql(search, i64::from(search.limit()));
+    {
+        let mut rows = q.build_query_as::<DetectionRow>().fetch(&mut *tx);
+        while let Some(row) = rows.try_next().await? {
+            if each(row).await.is_break() {
+                return Ok(false);
+            }
+        }
+    }
+    tx.rollback().await?;
+    Ok(true)
 }
 
 /// The first and last detection times (each an index end, however large the table).

@@ -2,6 +2,7 @@
 //! shape (or that row's error) out. No database, no HTTP, no terminal: every row then goes
 //! through `ingest`, so each format meets the same validation and privacy policy.
 
+pub mod export;
 pub mod geosubmit;
 pub mod json;
 pub mod kismet;

@@ -10,8 +10,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::db::detections::{self as store, DetectionRow};
-use crate::domain::search::{DetectionSearch, SearchLimits};
+use crate::domain::search::{Area, DetectionSearch, SearchLimits};
 use crate::error::{ApiError, ApiResult};
+use crate::formats::export::ExportFormat;
 use crate::formats::{self, json::BodyFormat};
 use crate::http::guard::{RequireIngest, RequireRead};
 use crate::http::openapi::Problem;
@@ -155,7 +156,13 @@ pub(crate) fn feature(row: &DetectionRow) -> Feature<'_> {
     tag = "detections",
     params(super::openapi::SearchParams),
     responses(
-        (status = 200, description = "Matching detections, keyset-paged", body = super::openapi::FeatureCollection, content_type = "application/geo+json"),
+        (status = 200, description = "Matching detections, keyset-paged; with `f` (or an Accept of an export type) every match as one streamed file", content(
+            (super::openapi::FeatureCollection = "application/geo+json"),
+            (String = "application/geo+json-seq"),
+            (String = "application/flatgeobuf"),
+            (String = "text/csv; charset=utf-8"),
+            (String = "application/vnd.google-earth.kml+xml"),
+        )),
         (status = 400, description = "Invalid parameter (named in `parameter`)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Key lacks the read scope", body = Problem, content_type = "application/problem+json"),
@@ -166,15 +173,56 @@ pub(crate) fn feature(row: &DetectionRow) -> Feature<'_> {
 )]
 pub(crate) async fn get_detections(
     State(state): State<AppState>,
-    _caller: RequireRead,
+    caller: RequireRead,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let q = &state.settings.query;
+    // `f` (or an Accept naming an export type) asks for the whole result as one file,
+    // streamed; otherwise a GeoJSON page.
+    let mut f = None;
+    let mut pairs = Vec::new();
+    for (k, v) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
+        if k == "f" {
+            if f.replace(v.into_owned()).is_some() {
+                return Err(ApiError::bad_parameter("f", "given more than once"));
+            }
+        } else {
+            pairs.push((k, v));
+        }
+    }
+    let export = match f {
+        Some(name) => Some(ExportFormat::parse(&name).ok_or_else(|| {
+            let names: Vec<&str> = ExportFormat::ALL.iter().map(|f| f.name()).collect();
+            ApiError::bad_parameter("f", format!("must be one of {}", names.join(", ")))
+        })?),
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(ExportFormat::from_accept),
+    };
+    if let Some(format) = export {
+        // An export has no page size: `limit` may cap it, `after` may start it.
+        let unbounded = SearchLimits {
+            default_limit: u32::MAX,
+            max_limit: u32::MAX,
+        };
+        let search = DetectionSearch::parse(pairs, unbounded)
+            .map_err(|e| ApiError::bad_parameter(&e.parameter, e.reason))?;
+        if let Area::Nearest { n, .. } = search.area() {
+            if *n > q.max_limit {
+                return Err(ApiError::bad_parameter(
+                    "nearest",
+                    format!("must be between 1 and {}", q.max_limit),
+                ));
+            }
+        }
+        return super::export::respond(&state, caller, format, search).await;
+    }
     let limits = SearchLimits {
         default_limit: q.default_limit,
         max_limit: q.max_limit,
     };
-    let pairs = form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes());
     let search = DetectionSearch::parse(pairs, limits)
         .map_err(|e| ApiError::bad_parameter(&e.parameter, e.reason))?;
     let mut conn = state.acquire().await?;

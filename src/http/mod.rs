@@ -5,6 +5,7 @@ pub mod body;
 pub mod detections;
 pub mod detector;
 pub mod edge;
+pub mod export;
 pub mod geojson;
 pub mod geosubmit;
 pub mod guard;

@@ -210,10 +210,14 @@ pub struct SearchParams {
     min_signal_dbm: Option<i32>,
     /// Detections whose transmitter scored at least this (0-100) for following.
     min_score: Option<f32>,
-    /// 1..=query.max_limit (default 1000).
+    /// 1..=query.max_limit (default 1000); for an export, an optional cap.
     limit: Option<u32>,
     /// Keyset cursor from the `next` link.
     after: Option<i64>,
+    /// Export every match as one streamed file: csv, fgb (FlatGeobuf), geojson, geojsonseq
+    /// (RFC 8142) or kml. Absent: a GeoJSON page.
+    #[param(inline, value_type = Option<String>, pattern = "^(csv|fgb|geojson|geojsonseq|kml)$")]
+    f: Option<String>,
 }
 
 #[allow(dead_code)]

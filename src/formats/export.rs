@@ -1,0 +1,773 @@
+//! Exports of detections, written one feature at a time so an export of any size streams in
+//! constant memory: GeoJSON and GeoJSON text sequences through geozero's writers, FlatGeobuf
+//! through our own streaming geozero processor (FlatGeobuf's `FgbWriter` keeps every feature
+//! until the end, to sort and index them), CSV with longitude/latitude columns and KML for
+//! Google Earth.
+//!
+//! Every format is a geozero `FeatureProcessor`: [`Encoder::feature`] replays one row as
+//! geozero events (properties, then a point), so the columns and their types are the same in
+//! every format.
+
+use std::io::Write;
+
+use geozero::error::{GeozeroError, Result};
+use geozero::geojson::{GeoJsonLineWriter, GeoJsonWriter};
+use geozero::{ColumnValue, FeatureProcessor, GeomProcessor, PropertyProcessor};
+use serde_json::{Map, Value};
+
+use crate::domain::fields::{Kind, FIELDS};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    GeoJson,
+    /// RFC 8142: each feature a record, record separator before, line feed after.
+    GeoJsonSeq,
+    FlatGeobuf,
+    Csv,
+    Kml,
+}
+
+impl ExportFormat {
+    pub const ALL: [ExportFormat; 5] = [
+        Self::GeoJson,
+        Self::GeoJsonSeq,
+        Self::FlatGeobuf,
+        Self::Csv,
+        Self::Kml,
+    ];
+
+    /// The `f` parameter's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::GeoJson => "geojson",
+            Self::GeoJsonSeq => "geojsonseq",
+            Self::FlatGeobuf => "fgb",
+            Self::Csv => "csv",
+            Self::Kml => "kml",
+        }
+    }
+
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Self::GeoJson => "application/geo+json",
+            Self::GeoJsonSeq => "application/geo+json-seq",
+            Self::FlatGeobuf => "application/flatgeobuf",
+            Self::Csv => "text/csv; charset=utf-8",
+            Self::Kml => "application/vnd.google-earth.kml+xml",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::GeoJson => "geojson",
+            Self::GeoJsonSeq => "geojsons",
+            Self::FlatGeobuf => "fgb",
+            Self::Csv => "csv",
+            Self::Kml => "kml",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// The export an `Accept` header asks for, if any (plain GeoJSON is the paged answer, not
+    /// an export).
+    pub fn from_accept(accept: &str) -> Option<Self> {
+        accept
+            .split(',')
+            .map(|part| part.split(';').next().unwrap_or("").trim())
+            .find_map(|media| match media.to_ascii_lowercase().as_str() {
+                "application/geo+json-seq" => Some(Self::GeoJsonSeq),
+                "application/flatgeobuf" => Some(Self::FlatGeobuf),
+                "text/csv" => Some(Self::Csv),
+                "application/vnd.google-earth.kml+xml" => Some(Self::Kml),
+                _ => None,
+            })
+    }
+}
+
+/// A column's type, the same in every format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ColumnKind {
+    Long,
+    Double,
+    Bool,
+    Text,
+    DateTime,
+    /// Arrays and objects, as JSON text.
+    Json,
+}
+
+struct Column {
+    name: &'static str,
+    kind: ColumnKind,
+}
+
+/// `id`, every field of the table but the coordinates (they are the geometry), and the row's
+/// own timestamps: the same properties as the GeoJSON search answer.
+fn columns() -> Vec<Column> {
+    let mut out = vec![Column {
+        name: "id",
+        kind: ColumnKind::Long,
+    }];
+    for field in FIELDS {
+        let kind = match field.kind {
+            Kind::Coordinate { .. } => continue,
+            Kind::Timestamp => ColumnKind::DateTime,
+            Kind::Number { .. } | Kind::Real { .. } => ColumnKind::Double,
+            Kind::Integer { .. } => ColumnKind::Long,
+            Kind::Boolean => ColumnKind::Bool,
+            Kind::Object { .. } | Kind::Tags { .. } | Kind::ServiceUuids { .. } => ColumnKind::Json,
+            Kind::Text { .. }
+            | Kind::Word { .. }
+            | Kind::Mac
+            | Kind::SignalType
+            | Kind::Uuid
+            | Kind::Hex { .. } => ColumnKind::Text,
+        };
+        out.push(Column {
+            name: field.name,
+            kind,
+        });
+    }
+    for name in ["created_at", "updated_at"] {
+        out.push(Column {
+            name,
+            kind: ColumnKind::DateTime,
+        });
+    }
+    out
+}
+
+/// One detection as the exporter sees it.
+pub struct ExportRow<'a> {
+    pub id: i64,
+    pub longitude: f64,
+    pub latitude: f64,
+    pub properties: &'a Map<String, Value>,
+}
+
+/// Encodes a whole export: [`Encoder::begin`], [`Encoder::feature`] per row, [`Encoder::end`],
+/// each appending to the caller's buffer (which the caller sends on and empties as it likes).
+pub struct Encoder {
+    format: ExportFormat,
+    columns: Vec<Column>,
+    written: u64,
+}
+
+impl Encoder {
+    pub fn new(format: ExportFormat) -> Self {
+        Self {
+            format,
+            columns: columns(),
+            written: 0,
+        }
+    }
+
+    pub fn begin(&mut self, out: &mut Vec<u8>) -> Result<()> {
+        match self.format {
+            ExportFormat::GeoJson => GeoJsonWriter::new(out).dataset_begin(Some("detections")),
+            ExportFormat::GeoJsonSeq => Ok(()),
+            ExportFormat::FlatGeobuf => fgb::header(&self.columns, out),
+            ExportFormat::Csv => {
+                let mut names = vec!["longitude", "latitude"];
+                names.extend(self.columns.iter().map(|c| c.name));
+                csv_record(out, names.iter().copied())
+            }
+            ExportFormat::Kml => kml::begin(&self.columns, out),
+        }
+    }
+
+    pub fn feature(&mut self, row: &ExportRow<'_>, out: &mut Vec<u8>) -> Result<()> {
+        let idx = self.written;
+        match self.format {
+            ExportFormat::GeoJson => replay(
+                &self.columns,
+                row,
+                idx,
+                Strings::Escaped,
+                &mut GeoJsonWriter::new(out),
+            )?,
+            ExportFormat::GeoJsonSeq => {
+                out.push(0x1e);
+                let mut w = GeoJsonLineWriter::new(out);
+                replay(&self.columns, row, 0, Strings::Escaped, &mut w)?;
+            }
+            ExportFormat::FlatGeobuf => {
+                let mut w = fgb::FeatureWriter::new(&self.columns, out);
+                replay(&self.columns, row, idx, Strings::Raw, &mut w)?
+            }
+            ExportFormat::Csv => {
+                let mut w = CsvRow::new(&self.columns, out);
+                replay(&self.columns, row, idx, Strings::Raw, &mut w)?
+            }
+            ExportFormat::Kml => {
+                let mut w = kml::Placemark::new(row.id, out);
+                replay(&self.columns, row, idx, Strings::Raw, &mut w)?
+            }
+        }
+        self.written += 1;
+        Ok(())
+    }
+
+    pub fn end(&mut self, out: &mut Vec<u8>) -> Result<()> {
+        match self.format {
+            ExportFormat::GeoJson => GeoJsonWriter::new(out).dataset_end(),
+            ExportFormat::Kml => {
+                out.extend_from_slice(b"</Document>\n</kml>\n");
+                Ok(())
+            }
+            ExportFormat::GeoJsonSeq | ExportFormat::FlatGeobuf | ExportFormat::Csv => Ok(()),
+        }
+    }
+
+    /// Features encoded so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+}
+
+/// How strings reach the processor.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Strings {
+    Raw,
+    /// As JSON string literals: geozero 0.15's GeoJSON writer escapes only `"` in strings, so a
+    /// backslash or control character (SSIDs hold any bytes) would make invalid JSON.
+    Escaped,
+}
+
+/// Plays one row into a geozero processor: its present properties (absent and null ones are
+/// left out), then its point.
+fn replay<P: FeatureProcessor>(
+    columns: &[Column],
+    row: &ExportRow<'_>,
+    idx: u64,
+    strings: Strings,
+    p: &mut P,
+) -> Result<()> {
+    p.feature_begin(idx)?;
+    p.properties_begin()?;
+    let mut i = 0;
+    for column in columns {
+        let value = if column.name == "id" {
+            Value::from(row.id)
+        } else {
+            match row.properties.get(column.name) {
+                None | Some(Value::Null) => continue,
+                Some(v) => v.clone(),
+            }
+        };
+        let json_text;
+        let v = match (column.kind, &value) {
+            (ColumnKind::Long, v) => match v.as_i64() {
+                Some(n) => ColumnValue::Long(n),
+                None => continue,
+            },
+            (ColumnKind::Double, v) => match v.as_f64() {
+                Some(n) => ColumnValue::Double(n),
+                None => continue,
+            },
+            (ColumnKind::Bool, Value::Bool(b)) => ColumnValue::Bool(*b),
+            (ColumnKind::Text | ColumnKind::DateTime, Value::String(_))
+                if strings == Strings::Escaped =>
+            {
+                json_text = value.to_string();
+                ColumnValue::Json(&json_text)
+            }
+            (ColumnKind::Text, Value::String(s)) => ColumnValue::String(s),
+            (ColumnKind::DateTime, Value::String(s)) => ColumnValue::DateTime(s),
+            (ColumnKind::Json, v) => {
+                json_text = v.to_string();
+                ColumnValue::Json(&json_text)
+            }
+            _ => continue,
+        };
+        p.property(i, column.name, &v)?;
+        i += 1;
+    }
+    p.properties_end()?;
+    p.geometry_begin()?;
+    p.point_begin(0)?;
+    p.xy(row.longitude, row.latitude, 0)?;
+    p.point_end(0)?;
+    p.geometry_end()?;
+    p.feature_end(idx)
+}
+
+fn io(e: impl std::fmt::Display) -> GeozeroError {
+    GeozeroError::Feature(e.to_string())
+}
+
+fn csv_record<'a>(out: &mut Vec<u8>, fields: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let mut w = csv::WriterBuilder::new()
+        .buffer_capacity(256)
+        .from_writer(out);
+    w.write_record(fields).map_err(io)?;
+    w.flush().map_err(io)
+}
+
+/// The text of a property value in CSV and KML.
+fn text(value: &ColumnValue<'_>) -> String {
+    match value {
+        ColumnValue::String(s) | ColumnValue::DateTime(s) | ColumnValue::Json(s) => (*s).to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// One CSV line: the point's longitude and latitude, then each column (empty when absent).
+struct CsvRow<'a> {
+    columns: &'a [Column],
+    values: Vec<String>,
+    xy: (f64, f64),
+    out: &'a mut Vec<u8>,
+}
+
+impl<'a> CsvRow<'a> {
+    fn new(columns: &'a [Column], out: &'a mut Vec<u8>) -> Self {
+        Self {
+            columns,
+            values: vec![String::new(); columns.len()],
+            xy: (0.0, 0.0),
+            out,
+        }
+    }
+}
+
+impl PropertyProcessor for CsvRow<'_> {
+    fn property(&mut self, _i: usize, name: &str, value: &ColumnValue<'_>) -> Result<bool> {
+        if let Some(at) = self.columns.iter().position(|c| c.name == name) {
+            self.values[at] = text(value);
+        }
+        Ok(false)
+    }
+}
+
+impl GeomProcessor for CsvRow<'_> {
+    fn xy(&mut self, x: f64, y: f64, _idx: usize) -> Result<()> {
+        self.xy = (x, y);
+        Ok(())
+    }
+}
+
+impl FeatureProcessor for CsvRow<'_> {
+    fn feature_end(&mut self, _idx: u64) -> Result<()> {
+        let (x, y) = (self.xy.0.to_string(), self.xy.1.to_string());
+        let values = std::mem::take(&mut self.values);
+        let fields = [x.as_str(), y.as_str()]
+            .into_iter()
+            .chain(values.iter().map(String::as_str));
+        csv_record(self.out, fields)
+    }
+}
+
+mod kml {
+    //! KML 2.2 for Google Earth: a Placemark per detection, typed ExtendedData under a
+    //! Schema, a TimeStamp (Google Earth's time slider) and a style per signal type.
+
+    use super::*;
+
+    /// `aabbggrr`, as KML writes colours: the map page's palette.
+    const STYLES: [(&str, &str); 4] = [
+        ("wifi", "ffd98c1f"),
+        ("bluetooth", "ffb45a8e"),
+        ("ble", "ff2fa0e8"),
+        ("cellular", "ff3c3cd6"),
+    ];
+
+    /// XML 1.0 text: escaped, and without the control characters XML cannot carry at all
+    /// (an SSID may hold any bytes).
+    pub(super) fn escape(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for c in s.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '"' => out.push_str("&quot;"),
+                '\'' => out.push_str("&apos;"),
+                '\t' | '\n' | '\r' => out.push(c),
+                c if (c as u32) < 0x20 || matches!(c as u32, 0xFFFE | 0xFFFF) => {
+                    out.push('\u{FFFD}')
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    pub(super) fn begin(columns: &[Column], out: &mut Vec<u8>) -> Result<()> {
+        out.extend_from_slice(
+            b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<kml xmlns=\"http://www.opengis.net/kml/2.2\">\n<Document>\n<name>ShadowCheck detections</name>\n",
+        );
+        for (name, colour) in STYLES {
+            writeln!(
+                out,
+                "<Style id=\"{name}\"><IconStyle><color>{colour}</color><scale>0.6</scale><Icon><href>http://maps.google.com/mapfiles/kml/shapes/shaded_dot.png</href></Icon></IconStyle></Style>"
+            )?;
+        }
+        out.extend_from_slice(b"<Schema name=\"detection\" id=\"detection\">\n");
+        for c in columns {
+            let kind = match c.kind {
+                ColumnKind::Long => "int",
+                ColumnKind::Double => "double",
+                ColumnKind::Bool => "bool",
+                ColumnKind::Text | ColumnKind::DateTime | ColumnKind::Json => "string",
+            };
+            writeln!(out, "<SimpleField type=\"{kind}\" name=\"{}\"/>", c.name)?;
+        }
+        out.extend_from_slice(b"</Schema>\n");
+        Ok(())
+    }
+
+    pub(super) struct Placemark<'a> {
+        id: i64,
+        data: String,
+        name: Option<String>,
+        identifier: Option<String>,
+        style: Option<String>,
+        when: Option<String>,
+        out: &'a mut Vec<u8>,
+    }
+
+    impl<'a> Placemark<'a> {
+        pub(super) fn new(id: i64, out: &'a mut Vec<u8>) -> Self {
+            Self {
+                id,
+                data: String::new(),
+                name: None,
+                identifier: None,
+                style: None,
+                when: None,
+                out,
+            }
+        }
+    }
+
+    impl PropertyProcessor for Placemark<'_> {
+        fn property(&mut self, _i: usize, name: &str, value: &ColumnValue<'_>) -> Result<bool> {
+            // xsd:boolean as 1/0, which every KML reader takes (GDAL's LIBKML reads them as
+            // integers and warns at true/false).
+            let t = match value {
+                ColumnValue::Bool(b) => u8::from(*b).to_string(),
+                other => text(other),
+            };
+            match name {
+                "ssid" | "bt_name" => self.name = Some(t.clone()),
+                "bssid" | "bt_address" => self.identifier = Some(t.clone()),
+                "signal_type" => self.style = Some(t.clone()),
+                "detected_at" => self.when = Some(t.clone()),
+                _ => {}
+            }
+            self.data.push_str(&format!(
+                "<SimpleData name=\"{name}\">{}</SimpleData>",
+                escape(&t)
+            ));
+            Ok(false)
+        }
+    }
+
+    impl GeomProcessor for Placemark<'_> {
+        fn xy(&mut self, x: f64, y: f64, _idx: usize) -> Result<()> {
+            let name = self
+                .name
+                .take()
+                .filter(|n| !n.is_empty())
+                .or_else(|| self.identifier.take())
+                .unwrap_or_else(|| format!("detection {}", self.id));
+            write!(
+                self.out,
+                "<Placemark id=\"d{}\"><name>{}</name>",
+                self.id,
+                escape(&name)
+            )?;
+            if let Some(when) = &self.when {
+                write!(
+                    self.out,
+                    "<TimeStamp><when>{}</when></TimeStamp>",
+                    escape(when)
+                )?;
+            }
+            if let Some(style) = &self.style {
+                write!(self.out, "<styleUrl>#{}</styleUrl>", escape(style))?;
+            }
+            writeln!(
+                self.out,
+                "<ExtendedData><SchemaData schemaUrl=\"#detection\">{}</SchemaData></ExtendedData><Point><coordinates>{x},{y}</coordinates></Point></Placemark>",
+                self.data
+            )?;
+            Ok(())
+        }
+    }
+
+    impl FeatureProcessor for Placemark<'_> {}
+}
+
+mod fgb {
+    //! FlatGeobuf 3, streamed: magic bytes, a header with the columns and no index (so the
+    //! feature count may stay unknown, 0), then each feature as a size-prefixed flatbuffer.
+    //! The layout is the specification's (flatgeobuf.org); the flatbuffers types are the
+    //! `flatgeobuf` crate's generated ones.
+
+    use flatbuffers::FlatBufferBuilder;
+    use flatgeobuf::{
+        Column as FgbColumn, ColumnArgs, ColumnType, Crs, CrsArgs, Feature, FeatureArgs, Geometry,
+        GeometryArgs, GeometryType, Header, HeaderArgs,
+    };
+
+    use super::*;
+
+    const MAGIC: [u8; 8] = [b'f', b'g', b'b', 3, b'f', b'g', b'b', 0];
+
+    fn column_type(kind: ColumnKind) -> ColumnType {
+        match kind {
+            ColumnKind::Long => ColumnType::Long,
+            ColumnKind::Double => ColumnType::Double,
+            ColumnKind::Bool => ColumnType::Bool,
+            ColumnKind::Text => ColumnType::String,
+            ColumnKind::DateTime => ColumnType::DateTime,
+            ColumnKind::Json => ColumnType::Json,
+        }
+    }
+
+    pub(super) fn header(columns: &[Column], out: &mut Vec<u8>) -> Result<()> {
+        let mut fbb = FlatBufferBuilder::new();
+        let cols: Vec<_> = columns
+            .iter()
+            .map(|c| {
+                let args = ColumnArgs {
+                    name: Some(fbb.create_string(c.name)),
+                    type_: column_type(c.kind),
+                    nullable: c.name != "id",
+                    primary_key: c.name == "id",
+                    unique: c.name == "id",
+                    ..Default::default()
+                };
+                FgbColumn::create(&mut fbb, &args)
+            })
+            .collect();
+        let columns = fbb.create_vector(&cols);
+        let org = fbb.create_string("EPSG");
+        let crs = Crs::create(
+            &mut fbb,
+            &CrsArgs {
+                org: Some(org),
+                code: 4326,
+                ..Default::default()
+            },
+        );
+        let name = fbb.create_string("detections");
+        let title = fbb.create_string("ShadowCheck detections");
+        let header = Header::create(
+            &mut fbb,
+            &HeaderArgs {
+                name: Some(name),
+                title: Some(title),
+                geometry_type: GeometryType::Point,
+                columns: Some(columns),
+                features_count: 0,
+                index_node_size: 0,
+                crs: Some(crs),
+                ..Default::default()
+            },
+        );
+        fbb.finish_size_prefixed(header, None);
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(fbb.finished_data());
+        Ok(())
+    }
+
+    /// One feature: properties as (column index u16, value) pairs, little-endian, strings
+    /// and JSON with a u32 byte length.
+    pub(super) struct FeatureWriter<'a> {
+        columns: &'a [Column],
+        properties: Vec<u8>,
+        out: &'a mut Vec<u8>,
+    }
+
+    impl<'a> FeatureWriter<'a> {
+        pub(super) fn new(columns: &'a [Column], out: &'a mut Vec<u8>) -> Self {
+            Self {
+                columns,
+                properties: Vec::with_capacity(256),
+                out,
+            }
+        }
+    }
+
+    impl PropertyProcessor for FeatureWriter<'_> {
+        fn property(&mut self, _i: usize, name: &str, value: &ColumnValue<'_>) -> Result<bool> {
+            let Some(at) = self.columns.iter().position(|c| c.name == name) else {
+                return Ok(false);
+            };
+            let p = &mut self.properties;
+            p.extend_from_slice(&(at as u16).to_le_bytes());
+            let mut bytes = |b: &[u8]| {
+                p.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                p.extend_from_slice(b);
+            };
+            match value {
+                ColumnValue::Long(v) => p.extend_from_slice(&v.to_le_bytes()),
+                ColumnValue::Double(v) => p.extend_from_slice(&v.to_le_bytes()),
+                ColumnValue::Bool(v) => p.push(u8::from(*v)),
+                ColumnValue::String(s) | ColumnValue::DateTime(s) | ColumnValue::Json(s) => {
+                    bytes(s.as_bytes())
+                }
+                other => {
+                    return Err(GeozeroError::Property(format!(
+                        "no FlatGeobuf encoding for {other:?}"
+                    )))
+                }
+            }
+            Ok(false)
+        }
+    }
+
+    impl GeomProcessor for FeatureWriter<'_> {
+        fn xy(&mut self, x: f64, y: f64, _idx: usize) -> Result<()> {
+            let mut fbb = FlatBufferBuilder::with_capacity(self.properties.len() + 128);
+            let xy = fbb.create_vector(&[x, y]);
+            let geometry = Geometry::create(
+                &mut fbb,
+                &GeometryArgs {
+                    xy: Some(xy),
+                    ..Default::default()
+                },
+            );
+            let properties = fbb.create_vector(&self.properties);
+            let feature = Feature::create(
+                &mut fbb,
+                &FeatureArgs {
+                    geometry: Some(geometry),
+                    properties: Some(properties),
+                    ..Default::default()
+                },
+            );
+            fbb.finish_size_prefixed(feature, None);
+            self.out.extend_from_slice(fbb.finished_data());
+            Ok(())
+        }
+    }
+
+    impl FeatureProcessor for FeatureWriter<'_> {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn encode(format: ExportFormat, rows: &[(i64, Value)]) -> Vec<u8> {
+        let mut enc = Encoder::new(format);
+        let mut out = Vec::new();
+        enc.begin(&mut out).expect("begin");
+        for (id, props) in rows {
+            let props = props.as_object().expect("object");
+            enc.feature(
+                &ExportRow {
+                    id: *id,
+                    longitude: 13.4,
+                    latitude: 52.5,
+                    properties: props,
+                },
+                &mut out,
+            )
+            .expect("feature");
+        }
+        enc.end(&mut out).expect("end");
+        assert_eq!(enc.written(), rows.len() as u64);
+        out
+    }
+
+    fn rows() -> Vec<(i64, Value)> {
+        vec![
+            (
+                1,
+                json!({"signal_type": "wifi", "ssid": "Caf\u{e9} <&> \u{1} \\ \"", "bssid": "a4:00:00:00:00:01",
+                       "detected_at": "2026-11-30T10:00:00Z", "signal_strength_dbm": -60, "is_suspicious": false,
+                       "tags": ["a", "b"], "accuracy_meters": 5.5, "bt_name": null}),
+            ),
+            (
+                2,
+                json!({"signal_type": "ble", "bt_address": "c4:00:00:00:00:02", "is_suspicious": true}),
+            ),
+        ]
+    }
+
+    #[test]
+    fn geojson_and_sequences_are_json_with_integer_ids() {
+        let doc: Value =
+            serde_json::from_slice(&encode(ExportFormat::GeoJson, &rows())).expect("GeoJSON");
+        assert_eq!(doc["type"], "FeatureCollection");
+        let f = &doc["features"][0];
+        assert_eq!(f["properties"]["id"], 1);
+        assert_eq!(f["properties"]["tags"], json!(["a", "b"]));
+        assert_eq!(f["geometry"]["coordinates"], json!([13.4, 52.5]));
+        assert!(
+            f["properties"].get("bt_name").is_none(),
+            "nulls are left out"
+        );
+        assert_eq!(f["properties"]["ssid"], "Caf\u{e9} <&> \u{1} \\ \"");
+        let seq = encode(ExportFormat::GeoJsonSeq, &rows());
+        let records: Vec<&[u8]> = seq
+            .split(|b| *b == 0x1e)
+            .filter(|r| !r.is_empty())
+            .collect();
+        assert_eq!(records.len(), 2);
+        for r in records {
+            assert_eq!(r.last(), Some(&b'\n'));
+            let f: Value = serde_json::from_slice(r).expect("record");
+            assert_eq!(f["type"], "Feature");
+        }
+    }
+
+    #[test]
+    fn csv_has_coordinates_and_every_column() {
+        let text = String::from_utf8(encode(ExportFormat::Csv, &rows())).expect("utf-8");
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let headers = reader.headers().expect("headers").clone();
+        assert_eq!(&headers[0], "longitude");
+        assert_eq!(&headers[2], "id");
+        let records: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+        assert_eq!(records.len(), 2);
+        let col = |name: &str| headers.iter().position(|h| h == name).expect("column");
+        assert_eq!(&records[0][col("ssid")], "Caf\u{e9} <&> \u{1} \\ \"");
+        assert_eq!(&records[0][col("tags")], "[\"a\",\"b\"]");
+        assert_eq!(&records[1][col("is_suspicious")], "true");
+        assert_eq!(&records[1][col("ssid")], "");
+    }
+
+    #[test]
+    fn kml_is_escaped_xml_with_a_placemark_each() {
+        let text = String::from_utf8(encode(ExportFormat::Kml, &rows())).expect("utf-8");
+        assert_eq!(text.matches("<Placemark ").count(), 2);
+        assert!(text.contains("<name>Caf\u{e9} &lt;&amp;&gt; \u{FFFD} \\ &quot;</name>"));
+        assert!(text.contains("<TimeStamp><when>2026-11-30T10:00:00Z</when></TimeStamp>"));
+        assert!(text.contains("<name>c4:00:00:00:00:02</name>"));
+        assert!(text.trim_end().ends_with("</kml>"));
+    }
+
+    #[test]
+    fn flatgeobuf_reads_back_with_the_flatgeobuf_reader() {
+        use flatgeobuf::{FallibleStreamingIterator, FeatureProperties, FgbReader};
+        let bytes = encode(ExportFormat::FlatGeobuf, &rows());
+        let reader = FgbReader::open(std::io::Cursor::new(bytes)).expect("header");
+        assert_eq!(reader.header().features_count(), 0);
+        let mut features = reader.select_all_seq().expect("features");
+        let mut seen = Vec::new();
+        while let Some(f) = features.next().expect("feature") {
+            let id: i64 = f.property("id").expect("id");
+            let kind: String = f.property("signal_type").expect("type");
+            seen.push((id, kind));
+        }
+        assert_eq!(seen, vec![(1, "wifi".into()), (2, "ble".into())]);
+        assert!(ExportFormat::parse("FGB") == Some(ExportFormat::FlatGeobuf));
+        assert_eq!(
+            ExportFormat::from_accept("text/html, application/flatgeobuf;q=0.9"),
+            Some(ExportFormat::FlatGeobuf)
+        );
+        assert_eq!(ExportFormat::from_accept("application/geo+json"), None);
+    }
+}
