@@ -18,6 +18,7 @@ pub mod server;
 pub mod stats;
 pub mod tiles;
 pub mod transmitters;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .merge(detector::router())
         .merge(tiles::router())
         .merge(ogc::router())
+        .merge(web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())

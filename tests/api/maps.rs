@@ -805,3 +805,109 @@ async fn half_a_million_rows_export_in_bounded_memory() {
     assert!(info.contains("Feature Count: 500000"), "{info}");
     pool.close().await;
 }
+
+/// The page at `/` in headless Chromium (Debian `chromium`, driven by npm `puppeteer-core`):
+/// it asks for a key, then draws our tiles with no console errors, and the screenshot shows
+/// features where the detections are (single points, and a dense group drawn as a cell) and
+/// background where there are none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_map_page_draws_detections_in_chromium() {
+    let app = spawn_app_with(|s| s.map.tile_max_points = 20).await;
+    let now = chrono::Utc::now();
+    let at = |i: i64| (now - chrono::Duration::seconds(60 + i)).to_rfc3339();
+    let singles = [
+        (52.50, 13.33, "wifi"),
+        (52.54, 13.45, "ble"),
+        (52.47, 13.42, "cellular"),
+        (52.56, 13.48, "bluetooth"),
+    ];
+    let mut batch: Vec<Value> = singles
+        .iter()
+        .enumerate()
+        .map(|(i, (lat, lon, kind))| match *kind {
+            "wifi" => json!({"signal_type": "wifi", "bssid": format!("a4:00:00:00:01:{i:02x}"), "ssid": "<b>café</b>",
+                              "latitude": lat, "longitude": lon, "detected_at": at(i as i64)}),
+            "cellular" => json!({"signal_type": "cellular", "mcc": 262, "mnc": 1, "lac": 7, "cell_id": 99,
+                                  "latitude": lat, "longitude": lon, "detected_at": at(i as i64)}),
+            other => json!({"signal_type": other, "bt_address": format!("c4:00:00:00:01:{i:02x}"),
+                            "latitude": lat, "longitude": lon, "detected_at": at(i as i64)}),
+        })
+        .collect();
+    // 60 detections within 150 m: more than the 20 points a tile may hold.
+    for i in 0..60 {
+        batch.push(json!({"signal_type": "ble", "bt_address": format!("c4:00:00:00:02:{i:02x}"),
+            "latitude": 52.52 + f64::from(i % 8) * 0.0002, "longitude": 13.38 + f64::from(i / 8) * 0.0002,
+            "detected_at": at(100 + i64::from(i))}));
+    }
+    assert_eq!(app.post_json(&Value::Array(batch)).await.status(), 201);
+
+    let points: Vec<[f64; 2]> = singles
+        .iter()
+        .map(|(lat, lon, _)| [*lon, *lat])
+        .chain([[13.3814, 52.5207]])
+        .collect();
+    let background = [[13.47, 52.49], [13.36, 52.555]];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shot = dir.path().join("map.png");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/map_check.mjs");
+    let url = app.url("/#11/52.52/13.38");
+    let out = tokio::task::spawn_blocking({
+        let shot = shot.clone();
+        let args = (
+            serde_json::to_string(&points).expect("json"),
+            serde_json::to_string(&background).expect("json"),
+        );
+        move || {
+            std::process::Command::new("node")
+                .arg(script)
+                .args([url.as_str(), "-", &args.0, &args.1])
+                .arg(&shot)
+                .env("KEY_TO_TYPE", crate::helpers::TEST_KEY)
+                .env(
+                    "TOOLS_DIR",
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/target/tools"),
+                )
+                .output()
+                .expect("node runs (scripts/test installs puppeteer-core and pngjs)")
+        }
+    })
+    .await
+    .expect("join");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "map check failed: {stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report");
+    eprintln!("map page: {report}");
+    assert!(
+        report.get("failure").is_none(),
+        "the page did not finish: {report}"
+    );
+    assert_eq!(report["asked_for_key"], true, "{report}");
+    assert_eq!(
+        report["problems"],
+        json!([]),
+        "the browser complained: {report}"
+    );
+    assert!(
+        report["rendered"].as_i64().expect("rendered") >= 5,
+        "{report}"
+    );
+    for p in report["points"].as_array().expect("points") {
+        let x = p["pixel"][0].as_i64().expect("x");
+        assert!(
+            x > 280 && x < 1000,
+            "a known place is off the visible map: {report}"
+        );
+        assert_eq!(p["drawn"], true, "nothing drawn at a detection: {report}");
+    }
+    for p in report["background"].as_array().expect("background") {
+        assert_eq!(
+            p["drawn"], false,
+            "something drawn where there is no data: {report}"
+        );
+    }
+    assert!(std::fs::metadata(&shot).expect("screenshot").len() > 10_000);
+    // To look at it: SHADOWCHECK_MAP_SCREENSHOT=/some/file.png cargo test the_map_page
+    if let Ok(keep) = std::env::var("SHADOWCHECK_MAP_SCREENSHOT") {
+        std::fs::copy(&shot, keep).expect("copy screenshot");
+    }
+}

@@ -965,6 +965,21 @@ async fn real_nginx_fronts_the_api_with_tls_headers_and_limits() {
         assert_eq!(ready.count(name), 1, "{name}: {:?}", ready.headers);
     }
     assert_eq!(ready.header("server"), Some("nginx"), "version hidden");
+    assert_eq!(
+        ready.header("content-security-policy"),
+        Some("default-src 'none'; frame-ancestors 'none'")
+    );
+    // The map page keeps the API's page policy through the edge (scripts from itself).
+    let map = https(&ca, me, port, "GET / HTTP/1.1", b"").await;
+    assert_eq!(map.status, 200);
+    assert_eq!(map.count("content-security-policy"), 1);
+    assert!(
+        map.header("content-security-policy").is_some_and(
+            |p| p.contains("script-src 'self'") && p.contains("frame-ancestors 'none'")
+        ),
+        "{:?}",
+        map.headers
+    );
 
     // A forged X-Forwarded-For is replaced: the API logs the address the proxy saw.
     let item = serde_json::json!({"detected_at": "2026-10-01T00:00:00Z", "latitude": 1, "longitude": 1, "signal_type": "wifi", "bssid": "a4:00:00:00:0c:01"});

@@ -1,0 +1,169 @@
+//! The built-in map page at `/`: static files embedded in the binary (the page, its script and
+//! style, and MapLibre GL JS vendored from npm, see web/vendor/README.md), so it works offline.
+//! The page holds no data and needs no key; the tiles it draws do.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub const MAPLIBRE_VERSION: &str = "6.17.0";
+
+const INDEX: &str = include_str!("../../web/index.html");
+const MAP_JS: &str = include_str!("../../web/map.js");
+const MAP_CSS: &str = include_str!("../../web/map.css");
+const FAVICON: &str = include_str!("../../web/favicon.svg");
+const VENDOR: [(&str, &str, &[u8]); 4] = [
+    (
+        "maplibre-gl.mjs",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../web/vendor/maplibre-gl/maplibre-gl.mjs"),
+    ),
+    (
+        "maplibre-gl-worker.mjs",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../web/vendor/maplibre-gl/maplibre-gl-worker.mjs"),
+    ),
+    (
+        "maplibre-gl.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../web/vendor/maplibre-gl/maplibre-gl.css"),
+    ),
+    (
+        "LICENSE.txt",
+        "text/plain; charset=utf-8",
+        include_bytes!("../../web/vendor/maplibre-gl/LICENSE.txt"),
+    ),
+];
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/map/config.json", get(config))
+        .route(
+            "/map/favicon.svg",
+            get(|s| page_file(s, "image/svg+xml", FAVICON.as_bytes(), false)),
+        )
+        .route(
+            "/map/map.js",
+            get(|s| {
+                page_file(
+                    s,
+                    "text/javascript; charset=utf-8",
+                    MAP_JS.as_bytes(),
+                    false,
+                )
+            }),
+        )
+        .route(
+            "/map/map.css",
+            get(|s| page_file(s, "text/css; charset=utf-8", MAP_CSS.as_bytes(), false)),
+        )
+        .route("/map/vendor/maplibre-gl/{file}", get(vendor))
+}
+
+/// Scripts and styles from this server only; data from this server (and the basemap's hosts
+/// when one is configured); MapLibre's module worker from this server.
+fn content_security_policy(state: &AppState) -> String {
+    let basemap = &state.settings.map.basemap_style_url;
+    let extra = if basemap.is_empty() {
+        ""
+    } else if basemap.starts_with("http://") {
+        " https: http:"
+    } else {
+        " https:"
+    };
+    format!(
+        "default-src 'none'; script-src 'self'; worker-src 'self' blob:; style-src 'self'; \
+         img-src 'self' data: blob:{extra}; connect-src 'self'{extra}; font-src 'self'{extra}; \
+         frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
+}
+
+/// A file of the page, under the page's policy: a worker script's own response carries the
+/// policy the worker runs under, so MapLibre's worker needs it too (to fetch the tiles).
+async fn page_file(
+    State(state): State<AppState>,
+    media: &'static str,
+    body: &'static [u8],
+    long_lived: bool,
+) -> Response {
+    let mut response = file(media, body, long_lived);
+    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(&state)) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    response
+}
+
+fn file(media: &'static str, body: &'static [u8], long_lived: bool) -> Response {
+    let mut response = body.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(if long_lived {
+            "public, max-age=86400"
+        } else {
+            "no-cache"
+        }),
+    );
+    response
+}
+
+async fn index(state: State<AppState>) -> Response {
+    page_file(state, "text/html; charset=utf-8", INDEX.as_bytes(), false).await
+}
+
+async fn config(State(state): State<AppState>) -> Response {
+    let auth = &state.settings.auth;
+    let mut response = Json(json!({
+        "basemap_style_url": state.settings.map.basemap_style_url,
+        "public_read": auth.anonymous_read || auth.public_read,
+        "maplibre_version": MAPLIBRE_VERSION,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+async fn vendor(state: State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let Some((_, media, body)) = VENDOR.iter().find(|(file, _, _)| *file == name) else {
+        return Err(ApiError::NotFound {
+            detail: format!("no file `{name}` here"),
+        });
+    };
+    Ok(page_file(state, media, body, true).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    #[test]
+    fn the_page_loads_only_embedded_files() {
+        for path in [
+            "/map/vendor/maplibre-gl/maplibre-gl.css",
+            "/map/map.css",
+            "/map/map.js",
+        ] {
+            assert!(INDEX.contains(path), "{path}");
+        }
+        assert!(MAP_JS.contains("/map/vendor/maplibre-gl/maplibre-gl.mjs"));
+        assert!(
+            !INDEX.contains("http://") && !INDEX.contains("https://"),
+            "no CDN"
+        );
+        assert_eq!(StatusCode::OK, file("text/plain", b"x", true).status());
+    }
+}

@@ -1,0 +1,92 @@
+// Loads the map page in headless Chromium (Debian `chromium`, driven by npm puppeteer-core)
+// and reports, as JSON: what the browser complained about (console errors, page errors,
+// failed or refused requests), what the page says it drew, and whether the screenshot shows
+// drawn features at the given positions (and background where there is no data).
+//
+// usage: node map_check.mjs URL KEY|- POINTS_JSON BACKGROUND_JSON SCREENSHOT.png
+//   KEY `-`: no key stored; the page must ask for one, and KEY_TO_TYPE (env) is typed in.
+import { createRequire } from 'node:module';
+import { writeFileSync } from 'node:fs';
+
+// The packages live in target/tools (installed by scripts/test), named by TOOLS_DIR.
+const require = createRequire(`${process.env.TOOLS_DIR}/node_modules/`);
+const puppeteer = require('puppeteer-core');
+const { PNG } = require('pngjs');
+
+const [url, key, pointsJson, backgroundJson, screenshotPath] = process.argv.slice(2);
+const points = JSON.parse(pointsJson);
+const background = JSON.parse(backgroundJson);
+const report = { problems: [], asked_for_key: false };
+
+const browser = await puppeteer.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--window-size=1000,700'],
+});
+const page = await browser.newPage();
+try {
+  await page.setViewport({ width: 1000, height: 700 });
+  page.on('console', (m) => {
+    if (m.type() === 'error') report.problems.push(`console error: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => report.problems.push(`page error: ${e.message}`));
+  page.on('requestfailed', (r) => report.problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) report.problems.push(`HTTP ${r.status()} ${r.url()}`);
+  });
+  if (key !== '-') {
+    await page.evaluateOnNewDocument((k) => localStorage.setItem('shadowcheck.key', k), key);
+  }
+  await page.goto(url, { waitUntil: 'load' });
+  if (key === '-') {
+    await page.waitForFunction(() => document.getElementById('key-dialog').open, { timeout: 30000 });
+    report.asked_for_key = true;
+    // The 401 that made it ask is expected.
+    report.problems = report.problems.filter((p) => !p.startsWith('HTTP 401') && !p.includes('401 (Unauthorized)'));
+    await page.type('#key-dialog input[name="key"]', process.env.KEY_TO_TYPE);
+    await page.click('#key-dialog button[value="save"]');
+  }
+  await page.waitForFunction(() => window.shadowcheck && window.shadowcheck.rendered > 0, { timeout: 60000 });
+  // Let the last tiles settle.
+  await page.waitForFunction(() => window.shadowcheck.map.loaded() && window.shadowcheck.map.areTilesLoaded(), { timeout: 30000 });
+  await new Promise((r) => setTimeout(r, 500));
+  report.status = await page.$eval('#status', (el) => el.textContent);
+  report.rendered = await page.evaluate(() => window.shadowcheck.rendered);
+  const project = (list) => page.evaluate((ps) => ps.map(([lon, lat]) => {
+    const p = window.shadowcheck.map.project([lon, lat]);
+    return [Math.round(p.x), Math.round(p.y)];
+  }), list);
+  const at = await project(points);
+  const empty = await project(background);
+  const shot = await page.screenshot({ type: 'png' });
+  writeFileSync(screenshotPath, shot);
+  const png = PNG.sync.read(shot);
+  const bg = [0xee, 0xf0, 0xf2];
+  // Whether any pixel within r of (x, y) is clearly not the background.
+  const drawn = ([x, y], r) => {
+    for (let dy = -r; dy <= r; dy++) {
+      for (let dx = -r; dx <= r; dx++) {
+        const px = x + dx;
+        const py = y + dy;
+        if (px < 0 || py < 0 || px >= png.width || py >= png.height) continue;
+        const i = (png.width * py + px) * 4;
+        const diff = Math.abs(png.data[i] - bg[0]) + Math.abs(png.data[i + 1] - bg[1]) + Math.abs(png.data[i + 2] - bg[2]);
+        if (diff > 60) return true;
+      }
+    }
+    return false;
+  };
+  report.points = at.map((p) => ({ pixel: p, drawn: drawn(p, 3) }));
+  report.background = empty.map((p) => ({ pixel: p, drawn: drawn(p, 3) }));
+} catch (err) {
+  report.failure = String(err && err.message ? err.message : err);
+  try {
+    report.status = await page.$eval('#status', (el) => el.textContent);
+    report.page = await page.evaluate(() => ({ ...window.shadowcheck, map: undefined }));
+  } catch (_) {
+    // The page itself is gone: the failure says enough.
+  }
+} finally {
+  await browser.close();
+}
+process.stdout.write(JSON.stringify(report));
