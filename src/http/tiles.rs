@@ -64,7 +64,6 @@ impl Layer {
     /// The filters in `raw`, validated, and their canonical form (sorted), for the cache key.
     fn filters(self, raw: Option<&str>) -> ApiResult<(DetectionSearch, String)> {
         let mut pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-            .filter(|(k, _)| k != "key")
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
         for (k, _) in &pairs {

@@ -8,7 +8,7 @@ fn small_benchmark_completes_and_prints_its_figures() {
     let out = Command::new(env!("CARGO_BIN_EXE_bench"))
         .args(["--rows", "20000", "--queries", "10", "--concurrency", "1,2"])
         // Two maximum-size bodies at once: the full eight is for `scripts/bench`, not a loaded CI.
-        .args(["--large-concurrency", "2", "--scenarios", "2"])
+        .args(["--large-concurrency", "2", "--scenarios", "2", "--tiles", "10"])
         .args(["--server", env!("CARGO_BIN_EXE_shadowcheck")])
         .output()
         .expect("run bench");
@@ -27,6 +27,10 @@ fn small_benchmark_completes_and_prints_its_figures() {
         "## (c) query latency",
         "nearest 10",
         "server peak RSS",
+        "## (f) map serving on the same table",
+        "| shadowcheck | 16 |",
+        "| 1000 features, city bbox |",
+        "| FlatGeobuf, Berlin box |",
         "## (d) 2 concurrent maximum-size bodies",
         "peak above idle",
         "## (e) detector on 2 randomised known-truth scenarios",

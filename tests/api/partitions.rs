@@ -117,6 +117,19 @@ async fn concurrent_batches_into_a_new_month_are_all_committed() {
             .await;
         assert_eq!(stored, 4000, "{year}-{month:02}");
     }
+    // Every month the product made keeps the fine `location` histogram (a statistics target
+    // LIKE does not copy), so the planner sees how much of a city box matches.
+    let targets: Vec<(String, i32)> = sqlx::query_as(
+        r#"SELECT c.relname::text, a.attstattarget::int4 FROM pg_inherits i
+           JOIN pg_class c ON c.oid = i.inhrelid
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'location'
+           WHERE i.inhparent = 'sigint.signal_detections'::regclass"#,
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("targets");
+    assert!(targets.iter().any(|(name, _)| name == "signal_detections_y2017m11"));
+    assert!(targets.iter().all(|(_, t)| *t == 1000), "{targets:?}");
 }
 
 #[tokio::test]
