@@ -45,6 +45,10 @@ struct Args {
     /// Distinct tiles requested per zoom level in the map section (f).
     #[arg(long, default_value_t = 200)]
     tiles: usize,
+    /// Only (a) and the map section (f), served from the COPY table: a quick look at map
+    /// serving without the ingest runs.
+    #[arg(long)]
+    map_only: bool,
     /// martin, to serve the same table beside us in (f) (default: `martin` on PATH; skipped
     /// with a note when there is none).
     #[arg(long)]
@@ -482,6 +486,18 @@ async fn run(
     println!(
         "\n## (a) baseline: psql COPY\n{copied} rows in {copy_secs:.2} s = {copy_rate:.0} rows/s"
     );
+    if args.map_only {
+        psql(pg_bin, &copy_url, "VACUUM ANALYZE sigint.signal_detections")?;
+        let server = start_server(server_bin, &copy_url, 4)?;
+        let client = client()?;
+        wait_ready(&client, &server.addr).await?;
+        let spots: Vec<(f64, f64)> = rows
+            .iter()
+            .step_by((rows.len() / 10_000).max(1))
+            .map(|r| (r.lat, r.lon))
+            .collect();
+        return map_serving(args, &client, &server, &spots, &copy_url).await;
+    }
 
     // (b) HTTP ingest through the real server, fresh table per concurrency level.
     // No partitions are made for the HTTP runs: the server creates each month as its first rows
@@ -743,7 +759,8 @@ fn tile_of(lat: f64, lon: f64, z: u8) -> (u32, u32) {
     let n = f64::from(1u32 << z);
     let x = ((lon + 180.0) / 360.0 * n).floor() as u32;
     let r = lat.to_radians();
-    let y = ((1.0 - (r.tan() + 1.0 / r.cos()).ln() / std::f64::consts::PI) / 2.0 * n).floor() as u32;
+    let y =
+        ((1.0 - (r.tan() + 1.0 / r.cos()).ln() / std::f64::consts::PI) / 2.0 * n).floor() as u32;
     (x.min(n as u32 - 1), y.min(n as u32 - 1))
 }
 
@@ -802,7 +819,11 @@ async fn start_martin(bin: &Path, url: &str, dir: &Path) -> Result<Martin> {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(r) = client.get(format!("http://{}/catalog", martin.addr)).send().await {
+        if let Ok(r) = client
+            .get(format!("http://{}/catalog", martin.addr))
+            .send()
+            .await
+        {
             if r.status() == 200 {
                 return Ok(martin);
             }

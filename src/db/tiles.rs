@@ -58,63 +58,156 @@ pub fn buffered(tile: TileCoord) -> BBox {
 /// Pushes the tile-space x and y (0..4096, y down) of `lon`/`lat` columns: web mercator in
 /// normalised world units, times 2^z, minus the tile's column and row. Cheaper than
 /// ST_Transform per row, and exact to the same float precision.
-fn push_tile_xy(q: &mut QueryBuilder<'_, Postgres>, tile: TileCoord, lon: &str, lat: &str) {
-    let scale = f64::from(1u32 << tile.z());
+fn push_tile_x(q: &mut QueryBuilder<'_, Postgres>, tile: TileCoord, lon: &str) {
     q.push(format!("(({lon} + 180.0) / 360.0 * "))
-        .push_bind(scale)
+        .push_bind(f64::from(1u32 << tile.z()))
         .push(" - ")
         .push_bind(f64::from(tile.x()))
-        .push(format!(") * {EXTENT}.0 AS tx, ((1.0 - ln(tan(radians(least(greatest({lat}, -85.0511287798), 85.0511287798)) / 2.0 + pi() / 4.0)) / pi()) / 2.0 * "))
-        .push_bind(scale)
+        .push(format!(") * {EXTENT}.0"));
+}
+
+fn push_tile_y(q: &mut QueryBuilder<'_, Postgres>, tile: TileCoord, lat: &str) {
+    q.push(format!("((1.0 - ln(tan(radians(least(greatest({lat}, -85.0511287798), 85.0511287798)) / 2.0 + pi() / 4.0)) / pi()) / 2.0 * "))
+        .push_bind(f64::from(1u32 << tile.z()))
         .push(" - ")
         .push_bind(f64::from(tile.y()))
-        .push(format!(") * {EXTENT}.0 AS ty"));
+        .push(format!(") * {EXTENT}.0"));
 }
 
-/// Cells: every matching point in the tile (not the buffer, so no point counts twice),
-/// grouped by cell, drawn at the mean position of its points.
-fn push_cells(
-    q: &mut QueryBuilder<'_, Postgres>,
-    layer: &str,
-    shape: TileShape,
-    points_sql: impl FnOnce(&mut QueryBuilder<'_, Postgres>),
-    sums: &str,
-) {
-    q.push("SELECT ST_AsMVT(c, ")
-        .push_bind(layer.to_owned())
-        .push(format!(
-            ", {EXTENT}, 'geom') FROM (SELECT ST_MakePoint(round(avg(p.tx)), round(avg(p.ty))) AS geom, true AS cluster, count(*)::int8 AS count, {sums} FROM ("
-        ));
-    points_sql(q);
-    q.push(") p WHERE p.tx >= 0 AND p.tx < ")
-        .push(EXTENT)
-        .push(" AND p.ty >= 0 AND p.ty < ")
-        .push(EXTENT)
-        .push(" GROUP BY floor(p.tx / ")
-        .push(shape.cell)
-        .push("), floor(p.ty / ")
-        .push(shape.cell)
-        .push(")) c");
+/// What differs between layers: the table's rows as points with their properties, and what a
+/// cell sums up.
+struct LayerSql {
+    name: &'static str,
+    /// Longitude and latitude of a row.
+    lon: &'static str,
+    lat: &'static str,
+    /// `expr AS name` list of a point's properties (the first may be its feature `id`).
+    properties: &'static str,
+    /// Whether `id` is the MVT feature id.
+    has_id: bool,
+    /// Columns the cells are summed from, and the sums (over `p`).
+    cell_columns: &'static str,
+    cell_sums: &'static str,
 }
 
-/// Counts matching rows up to `cap` (a bounded index scan, however dense the tile).
-async fn count_up_to(
+const DETECTIONS: LayerSql = LayerSql {
+    name: "detections",
+    lon: "ST_X(d.location)",
+    lat: "ST_Y(d.location)",
+    properties: r#"d.id,
+           d.signal_type::text AS signal_type,
+           to_char(d.detected_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS detected_at,
+           COALESCE(d.bssid::text, d.bt_address::text,
+                    d.mcc || '-' || d.mnc || '-' || COALESCE(d.lac::text, '') || '-' || d.cell_id) AS identifier,
+           COALESCE(d.ssid, d.bt_name, d.network_type) AS name,
+           COALESCE(d.signal_strength_dbm, d.bt_rssi) AS signal_dbm,
+           d.device_id::text AS device_id,
+           d.is_suspicious,
+           d.surveillance_score AS score"#,
+    has_id: true,
+    cell_columns: "d.signal_type, d.detected_at, d.is_suspicious",
+    cell_sums: r#"count(*) FILTER (WHERE p.signal_type = 'wifi')::int8 AS wifi,
+               count(*) FILTER (WHERE p.signal_type = 'bluetooth')::int8 AS bluetooth,
+               count(*) FILTER (WHERE p.signal_type = 'ble')::int8 AS ble,
+               count(*) FILTER (WHERE p.signal_type = 'cellular')::int8 AS cellular,
+               count(*) FILTER (WHERE p.is_suspicious)::int8 AS suspicious,
+               to_char(min(p.detected_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS first_seen,
+               to_char(max(p.detected_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS last_seen,
+               mode() WITHIN GROUP (ORDER BY p.signal_type)::text AS signal_type"#,
+};
+
+const TRANSMITTERS: LayerSql = LayerSql {
+    name: "transmitters",
+    lon: "ST_X(t.location)",
+    lat: "ST_Y(t.location)",
+    properties: r#"t.radio::text AS signal_type,
+           t.identifier,
+           t.names[1] AS name,
+           t.detections,
+           to_char(t.first_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS first_seen,
+           to_char(t.last_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS last_seen,
+           t.vendor,
+           t.tracker_class,
+           t.level,
+           t.surveillance_score AS score,
+           t.spread_m"#,
+    has_id: false,
+    cell_columns: "t.radio, t.level",
+    cell_sums: r#"count(*) FILTER (WHERE p.radio = 'wifi')::int8 AS wifi,
+               count(*) FILTER (WHERE p.radio = 'bluetooth')::int8 AS bluetooth,
+               count(*) FILTER (WHERE p.radio = 'ble')::int8 AS ble,
+               count(*) FILTER (WHERE p.radio = 'cellular')::int8 AS cellular,
+               count(*) FILTER (WHERE p.level <> 'none')::int8 AS suspicious,
+               mode() WITHIN GROUP (ORDER BY p.radio)::text AS signal_type"#,
+};
+
+/// One tile of a layer. First, in one statement: up to `max_points + 1` matching rows of the
+/// tile and its buffer, and the tile of them when there are no more than `max_points`; only a
+/// denser tile costs a second statement, which groups every matching point of the tile itself
+/// (not the buffer, so no point counts twice) into cells drawn at their points' mean position.
+/// Positions become tile units by arithmetic on the coordinates (no ST_Transform per row).
+async fn layer_tile(
     conn: &mut PgConnection,
-    query: &'static str,
-    from_where: impl FnOnce(&mut QueryBuilder<'_, Postgres>),
-    cap: u32,
-) -> Result<u32, sqlx::Error> {
-    let mut q = QueryBuilder::<Postgres>::new("SELECT count(*) FROM (SELECT 1 ");
-    from_where(&mut q);
-    q.push(" LIMIT ").push_bind(i64::from(cap)).push(") s");
-    let n: i64 = crate::db::observe(query, q.build_query_scalar().fetch_one(conn)).await?;
-    Ok(u32::try_from(n).unwrap_or(u32::MAX))
-}
-
-fn detections_from(q: &mut QueryBuilder<'_, Postgres>, area: BBox, search: &DetectionSearch) {
-    q.push("FROM sigint.signal_detections d WHERE d.location && ");
-    push_envelope(q, area);
-    crate::db::detections::push_filters(q, search);
+    tile: TileCoord,
+    shape: TileShape,
+    layer: &LayerSql,
+    from_where: impl Fn(&mut QueryBuilder<'_, Postgres>, BBox),
+) -> Result<(Vec<u8>, TileKind), sqlx::Error> {
+    let area = buffered(tile);
+    let mut q = QueryBuilder::<Postgres>::new("WITH p AS MATERIALIZED (SELECT ST_MakePoint(round(");
+    push_tile_x(&mut q, tile, layer.lon);
+    q.push("), round(");
+    push_tile_y(&mut q, tile, layer.lat);
+    q.push(")) AS geom, ").push(layer.properties).push(" ");
+    from_where(&mut q, area);
+    q.push(" LIMIT ")
+        .push_bind(i64::from(shape.max_points) + 1)
+        .push(") SELECT (SELECT count(*) FROM p), CASE WHEN (SELECT count(*) FROM p) <= ")
+        .push_bind(i64::from(shape.max_points))
+        .push(format!(
+            " THEN (SELECT ST_AsMVT(p, '{}', {EXTENT}, 'geom'{}) FROM p) END",
+            layer.name,
+            if layer.has_id { ", 'id'" } else { "" }
+        ));
+    let (n, points): (i64, Option<Vec<u8>>) = crate::db::observe(
+        if layer.has_id {
+            "tile_detections"
+        } else {
+            "tile_transmitters"
+        },
+        q.build_query_as().fetch_one(&mut *conn),
+    )
+    .await?;
+    if n <= i64::from(shape.max_points) {
+        return Ok((points.unwrap_or_default(), TileKind::Points));
+    }
+    let mut q = QueryBuilder::<Postgres>::new("SELECT ST_AsMVT(c, ");
+    q.push_bind(layer.name).push(format!(
+        ", {EXTENT}, 'geom') FROM (SELECT ST_MakePoint(round(avg(p.tx)), round(avg(p.ty))) AS geom, true AS cluster, count(*)::int8 AS count, {} FROM (SELECT ",
+        layer.cell_sums
+    ));
+    push_tile_x(&mut q, tile, layer.lon);
+    q.push(" AS tx, ");
+    push_tile_y(&mut q, tile, layer.lat);
+    q.push(" AS ty, ").push(layer.cell_columns).push(" ");
+    from_where(&mut q, area);
+    q.push(format!(
+        ") p WHERE p.tx >= 0 AND p.tx < {EXTENT} AND p.ty >= 0 AND p.ty < {EXTENT} GROUP BY floor(p.tx / "
+    ))
+    .push(shape.cell)
+    .push("), floor(p.ty / ")
+    .push(shape.cell)
+    .push(")) c");
+    let cells: Option<Vec<u8>> = crate::db::observe(
+        if layer.has_id {
+            "tile_detection_cells"
+        } else {
+            "tile_transmitter_cells"
+        },
+        q.build_query_scalar().fetch_one(&mut *conn),
+    )
+    .await?;
+    Ok((cells.unwrap_or_default(), TileKind::Cells))
 }
 
 /// The detections layer of `tile`, matching `search`'s filters (its area is the tile's).
@@ -125,71 +218,12 @@ pub async fn detections(
     search: &DetectionSearch,
     shape: TileShape,
 ) -> Result<(Vec<u8>, TileKind), sqlx::Error> {
-    let area = buffered(tile);
-    let n = count_up_to(
-        conn,
-        "tile_detections_count",
-        |q| detections_from(q, area, search),
-        shape.max_points + 1,
-    )
-    .await?;
-    if n == 0 {
-        return Ok((Vec::new(), TileKind::Points));
-    }
-    let mut q = QueryBuilder::<Postgres>::new("");
-    let kind = if n <= shape.max_points {
-        q.push(format!(
-            r#"
-SELECT ST_AsMVT(f, 'detections', {EXTENT}, 'geom', 'id') FROM (
-    SELECT d.id,
-           ST_AsMVTGeom(ST_Transform(d.location, 3857), ST_TileEnvelope("#
-        ))
-        .push_bind(i32::from(tile.z()))
-        .push(", ")
-        .push_bind(tile.x() as i32)
-        .push(", ")
-        .push_bind(tile.y() as i32)
-        .push(format!(
-            r#"), {EXTENT}, {BUFFER}, true) AS geom,
-           d.signal_type::text AS signal_type,
-           to_char(d.detected_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS detected_at,
-           COALESCE(d.bssid::text, d.bt_address::text,
-                    d.mcc || '-' || d.mnc || '-' || COALESCE(d.lac::text, '') || '-' || d.cell_id) AS identifier,
-           COALESCE(d.ssid, d.bt_name, d.network_type) AS name,
-           COALESCE(d.signal_strength_dbm, d.bt_rssi) AS signal_dbm,
-           d.device_id::text AS device_id,
-           d.is_suspicious,
-           d.surveillance_score AS score
-    "#
-        ));
-        detections_from(&mut q, area, search);
-        q.push(") f");
-        TileKind::Points
-    } else {
-        push_cells(
-            &mut q,
-            "detections",
-            shape,
-            |q| {
-                q.push("SELECT ");
-                push_tile_xy(q, tile, "ST_X(d.location)", "ST_Y(d.location)");
-                q.push(", d.signal_type, d.detected_at, d.is_suspicious ");
-                detections_from(q, area, search);
-            },
-            r#"count(*) FILTER (WHERE p.signal_type = 'wifi')::int8 AS wifi,
-               count(*) FILTER (WHERE p.signal_type = 'bluetooth')::int8 AS bluetooth,
-               count(*) FILTER (WHERE p.signal_type = 'ble')::int8 AS ble,
-               count(*) FILTER (WHERE p.signal_type = 'cellular')::int8 AS cellular,
-               count(*) FILTER (WHERE p.is_suspicious)::int8 AS suspicious,
-               to_char(min(p.detected_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS first_seen,
-               to_char(max(p.detected_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS last_seen,
-               mode() WITHIN GROUP (ORDER BY p.signal_type)::text AS signal_type"#,
-        );
-        TileKind::Cells
-    };
-    let tile: Option<Vec<u8>> =
-        crate::db::observe("tile_detections", q.build_query_scalar().fetch_one(conn)).await?;
-    Ok((tile.unwrap_or_default(), kind))
+    layer_tile(conn, tile, shape, &DETECTIONS, |q, area| {
+        q.push("FROM sigint.signal_detections d WHERE d.location && ");
+        push_envelope(q, area);
+        crate::db::detections::push_filters(q, search);
+    })
+    .await
 }
 
 fn transmitters_from(q: &mut QueryBuilder<'_, Postgres>, area: BBox, search: &DetectionSearch) {
@@ -231,70 +265,10 @@ pub async fn transmitters(
     search: &DetectionSearch,
     shape: TileShape,
 ) -> Result<(Vec<u8>, TileKind), sqlx::Error> {
-    let area = buffered(tile);
-    let n = count_up_to(
-        conn,
-        "tile_transmitters_count",
-        |q| transmitters_from(q, area, search),
-        shape.max_points + 1,
-    )
-    .await?;
-    if n == 0 {
-        return Ok((Vec::new(), TileKind::Points));
-    }
-    let mut q = QueryBuilder::<Postgres>::new("");
-    let kind = if n <= shape.max_points {
-        q.push(format!(
-            r#"
-SELECT ST_AsMVT(f, 'transmitters', {EXTENT}, 'geom') FROM (
-    SELECT ST_AsMVTGeom(ST_Transform(t.location, 3857), ST_TileEnvelope("#
-        ))
-        .push_bind(i32::from(tile.z()))
-        .push(", ")
-        .push_bind(tile.x() as i32)
-        .push(", ")
-        .push_bind(tile.y() as i32)
-        .push(format!(
-            r#"), {EXTENT}, {BUFFER}, true) AS geom,
-           t.radio::text AS signal_type,
-           t.identifier,
-           t.names[1] AS name,
-           t.detections,
-           to_char(t.first_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS first_seen,
-           to_char(t.last_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS last_seen,
-           t.vendor,
-           t.tracker_class,
-           t.level,
-           t.surveillance_score AS score,
-           t.spread_m
-    "#
-        ));
-        transmitters_from(&mut q, area, search);
-        q.push(") f");
-        TileKind::Points
-    } else {
-        push_cells(
-            &mut q,
-            "transmitters",
-            shape,
-            |q| {
-                q.push("SELECT ");
-                push_tile_xy(q, tile, "ST_X(t.location)", "ST_Y(t.location)");
-                q.push(", t.radio, t.level ");
-                transmitters_from(q, area, search);
-            },
-            r#"count(*) FILTER (WHERE p.radio = 'wifi')::int8 AS wifi,
-               count(*) FILTER (WHERE p.radio = 'bluetooth')::int8 AS bluetooth,
-               count(*) FILTER (WHERE p.radio = 'ble')::int8 AS ble,
-               count(*) FILTER (WHERE p.radio = 'cellular')::int8 AS cellular,
-               count(*) FILTER (WHERE p.level <> 'none')::int8 AS suspicious,
-               mode() WITHIN GROUP (ORDER BY p.radio)::text AS signal_type"#,
-        );
-        TileKind::Cells
-    };
-    let tile: Option<Vec<u8>> =
-        crate::db::observe("tile_transmitters", q.build_query_scalar().fetch_one(conn)).await?;
-    Ok((tile.unwrap_or_default(), kind))
+    layer_tile(conn, tile, shape, &TRANSMITTERS, |q, area| {
+        transmitters_from(q, area, search)
+    })
+    .await
 }
 
 /// The extent of the data, for TileJSON `bounds`: that of the registry's transmitters (one row

@@ -8,7 +8,14 @@ fn small_benchmark_completes_and_prints_its_figures() {
     let out = Command::new(env!("CARGO_BIN_EXE_bench"))
         .args(["--rows", "20000", "--queries", "10", "--concurrency", "1,2"])
         // Two maximum-size bodies at once: the full eight is for `scripts/bench`, not a loaded CI.
-        .args(["--large-concurrency", "2", "--scenarios", "2", "--tiles", "10"])
+        .args([
+            "--large-concurrency",
+            "2",
+            "--scenarios",
+            "2",
+            "--tiles",
+            "10",
+        ])
         .args(["--server", env!("CARGO_BIN_EXE_shadowcheck")])
         .output()
         .expect("run bench");

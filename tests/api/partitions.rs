@@ -128,7 +128,9 @@ async fn concurrent_batches_into_a_new_month_are_all_committed() {
     .fetch_all(&app.db)
     .await
     .expect("targets");
-    assert!(targets.iter().any(|(name, _)| name == "signal_detections_y2017m11"));
+    assert!(targets
+        .iter()
+        .any(|(name, _)| name == "signal_detections_y2017m11"));
     assert!(targets.iter().all(|(_, t)| *t == 1000), "{targets:?}");
 }
 
