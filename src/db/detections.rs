@@ -316,12 +316,7 @@ pub(crate) fn push_filters(q: &mut QueryBuilder<'_, Postgres>, search: &Detectio
     if let Some(end) = search.end() {
         q.push(" AND d.detected_at < ").push_bind(end);
     }
-    if !search.signal_types().is_empty() {
-        let types: Vec<&str> = search.signal_types().iter().map(|t| t.as_str()).collect();
-        q.push(" AND d.signal_type = ANY(")
-            .push_bind(types)
-            .push("::sigint.signal_type[])");
-    }
+    push_signal_types(q, "d.signal_type", search.signal_types());
     if let Some(mac) = search.bssid() {
         q.push(" AND d.bssid = ")
             .push_bind(mac.to_string())
@@ -352,6 +347,20 @@ pub(crate) fn push_filters(q: &mut QueryBuilder<'_, Postgres>, search: &Detectio
     if let Some(dbm) = search.min_signal_dbm() {
         q.push(" AND COALESCE(d.signal_strength_dbm, d.bt_rssi) >= ")
             .push_bind(dbm);
+    }
+}
+
+/// `AND column = ANY(types)` when any types are given (none: every type).
+pub(crate) fn push_signal_types(
+    q: &mut QueryBuilder<'_, Postgres>,
+    column: &str,
+    types: &[crate::domain::SignalType],
+) {
+    if !types.is_empty() {
+        let types: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
+        q.push(format!(" AND {column} = ANY("))
+            .push_bind(types)
+            .push("::sigint.signal_type[])");
     }
 }
 

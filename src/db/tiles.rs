@@ -235,12 +235,7 @@ fn transmitters_from(q: &mut QueryBuilder<'_, Postgres>, area: BBox, search: &De
     if let Some(end) = search.end() {
         q.push(" AND t.first_seen < ").push_bind(end);
     }
-    if !search.signal_types().is_empty() {
-        let types: Vec<&str> = search.signal_types().iter().map(|t| t.as_str()).collect();
-        q.push(" AND t.radio = ANY(")
-            .push_bind(types)
-            .push("::sigint.signal_type[])");
-    }
+    crate::db::detections::push_signal_types(q, "t.radio", search.signal_types());
     if let Some(device) = search.device_id() {
         q.push(" AND ").push_bind(device).push(" = ANY(t.devices)");
     }

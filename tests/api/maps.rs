@@ -18,6 +18,15 @@ fn tile_of(lat: f64, lon: f64, z: u8) -> (u32, u32) {
     (x, y)
 }
 
+/// Stores `mixed_batch(n, seed)` through the API.
+async fn load(app: &TestApp, n: usize, seed: u64) {
+    let status = app
+        .post_json(&Value::Array(mixed_batch(n, seed)))
+        .await
+        .status();
+    assert_eq!(status, 201);
+}
+
 /// Decodes tile bytes with the third-party decoder.
 fn decode(bytes: &[u8]) -> Value {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -71,12 +80,7 @@ fn features<'a>(decoded: &'a Value, layer: &str) -> &'a Vec<Value> {
 #[tokio::test]
 async fn detection_tiles_hold_exactly_the_matching_points_as_points_or_counted_cells() {
     let app = spawn_app().await;
-    assert_eq!(
-        app.post_json(&Value::Array(mixed_batch(1200, 3)))
-            .await
-            .status(),
-        201
-    );
+    load(&app, 1200, 3).await;
     let (lat, lon) = CENTRES[0];
     let z = 13;
     let (x, y) = tile_of(lat, lon, z);
@@ -165,13 +169,7 @@ async fn detection_tiles_hold_exactly_the_matching_points_as_points_or_counted_c
         s.map.tile_grid = 16;
     })
     .await;
-    assert_eq!(
-        dense
-            .post_json(&Value::Array(mixed_batch(1200, 3)))
-            .await
-            .status(),
-        201
-    );
+    load(&dense, 1200, 3).await;
     let (status, _, bytes) = tile(&dense, &format!("/tiles/detections/{z}/{x}/{y}.pbf")).await;
     assert_eq!(status, 200);
     let decoded = decode(&bytes);
@@ -299,12 +297,7 @@ async fn tiles_revalidate_and_a_commit_in_their_area_rebuilds_them() {
 #[tokio::test]
 async fn tilejson_describes_the_layers_and_transmitters_have_tiles() {
     let app = spawn_app().await;
-    assert_eq!(
-        app.post_json(&Value::Array(mixed_batch(400, 9)))
-            .await
-            .status(),
-        201
-    );
+    load(&app, 400, 9).await;
     let doc = app
         .get_json("/tiles/detections.json?signal_type=wifi")
         .await;
@@ -396,12 +389,7 @@ fn geojson_fids(path: &std::path::Path) -> BTreeSet<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gdal_lists_and_copies_the_ogc_collections() {
     let app = spawn_app().await;
-    assert_eq!(
-        app.post_json(&Value::Array(mixed_batch(600, 5)))
-            .await
-            .status(),
-        201
-    );
+    load(&app, 600, 5).await;
     let source = format!("OAPIF:http://{}/ogc", app.addr);
     let listing = gdal(&app, "ogrinfo", &["-ro", &source]);
     assert!(listing.contains("1: detections"), "{listing}");
@@ -479,12 +467,7 @@ async fn gdal_lists_and_copies_the_ogc_collections() {
 #[tokio::test]
 async fn ogc_items_filter_by_datetime_and_page_with_every_filter() {
     let app = spawn_app().await;
-    assert_eq!(
-        app.post_json(&Value::Array(mixed_batch(300, 8)))
-            .await
-            .status(),
-        201
-    );
+    load(&app, 300, 8).await;
     let landing = app.get_json("/ogc").await;
     let rels: Vec<&str> = landing["links"]
         .as_array()
@@ -632,12 +615,7 @@ fn gdal_read(app: &TestApp, input: &std::path::Path, open_options: &[&str]) -> V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exports_in_every_format_are_read_by_gdal() {
     let app = spawn_app().await;
-    assert_eq!(
-        app.post_json(&Value::Array(mixed_batch(500, 11)))
-            .await
-            .status(),
-        201
-    );
+    load(&app, 500, 11).await;
     let filter = "signal_type=wifi,ble&bbox=13.35,52.49,13.47,52.56";
     let expected = ids_sql(
         &app,
