@@ -350,6 +350,19 @@ pub(crate) fn push_filters(q: &mut QueryBuilder<'_, Postgres>, search: &Detectio
     }
 }
 
+/// `ST_MakeEnvelope` of a box in degrees, its corners bound.
+pub(crate) fn push_envelope(q: &mut QueryBuilder<'_, Postgres>, b: crate::domain::BBox) {
+    q.push("ST_MakeEnvelope(")
+        .push_bind(b.min_lon)
+        .push(", ")
+        .push_bind(b.min_lat)
+        .push(", ")
+        .push_bind(b.max_lon)
+        .push(", ")
+        .push_bind(b.max_lat)
+        .push(", 4326)");
+}
+
 /// `AND column = ANY(types)` when any types are given (none: every type).
 pub(crate) fn push_signal_types(
     q: &mut QueryBuilder<'_, Postgres>,
@@ -377,15 +390,16 @@ fn push_point(q: &mut QueryBuilder<'_, Postgres>, lon: f64, lat: f64) {
 fn push_radius(q: &mut QueryBuilder<'_, Postgres>, center: Position, radius_m: f64) {
     q.push(" AND (false");
     for [min_lon, min_lat, max_lon, max_lat] in covering_boxes(center, radius_m) {
-        q.push(" OR d.location && ST_MakeEnvelope(")
-            .push_bind(min_lon)
-            .push(", ")
-            .push_bind(min_lat)
-            .push(", ")
-            .push_bind(max_lon)
-            .push(", ")
-            .push_bind(max_lat)
-            .push(", 4326)");
+        q.push(" OR d.location && ");
+        push_envelope(
+            q,
+            crate::domain::BBox {
+                min_lon,
+                min_lat,
+                max_lon,
+                max_lat,
+            },
+        );
     }
     q.push(")");
     // Exact on the spheroid, but cheaply: the sphere and the spheroid disagree by under 0.6 %,
@@ -457,15 +471,8 @@ fn search_sql(search: &DetectionSearch, limit: i64) -> QueryBuilder<'static, Pos
     q.push(", NULL::float8 AS distance_m FROM sigint.signal_detections d WHERE true");
     match search.area() {
         Area::BBox(b) => {
-            q.push(" AND d.location && ST_MakeEnvelope(")
-                .push_bind(b.min_lon)
-                .push(", ")
-                .push_bind(b.min_lat)
-                .push(", ")
-                .push_bind(b.max_lon)
-                .push(", ")
-                .push_bind(b.max_lat)
-                .push(", 4326)");
+            q.push(" AND d.location && ");
+            push_envelope(&mut q, *b);
         }
         Area::Radius { center, radius_m } => push_radius(&mut q, *center, *radius_m),
         Area::Anywhere | Area::Nearest { .. } => {}

@@ -4,6 +4,7 @@
 
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
+use crate::db::detections::push_envelope;
 use crate::domain::search::DetectionSearch;
 use crate::domain::tile::TileCoord;
 use crate::domain::BBox;
@@ -27,18 +28,6 @@ pub struct TileShape {
 pub enum TileKind {
     Points,
     Cells,
-}
-
-fn push_envelope(q: &mut QueryBuilder<'_, Postgres>, b: BBox) {
-    q.push("ST_MakeEnvelope(")
-        .push_bind(b.min_lon)
-        .push(", ")
-        .push_bind(b.min_lat)
-        .push(", ")
-        .push_bind(b.max_lon)
-        .push(", ")
-        .push_bind(b.max_lat)
-        .push(", 4326)");
 }
 
 /// The tile grown by the buffer, in degrees (latitude scaled at the tile's own edges).

@@ -235,10 +235,12 @@ pub(crate) async fn get_detections(
         .map(|last| last.id.to_string());
     let features: Vec<Feature<'_>> = rows.iter().map(feature).collect();
     Ok(geojson::page(
+        "",
         "/api/v1/detections",
         raw.as_deref(),
         &features,
         next,
+        Vec::new(),
     ))
 }
 

@@ -5,9 +5,9 @@
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::Utc;
+use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::params::next_href;
 
@@ -22,29 +22,55 @@ pub fn response(body: &impl Serialize) -> Response {
     response
 }
 
+/// A link object of a GeoJSON or OGC API answer.
+pub fn link(href: String, rel: &str, media: &str, title: &str) -> Value {
+    json!({"href": href, "rel": rel, "type": media, "title": title})
+}
+
 /// One page of `features` answered to the query `raw` on `path`; `next` is the cursor of the
-/// page after it, when there is one.
+/// page after it, when there is one. Links start with `origin` (empty: relative) and `extra`
+/// links follow `self`. Serialised straight from the features: a page of 1000 detections is
+/// about 1 MiB of JSON.
 pub fn page(
+    origin: &str,
     path: &str,
     raw: Option<&str>,
     features: &[impl Serialize],
     next: Option<String>,
+    extra: Vec<Value>,
 ) -> Response {
-    let self_href = match raw {
-        Some(r) if !r.is_empty() => format!("{path}?{r}"),
-        _ => path.to_owned(),
-    };
-    let mut links = vec![json!({"rel": "self", "href": self_href, "type": GEOJSON})];
-    if let Some(cursor) = next {
-        links.push(json!({"rel": "next", "href": next_href(path, raw, &cursor), "type": GEOJSON}));
+    #[derive(Serialize)]
+    struct Body<'a, F> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        #[serde(rename = "numberReturned")]
+        number_returned: usize,
+        #[serde(rename = "timeStamp")]
+        time_stamp: String,
+        links: Vec<Value>,
+        features: &'a [F],
     }
-    response(&json!({
-        "type": "FeatureCollection",
-        "numberReturned": features.len(),
-        "timeStamp": Utc::now(),
-        "links": links,
-        "features": features,
-    }))
+    let self_href = match raw {
+        Some(r) if !r.is_empty() => format!("{origin}{path}?{r}"),
+        _ => format!("{origin}{path}"),
+    };
+    let mut links = vec![link(self_href, "self", GEOJSON, "This page")];
+    links.extend(extra);
+    if let Some(cursor) = next {
+        links.push(link(
+            format!("{origin}{}", next_href(path, raw, &cursor)),
+            "next",
+            GEOJSON,
+            "The next page",
+        ));
+    }
+    response(&Body {
+        kind: "FeatureCollection",
+        number_returned: features.len(),
+        time_stamp: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        links,
+        features,
+    })
 }
 
 #[cfg(test)]

@@ -171,6 +171,11 @@ impl<S: ScopeMarker> FromRequestParts<AppState> for Require<S> {
     }
 }
 
+/// Whether `ip` is one of `server.trusted_proxies`.
+pub fn is_trusted_proxy(state: &AppState, ip: &IpAddr) -> bool {
+    state.trusted_proxies.iter().any(|net| net.contains(ip))
+}
+
 /// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
 /// address in X-Forwarded-For that is not itself a trusted proxy.
 pub fn client_ip(
@@ -179,7 +184,7 @@ pub fn client_ip(
     state: &AppState,
 ) -> Option<IpAddr> {
     let peer = peer?.ip();
-    let trusted = |ip: &IpAddr| state.trusted_proxies.iter().any(|net| net.contains(ip));
+    let trusted = |ip: &IpAddr| is_trusted_proxy(state, ip);
     if !trusted(&peer) {
         return Some(peer);
     }

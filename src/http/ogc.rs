@@ -15,8 +15,9 @@ use crate::db::detections as detection_store;
 use crate::db::registry as registry_store;
 use crate::domain::search::{DetectionSearch, SearchLimits};
 use crate::error::{ApiError, ApiResult};
+use crate::http::geojson::{self, link};
 use crate::http::guard::RequireRead;
-use crate::http::params::{next_href, Origin};
+use crate::http::params::Origin;
 use crate::http::transmitters;
 use crate::state::AppState;
 
@@ -117,10 +118,6 @@ impl Collection {
             ],
         }
     }
-}
-
-fn link(href: String, rel: &str, media: &str, title: &str) -> Value {
-    json!({"href": href, "rel": rel, "type": media, "title": title})
 }
 
 fn json_response(body: Value, media: &'static str) -> Response {
@@ -366,11 +363,6 @@ async fn items(
         max_limit: q.max_limit,
     };
     let internal = translate(c, raw.as_deref(), limits)?;
-    let page = ItemsPage {
-        origin: &origin,
-        collection: c,
-        raw: raw.as_deref(),
-    };
     match c {
         Collection::Detections => {
             let pairs = form_urlencoded::parse(internal.as_bytes());
@@ -384,7 +376,7 @@ async fn items(
             let next = rows.last().filter(|_| has_more).map(|r| r.id.to_string());
             // Serialised straight from the rows: a page of 1000 is ~1 MiB of JSON.
             let features: Vec<_> = rows.iter().map(crate::http::detections::feature).collect();
-            Ok(page.respond(&features, next))
+            Ok(items_page(&origin, c, raw.as_deref(), &features, next))
         }
         Collection::Transmitters => {
             let search = transmitters::parse_search(
@@ -402,67 +394,27 @@ async fn items(
                 .filter(|_| has_more)
                 .map(transmitters::cursor_of);
             let features: Vec<Value> = rows.iter().map(transmitter_feature).collect();
-            Ok(page.respond(&features, next))
+            Ok(items_page(&origin, c, raw.as_deref(), &features, next))
         }
     }
 }
 
-/// One items page of a collection, answered to the query `raw`.
-struct ItemsPage<'a> {
-    origin: &'a str,
-    collection: Collection,
-    raw: Option<&'a str>,
-}
-
-impl ItemsPage<'_> {
-    fn respond<F: serde::Serialize>(&self, features: &[F], next: Option<String>) -> Response {
-        #[derive(serde::Serialize)]
-        struct Body<'b, F> {
-            #[serde(rename = "type")]
-            kind: &'static str,
-            #[serde(rename = "numberReturned")]
-            number_returned: usize,
-            #[serde(rename = "timeStamp")]
-            time_stamp: String,
-            links: Vec<Value>,
-            features: &'b [F],
-        }
-        let (origin, id) = (self.origin, self.collection.id());
-        let path = format!("/ogc/collections/{id}/items");
-        let self_href = match self.raw {
-            Some(r) if !r.is_empty() => format!("{origin}{path}?{r}"),
-            _ => format!("{origin}{path}"),
-        };
-        let mut links = vec![
-            link(self_href, "self", GEOJSON, "This page"),
-            link(
-                format!("{origin}/ogc/collections/{id}"),
-                "collection",
-                JSON,
-                "The collection",
-            ),
-        ];
-        if let Some(cursor) = next {
-            links.push(link(
-                format!("{origin}{}", next_href(&path, self.raw, &cursor)),
-                "next",
-                GEOJSON,
-                "The next page",
-            ));
-        }
-        let body = Body {
-            kind: "FeatureCollection",
-            number_returned: features.len(),
-            time_stamp: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
-            links,
-            features,
-        };
-        let mut response = Json(body).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(GEOJSON));
-        response
-    }
+/// One items page of a collection: absolute links, and one back to the collection.
+fn items_page(
+    origin: &str,
+    c: Collection,
+    raw: Option<&str>,
+    features: &[impl serde::Serialize],
+    next: Option<String>,
+) -> Response {
+    let collection = link(
+        format!("{origin}/ogc/collections/{}", c.id()),
+        "collection",
+        JSON,
+        "The collection",
+    );
+    let path = format!("/ogc/collections/{}/items", c.id());
+    geojson::page(origin, &path, raw, features, next, vec![collection])
 }
 
 /// A registry row with its integer id as the feature id, and its REST key as a property.

@@ -64,10 +64,7 @@ impl axum::extract::FromRequestParts<crate::state::AppState> for Origin {
         let peer_trusted = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .is_some_and(|c| {
-                let ip = c.0.ip();
-                state.trusted_proxies.iter().any(|net| net.contains(&ip))
-            });
+            .is_some_and(|c| super::guard::is_trusted_proxy(state, &c.0.ip()));
         let forwarded_proto = parts
             .headers
             .get("x-forwarded-proto")

@@ -173,8 +173,7 @@ fn matches_tag(headers: &HeaderMap, etag: &str) -> bool {
 /// Tiles may be kept by the browser but must be revalidated (a cheap 304): they change with
 /// every commit in their area.
 fn cache_control(state: &AppState) -> HeaderValue {
-    let auth = &state.settings.auth;
-    if auth.anonymous_read || auth.public_read {
+    if state.auth.anonymous_read {
         HeaderValue::from_static("public, no-cache")
     } else {
         HeaderValue::from_static("private, no-cache")

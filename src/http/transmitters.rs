@@ -244,10 +244,12 @@ pub(crate) async fn list(
     let next = rows.last().filter(|_| has_more).map(cursor_of);
     let features: Vec<Value> = rows.iter().map(|r| feature(r, None)).collect();
     Ok(geojson::page(
+        "",
         "/api/v1/transmitters",
         raw.as_deref(),
         &features,
         next,
+        Vec::new(),
     ))
 }
 

@@ -122,10 +122,9 @@ async fn index(state: State<AppState>) -> Response {
 }
 
 async fn config(State(state): State<AppState>) -> Response {
-    let auth = &state.settings.auth;
     let mut response = Json(json!({
         "basemap_style_url": state.settings.map.basemap_style_url,
-        "public_read": auth.anonymous_read || auth.public_read,
+        "public_read": state.auth.anonymous_read,
         "maplibre_version": MAPLIBRE_VERSION,
         "version": env!("CARGO_PKG_VERSION"),
     }))
