@@ -36,7 +36,19 @@ impl Application {
         crate::telemetry::metrics_handle();
         let (pool, probe_pool) =
             db::api_pools(database_url, &settings.database).context("invalid database URL")?;
-        let state = AppState::new(settings, lifecycle, pool, probe_pool);
+        let replica = match &settings.database.read_url {
+            None => None,
+            Some(url) => {
+                let (pool, probe) =
+                    db::api_pools(url, &settings.database).context("invalid database.read_url")?;
+                Some(Arc::new(db::replica::Replica::new(
+                    pool,
+                    probe,
+                    settings.database.read_max_lag_secs,
+                )))
+            }
+        };
+        let state = AppState::new(settings, lifecycle, pool, probe_pool, replica);
         Ok(Self {
             listener,
             metrics_listener,
@@ -73,6 +85,14 @@ impl Application {
         let shutdown = state.lifecycle.shutdown_token();
         tokio::spawn(prepare_database(state.clone()));
         tokio::spawn(monitor_database(state.clone()));
+        if let Some(replica) = state.replica() {
+            tokio::spawn(db::replica::watch(
+                Arc::clone(replica),
+                Duration::from_secs(1),
+                Duration::from_millis(state.settings.database.health_timeout_ms),
+                shutdown.clone(),
+            ));
+        }
         tokio::spawn(crate::analysis::registry::run_in_serve(
             state.pool().clone(),
             state.settings.registry.clone(),
@@ -94,6 +114,7 @@ impl Application {
 
         let drain = Duration::from_secs(state.settings.server.drain_timeout_secs);
         let pool = state.pool().clone();
+        let replica = state.replica().cloned();
         let settings = Arc::clone(&state.settings);
         let outcome = crate::http::server::serve(
             listener,
@@ -104,7 +125,10 @@ impl Application {
         )
         .await;
         metrics_server.abort();
-        pool.close().await;
+        pool.inner().close().await;
+        if let Some(replica) = replica {
+            replica.pool().inner().close().await;
+        }
         tracing::info!("database pool closed");
         outcome
     }
@@ -121,7 +145,7 @@ async fn prepare_database(state: AppState) {
     loop {
         attempt += 1;
         let result = if settings.migrate_on_start {
-            migrate(state.pool()).await.map_err(|e| e.to_string())
+            db::migrate(state.pool()).await.map_err(|e| e.to_string())
         } else {
             match db::migrations_current(state.pool()).await {
                 Ok(true) => Ok(()),
@@ -153,20 +177,6 @@ async fn prepare_database(state: AppState) {
             }
         }
     }
-}
-
-/// Applies migrations on one connection of the API pool with no statement timeout (a migration
-/// may rightly take longer than any request), then gives the connection its default back.
-async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
-    let mut conn = pool.acquire().await?;
-    sqlx::query("SET statement_timeout = 0")
-        .execute(&mut *conn)
-        .await?;
-    let migrated = db::MIGRATOR.run_direct(&mut *conn).await;
-    sqlx::query("RESET statement_timeout")
-        .execute(&mut *conn)
-        .await?;
-    Ok(migrated?)
 }
 
 /// Keeps `shadowcheck_db_health` current even when nobody probes readiness, prunes idle

@@ -12,7 +12,6 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use rand::distributions::{Alphanumeric, DistString};
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 
 use crate::config::{AuthSettings, RateLimitSettings};
@@ -185,7 +184,7 @@ impl Authenticator {
     }
 
     /// The principal for a presented key, or why it was refused.
-    pub async fn verify(&self, pool: &PgPool, presented: &str) -> Result<Principal, AuthError> {
+    pub async fn verify(&self, pool: &db::Pool, presented: &str) -> Result<Principal, AuthError> {
         let hash = hash_key(presented);
         if let Some(bootstrap) = &self.bootstrap {
             if bool::from(bootstrap.ct_eq(&hash)) {
@@ -203,7 +202,8 @@ impl Authenticator {
                 }
             }
         }
-        let found = db::observe("find_api_key", db::keys::find_by_hash(pool, &hash))
+        let mut conn = pool.acquire().await.map_err(AuthError::Database)?;
+        let found = db::observe("find_api_key", db::keys::find_by_hash(&mut *conn, &hash))
             .await
             .map_err(AuthError::Database)?;
         let Some((record, stored)) = found else {
@@ -225,7 +225,10 @@ impl Authenticator {
                 .filter_map(|s| s.parse().ok())
                 .collect(),
         };
-        let _ = db::keys::touch(pool, record.id).await;
+        // Best effort: a failed touch must not refuse a valid key.
+        if db::keys::touch(&mut *conn, record.id).await.is_ok() {
+            let _ = conn.commit().await;
+        }
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_LIMIT {
                 cache.clear();

@@ -291,6 +291,13 @@ pub struct TlsSettings {
     pub key_file: Option<PathBuf>,
 }
 
+/// An empty value (an empty secret file, `VAR=`) means unset: the compose stack mounts an empty
+/// read URL when there is no replica.
+fn empty_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    let value: Option<String> = Option::deserialize(d)?;
+    Ok(value.filter(|v| !v.trim().is_empty()).map(Secret::new))
+}
+
 /// Accepts a list or a comma-separated string (how lists arrive from environment variables).
 fn comma_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -400,6 +407,9 @@ pub struct ServerSettings {
     /// sent when TLS is terminated in-process).
     pub hsts: bool,
     pub tls: TlsSettings,
+    /// How many API processes serve this database (the compose `scale` profile sets it).
+    /// Only checked: more than one cannot use the embedded database.
+    pub api_replicas: u32,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -428,6 +438,18 @@ pub struct DatabaseSettings {
     /// Longest any one statement of the API may run (PostgreSQL `statement_timeout`), so a
     /// costly query cannot hold connections from everyone else; 0 means unbounded.
     pub statement_timeout_ms: u64,
+    /// A streaming replica (or a pooler in front of one) for reads: searches, tiles, OGC API
+    /// and exports. Writes and reads of one's own writes stay on `url`. When it is down or
+    /// lags more than `read_max_lag_secs`, reads go to `url` instead (logged and counted).
+    #[serde(deserialize_with = "empty_is_none")]
+    pub read_url: Option<Secret>,
+    /// Replay lag beyond which reads leave the replica for the primary; 0 = any lag.
+    pub read_max_lag_secs: u64,
+    /// The URLs point at a transaction-mode pooler (PgBouncer `pool_mode = transaction`):
+    /// every statement runs inside an explicit transaction (the server is only ours until
+    /// the transaction ends), prepared statements are not cached, and the statement timeout
+    /// is set per transaction instead of as a start-up parameter (PgBouncer refuses those).
+    pub transaction_pooler: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -504,6 +526,7 @@ impl Default for ServerSettings {
             cors_allowed_origins: Vec::new(),
             hsts: false,
             tls: TlsSettings::default(),
+            api_replicas: 1,
         }
     }
 }
@@ -523,6 +546,9 @@ impl Default for DatabaseSettings {
             retry_max_ms: 10_000,
             retry_max_attempts: 0,
             statement_timeout_ms: 30_000,
+            read_url: None,
+            read_max_lag_secs: 30,
+            transaction_pooler: false,
         }
     }
 }
@@ -798,14 +824,36 @@ impl Settings {
         if !(0.0..=1.0).contains(&self.otel.sample_ratio) {
             return bad("otel.sample_ratio", "must be between 0 and 1");
         }
-        if let Some(url) = &self.database.url {
-            let u = url.expose();
-            if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+        for (key, url) in [
+            ("database.url", &self.database.url),
+            ("database.read_url", &self.database.read_url),
+        ] {
+            if let Some(url) = url {
+                let u = url.expose();
+                if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                    return bad(key, "must start with postgres:// or postgresql://");
+                }
+            }
+        }
+        if self.database.url.is_none() {
+            // The embedded cluster lives in one process's data directory: it cannot be shared.
+            if self.server.api_replicas > 1 {
                 return bad(
-                    "database.url",
-                    "must start with postgres:// or postgresql://",
+                    "server.api_replicas",
+                    "more than one API replica needs database.url (DATABASE_URL): the embedded \
+                     database belongs to a single process",
                 );
             }
+            if self.database.read_url.is_some() || self.database.transaction_pooler {
+                return bad(
+                    "database.read_url",
+                    "read_url and transaction_pooler need database.url: the embedded database \
+                     has no replica or pooler",
+                );
+            }
+        }
+        if self.server.api_replicas == 0 {
+            return bad("server.api_replicas", "must be at least 1");
         }
         Ok(())
     }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::db::Pool;
 use chrono::{DateTime, Datelike, TimeZone, Utc};
-use sqlx::PgPool;
 
 use crate::config::{RetentionSettings, Settings};
 use crate::lifecycle::Lifecycle;
@@ -34,7 +34,7 @@ pub enum RetentionOutcome {
 
 /// One retention pass: drops the partitions older than the cutoff, logs each and counts them.
 pub async fn apply_retention(
-    pool: &PgPool,
+    pool: &Pool,
     settings: &RetentionSettings,
     now: DateTime<Utc>,
 ) -> Result<RetentionOutcome, sqlx::Error> {
@@ -148,7 +148,7 @@ pub fn report_storage(backup_dir: Option<&Path>, volumes: &[(String, PathBuf)]) 
 /// `serve`'s share: retention every `interval_secs` once the database is there. Stops, saying
 /// why once, when the role may not drop partitions.
 pub async fn retention_in_serve(
-    pool: PgPool,
+    pool: Pool,
     settings: RetentionSettings,
     lifecycle: Arc<Lifecycle>,
 ) {
@@ -224,7 +224,7 @@ pub async fn run(settings: Settings, url: crate::config::Secret) -> anyhow::Resu
             () = shutdown.cancelled() => {}
         }
     }
-    pool.close().await;
+    pool.inner().close().await;
     server.abort();
     tracing::info!("maintenance stopped");
     Ok(())

@@ -4,8 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::pool::PoolConnection;
-use sqlx::{PgPool, Postgres};
+use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::{Authenticator, ClientLimiter};
@@ -80,6 +79,8 @@ pub struct AppState {
     pub exports: Arc<Semaphore>,
     ingest: Ingest,
     pool: db::Pool,
+    /// Reads: the replica (`database.read_url`) while usable, else `pool`.
+    reads: db::replica::Reads,
     /// The readiness probe's own connection: a full request pool does not fail it.
     probe_pool: PgPool,
     health_cache: Arc<Mutex<CachedHealth>>,
@@ -90,8 +91,9 @@ impl AppState {
     pub fn new(
         settings: Settings,
         lifecycle: Arc<Lifecycle>,
-        pool: PgPool,
+        pool: db::Pool,
         probe_pool: PgPool,
+        replica: Option<Arc<db::replica::Replica>>,
     ) -> Self {
         // Validated at load: every entry parses.
         let trusted_proxies = settings
@@ -104,7 +106,7 @@ impl AppState {
                     .or_else(|| p.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
             })
             .collect();
-        let pool = db::Pool::new(pool, settings.database.max_connections);
+        let reads = db::replica::Reads::new(pool.clone(), replica);
         let ingest = Ingest::new(
             pool.clone(),
             Arc::new(settings.privacy.policy()),
@@ -131,6 +133,7 @@ impl AppState {
             exporters: Arc::default(),
             ingest,
             pool,
+            reads,
             probe_pool,
             health_cache: Arc::new(Mutex::new(None)),
         }
@@ -158,16 +161,36 @@ impl AppState {
         Ok(&self.ingest)
     }
 
-    /// The pool itself (for code that manages its own connections), once started.
-    pub fn database(&self) -> Result<&PgPool, ApiError> {
+    /// The primary's pool (for code that manages its own connections), once started.
+    pub fn database(&self) -> Result<&db::Pool, ApiError> {
         self.started()?;
-        Ok(self.pool.inner())
+        Ok(&self.pool)
     }
 
-    /// A pooled connection for one request; waits at most `database.acquire_timeout_ms`.
-    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, ApiError> {
+    /// A checkout for a read that may be a little behind (searches, tiles, OGC API, exports):
+    /// the replica while it is usable, else the primary. Waits at most
+    /// `database.acquire_timeout_ms`.
+    pub async fn read(&self) -> Result<db::Conn, ApiError> {
+        self.started()?;
+        Ok(self.reads.acquire().await?.0)
+    }
+
+    /// A checkout on the primary, for reads that must see this service's own latest writes
+    /// (settings an operator just changed). Writes use `begin`.
+    pub async fn acquire(&self) -> Result<db::Conn, ApiError> {
         self.started()?;
         Ok(self.pool.acquire().await?)
+    }
+
+    /// A transaction on the primary for writes; commit it before answering.
+    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, ApiError> {
+        self.started()?;
+        Ok(self.pool.begin().await?)
+    }
+
+    /// The read replica, when `database.read_url` is set.
+    pub fn replica(&self) -> Option<&Arc<db::replica::Replica>> {
+        self.reads.replica()
     }
 
     /// Database round-trip latency, cached for up to a second so probes cannot overload it.
@@ -189,7 +212,7 @@ impl AppState {
         self.pool.stats()
     }
 
-    pub fn pool(&self) -> &PgPool {
-        self.pool.inner()
+    pub fn pool(&self) -> &db::Pool {
+        &self.pool
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
-use sqlx::{Acquire, PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::db;
@@ -18,9 +18,12 @@ const MAX_FIXES: i64 = 5_000;
 
 /// Scores at most `batch` queued pairs that have settled for `settle_ms`, in one transaction
 /// and a fixed number of statements whatever the batch size. Returns how many were taken.
-pub async fn score_once(pool: &PgPool, batch: u32, settle_ms: u64) -> Result<usize, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    let mut tx = conn.begin().await?;
+pub async fn score_once(
+    pool: &crate::db::Pool,
+    batch: u32,
+    settle_ms: u64,
+) -> Result<usize, sqlx::Error> {
+    let mut tx = pool.begin().await?;
     let claimed = db::following::claim_pairs(&mut tx, i64::from(batch), settle_ms as i64).await?;
     if claimed.is_empty() {
         tx.commit().await?;

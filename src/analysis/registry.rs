@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::{Acquire, PgPool};
-
 use crate::config::RegistrySettings;
 use crate::db;
 use crate::domain::registry::{Entry, TransmitterKey};
@@ -18,9 +16,8 @@ use super::following;
 
 /// Folds at most `chunk` queued detections into the registry in one transaction. Returns how
 /// many were folded; `None` when another updater holds the lock.
-pub async fn fold_once(pool: &PgPool, chunk: u32) -> Result<Option<usize>, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    let mut tx = conn.begin().await?;
+pub async fn fold_once(pool: &db::Pool, chunk: u32) -> Result<Option<usize>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
     if !db::registry::try_lock_updater(&mut tx).await? {
         return Ok(None);
     }
@@ -58,7 +55,7 @@ pub async fn fold_once(pool: &PgPool, chunk: u32) -> Result<Option<usize>, sqlx:
     Ok(Some(sightings.len()))
 }
 
-async fn record_lag(pool: &PgPool) {
+async fn record_lag(pool: &db::Pool) {
     let Ok(mut conn) = pool.acquire().await else {
         return;
     };
@@ -72,7 +69,7 @@ async fn record_lag(pool: &PgPool) {
 /// The updater inside `serve`: starts once the database is ready, runs until shutdown. A
 /// transaction cut short by shutdown rolls back, leaving its detections queued.
 pub async fn run_in_serve(
-    pool: PgPool,
+    pool: db::Pool,
     settings: RegistrySettings,
     lifecycle: Arc<Lifecycle>,
     ingest: Arc<IngestActivity>,

@@ -42,13 +42,11 @@ pub async fn import(
     } else {
         let (url, embedded) = super::database(&settings).await?;
         let pool = crate::db::lazy_pool(&url, &settings.database)?;
-        crate::db::MIGRATOR
-            .run(&pool)
+        crate::db::migrate(&pool)
             .await
             .context("migration failed")?;
-        let shared = crate::db::Pool::new(pool.clone(), settings.database.max_connections);
         (
-            Ingest::new(shared, privacy, &settings.ingest),
+            Ingest::new(pool.clone(), privacy, &settings.ingest),
             Some(pool),
             embedded,
         )
@@ -64,7 +62,7 @@ pub async fn import(
         }
     }
     if let Some(pool) = pool {
-        pool.close().await;
+        pool.inner().close().await;
     }
     if let Some(mut pg) = embedded {
         tokio::task::spawn_blocking(move || pg.stop()).await??;

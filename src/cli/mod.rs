@@ -251,11 +251,10 @@ async fn serve(settings: Settings, exporters: Arc<Exporters>) -> anyhow::Result<
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
     let (url, embedded) = database(&settings).await?;
     let pool = crate::db::lazy_pool(&url, &settings.database)?;
-    crate::db::MIGRATOR
-        .run(&pool)
+    crate::db::migrate(&pool)
         .await
         .context("migration failed")?;
-    pool.close().await;
+    pool.inner().close().await;
     tracing::info!("migrations applied");
     if let Some(mut pg) = embedded {
         tokio::task::spawn_blocking(move || pg.stop()).await??;
@@ -267,24 +266,25 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
 /// once, so the one-command quick start can ingest right away.
 async fn first_run_key(url: &Secret, settings: &Settings) -> anyhow::Result<()> {
     let pool = crate::db::lazy_pool(url, &settings.database)?;
-    crate::db::MIGRATOR
-        .run(&pool)
+    crate::db::migrate(&pool)
         .await
         .context("migration failed")?;
-    if crate::db::keys::count_active(&pool).await? == 0 {
+    let mut tx = pool.begin().await?;
+    if crate::db::keys::count_active(&mut *tx).await? == 0 {
         let key = crate::auth::NewKey::generate();
         let scopes: Vec<String> = crate::auth::Scope::ALL
             .iter()
             .map(|s| s.to_string())
             .collect();
-        crate::db::keys::insert(&pool, "initial-admin", &key.prefix, &key.hash, &scopes).await?;
+        crate::db::keys::insert(&mut *tx, "initial-admin", &key.prefix, &key.hash, &scopes).await?;
+        tx.commit().await?;
         eprintln!(
             "\n  ShadowCheck created an admin API key (shown only this once; create more with `shadowcheck keys create`):\n\n    {}\n\n  Send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`.\n",
             key.secret
         );
         tracing::info!(name = "initial-admin", prefix = %key.prefix, "created the first API key");
     }
-    pool.close().await;
+    pool.inner().close().await;
     Ok(())
 }
 
@@ -292,20 +292,25 @@ async fn keys(settings: Settings, action: KeysAction) -> anyhow::Result<()> {
     let (url, embedded) = database(&settings).await?;
     let pool = crate::db::lazy_pool(&url, &settings.database)?;
     if embedded.is_some() {
-        crate::db::MIGRATOR
-            .run(&pool)
+        crate::db::migrate(&pool)
             .await
             .context("migration failed")?;
     }
-    let result = run_keys(&pool, action).await;
-    pool.close().await;
+    // One transaction per command: the same directly and through a transaction-mode pooler.
+    let result = async {
+        let mut tx = pool.begin().await?;
+        run_keys(&mut tx, action).await?;
+        Ok::<_, anyhow::Error>(tx.commit().await?)
+    }
+    .await;
+    pool.inner().close().await;
     if let Some(mut pg) = embedded {
         tokio::task::spawn_blocking(move || pg.stop()).await??;
     }
     result
 }
 
-async fn run_keys(pool: &sqlx::PgPool, action: KeysAction) -> anyhow::Result<()> {
+async fn run_keys(conn: &mut sqlx::PgConnection, action: KeysAction) -> anyhow::Result<()> {
     use crate::auth::{NewKey, Scope};
     match action {
         KeysAction::Create { name, scopes } => {
@@ -320,7 +325,8 @@ async fn run_keys(pool: &sqlx::PgPool, action: KeysAction) -> anyhow::Result<()>
                 anyhow::bail!("--name must be 1 to 64 characters");
             }
             let key = NewKey::generate();
-            match crate::db::keys::insert(pool, &name, &key.prefix, &key.hash, &parsed).await {
+            match crate::db::keys::insert(&mut *conn, &name, &key.prefix, &key.hash, &parsed).await
+            {
                 Ok(record) => {
                     eprintln!(
                         "created key `{}` (prefix {}, scopes {}); it is shown only now:",
@@ -346,7 +352,7 @@ async fn run_keys(pool: &sqlx::PgPool, action: KeysAction) -> anyhow::Result<()>
                 t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                     .unwrap_or_else(|| "-".into())
             };
-            for k in crate::db::keys::list(pool).await? {
+            for k in crate::db::keys::list(&mut *conn).await? {
                 println!(
                     "{:<24} {:<12} {:<20} {:<25} {:<25} {}",
                     k.name,
@@ -360,7 +366,7 @@ async fn run_keys(pool: &sqlx::PgPool, action: KeysAction) -> anyhow::Result<()>
             Ok(())
         }
         KeysAction::Revoke { name_or_prefix } => {
-            match crate::db::keys::revoke(pool, &name_or_prefix).await? {
+            match crate::db::keys::revoke(&mut *conn, &name_or_prefix).await? {
                 Some(k) => {
                     eprintln!("revoked key `{}` (prefix {})", k.name, k.key_prefix);
                     Ok(())

@@ -16,19 +16,21 @@ use crate::domain::{Detection, Position};
 
 /// Makes sure a monthly partition exists for every month in the batch. Runs outside the insert
 /// transaction so the DDL commits on its own and never holds locks across a long insert.
+/// Each statement commits on its own (directly connected) or together (through a pooler).
 pub async fn ensure_partitions(
-    conn: &mut PgConnection,
+    pool: &super::Pool,
     detections: &[Detection],
 ) -> Result<(), sqlx::Error> {
     let months: BTreeSet<NaiveDate> = detections
         .iter()
         .filter_map(|d| NaiveDate::from_ymd_opt(d.detected_at.year(), d.detected_at.month(), 1))
         .collect();
+    let mut conn = pool.acquire().await?;
     for month in months {
         let query = sqlx::query(r#"SELECT sigint.ensure_partition($1)"#).bind(month);
         crate::db::observe("ensure_partition", query.execute(&mut *conn)).await?;
     }
-    Ok(())
+    conn.commit().await
 }
 
 /// `INSERT ... SELECT FROM UNNEST(<one array per field>)`, derived from the field table once.

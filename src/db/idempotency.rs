@@ -2,7 +2,7 @@
 //! replay. Keys are scoped to the caller (the API key), so callers never see each other's.
 
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 /// What a key's row says when this request did not create it.
 pub enum Claim {
@@ -72,14 +72,15 @@ pub async fn complete(
 
 /// Forgets keys older than `ttl_hours`: a retry after that stores nothing twice anyway
 /// (natural-key dedup), it only no longer gets the identical first answer back.
-pub async fn purge(pool: &PgPool, ttl_hours: u32) -> Result<u64, sqlx::Error> {
+pub async fn purge(pool: &super::Pool, ttl_hours: u32) -> Result<u64, sqlx::Error> {
     let query = sqlx::query(
         r#"DELETE FROM sigint.idempotency_keys WHERE created_at < now() - make_interval(hours => $1)"#,
     )
     .bind(i32::try_from(ttl_hours).unwrap_or(i32::MAX));
-    Ok(
-        super::observe("purge_idempotency_keys", query.execute(pool))
-            .await?
-            .rows_affected(),
-    )
+    let mut tx = pool.begin().await?;
+    let purged = super::observe("purge_idempotency_keys", query.execute(&mut *tx))
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(purged)
 }

@@ -1,7 +1,6 @@
 //! SQL for `sigint.imports`: one row per finished file import, with its report.
 
 use serde_json::Value;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 pub struct ImportRecord<'a> {
@@ -12,7 +11,7 @@ pub struct ImportRecord<'a> {
     pub report: Value,
 }
 
-pub async fn record(pool: &PgPool, import: ImportRecord<'_>) -> Result<(), sqlx::Error> {
+pub async fn record(pool: &super::Pool, import: ImportRecord<'_>) -> Result<(), sqlx::Error> {
     let query = sqlx::query(
         r#"INSERT INTO sigint.imports (id, format, filename, source, report) VALUES ($1, $2, $3, $4, $5)"#,
     )
@@ -21,6 +20,7 @@ pub async fn record(pool: &PgPool, import: ImportRecord<'_>) -> Result<(), sqlx:
     .bind(import.filename)
     .bind(import.source)
     .bind(import.report);
-    super::observe("record_import", query.execute(pool)).await?;
-    Ok(())
+    let mut tx = pool.begin().await?;
+    super::observe("record_import", query.execute(&mut *tx)).await?;
+    tx.commit().await
 }

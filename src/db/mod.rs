@@ -7,6 +7,7 @@ pub mod idempotency;
 pub mod imports;
 pub mod keys;
 pub mod registry;
+pub mod replica;
 pub mod retention;
 pub mod tiles;
 
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::config::{DatabaseSettings, Secret};
 
@@ -42,6 +43,68 @@ pub struct Pool {
     inner: PgPool,
     max: u32,
     waiters: Arc<AtomicUsize>,
+    /// Behind a transaction-mode pooler: every checkout is a transaction (see `Conn`).
+    pinned: Option<Pinning>,
+}
+
+/// What a transaction-mode pooler needs from each checkout.
+#[derive(Clone, Debug)]
+struct Pinning {
+    /// `SET LOCAL statement_timeout = …`, as the pooler refuses it as a start-up parameter.
+    timeout: Option<String>,
+}
+
+/// One checkout for reads. Directly connected it is the pooled connection; behind a
+/// transaction-mode pooler it is a transaction, because sqlx prepares a statement and binds it
+/// in two exchanges each ended by `Sync`, and between them the pooler may hand our server
+/// connection to someone else: only an open transaction keeps it ours. Dropping it rolls the
+/// transaction back (sqlx flushes that when the connection returns to the pool), so writes go
+/// through `Pool::begin` and an explicit commit instead, or `Conn::commit`.
+pub enum Conn {
+    Direct(PoolConnection<Postgres>),
+    Pinned(Transaction<'static, Postgres>),
+}
+
+impl std::ops::Deref for Conn {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        match self {
+            Conn::Direct(c) => c,
+            Conn::Pinned(t) => t,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            Conn::Direct(c) => c,
+            Conn::Pinned(t) => t,
+        }
+    }
+}
+
+impl Conn {
+    /// Closes the connection instead of returning it to the pool, for a checkout whose query
+    /// may still be sending rows (an export whose reader left): draining them would hold a
+    /// pooled connection for as long as the query runs. Through a pooler the transaction is
+    /// rolled back instead, after the rows drain (sqlx does not let go of a transaction's
+    /// connection).
+    pub fn discard(self) {
+        match self {
+            Conn::Direct(c) => drop(c.detach()),
+            Conn::Pinned(t) => drop(t),
+        }
+    }
+
+    /// Makes what was written on this checkout durable (a no-op when connected directly,
+    /// where each statement committed on its own).
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Conn::Direct(_) => Ok(()),
+            Conn::Pinned(t) => t.commit().await,
+        }
+    }
 }
 
 /// Decrements the waiter count even when the waiting request is cancelled.
@@ -54,19 +117,49 @@ impl Drop for WaiterGuard {
 }
 
 impl Pool {
-    pub fn new(inner: PgPool, max: u32) -> Self {
+    /// `settings` says whether the URL is a transaction-mode pooler and the statement timeout.
+    pub fn new(inner: PgPool, settings: &DatabaseSettings) -> Self {
+        let pinned = settings.transaction_pooler.then(|| Pinning {
+            timeout: (settings.statement_timeout_ms > 0).then(|| {
+                format!(
+                    "SET LOCAL statement_timeout = {}",
+                    settings.statement_timeout_ms
+                )
+            }),
+        });
         Self {
             inner,
-            max,
+            max: settings.max_connections,
             waiters: Arc::new(AtomicUsize::new(0)),
+            pinned,
         }
     }
 
-    /// A pooled connection; waits at most the pool's acquire timeout.
-    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+    /// A checkout for reads (see `Conn`); waits at most the pool's acquire timeout.
+    pub async fn acquire(&self) -> Result<Conn, sqlx::Error> {
+        if self.pinned.is_some() {
+            return Ok(Conn::Pinned(self.begin().await?));
+        }
         self.waiters.fetch_add(1, Ordering::SeqCst);
         let _guard = WaiterGuard(Arc::clone(&self.waiters));
-        self.inner.acquire().await
+        Ok(Conn::Direct(self.inner.acquire().await?))
+    }
+
+    /// A transaction on its own connection, for writes; commit it explicitly.
+    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let guard = WaiterGuard(Arc::clone(&self.waiters));
+        let mut tx = self.inner.begin().await?;
+        drop(guard);
+        if let Some(Pinning { timeout: Some(set) }) = &self.pinned {
+            sqlx::query(set).execute(&mut *tx).await?;
+        }
+        Ok(tx)
+    }
+
+    /// Behind a transaction-mode pooler (no session state survives a transaction).
+    pub fn is_pinned(&self) -> bool {
+        self.pinned.is_some()
     }
 
     pub fn inner(&self) -> &PgPool {
@@ -88,31 +181,70 @@ impl Pool {
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Applies pending migrations in one transaction that holds a transaction-level advisory lock,
+/// so it works the same directly and through a transaction-mode pooler (sqlx's own lock is a
+/// session lock, which a pooler would leave on some other client's server connection); no
+/// statement timeout applies, as a migration may rightly take longer than any request.
+/// Either every pending migration lands or none does.
+pub async fn migrate(pool: &Pool) -> Result<(), sqlx::migrate::MigrateError> {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_locking(false);
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('shadowcheck.migrate'))")
+        .execute(&mut *tx)
+        .await?;
+    migrator.run_direct(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// A pool that connects lazily: the process starts (and answers probes) without a database,
 /// and broken connections are tested and replaced on acquire.
-pub fn lazy_pool(url: &Secret, settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
+pub fn lazy_pool(url: &Secret, settings: &DatabaseSettings) -> Result<Pool, sqlx::Error> {
+    let options = connect_options(url, settings)?;
+    Ok(Pool::new(build_pool(options, settings)?, settings))
+}
+
+/// The URL's options as this service uses them. Behind a transaction-mode pooler, no statement
+/// cache (a prepared statement lives on one server connection, which is ours for one
+/// transaction only) and no `extra_float_digits` start-up parameter (PgBouncer refuses unknown
+/// ones; PostgreSQL 12+ prints floats exactly without it).
+fn connect_options(
+    url: &Secret,
+    settings: &DatabaseSettings,
+) -> Result<PgConnectOptions, sqlx::Error> {
     let options: PgConnectOptions = url.expose().parse()?;
-    build_pool(options.application_name("shadowcheck"), settings)
+    let options = options.application_name("shadowcheck");
+    Ok(if settings.transaction_pooler {
+        options.statement_cache_capacity(0).extra_float_digits(None)
+    } else {
+        options
+    })
 }
 
 /// The API's pools: one for requests, every statement bounded by `statement_timeout_ms`; and a
 /// single connection of its own for the readiness probe, so a full pool does not fail it.
-pub fn api_pools(
-    url: &Secret,
-    settings: &DatabaseSettings,
-) -> Result<(PgPool, PgPool), sqlx::Error> {
-    let options: PgConnectOptions = url.expose().parse()?;
-    let options = options.application_name("shadowcheck");
-    let requests = match settings.statement_timeout_ms {
-        0 => options.clone(),
-        ms => options
-            .clone()
-            .options([("statement_timeout", format!("{ms}ms"))]),
+/// A pooler gets the timeouts per transaction (`Pool::begin`); the probe's `SELECT 1` needs none.
+pub fn api_pools(url: &Secret, settings: &DatabaseSettings) -> Result<(Pool, PgPool), sqlx::Error> {
+    let options = connect_options(url, settings)?;
+    let (requests, probe) = if settings.transaction_pooler {
+        (options.clone(), options)
+    } else {
+        let requests = match settings.statement_timeout_ms {
+            0 => options.clone(),
+            ms => options
+                .clone()
+                .options([("statement_timeout", format!("{ms}ms"))]),
+        };
+        let probe = options.options([(
+            "statement_timeout",
+            format!("{}ms", settings.health_timeout_ms),
+        )]);
+        (requests, probe)
     };
-    let probe = options.options([(
-        "statement_timeout",
-        format!("{}ms", settings.health_timeout_ms),
-    )]);
     let probe_settings = DatabaseSettings {
         max_connections: 1,
         min_connections: 0,
@@ -120,7 +252,7 @@ pub fn api_pools(
         ..settings.clone()
     };
     Ok((
-        build_pool(requests, settings)?,
+        Pool::new(build_pool(requests, settings)?, settings),
         build_pool(probe, &probe_settings)?,
     ))
 }
@@ -164,10 +296,16 @@ pub async fn observe<F: std::future::Future>(query: &'static str, operation: F) 
     output
 }
 
+/// Milliseconds with two decimals, for latencies in health answers.
+pub fn round_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
+}
+
 /// Round trip to the database, bounded so a silently dropped TCP connection cannot hang a probe.
 pub async fn ping(pool: &PgPool, timeout: Duration) -> Result<Duration, String> {
     let started = Instant::now();
-    let probe = observe("ping", sqlx::query("SELECT 1").execute(pool));
+    // The simple protocol: one message, so it works through a transaction-mode pooler too.
+    let probe = observe("ping", sqlx::raw_sql("SELECT 1").execute(pool));
     match tokio::time::timeout(timeout, probe).await {
         Ok(Ok(_)) => Ok(started.elapsed()),
         Ok(Err(e)) => Err(e.to_string()),
@@ -176,11 +314,12 @@ pub async fn ping(pool: &PgPool, timeout: Duration) -> Result<Duration, String> 
 }
 
 /// True when every migration this binary knows has been applied.
-pub async fn migrations_current(pool: &PgPool) -> Result<bool, sqlx::Error> {
+pub async fn migrations_current(pool: &Pool) -> Result<bool, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
     let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
     let applied: Option<i64> =
         sqlx::query_scalar(r#"SELECT max(version) FROM _sqlx_migrations WHERE success"#)
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await
             .or_else(|e| match &e {
                 // No bookkeeping table yet: nothing applied.

@@ -1,19 +1,21 @@
 //! Retention as DDL: whole monthly partitions are dropped, never rows deleted.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 
 /// Drops every monthly partition that ends on or before `cutoff`; returns their names. Needs
 /// the schema owner (the API role of the compose stack may not drop anything).
 pub async fn drop_partitions_before(
-    pool: &PgPool,
+    pool: &super::Pool,
     cutoff: DateTime<Utc>,
 ) -> Result<Vec<String>, sqlx::Error> {
     let query = sqlx::query_scalar::<_, String>(
         r#"SELECT dropped FROM sigint.drop_partitions_before($1) AS dropped ORDER BY dropped"#,
     )
     .bind(cutoff);
-    super::observe("drop_partitions_before", query.fetch_all(pool)).await
+    let mut tx = pool.begin().await?;
+    let dropped = super::observe("drop_partitions_before", query.fetch_all(&mut *tx)).await?;
+    tx.commit().await?;
+    Ok(dropped)
 }
 
 /// Whether an error is PostgreSQL refusing the role the privilege (42501).

@@ -225,7 +225,7 @@ pub(crate) async fn get_detections(
     };
     let search = DetectionSearch::parse(pairs, limits)
         .map_err(|e| ApiError::bad_parameter(&e.parameter, e.reason))?;
-    let mut conn = state.acquire().await?;
+    let mut conn = state.read().await?;
     let mut rows = store::search(&mut conn, &search).await?;
     let has_more = rows.len() > search.limit() as usize;
     rows.truncate(search.limit() as usize);
@@ -271,7 +271,7 @@ pub(crate) async fn get_detection(
             detail: "detection id must be a non-negative integer".into(),
             parameter: Some("id".into()),
         })?;
-    let mut conn = state.acquire().await?;
+    let mut conn = state.read().await?;
     match store::get(&mut conn, id).await? {
         Some(row) => Ok(geojson::response(&feature(&row))),
         None => Err(ApiError::NotFound {

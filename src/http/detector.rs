@@ -138,7 +138,7 @@ pub(crate) async fn threats(
             ))
         }
     };
-    let mut conn = state.acquire().await?;
+    let mut conn = state.read().await?;
     let mut rows = store::threats(
         &mut conn,
         &levels,
@@ -202,8 +202,9 @@ pub(crate) async fn allowlist_add(
     let key = TransmitterKey::parse(&input.radio, &input.identifier)
         .map_err(|why| bad_body("identifier", why))?;
     let note = text_field("note", input.note.as_deref(), false)?;
-    let mut conn = state.acquire().await?;
-    let (entry, new) = store::allow(&mut conn, &key, note.as_deref()).await?;
+    let mut tx = state.begin().await?;
+    let (entry, new) = store::allow(&mut tx, &key, note.as_deref()).await?;
+    tx.commit().await?;
     let status = if new {
         StatusCode::CREATED
     } else {
@@ -230,12 +231,13 @@ pub(crate) async fn allowlist_remove(
         detail: why,
         parameter: Some("identifier".into()),
     })?;
-    let mut conn = state.acquire().await?;
-    if !store::disallow(&mut conn, &key).await? {
+    let mut tx = state.begin().await?;
+    if !store::disallow(&mut tx, &key).await? {
         return Err(ApiError::NotFound {
             detail: format!("{} {} is not allow-listed", key.radio, key.identifier),
         });
     }
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -287,15 +289,16 @@ pub(crate) async fn zones_add(
     if !(input.radius_m.is_finite() && (1.0..=5_000.0).contains(&input.radius_m)) {
         return Err(bad_body("radius_m", "must be 1 to 5000 metres"));
     }
-    let mut conn = state.acquire().await?;
+    let mut tx = state.begin().await?;
     let z = store::add_zone(
-        &mut conn,
+        &mut tx,
         &name,
         input.latitude,
         input.longitude,
         input.radius_m,
     )
     .await?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(zone_json(&z))).into_response())
 }
 
@@ -316,11 +319,12 @@ pub(crate) async fn zones_remove(
         detail: "a safe zone id is an integer".into(),
         parameter: Some("id".into()),
     })?;
-    let mut conn = state.acquire().await?;
-    if !store::remove_zone(&mut conn, id).await? {
+    let mut tx = state.begin().await?;
+    if !store::remove_zone(&mut tx, id).await? {
         return Err(ApiError::NotFound {
             detail: format!("no safe zone {id}"),
         });
     }
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -46,7 +46,7 @@ pub async fn respond(
             ),
             retry_after_secs: 5,
         })?;
-    let mut conn = state.acquire().await?;
+    let mut conn = state.read().await?;
     let timeout = Duration::from_secs(state.settings.query.export_timeout_secs);
     let (tx, rx) = mpsc::channel::<Chunk>(IN_FLIGHT);
     tokio::spawn(async move {
@@ -110,7 +110,7 @@ pub async fn respond(
         if outcome != "complete" {
             // The query may still be sending rows: close the connection instead of draining
             // them into a pooled one.
-            drop(conn.detach());
+            conn.discard();
         }
         tracing::info!(
             format = format.name(),

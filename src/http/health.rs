@@ -1,7 +1,5 @@
 //! Probes. Liveness never touches the database; readiness does, bounded and cached.
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -9,6 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::db::round_ms;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -39,7 +38,7 @@ pub(crate) async fn get_startup(State(state): State<AppState>) -> Response {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/health/ready", tag = "health", responses((status = 200, description = "Ready: database reachable, migrations applied, not draining (503 otherwise)", body = Object),
+#[utoipa::path(get, path = "/api/v1/health/ready", tag = "health", responses((status = 200, description = "Ready: primary database reachable, migrations applied, not draining (503 otherwise); a read replica is reported but does not decide", body = Object),
         (status = 503, description = "Not ready", body = Object),))]
 pub(crate) async fn get_ready(State(state): State<AppState>) -> Response {
     let database = state.database_health().await;
@@ -57,6 +56,11 @@ pub(crate) async fn get_ready(State(state): State<AppState>) -> Response {
             "draining": {"status": if draining { "draining" } else { "ok" }},
         }
     });
+    // A replica out of use does not make this process unready: its reads go to the primary.
+    let mut body = body;
+    if let Some(replica) = state.replica() {
+        body["checks"]["replica"] = json!(replica.status());
+    }
     let status = if ready {
         StatusCode::OK
     } else {
@@ -65,17 +69,17 @@ pub(crate) async fn get_ready(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn round_ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
-}
-
 /// Everything an operator wants at a glance; nothing secret (no URLs, no keys).
-#[utoipa::path(get, path = "/api/v1/health/detailed", tag = "health", responses((status = 200, description = "Version, uptime, memory, database, pool and exporter state", body = Object),))]
+#[utoipa::path(get, path = "/api/v1/health/detailed", tag = "health", responses((status = 200, description = "Version, uptime, memory, database, pool, read replica and exporter state", body = Object),))]
 pub(crate) async fn get_detailed(State(state): State<AppState>) -> Response {
     let database = state.database_health().await;
     let started = state.lifecycle.is_started();
     let draining = state.lifecycle.is_draining();
-    let healthy = database.is_ok() && started && !draining;
+    // Reads still work without the replica, but an operator wants to know it is out of use.
+    let replica_ok = state
+        .replica()
+        .is_none_or(|r| r.status().status == crate::db::replica::Condition::Ok);
+    let healthy = database.is_ok() && started && !draining && replica_ok;
     Json(json!({
         "status": if healthy { "ok" } else { "degraded" },
         "version": crate::telemetry::VERSION,
@@ -89,6 +93,7 @@ pub(crate) async fn get_detailed(State(state): State<AppState>) -> Response {
             Err(e) => json!({"status": "error", "error": e}),
         },
         "pool": state.pool_stats(),
+        "replica": state.replica().map(|r| r.report()),
         "exporters": state.exporters.snapshot(),
     }))
     .into_response()

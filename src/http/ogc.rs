@@ -171,7 +171,7 @@ async fn conformance(_caller: RequireRead, RawQuery(raw): RawQuery) -> ApiResult
 /// Spatial and temporal extent of a collection: the registry's box (cheap: one row per
 /// transmitter) and the first and last detection (index ends).
 async fn extent(state: &AppState) -> ApiResult<Value> {
-    let mut conn = state.acquire().await?;
+    let mut conn = state.read().await?;
     let bounds = crate::db::tiles::detection_bounds(&mut conn).await?;
     let (first, last) = detection_store::time_extent(&mut conn).await?;
     let bbox = bounds.map_or([-180.0, -90.0, 180.0, 90.0], |b| {
@@ -368,7 +368,7 @@ async fn items(
             let pairs = form_urlencoded::parse(internal.as_bytes());
             let search = DetectionSearch::parse(pairs, limits)
                 .map_err(|e| ApiError::bad_parameter(&e.parameter, e.reason))?;
-            let mut conn = state.acquire().await?;
+            let mut conn = state.read().await?;
             let mut rows = detection_store::search(&mut conn, &search).await?;
             drop(conn);
             let has_more = rows.len() > search.limit() as usize;
@@ -384,7 +384,7 @@ async fn items(
                 limits.default_limit,
                 limits.max_limit,
             )?;
-            let mut conn = state.acquire().await?;
+            let mut conn = state.read().await?;
             let mut rows = registry_store::search(&mut conn, &search).await?;
             drop(conn);
             let has_more = rows.len() as i64 > search.limit;
@@ -441,7 +441,7 @@ async fn item(
         .ok_or_else(|| ApiError::NotFound {
             detail: format!("no feature `{fid}` in {} (ids are integers)", c.id()),
         })?;
-    let mut conn = state.acquire().await?;
+    let mut conn = state.read().await?;
     let mut feature = match c {
         Collection::Detections => detection_store::get(&mut conn, fid)
             .await?

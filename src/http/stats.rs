@@ -27,6 +27,6 @@ pub(crate) async fn get_stats(
     State(state): State<AppState>,
     _caller: RequireRead,
 ) -> ApiResult<Json<db::detections::Stats>> {
-    let mut conn = state.acquire().await?;
+    let mut conn = state.read().await?;
     Ok(Json(db::detections::stats(&mut conn).await?))
 }

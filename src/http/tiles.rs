@@ -226,7 +226,7 @@ pub(crate) async fn tile(
                 cell: store::EXTENT / map.tile_grid,
             };
             let started = Instant::now();
-            let mut conn = state.acquire().await?;
+            let mut conn = state.read().await?;
             let (bytes, kind) = match layer {
                 Layer::Detections => store::detections(&mut conn, coord, &search, shape).await?,
                 Layer::Transmitters => {
@@ -313,7 +313,7 @@ pub(crate) async fn tilejson(
     };
     let layer = Layer::parse(name)?;
     let (_, filters) = layer.filters(raw.as_deref())?;
-    let mut conn = state.acquire().await?;
+    let mut conn = state.read().await?;
     let bounds = store::detection_bounds(&mut conn).await?;
     drop(conn);
     let [w, s, e, n] = bounds.map_or([-180.0, -MAX_LAT, 180.0, MAX_LAT], |b| {

@@ -237,7 +237,7 @@ pub(crate) async fn list(
 ) -> ApiResult<Response> {
     let q = &state.settings.query;
     let search = parse_search(raw.as_deref(), q.default_limit, q.max_limit)?;
-    let mut conn = state.acquire().await?;
+    let mut conn = state.read().await?;
     let mut rows = store::search(&mut conn, &search).await?;
     let has_more = rows.len() as i64 > search.limit;
     rows.truncate(search.limit as usize);
@@ -281,7 +281,7 @@ pub(crate) async fn one(
         detail: why,
         parameter: Some("identifier".into()),
     })?;
-    let mut conn = state.acquire().await?;
+    let mut conn = state.read().await?;
     let Some(row) = store::get(&mut conn, &key).await? else {
         return Err(ApiError::NotFound {
             detail: format!(

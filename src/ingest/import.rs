@@ -162,7 +162,7 @@ impl Ingest {
             let body =
                 serde_json::to_value(&report).map_err(|e| IngestError::Internal(e.to_string()))?;
             db::imports::record(
-                pool.inner(),
+                pool,
                 db::imports::ImportRecord {
                     id: report.import_id,
                     format: &report.format,

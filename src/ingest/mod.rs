@@ -13,7 +13,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::Acquire;
 
 use crate::config::IngestSettings;
 use crate::db::{self, idempotency::Claim};
@@ -388,10 +387,9 @@ impl Ingest {
         idempotency: Option<&Idempotency>,
         mut report: IngestReport,
     ) -> Result<Receipt, IngestError> {
-        let mut conn = pool.acquire().await?;
         // Partitions are DDL: made (and committed) before the insert transaction starts.
-        db::detections::ensure_partitions(&mut conn, &valid).await?;
-        let mut tx = conn.begin().await?;
+        db::detections::ensure_partitions(pool, &valid).await?;
+        let mut tx = pool.begin().await?;
         if let Some(idem) = idempotency {
             if let Claim::Taken {
                 request_hash,

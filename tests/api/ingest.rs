@@ -405,7 +405,11 @@ async fn expired_idempotency_keys_are_purged_and_retries_still_store_nothing_twi
         .execute(&app.db)
         .await
         .expect("age");
-    let purged = shadowcheck::db::idempotency::purge(&app.db, 24)
+    let pool = shadowcheck::db::Pool::new(
+        app.db.clone(),
+        &shadowcheck::config::Settings::default().database,
+    );
+    let purged = shadowcheck::db::idempotency::purge(&pool, 24)
         .await
         .expect("purge");
     assert_eq!(purged, 1);

@@ -15,6 +15,7 @@ mod observability;
 mod partitions;
 mod query;
 mod quickstart;
+mod scale;
 mod security;
 mod stack;
 mod stack_tools;

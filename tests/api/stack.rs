@@ -319,7 +319,7 @@ fn prometheus_config_and_alert_rules_pass_promtool() {
     let dir = repo("docker/prometheus");
     promtool(&["check", "config", "prometheus.yml"], &dir);
     let out = promtool(&["check", "rules", "alerts.yml"], &dir);
-    assert!(out.contains("13 rules found"), "{out}");
+    assert!(out.contains("15 rules found"), "{out}");
     let out = promtool(&["test", "rules", "alerts.test.yml"], &dir);
     assert!(out.contains("SUCCESS"), "{out}");
     let alerts = std::fs::read_to_string(dir.join("alerts.yml")).expect("alerts");
@@ -337,6 +337,8 @@ fn prometheus_config_and_alert_rules_pass_promtool() {
         "RegistryFallingBehind",
         "DiskSpaceLow",
         "DiskSpaceCritical",
+        "ReadReplicaDown",
+        "ReadReplicaLagging",
     ] {
         assert!(alerts.contains(&format!("alert: {name}")), "{name}");
         let tests = std::fs::read_to_string(dir.join("alerts.test.yml")).expect("tests");
@@ -420,7 +422,14 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 #[tokio::test]
 async fn every_metric_used_by_rules_and_dashboards_is_exported() {
     let url = fresh_database().await;
-    let serve = ServeProcess::start(&[("DATABASE_URL", url.as_str())], None);
+    // The database doubles as its own read replica, so the replica's gauges are exported too.
+    let serve = ServeProcess::start(
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("SHADOWCHECK__DATABASE__READ_URL", url.as_str()),
+        ],
+        None,
+    );
     let client = crate::helpers::client();
     serve.wait_ready(&client).await;
     // One of each kind of traffic, so every histogram has been observed.
@@ -446,7 +455,9 @@ async fn every_metric_used_by_rules_and_dashboards_is_exported() {
             .text()
             .await
             .expect("text");
-        if text.contains("shadowcheck_registry_lag_seconds") {
+        if text.contains("shadowcheck_registry_lag_seconds")
+            && text.contains("shadowcheck_db_replica_lag_seconds")
+        {
             break text;
         }
         assert!(
@@ -651,9 +662,12 @@ async fn backup_wipe_restore_round_trip_keeps_every_detection() {
             .expect("rows");
     assert_eq!(after, before, "every detection restored, byte for byte");
     assert!(
-        shadowcheck::db::migrations_current(&pool)
-            .await
-            .expect("ledger"),
+        shadowcheck::db::migrations_current(&shadowcheck::db::Pool::new(
+            pool.clone(),
+            &shadowcheck::config::Settings::default().database
+        ))
+        .await
+        .expect("ledger"),
         "migration ledger restored"
     );
     // Restored partitions still accept new months through the partition function.

@@ -1,0 +1,597 @@
+//! Past one machine, on loopback with the real servers: a primary and a streaming replica made
+//! with `pg_basebackup` (reads served by the replica, proved by stopping the primary; a dead
+//! replica degrades reads to the primary), and ingest through the Debian PgBouncer in
+//! transaction pooling mode. Every server runs as the `postgres` user on 127.0.0.1.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use shadowcheck::db::embedded::{self, EmbeddedPostgres};
+use sqlx::{Connection, PgConnection};
+
+use crate::helpers::{shadowcheck, shared_temp_dir, ServeProcess, TEST_KEY};
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `program` from the PostgreSQL (or any) binaries, as the `postgres` user when we are root.
+fn as_postgres(program: &Path) -> Command {
+    if is_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?}: {text}");
+    text
+}
+
+fn chown_postgres(path: &Path) {
+    if is_root() {
+        run(Command::new("chown").arg("postgres:postgres").arg(path));
+    }
+}
+
+/// A streaming replica of `primary`, made with `pg_basebackup -R` and started on its own port.
+struct Standby {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    running: bool,
+}
+
+impl Standby {
+    /// Clones the primary on `primary_port` into `dir` and serves it on `port`.
+    fn create(bin: PathBuf, primary_port: u16, password: &str, dir: &Path, port: u16) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).expect("replica dir");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        chown_postgres(dir);
+        run(as_postgres(&bin.join("pg_basebackup"))
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-X", "stream", "-R"])
+            .args(["-c", "fast"])
+            .arg(format!("--port={primary_port}"))
+            .arg("-D")
+            .arg(dir)
+            .env("PGPASSWORD", password));
+        let mut standby = Self {
+            bin,
+            dir: dir.to_owned(),
+            port,
+            running: false,
+        };
+        standby.start();
+        standby
+    }
+
+    fn start(&mut self) {
+        run(as_postgres(&self.bin.join("pg_ctl"))
+            .arg("start")
+            .arg("-D")
+            .arg(&self.dir)
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .args(["-w", "-t", "60", "-o"])
+            .arg(format!(
+                "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''",
+                self.port
+            )));
+        self.running = true;
+    }
+
+    fn stop(&mut self) {
+        if self.running {
+            run(as_postgres(&self.bin.join("pg_ctl"))
+                .arg("stop")
+                .arg("-D")
+                .arg(&self.dir)
+                .args(["-m", "fast", "-w"]));
+            self.running = false;
+        }
+    }
+}
+
+impl Drop for Standby {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = as_postgres(&self.bin.join("pg_ctl"))
+                .arg("stop")
+                .arg("-D")
+                .arg(&self.dir)
+                .args(["-m", "immediate"])
+                .output();
+        }
+    }
+}
+
+/// The same URL on another port.
+fn on_port(url: &str, port: u16) -> String {
+    let mut parsed = reqwest::Url::parse(url).expect("url");
+    parsed.set_port(Some(port)).expect("port");
+    parsed.to_string()
+}
+
+async fn detailed(client: &reqwest::Client, serve: &ServeProcess) -> Value {
+    client
+        .get(serve.url("/api/v1/health/detailed"))
+        .send()
+        .await
+        .expect("detailed")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// Polls `/health/detailed` until `replica.status` is `want`.
+async fn wait_replica(client: &reqwest::Client, serve: &ServeProcess, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = detailed(client, serve).await;
+        if body["replica"]["status"] == want {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica never became {want}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn detections(prefix: u32, n: u32) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| {
+                json!({
+                    "detected_at": format!("2026-10-01T{:02}:{:02}:{:02}Z", prefix % 24, i / 60, i % 60),
+                    "latitude": 48.0 + f64::from(i) * 1e-4,
+                    "longitude": 11.0 + f64::from(prefix) * 1e-3,
+                    "signal_type": "wifi",
+                    "bssid": format!("a4:5c:{:02x}:{:02x}:{:02x}:01", prefix % 256, i / 256, i % 256),
+                })
+            })
+            .collect(),
+    )
+}
+
+async fn ids(client: &reqwest::Client, serve: &ServeProcess) -> (u16, usize) {
+    let resp = client
+        .get(serve.url("/api/v1/detections?limit=1000"))
+        .bearer_auth(TEST_KEY)
+        .send()
+        .await
+        .expect("get");
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    (
+        status,
+        body["features"]
+            .as_array()
+            .map_or(0, |features| features.len()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_are_served_by_the_replica_and_fall_back_to_the_primary() {
+    let dir = shared_temp_dir("shadowcheck-replica-");
+    let primary_dir = dir.join("primary");
+    let mut primary = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&primary_dir))
+        .await
+        .expect("join")
+        .expect("primary");
+    let url = primary.url(embedded::DATABASE).expose().to_owned();
+    let password = reqwest::Url::parse(&url)
+        .expect("url")
+        .password()
+        .expect("password")
+        .to_owned();
+    let replica_port = embedded::free_port().expect("port");
+    let replica_url = on_port(&url, replica_port);
+    let serve = ServeProcess::start(
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("SHADOWCHECK__DATABASE__READ_URL", replica_url.as_str()),
+            ("SHADOWCHECK__DATABASE__ACQUIRE_TIMEOUT_MS", "2000"),
+        ],
+        None,
+    );
+    let client = crate::helpers::client();
+    // Ready on the primary alone: the replica does not exist yet, and reads go to the primary.
+    serve.wait_ready(&client).await;
+    let body = wait_replica(&client, &serve, "down").await;
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(ids(&client, &serve).await, (200, 0));
+
+    // The replica, cloned from the migrated primary, on the port the service was given.
+    let replica_dir = dir.join("replica");
+    let (bin, primary_port) = (primary.bin_dir().to_owned(), primary.port());
+    let mut standby = tokio::task::spawn_blocking(move || {
+        Standby::create(bin, primary_port, &password, &replica_dir, replica_port)
+    })
+    .await
+    .expect("join");
+    let body = wait_replica(&client, &serve, "ok").await;
+    assert_eq!(body["replica"]["in_recovery"], true, "{body}");
+    assert_eq!(body["status"], "ok", "{body}");
+
+    let stored = client
+        .post(serve.url("/api/v1/detections"))
+        .bearer_auth(TEST_KEY)
+        .json(&detections(1, 40))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(stored.status(), 201);
+    // Replayed on the replica (asked directly).
+    let mut on_replica = PgConnection::connect(&replica_url)
+        .await
+        .expect("connect replica");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sigint.signal_detections")
+            .fetch_one(&mut on_replica)
+            .await
+            .expect("count");
+        if n == 40 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replica has {n} of 40 rows");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(on_replica);
+    let before = detailed(&client, &serve).await["replica"]["reads_served"]
+        .as_u64()
+        .expect("reads_served");
+    assert_eq!(ids(&client, &serve).await, (200, 40));
+    let after = detailed(&client, &serve).await["replica"]["reads_served"]
+        .as_u64()
+        .expect("reads_served");
+    assert!(after > before, "the read did not go to the replica");
+
+    // The proof: with the primary stopped, reads still answer, from the replica.
+    let stop = tokio::task::spawn_blocking(move || {
+        primary.stop().expect("stop primary");
+        primary
+    });
+    let mut primary = stop.await.expect("join");
+    assert_eq!(ids(&client, &serve).await, (200, 40));
+    let ogc: Value = client
+        .get(serve.url("/ogc/collections/detections/items?limit=100"))
+        .bearer_auth(TEST_KEY)
+        .send()
+        .await
+        .expect("ogc")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ogc["features"].as_array().map(Vec::len), Some(40), "{ogc}");
+    // Writes fail fast with a problem, never hang (the client gives up after 15 s).
+    let refused = client
+        .post(serve.url("/api/v1/detections"))
+        .bearer_auth(TEST_KEY)
+        .json(&detections(2, 5))
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await
+        .expect("an answer while the primary is down");
+    assert_eq!(refused.status(), 503);
+    let ready = client
+        .get(serve.url("/api/v1/health/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.expect("json");
+    assert_eq!(ready["checks"]["database"]["status"], "error", "{ready}");
+    assert_eq!(ready["checks"]["replica"]["status"], "ok", "{ready}");
+
+    // Primary back, replica gone: reads degrade to the primary instead of failing.
+    primary = tokio::task::spawn_blocking(move || {
+        primary.restart().expect("restart primary");
+        primary
+    })
+    .await
+    .expect("join");
+    serve.wait_ready(&client).await;
+    standby.stop();
+    let mut answered = 0;
+    for _ in 0..20 {
+        assert_eq!(ids(&client, &serve).await, (200, 40));
+        answered += 1;
+    }
+    assert_eq!(answered, 20);
+    let body = wait_replica(&client, &serve, "down").await;
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert!(
+        body["replica"]["reads_sent_to_primary"].as_u64() > Some(0),
+        "{body}"
+    );
+    let metrics = reqwest::get(format!("http://{}/metrics", serve.metrics_addr))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("shadowcheck_db_read_fallbacks_total{reason=\"down\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("shadowcheck_db_replica_up 0"), "{metrics}");
+    drop(serve);
+    drop(standby);
+    let _ = tokio::task::spawn_blocking(move || drop(primary)).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The Debian PgBouncer in front of one database, in transaction pooling mode with two server
+/// connections, resetting each server connection after every transaction (`DISCARD ALL`), so
+/// any statement that relied on the session would fail here.
+struct Bouncer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Bouncer {
+    /// `lenient`: also drop the start-up parameters PgBouncer refuses (`ignore_startup_parameters`),
+    /// as operators do to let a driver in.
+    fn start(database_url: &str, dir: &Path, pool_size: u32, lenient: bool) -> Self {
+        let target = reqwest::Url::parse(database_url).expect("url");
+        let port = embedded::free_port().expect("port");
+        let user = target.username();
+        std::fs::write(dir.join("userlist.txt"), format!("\"{user}\" \"\"\n")).expect("userlist");
+        let ini = format!(
+            "[databases]\n\
+             shadowcheck = host=127.0.0.1 port={db_port} dbname={db} user={user} password={password}\n\
+             [pgbouncer]\n\
+             listen_addr = 127.0.0.1\n\
+             listen_port = {port}\n\
+             unix_socket_dir =\n\
+             auth_type = trust\n\
+             auth_file = {dir}/userlist.txt\n\
+             pool_mode = transaction\n\
+             default_pool_size = {pool_size}\n\
+             max_client_conn = 200\n\
+             server_reset_query = DISCARD ALL\n\
+             server_reset_query_always = 1\n\
+             logfile = {dir}/pgbouncer.log\n\
+             {ignore}\n",
+            ignore = if lenient {
+                "ignore_startup_parameters = extra_float_digits, options"
+            } else {
+                ""
+            },
+            db_port = target.port().expect("port"),
+            db = target.path().trim_start_matches('/'),
+            password = target.password().unwrap_or_default(),
+            dir = dir.display(),
+        );
+        let ini_path = dir.join("pgbouncer.ini");
+        std::fs::write(&ini_path, ini).expect("ini");
+        // Its log file is written there too.
+        chown_postgres(dir);
+        let child = as_postgres(Path::new("/usr/sbin/pgbouncer"))
+            .arg(&ini_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pgbouncer (scripts/test installs it)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "pgbouncer never listened");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { child, port }
+    }
+
+    fn url(&self, user: &str) -> String {
+        format!("postgres://{user}@127.0.0.1:{}/shadowcheck", self.port)
+    }
+}
+
+impl Drop for Bouncer {
+    fn drop(&mut self) {
+        // runuser passes the signal on to pgbouncer.
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_reads_keys_and_migrations_work_through_pgbouncer_in_transaction_mode() {
+    // An empty database: the migrations themselves run through the pooler.
+    let direct = crate::helpers::empty_database().await;
+    let dir = shared_temp_dir("shadowcheck-pgbouncer-");
+    let bouncer = Bouncer::start(&direct, &dir, 2, false);
+    let user = reqwest::Url::parse(&direct)
+        .expect("url")
+        .username()
+        .to_owned();
+    let pooled = bouncer.url(&user);
+    let env = [
+        ("DATABASE_URL", pooled.as_str()),
+        ("SHADOWCHECK__DATABASE__TRANSACTION_POOLER", "true"),
+        ("SHADOWCHECK__DATABASE__MAX_CONNECTIONS", "8"),
+    ];
+    let serve = ServeProcess::start(&env, None);
+    let client = crate::helpers::client();
+    serve.wait_ready(&client).await;
+
+    // A key made by the CLI through the pooler, then checked (and touched) by the API.
+    let created = shadowcheck()
+        .args([
+            "keys",
+            "create",
+            "--name",
+            "through-pooler",
+            "--scope",
+            "ingest,read",
+        ])
+        .envs(env)
+        .output()
+        .expect("keys create");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let key = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+
+    // Six clients at once, each mixing writes (some idempotent) and reads, over two server
+    // connections: the API's connections are multiplexed by the pooler.
+    let mut tasks = Vec::new();
+    for worker in 0..6u32 {
+        let client = client.clone();
+        let base = format!("http://{}", serve.addr);
+        let key = if worker % 2 == 0 {
+            key.clone()
+        } else {
+            TEST_KEY.to_owned()
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            for round in 0..12u32 {
+                let mut post = client
+                    .post(format!("{base}/api/v1/detections"))
+                    .bearer_auth(&key)
+                    .json(&detections(worker * 100 + round, 20));
+                if round % 2 == 0 {
+                    post = post.header("Idempotency-Key", format!("w{worker}-r{round}"));
+                }
+                let answer = post.send().await.expect("post");
+                if answer.status() != 201 {
+                    failures.push(format!(
+                        "POST {}: {:?}",
+                        answer.status(),
+                        answer.text().await
+                    ));
+                }
+                for path in [
+                    "/api/v1/detections?limit=5",
+                    "/api/v1/stats",
+                    "/tiles/detections/10/543/355.pbf",
+                    "/api/v1/transmitters?limit=5",
+                ] {
+                    let answer = client
+                        .get(format!("{base}{path}"))
+                        .bearer_auth(&key)
+                        .send()
+                        .await
+                        .expect("get");
+                    if !answer.status().is_success() {
+                        failures.push(format!(
+                            "GET {path} {}: {:?}",
+                            answer.status(),
+                            answer.text().await
+                        ));
+                    }
+                }
+            }
+            failures
+        }));
+    }
+    let mut failures = Vec::new();
+    for task in tasks {
+        failures.extend(task.await.expect("join"));
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+
+    // An operator write and its read-back.
+    let zone = client
+        .post(serve.url("/api/v1/safe-zones"))
+        .bearer_auth(TEST_KEY)
+        .json(&json!({"name": "home", "latitude": 48.1, "longitude": 11.5, "radius_m": 150}))
+        .send()
+        .await
+        .expect("zone");
+    assert_eq!(zone.status(), 201);
+    let zones: Value = client
+        .get(serve.url("/api/v1/safe-zones"))
+        .bearer_auth(TEST_KEY)
+        .send()
+        .await
+        .expect("zones")
+        .json()
+        .await
+        .expect("json");
+    assert!(zones.to_string().contains("\"home\""), "{zones}");
+
+    // Everything acknowledged is there, asked of the database directly.
+    let mut db = PgConnection::connect(&direct).await.expect("connect");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM sigint.signal_detections")
+        .fetch_one(&mut db)
+        .await
+        .expect("count");
+    assert_eq!(stored, 6 * 12 * 20);
+    let touched: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+        "SELECT last_used_at FROM sigint.api_keys WHERE name = 'through-pooler'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .expect("key");
+    assert!(touched.is_some(), "the key's use was not recorded");
+    // More client connections than the pooler's two server connections: multiplexed.
+    let body = detailed(&client, &serve).await;
+    assert!(body["pool"]["size"].as_u64() > Some(2), "{body}");
+    let servers: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut db)
+    .await
+    .expect("servers");
+    assert!(servers <= 2, "{servers} server connections");
+    drop(serve);
+    drop(bouncer);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The trap, measured: left to itself sqlx prepares a statement and binds it in two exchanges,
+/// each ended by `Sync`; PgBouncer gives the server connection back to its pool in between (and
+/// resets it), so the bind finds no statement. Even with the start-up parameters let through,
+/// reads fail until `database.transaction_pooler` is on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_pooler_setting_the_driver_fails_through_pgbouncer() {
+    let direct = crate::helpers::fresh_database().await;
+    let dir = shared_temp_dir("shadowcheck-pgbouncer-trap-");
+    let bouncer = Bouncer::start(&direct, &dir, 2, true);
+    let user = reqwest::Url::parse(&direct)
+        .expect("url")
+        .username()
+        .to_owned();
+    let pooled = bouncer.url(&user);
+    let serve = ServeProcess::start(&[("DATABASE_URL", pooled.as_str())], None);
+    let client = crate::helpers::client();
+    // Migrations (one transaction) and the probe (the simple protocol) work regardless.
+    serve.wait_ready(&client).await;
+    let answer = client
+        .get(serve.url("/api/v1/detections?limit=5"))
+        .bearer_auth(TEST_KEY)
+        .send()
+        .await
+        .expect("get");
+    let status = answer.status().as_u16();
+    let body = answer.text().await.expect("body");
+    assert!(status >= 500, "{status}: {body}");
+    let logs = serve.log_lines().join("\n");
+    assert!(
+        logs.contains("prepared statement") && logs.contains("does not exist"),
+        "{logs}"
+    );
+    drop(serve);
+    drop(bouncer);
+    let _ = std::fs::remove_dir_all(dir);
+}
