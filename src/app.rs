@@ -34,21 +34,29 @@ impl Application {
             crate::telemetry::bind_metrics(settings.server.metrics_listen).await?;
         // The recorder exists before anything is counted (also without `telemetry::init`).
         crate::telemetry::metrics_handle();
-        let (pool, probe_pool) =
+        let primary =
             db::api_pools(database_url, &settings.database).context("invalid database URL")?;
         let replica = match &settings.database.read_url {
             None => None,
             Some(url) => {
-                let (pool, probe) =
+                let pools =
                     db::api_pools(url, &settings.database).context("invalid database.read_url")?;
                 Some(Arc::new(db::replica::Replica::new(
-                    pool,
-                    probe,
+                    pools.requests,
+                    pools.probe,
                     settings.database.read_max_lag_secs,
                 )))
             }
         };
-        let state = AppState::new(settings, lifecycle, pool, probe_pool, replica);
+        let failover = primary.failover.clone();
+        let mut state = AppState::new(
+            settings,
+            lifecycle,
+            primary.requests,
+            primary.probe,
+            replica,
+        );
+        state.failover = failover;
         Ok(Self {
             listener,
             metrics_listener,
@@ -85,6 +93,14 @@ impl Application {
         let shutdown = state.lifecycle.shutdown_token();
         tokio::spawn(prepare_database(state.clone()));
         tokio::spawn(monitor_database(state.clone()));
+        if let Some(failover) = &state.failover {
+            tokio::spawn(Arc::clone(failover).watch(
+                state.pool().inner().clone(),
+                state.probe_pool().clone(),
+                Duration::from_millis(state.settings.database.health_timeout_ms),
+                shutdown.clone(),
+            ));
+        }
         if let Some(replica) = state.replica() {
             tokio::spawn(db::replica::watch(
                 Arc::clone(replica),

@@ -83,6 +83,8 @@ pub struct AppState {
     reads: db::replica::Reads,
     /// The readiness probe's own connection: a full request pool does not fail it.
     probe_pool: PgPool,
+    /// Several hosts for the primary (a multi-host URL): which one takes writes.
+    pub failover: Option<Arc<db::failover::Failover>>,
     health_cache: Arc<Mutex<CachedHealth>>,
 }
 
@@ -135,6 +137,7 @@ impl AppState {
             pool,
             reads,
             probe_pool,
+            failover: None,
             health_cache: Arc::new(Mutex::new(None)),
         }
     }
@@ -210,6 +213,10 @@ impl AppState {
 
     pub fn pool_stats(&self) -> PoolStats {
         self.pool.stats()
+    }
+
+    pub fn probe_pool(&self) -> &PgPool {
+        &self.probe_pool
     }
 
     pub fn pool(&self) -> &db::Pool {

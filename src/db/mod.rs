@@ -2,6 +2,7 @@
 
 pub mod detections;
 pub mod embedded;
+pub mod failover;
 pub mod following;
 pub mod idempotency;
 pub mod imports;
@@ -45,6 +46,8 @@ pub struct Pool {
     waiters: Arc<AtomicUsize>,
     /// Behind a transaction-mode pooler: every checkout is a transaction (see `Conn`).
     pinned: Option<Pinning>,
+    /// Several candidate hosts: told when a checkout finds the database gone.
+    failover: Option<Arc<failover::Failover>>,
 }
 
 /// What a transaction-mode pooler needs from each checkout.
@@ -132,7 +135,18 @@ impl Pool {
             max: settings.max_connections,
             waiters: Arc::new(AtomicUsize::new(0)),
             pinned,
+            failover: None,
         }
+    }
+
+    /// Wakes the multi-host watcher when a checkout fails for want of a database.
+    fn seen<T>(&self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        if let (Err(e), Some(failover)) = (&result, &self.failover) {
+            if is_unavailable(e) {
+                failover.wake();
+            }
+        }
+        result
     }
 
     /// A checkout for reads (see `Conn`); waits at most the pool's acquire timeout.
@@ -142,14 +156,14 @@ impl Pool {
         }
         self.waiters.fetch_add(1, Ordering::SeqCst);
         let _guard = WaiterGuard(Arc::clone(&self.waiters));
-        Ok(Conn::Direct(self.inner.acquire().await?))
+        Ok(Conn::Direct(self.seen(self.inner.acquire().await)?))
     }
 
     /// A transaction on its own connection, for writes; commit it explicitly.
     pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         self.waiters.fetch_add(1, Ordering::SeqCst);
         let guard = WaiterGuard(Arc::clone(&self.waiters));
-        let mut tx = self.inner.begin().await?;
+        let mut tx = self.seen(self.inner.begin().await)?;
         drop(guard);
         if let Some(Pinning { timeout: Some(set) }) = &self.pinned {
             sqlx::query(set).execute(&mut *tx).await?;
@@ -204,64 +218,105 @@ pub async fn migrate(pool: &Pool) -> Result<(), sqlx::migrate::MigrateError> {
 /// A pool that connects lazily: the process starts (and answers probes) without a database,
 /// and broken connections are tested and replaced on acquire.
 pub fn lazy_pool(url: &Secret, settings: &DatabaseSettings) -> Result<Pool, sqlx::Error> {
-    let options = connect_options(url, settings)?;
-    Ok(Pool::new(build_pool(options, settings)?, settings))
+    Ok(api_pools(url, settings)?.requests)
 }
 
 /// The URL's options as this service uses them. Behind a transaction-mode pooler, no statement
 /// cache (a prepared statement lives on one server connection, which is ours for one
 /// transaction only) and no `extra_float_digits` start-up parameter (PgBouncer refuses unknown
 /// ones; PostgreSQL 12+ prints floats exactly without it).
+/// One per host of a multi-host URL.
 fn connect_options(
     url: &Secret,
     settings: &DatabaseSettings,
-) -> Result<PgConnectOptions, sqlx::Error> {
-    let options: PgConnectOptions = url.expose().parse()?;
-    let options = options.application_name("shadowcheck");
-    Ok(if settings.transaction_pooler {
-        options.statement_cache_capacity(0).extra_float_digits(None)
-    } else {
-        options
-    })
+) -> Result<Vec<PgConnectOptions>, sqlx::Error> {
+    failover::split_hosts(url.expose())
+        .iter()
+        .map(|one| {
+            let options: PgConnectOptions = one.parse()?;
+            let options = options.application_name("shadowcheck");
+            Ok(if settings.transaction_pooler {
+                options.statement_cache_capacity(0).extra_float_digits(None)
+            } else {
+                options
+            })
+        })
+        .collect()
+}
+
+/// The API's pools for one URL (see `api_pools`).
+pub struct ApiPools {
+    pub requests: Pool,
+    pub probe: PgPool,
+    /// Present when the URL names several hosts: run its `watch`.
+    pub failover: Option<Arc<failover::Failover>>,
 }
 
 /// The API's pools: one for requests, every statement bounded by `statement_timeout_ms`; and a
 /// single connection of its own for the readiness probe, so a full pool does not fail it.
 /// A pooler gets the timeouts per transaction (`Pool::begin`); the probe's `SELECT 1` needs none.
-pub fn api_pools(url: &Secret, settings: &DatabaseSettings) -> Result<(Pool, PgPool), sqlx::Error> {
-    let options = connect_options(url, settings)?;
-    let (requests, probe) = if settings.transaction_pooler {
-        (options.clone(), options)
-    } else {
-        let requests = match settings.statement_timeout_ms {
-            0 => options.clone(),
-            ms => options
-                .clone()
-                .options([("statement_timeout", format!("{ms}ms"))]),
-        };
-        let probe = options.options([(
-            "statement_timeout",
-            format!("{}ms", settings.health_timeout_ms),
-        )]);
-        (requests, probe)
-    };
+pub fn api_pools(url: &Secret, settings: &DatabaseSettings) -> Result<ApiPools, sqlx::Error> {
+    let hosts: Vec<(PgConnectOptions, PgConnectOptions)> = connect_options(url, settings)?
+        .into_iter()
+        .map(|options| {
+            if settings.transaction_pooler {
+                (options.clone(), options)
+            } else {
+                let requests = match settings.statement_timeout_ms {
+                    0 => options.clone(),
+                    ms => options
+                        .clone()
+                        .options([("statement_timeout", format!("{ms}ms"))]),
+                };
+                let probe = options.options([(
+                    "statement_timeout",
+                    format!("{}ms", settings.health_timeout_ms),
+                )]);
+                (requests, probe)
+            }
+        })
+        .collect();
+    let (requests, probe) = hosts
+        .first()
+        .cloned()
+        .ok_or_else(|| sqlx::Error::Configuration("the URL names no host".into()))?;
     let probe_settings = DatabaseSettings {
         max_connections: 1,
         min_connections: 0,
         acquire_timeout_ms: settings.health_timeout_ms,
         ..settings.clone()
     };
-    Ok((
-        Pool::new(build_pool(requests, settings)?, settings),
-        build_pool(probe, &probe_settings)?,
-    ))
+    let multi_host = hosts.len() > 1;
+    let failover = multi_host.then(|| Arc::new(failover::Failover::new(hosts)));
+    let mut pool = Pool::new(build_pool(requests, settings, multi_host)?, settings);
+    pool.failover = failover.clone();
+    Ok(ApiPools {
+        requests: pool,
+        probe: build_pool(probe, &probe_settings, multi_host)?,
+        failover,
+    })
 }
 
+/// `multi_host`: a pooled connection is checked to be on a server that takes writes before
+/// use (a demoted primary stays reachable, read-only) instead of merely pinged.
 fn build_pool(
     options: PgConnectOptions,
     settings: &DatabaseSettings,
+    multi_host: bool,
 ) -> Result<PgPool, sqlx::Error> {
-    Ok(PgPoolOptions::new()
+    let pool = PgPoolOptions::new();
+    let pool = if multi_host {
+        pool.test_before_acquire(false).before_acquire(|conn, _| {
+            Box::pin(async move {
+                let row =
+                    sqlx::Executor::fetch_one(conn, sqlx::raw_sql(failover::READ_ONLY_SQL)).await?;
+                Ok(!sqlx::Row::try_get::<bool, _>(&row, 0)?)
+            })
+        })
+    } else {
+        pool.test_before_acquire(true)
+    };
+    Ok(pool
         .after_connect(|_, _| {
             Box::pin(async {
                 // Every new physical connection, including replacements after a database restart.
@@ -273,7 +328,6 @@ fn build_pool(
         .min_connections(settings.min_connections)
         // sqlx's default is 30 s: far too long for a request to wait while the database is down.
         .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
-        .test_before_acquire(true)
         .idle_timeout(Some(Duration::from_secs(300)))
         .max_lifetime(Some(Duration::from_secs(1800)))
         .connect_lazy_with(options))
@@ -346,8 +400,9 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         sqlx::Error::Database(db) => {
             let code = db.code();
             let code = code.as_deref().unwrap_or("");
-            // 08: connection exception; 57P0x: shutdown in progress; 53300: too many connections.
-            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+            // 08: connection exception; 57P0x: shutdown in progress; 53300: too many connections;
+            // 25006: a write reached a server that is (now) read-only, a demoted primary.
+            code.starts_with("08") || code.starts_with("57P") || code == "53300" || code == "25006"
         }
         sqlx::Error::Protocol(_) => true,
         _ => false,

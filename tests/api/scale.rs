@@ -595,3 +595,361 @@ async fn without_the_pooler_setting_the_driver_fails_through_pgbouncer() {
     drop(bouncer);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A `pg_auto_failover` formation on loopback: a monitor and two Postgres nodes, each run by
+/// its own `pg_autoctl run` in a process group of its own (so a node can be killed whole).
+struct Formation {
+    dir: PathBuf,
+    path: String,
+    monitor_port: u16,
+    keepers: Vec<(String, std::process::Child)>,
+}
+
+impl Formation {
+    fn autoctl(&self) -> Command {
+        let mut cmd = as_postgres(Path::new("/usr/bin/pg_autoctl"));
+        cmd.env("PATH", &self.path);
+        cmd
+    }
+
+    fn start_keeper(&mut self, name: &str) {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).expect("log");
+        let child = self
+            .autoctl()
+            .args(["run", "--pgdata"])
+            .arg(self.dir.join(name))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("pg_autoctl run");
+        self.keepers.push((name.to_owned(), child));
+    }
+
+    fn new(dir: &Path, bin: &Path) -> Self {
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut formation = Self {
+            dir: dir.to_owned(),
+            path,
+            monitor_port: embedded::free_port().expect("port"),
+            keepers: Vec::new(),
+        };
+        run(formation
+            .autoctl()
+            .args(["create", "monitor", "--hostname", "127.0.0.1"])
+            .args(["--auth", "trust", "--no-ssl", "--pgdata"])
+            .arg(dir.join("monitor"))
+            .arg(format!("--pgport={}", formation.monitor_port)));
+        formation.start_keeper("monitor");
+        formation
+    }
+
+    fn monitor_url(&self, user: &str, db: &str) -> String {
+        format!(
+            "postgres://{user}@127.0.0.1:{}/{db}?sslmode=disable",
+            self.monitor_port
+        )
+    }
+
+    /// Adds a node on `port`; the first becomes the primary, the next its synchronous standby.
+    fn add_node(&mut self, name: &str, port: u16) {
+        run(self
+            .autoctl()
+            .args(["create", "postgres", "--hostname", "127.0.0.1"])
+            .args(["--auth", "trust", "--no-ssl", "--dbname", "shadowcheck"])
+            .arg("--pgdata")
+            .arg(self.dir.join(name))
+            .arg(format!("--pgport={port}"))
+            .arg("--monitor")
+            .arg(self.monitor_url("autoctl_node", "pg_auto_failover")));
+        self.start_keeper(name);
+    }
+
+    /// `(current, assigned)` state per node name, from the monitor.
+    fn states(&self) -> Vec<(String, String, String)> {
+        let out = self
+            .autoctl()
+            .args(["show", "state", "--json", "--pgdata"])
+            .arg(self.dir.join("monitor"))
+            .output()
+            .expect("show state");
+        let nodes: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        nodes
+            .as_array()
+            .map(|nodes| {
+                nodes
+                    .iter()
+                    .map(|n| {
+                        (
+                            n["nodename"].as_str().unwrap_or_default().to_owned(),
+                            n["current_group_state"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_owned(),
+                            n["assigned_group_state"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    async fn wait_state(&self, name: &str, state: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let states = self.states();
+            if states
+                .iter()
+                .any(|(n, current, assigned)| n == name && current == state && assigned == state)
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} never reached {state}: {states:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Kills a node the hard way: its keeper (and the Postgres it runs) with SIGKILL.
+    fn kill(&mut self, name: &str) {
+        if let Some(i) = self.keepers.iter().position(|(n, _)| n == name) {
+            let (_, mut child) = self.keepers.remove(i);
+            // SAFETY: signalling the process group we created for this child.
+            unsafe { libc::killpg(child.id() as i32, libc::SIGKILL) };
+            let _ = child.wait();
+        }
+        let _ =
+            as_postgres(&PathBuf::from(self.path.split(':').next().unwrap_or("")).join("pg_ctl"))
+                .arg("stop")
+                .arg("-D")
+                .arg(self.dir.join(name))
+                .args(["-m", "immediate"])
+                .output();
+    }
+}
+
+impl Drop for Formation {
+    fn drop(&mut self) {
+        let names: Vec<String> = self.keepers.iter().map(|(n, _)| n.clone()).collect();
+        for name in names.iter().rev() {
+            self.kill(name);
+        }
+    }
+}
+
+/// One writer: batches of ten with an idempotency key each, retried on 503 until stored.
+/// Returns the acknowledged batches' BSSIDs, every status seen, and whether any request hung.
+async fn ingest_until(
+    writer: u32,
+    base: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> (Vec<String>, Vec<u16>, usize) {
+    use std::sync::atomic::Ordering;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let (mut stored, mut statuses, mut hung) = (Vec::new(), Vec::new(), 0);
+    let mut batch = writer * 128;
+    while !stop.load(Ordering::SeqCst) {
+        let body = detections(batch, 10);
+        loop {
+            let answer = client
+                .post(format!("{base}/api/v1/detections"))
+                .bearer_auth(TEST_KEY)
+                .header("Idempotency-Key", format!("failover-{writer}-{batch}"))
+                .json(&body)
+                .send()
+                .await;
+            match answer {
+                Ok(a) => {
+                    let status = a.status().as_u16();
+                    statuses.push(status);
+                    if status == 201 || status == 200 {
+                        for d in body.as_array().into_iter().flatten() {
+                            stored.push(d["bssid"].as_str().unwrap_or_default().to_owned());
+                        }
+                        acked.fetch_add(1, Ordering::SeqCst);
+                        break;
+                    }
+                }
+                Err(e) if e.is_timeout() => hung += 1,
+                Err(_) => statuses.push(0),
+            }
+            if stop.load(Ordering::SeqCst) {
+                return (stored, statuses, hung);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        batch += 1;
+    }
+    (stored, statuses, hung)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_primary_hands_over_under_ingest_and_no_acknowledged_row_is_lost() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let bin = embedded::ensure_packages().expect("PostgreSQL binaries");
+    let dir = shared_temp_dir("shadowcheck-failover-");
+    chown_postgres(&dir);
+    let mut formation = Formation::new(&dir, &bin);
+    // Faster than the defaults (5 s checks, 20 s to call a node unhealthy, 30 s for the old
+    // primary to demote itself), so the test is bounded; the mechanism is the same.
+    let mut monitor = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match PgConnection::connect(&formation.monitor_url("postgres", "pg_auto_failover"))
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "monitor: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    };
+    for (name, value) in [
+        ("health_check_period", 1000),
+        ("health_check_retry_delay", 500),
+        ("health_check_timeout", 1000),
+        ("health_check_max_retries", 1),
+        ("node_considered_unhealthy_timeout", 3000),
+        ("primary_demote_timeout", 5000),
+    ] {
+        sqlx::query(&format!("ALTER SYSTEM SET pgautofailover.{name} = {value}"))
+            .execute(&mut monitor)
+            .await
+            .expect("tune monitor");
+    }
+    sqlx::query("SELECT pg_reload_conf()")
+        .execute(&mut monitor)
+        .await
+        .expect("reload");
+    let ports = [
+        embedded::free_port().expect("port"),
+        embedded::free_port().expect("port"),
+    ];
+    formation.add_node("node1", ports[0]);
+    formation
+        .wait_state("node_1", "single", Duration::from_secs(60))
+        .await;
+    formation.add_node("node2", ports[1]);
+    formation
+        .wait_state("node_2", "secondary", Duration::from_secs(90))
+        .await;
+    formation
+        .wait_state("node_1", "primary", Duration::from_secs(30))
+        .await;
+
+    // The formation's URI, as `pg_autoctl show uri` gives it.
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/shadowcheck?target_session_attrs=read-write&sslmode=disable",
+        ports[0], ports[1]
+    );
+    let serve = ServeProcess::start(
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("SHADOWCHECK__DATABASE__ACQUIRE_TIMEOUT_MS", "2000"),
+        ],
+        None,
+    );
+    let client = crate::helpers::client();
+    serve.wait_ready(&client).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = (0..2)
+        .map(|writer| {
+            tokio::spawn(ingest_until(
+                writer,
+                format!("http://{}", serve.addr),
+                Arc::clone(&stop),
+                Arc::clone(&acked),
+            ))
+        })
+        .collect();
+    let wait_acks = |n: usize, what: &'static str| {
+        let acked = Arc::clone(&acked);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while acked.load(Ordering::SeqCst) < n {
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: {} batches",
+                    acked.load(Ordering::SeqCst)
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    wait_acks(20, "ingest never got going").await;
+    formation.kill("node1");
+    let killed = Instant::now();
+    let at_kill = acked.load(Ordering::SeqCst);
+    wait_acks(at_kill + 1, "no batch stored after the kill").await;
+    let handover = killed.elapsed();
+    formation
+        .wait_state("node_2", "wait_primary", Duration::from_secs(90))
+        .await;
+    wait_acks(at_kill + 20, "ingest never resumed on the new primary").await;
+    stop.store(true, Ordering::SeqCst);
+    let mut stored = Vec::new();
+    let mut statuses = Vec::new();
+    let mut hung = 0;
+    for writer in writers {
+        let (s, st, h) = writer.await.expect("join");
+        stored.extend(s);
+        statuses.extend(st);
+        hung += h;
+    }
+    assert_eq!(hung, 0, "requests hung during the handover");
+    eprintln!(
+        "failover: first acknowledged batch {:.1} s after the kill; {} answers 503 meanwhile, {} batches acknowledged",
+        handover.as_secs_f64(),
+        statuses.iter().filter(|s| **s == 503).count(),
+        acked.load(Ordering::SeqCst)
+    );
+    assert!(
+        statuses.iter().all(|s| [200, 201, 503].contains(s)),
+        "{statuses:?}"
+    );
+
+    // Every acknowledged detection is on the new primary.
+    let mut new_primary = PgConnection::connect(&format!(
+        "postgres://postgres@127.0.0.1:{}/shadowcheck?sslmode=disable",
+        ports[1]
+    ))
+    .await
+    .expect("connect new primary");
+    let present: Vec<String> = sqlx::query_scalar(
+        "SELECT bssid::text FROM sigint.signal_detections WHERE bssid::text = ANY($1)",
+    )
+    .bind(&stored)
+    .fetch_all(&mut new_primary)
+    .await
+    .expect("rows");
+    let present: std::collections::BTreeSet<String> = present.into_iter().collect();
+    let lost: Vec<&String> = stored.iter().filter(|b| !present.contains(*b)).collect();
+    assert!(stored.len() >= 400, "{} rows acknowledged", stored.len());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged rows lost: {lost:?}",
+        lost.len()
+    );
+    drop(serve);
+    drop(formation);
+    let _ = std::fs::remove_dir_all(dir);
+}
