@@ -1603,3 +1603,125 @@ fn pin_images_pins_every_third_party_image_by_digest() {
     let _ = std::fs::remove_dir_all(engine);
     let _ = std::fs::remove_dir_all(stack);
 }
+
+/// Two API processes on one database behind the stack's own nginx.conf (the upstream `api`
+/// names both, as Docker's DNS does for a scaled service): requests are spread over both, every
+/// acknowledged detection is stored once, and when one process is stopped the other carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_api_processes_behind_the_real_nginx_share_the_load_and_cover_for_each_other() {
+    use crate::helpers::{ServeProcess, TEST_KEY};
+    let stack = fresh_stack();
+    let project = resolved_project(&stack);
+    let url = crate::helpers::fresh_database().await;
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("SHADOWCHECK__SERVER__TRUSTED_PROXIES", "127.0.0.1/32"),
+        ("SHADOWCHECK__SERVER__API_REPLICAS", "2"),
+    ];
+    let mut first = ServeProcess::start(&env, None);
+    let second = ServeProcess::start(&env, None);
+    let client = crate::helpers::client();
+    first.wait_ready(&client).await;
+    second.wait_ready(&client).await;
+    let scratch = shared_temp_dir("shadowcheck-nginx-two-");
+    let port = shadowcheck::db::embedded::free_port().expect("port");
+    let health_port = shadowcheck::db::embedded::free_port().expect("port");
+    // `server api:5000;` becomes one line per process.
+    let both = format!("{}; server {}", first.addr, second.addr);
+    let conf = nginx_conf_for_test(&stack, &project, &both, port, health_port, &scratch);
+    let _nginx = Stopped(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(&scratch)
+            .arg("-c")
+            .arg(&conf)
+            .args(["-e", "stderr", "-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !client
+        .get(format!("http://127.0.0.1:{health_port}/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "nginx never became healthy");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ca = PathBuf::from(
+        project["secrets"]["tls_cert"]["file"]
+            .as_str()
+            .expect("cert"),
+    );
+    let me: std::net::IpAddr = "127.0.0.2".parse().expect("ip");
+    let post = |batch: u32| {
+        let ca = ca.clone();
+        async move {
+            let body: Vec<Value> = (0..5)
+                .map(|i| {
+                    serde_json::json!({"detected_at": "2026-10-01T00:00:00Z", "latitude": 1, "longitude": 1,
+                        "signal_type": "wifi", "bssid": format!("a4:00:00:0d:{batch:02x}:{i:02x}")})
+                })
+                .collect();
+            https(
+                &ca,
+                me,
+                port,
+                &format!(
+                    "POST /api/v1/detections HTTP/1.1\r\nAuthorization: Bearer {TEST_KEY}\r\n\
+                     Content-Type: application/json"
+                ),
+                serde_json::to_string(&body).expect("json").as_bytes(),
+            )
+            .await
+            .status
+        }
+    };
+    for batch in 0..20 {
+        assert_eq!(post(batch).await, 201);
+    }
+    // Both processes served some of them (each counts its own answers).
+    let stored_by = |serve: &ServeProcess| {
+        let addr = serve.metrics_addr.clone();
+        async move {
+            let text = reqwest::get(format!("http://{addr}/metrics"))
+                .await
+                .expect("scrape")
+                .text()
+                .await
+                .expect("text");
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("shadowcheck_http_requests_total")
+                        && l.contains("method=\"POST\"")
+                        && l.contains("status=\"201\"")
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        }
+    };
+    let (a, b) = (stored_by(&first).await, stored_by(&second).await);
+    assert_eq!(a + b, 20.0);
+    assert!(a > 0.0 && b > 0.0, "one process took everything: {a} / {b}");
+
+    // One stops (SIGTERM, drained): the proxy sends everything to the other.
+    assert!(first.terminate().success());
+    for batch in 20..30 {
+        assert_eq!(
+            post(batch).await,
+            201,
+            "batch {batch} after one process stopped"
+        );
+    }
+    let db = sqlx::PgPool::connect(&url).await.expect("connect");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM sigint.signal_detections")
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    assert_eq!(stored, 30 * 5);
+    drop(second);
+    let _ = std::fs::remove_dir_all(scratch);
+}
