@@ -337,48 +337,65 @@ async fn reads_are_served_by_the_replica_and_fall_back_to_the_primary() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The Debian PgBouncer in front of one database, in transaction pooling mode with two server
-/// connections, resetting each server connection after every transaction (`DISCARD ALL`), so
-/// any statement that relied on the session would fail here.
+/// The Debian PgBouncer in front of one database with the stack's own configuration:
+/// transaction pooling, each server connection reset after every transaction (`DISCARD ALL`),
+/// so any statement that relied on the session fails here.
 struct Bouncer {
     child: std::process::Child,
     port: u16,
+    credentials: String,
 }
 
 impl Bouncer {
-    /// `lenient`: also drop the start-up parameters PgBouncer refuses (`ignore_startup_parameters`),
-    /// as operators do to let a driver in.
+    /// The stack's own `docker/pgbouncer/pgbouncer.ini`, moved onto loopback: the database
+    /// behind `database_url`, `pool_size` server connections. `lenient`: also drop the start-up
+    /// parameters PgBouncer refuses (`ignore_startup_parameters`), as operators do to let a
+    /// driver in.
     fn start(database_url: &str, dir: &Path, pool_size: u32, lenient: bool) -> Self {
         let target = reqwest::Url::parse(database_url).expect("url");
         let port = embedded::free_port().expect("port");
         let user = target.username();
-        std::fs::write(dir.join("userlist.txt"), format!("\"{user}\" \"\"\n")).expect("userlist");
-        let ini = format!(
-            "[databases]\n\
-             shadowcheck = host=127.0.0.1 port={db_port} dbname={db} user={user} password={password}\n\
-             [pgbouncer]\n\
-             listen_addr = 127.0.0.1\n\
-             listen_port = {port}\n\
-             unix_socket_dir =\n\
-             auth_type = trust\n\
-             auth_file = {dir}/userlist.txt\n\
-             pool_mode = transaction\n\
-             default_pool_size = {pool_size}\n\
-             max_client_conn = 200\n\
-             server_reset_query = DISCARD ALL\n\
-             server_reset_query_always = 1\n\
-             logfile = {dir}/pgbouncer.log\n\
-             {ignore}\n",
-            ignore = if lenient {
-                "ignore_startup_parameters = extra_float_digits, options"
-            } else {
-                ""
-            },
-            db_port = target.port().expect("port"),
-            db = target.path().trim_start_matches('/'),
-            password = target.password().unwrap_or_default(),
-            dir = dir.display(),
-        );
+        let password = target.password().unwrap_or_default();
+        std::fs::write(
+            dir.join("userlist.txt"),
+            format!("\"{user}\" \"{password}\"\n"),
+        )
+        .expect("userlist");
+        let mut ini = std::fs::read_to_string(crate::stack::repo("docker/pgbouncer/pgbouncer.ini"))
+            .expect("pgbouncer.ini");
+        for (from, to) in [
+            (
+                "shadowcheck = host=postgis port=5432 dbname=shadowcheck".to_owned(),
+                format!(
+                    "shadowcheck = host=127.0.0.1 port={} dbname={}",
+                    target.port().expect("port"),
+                    target.path().trim_start_matches('/')
+                ),
+            ),
+            (
+                "listen_addr = 0.0.0.0".to_owned(),
+                "listen_addr = 127.0.0.1".to_owned(),
+            ),
+            (
+                "listen_port = 6432".to_owned(),
+                format!("listen_port = {port}"),
+            ),
+            (
+                "auth_file = /run/secrets/pgbouncer_userlist".to_owned(),
+                format!("auth_file = {}/userlist.txt", dir.display()),
+            ),
+            (
+                "default_pool_size = 20".to_owned(),
+                format!("default_pool_size = {pool_size}"),
+            ),
+        ] {
+            assert!(ini.contains(&from), "pgbouncer.ini no longer has `{from}`");
+            ini = ini.replace(&from, &to);
+        }
+        ini.push_str(&format!("logfile = {}/pgbouncer.log\n", dir.display()));
+        if lenient {
+            ini.push_str("ignore_startup_parameters = extra_float_digits, options\n");
+        }
         let ini_path = dir.join("pgbouncer.ini");
         std::fs::write(&ini_path, ini).expect("ini");
         // Its log file is written there too.
@@ -394,11 +411,22 @@ impl Bouncer {
             assert!(Instant::now() < deadline, "pgbouncer never listened");
             std::thread::sleep(Duration::from_millis(100));
         }
-        Self { child, port }
+        Self {
+            child,
+            port,
+            credentials: match target.password() {
+                Some(p) => format!("{user}:{p}"),
+                None => user.to_owned(),
+            },
+        }
     }
 
-    fn url(&self, user: &str) -> String {
-        format!("postgres://{user}@127.0.0.1:{}/shadowcheck", self.port)
+    /// The same user and password, through the pooler.
+    fn url(&self) -> String {
+        format!(
+            "postgres://{}@127.0.0.1:{}/shadowcheck",
+            self.credentials, self.port
+        )
     }
 }
 
@@ -417,11 +445,7 @@ async fn ingest_reads_keys_and_migrations_work_through_pgbouncer_in_transaction_
     let direct = crate::helpers::empty_database().await;
     let dir = shared_temp_dir("shadowcheck-pgbouncer-");
     let bouncer = Bouncer::start(&direct, &dir, 2, false);
-    let user = reqwest::Url::parse(&direct)
-        .expect("url")
-        .username()
-        .to_owned();
-    let pooled = bouncer.url(&user);
+    let pooled = bouncer.url();
     let env = [
         ("DATABASE_URL", pooled.as_str()),
         ("SHADOWCHECK__DATABASE__TRANSACTION_POOLER", "true"),
@@ -568,11 +592,7 @@ async fn without_the_pooler_setting_the_driver_fails_through_pgbouncer() {
     let direct = crate::helpers::fresh_database().await;
     let dir = shared_temp_dir("shadowcheck-pgbouncer-trap-");
     let bouncer = Bouncer::start(&direct, &dir, 2, true);
-    let user = reqwest::Url::parse(&direct)
-        .expect("url")
-        .username()
-        .to_owned();
-    let pooled = bouncer.url(&user);
+    let pooled = bouncer.url();
     let serve = ServeProcess::start(&[("DATABASE_URL", pooled.as_str())], None);
     let client = crate::helpers::client();
     // Migrations (one transaction) and the probe (the simple protocol) work regardless.
@@ -951,5 +971,127 @@ async fn a_killed_primary_hands_over_under_ingest_and_no_acknowledged_row_is_los
     );
     drop(serve);
     drop(formation);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The stack's own scripts on real servers: the init script (with the replication secret) gives
+/// the primary its replication role and access, and `docker/postgres/replica.sh` clones it over a
+/// slot of its own and runs a hot standby that follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stack_replica_script_follows_a_primary_prepared_by_the_init_script() {
+    use std::os::unix::process::CommandExt;
+    let dir = shared_temp_dir("shadowcheck-replica-script-");
+    let primary_dir = dir.join("primary");
+    let primary = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&primary_dir))
+        .await
+        .expect("join")
+        .expect("primary");
+    let url = primary.url("postgres").expose().to_owned();
+    let password = reqwest::Url::parse(&url)
+        .expect("url")
+        .password()
+        .expect("password")
+        .to_owned();
+    let secrets = dir.join("secrets");
+    std::fs::create_dir_all(&secrets).expect("secrets");
+    for (name, value) in [
+        ("db_owner_password", "owner-pw-1"),
+        ("db_app_password", "app-pw-2"),
+        ("db_replication_password", "replication-pw-3"),
+    ] {
+        std::fs::write(secrets.join(name), format!("{value}\n")).expect("secret");
+    }
+    run(Command::new("sh")
+        .arg(crate::stack::repo(
+            "docker/postgres/initdb/10-shadowcheck.sh",
+        ))
+        .env("SECRETS_DIR", &secrets)
+        .env("SHADOWCHECK_DB", "stack")
+        .env("PGDATA", dir.join("primary/postgres"))
+        .env("POSTGRES_USER", "postgres")
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", primary.port().to_string())
+        .env("PGPASSWORD", &password));
+    let mut admin = PgConnection::connect(&url).await.expect("connect");
+    sqlx::query("SELECT pg_reload_conf()")
+        .execute(&mut admin)
+        .await
+        .expect("reload");
+
+    let replica_dir = dir.join("replica");
+    std::fs::create_dir_all(&replica_dir).expect("replica dir");
+    chown_postgres(&replica_dir);
+    let port = embedded::free_port().expect("port");
+    let path = format!(
+        "{}:{}",
+        primary.bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let log = std::fs::File::create(dir.join("replica.log")).expect("log");
+    let mut standby = as_postgres(Path::new("/bin/sh"))
+        .arg(crate::stack::repo("docker/postgres/replica.sh"))
+        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+        .args(["-c", "unix_socket_directories="])
+        .env("PATH", path)
+        .env("PGDATA", &replica_dir)
+        .env("PRIMARY_HOST", "127.0.0.1")
+        .env("PRIMARY_PORT", primary.port().to_string())
+        .env("SECRETS_DIR", &secrets)
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .expect("replica.sh");
+
+    sqlx::query("CREATE TABLE stack_probe (n int)")
+        .execute(&mut admin)
+        .await
+        .expect("create");
+    sqlx::query("INSERT INTO stack_probe VALUES (42)")
+        .execute(&mut admin)
+        .await
+        .expect("insert");
+    let replica_url = on_port(&url, port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (in_recovery, n) = loop {
+        let seen = async {
+            let mut c = PgConnection::connect(&replica_url).await?;
+            let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+                .fetch_one(&mut c)
+                .await?;
+            let n: i32 = sqlx::query_scalar("SELECT n FROM stack_probe")
+                .fetch_one(&mut c)
+                .await?;
+            Ok::<_, sqlx::Error>((in_recovery, n))
+        }
+        .await;
+        match seen {
+            Ok(v) => break v,
+            Err(e) => {
+                let log = std::fs::read_to_string(dir.join("replica.log")).unwrap_or_default();
+                assert!(Instant::now() < deadline, "replica: {e}\n{log}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    assert!(in_recovery, "not a standby");
+    assert_eq!(n, 42);
+    let slot: (String, bool) =
+        sqlx::query_as("SELECT slot_name::text, active FROM pg_replication_slots")
+            .fetch_one(&mut admin)
+            .await
+            .expect("slot");
+    assert_eq!(slot, ("replica_1".to_owned(), true));
+    // SAFETY: signalling the process group we created.
+    unsafe { libc::killpg(standby.id() as i32, libc::SIGINT) };
+    let _ = standby.wait();
+    let _ = as_postgres(&primary.bin_dir().join("pg_ctl"))
+        .arg("stop")
+        .arg("-D")
+        .arg(&replica_dir)
+        .args(["-m", "immediate"])
+        .output();
+    drop(admin);
+    let _ = tokio::task::spawn_blocking(move || drop(primary)).await;
     let _ = std::fs::remove_dir_all(dir);
 }

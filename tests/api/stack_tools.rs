@@ -1725,3 +1725,91 @@ async fn two_api_processes_behind_the_real_nginx_share_the_load_and_cover_for_ea
     drop(second);
     let _ = std::fs::remove_dir_all(scratch);
 }
+
+/// `scripts/gen-secrets --scale N` turns the `scale` profile on, as real Compose resolves it:
+/// PgBouncer and the replica join, the API runs N replicas through the pooler with the replica
+/// for reads; run again without `--scale`, the stack is back to one API on the primary.
+#[test]
+fn real_compose_resolves_the_scale_profile_from_gen_secrets() {
+    let stack = fresh_stack();
+    let gen = |args: &[&str]| {
+        let (ok, out) = output(
+            Command::new(stack.join("scripts/gen-secrets"))
+                .args(args)
+                .current_dir(&stack),
+        );
+        assert!(ok, "gen-secrets {args:?}: {out}");
+    };
+    let resolved = || {
+        let (ok, out) = compose(&stack, &["config", "--format", "json"]);
+        assert!(ok, "real Compose refuses the project: {out}");
+        serde_json::from_str::<Value>(&out).expect("json")
+    };
+    let secret =
+        |name: &str| std::fs::read_to_string(stack.join("compose/secrets").join(name)).expect(name);
+    gen(&["--scale", "3"]);
+    let project = resolved();
+    let services = &project["services"];
+    let api = &services["api"];
+    assert_eq!(api["deploy"]["replicas"], 3);
+    assert_eq!(
+        api["environment"]["SHADOWCHECK__DATABASE__TRANSACTION_POOLER"],
+        "true"
+    );
+    assert_eq!(api["environment"]["SHADOWCHECK__SERVER__API_REPLICAS"], "3");
+    assert!(secret("db_app_url").contains("@pgbouncer:6432/shadowcheck"));
+    assert!(secret("db_app_read_url").contains("@postgis-replica:5432/shadowcheck"));
+    let app_password = secret("db_app_password");
+    assert!(secret("pgbouncer_userlist").contains(app_password.trim()));
+    for name in ["pgbouncer", "postgis-replica"] {
+        let svc = &services[name];
+        assert_eq!(svc["read_only"], true, "{name}");
+        assert_eq!(strings(&svc["cap_drop"]), ["ALL"], "{name}");
+        assert!(
+            strings(&svc["security_opt"]).contains(&"no-new-privileges:true".to_owned()),
+            "{name}"
+        );
+        assert!(svc["healthcheck"]["test"].is_array(), "{name}");
+        assert!(
+            svc["deploy"]["resources"]["limits"]["memory"].is_string()
+                || svc["deploy"]["resources"]["limits"]["memory"].is_number(),
+            "{name}"
+        );
+        assert!(
+            svc["networks"].get("backend").is_some() && svc["networks"].get("edge").is_none(),
+            "{name} lives on the backend network only"
+        );
+    }
+    let ini = host_path(
+        &services["pgbouncer"],
+        "/etc/pgbouncer/pgbouncer.ini",
+        &stack,
+    )
+    .expect("pgbouncer.ini mount");
+    assert!(
+        ini.ends_with("docker/pgbouncer/pgbouncer.ini"),
+        "{}",
+        ini.display()
+    );
+    let script = host_path(
+        &services["postgis-replica"],
+        "/usr/local/bin/shadowcheck-replica",
+        &stack,
+    )
+    .expect("replica script mount");
+    assert!(
+        script.ends_with("docker/postgres/replica.sh"),
+        "{}",
+        script.display()
+    );
+
+    // Back to one API on the primary.
+    gen(&[]);
+    let project = resolved();
+    assert!(project["services"].get("pgbouncer").is_none());
+    assert!(project["services"].get("postgis-replica").is_none());
+    assert_eq!(project["services"]["api"]["deploy"]["replicas"], 1);
+    assert!(secret("db_app_url").contains("@postgis:5432/shadowcheck"));
+    assert_eq!(secret("db_app_read_url").trim(), "");
+    let _ = std::fs::remove_dir_all(stack);
+}

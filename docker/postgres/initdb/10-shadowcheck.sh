@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs once, as the superuser, when the database volume is first initialised (postgres image
-# entrypoint). Creates the extensions (superuser-only for PostGIS) and two roles:
+# entrypoint). Creates the extensions (superuser-only for PostGIS) and two roles (three with the
+# replica's):
 #   shadowcheck_owner: owns the schema; used only by the one-shot `migrate` service.
 #   shadowcheck_app:   the API; may read and write rows, may not create, alter or drop anything.
 # Passwords come from Docker secrets, never from the environment.
@@ -19,6 +20,16 @@ CREATE ROLE shadowcheck_app LOGIN PASSWORD :'app_password' NOSUPERUSER NOCREATED
 -- The owner owns the database, so it owns `public` (PostgreSQL 15+) for the migration ledger.
 CREATE DATABASE :"db" OWNER shadowcheck_owner;
 SQL
+
+# The streaming replica's role (compose `scale` profile), when its secret exists: replication
+# only, from the backend network, no access to any database's rows by login.
+if [ -s "$secrets/db_replication_password" ]; then
+  psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
+    -v replication_password="$(cat "$secrets/db_replication_password")" <<'SQL'
+CREATE ROLE shadowcheck_replicator LOGIN REPLICATION PASSWORD :'replication_password';
+SQL
+  echo "host replication shadowcheck_replicator all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+fi
 
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$db" -v db="$db" <<'SQL'
 CREATE EXTENSION IF NOT EXISTS postgis;
