@@ -49,6 +49,10 @@ struct Args {
     /// serving without the ingest runs.
     #[arg(long)]
     map_only: bool,
+    /// Only (a) and the scale-out section (g): storage per row, and ingest and reads directly,
+    /// with `database.transaction_pooler` on, and through PgBouncer (`/usr/sbin/pgbouncer`).
+    #[arg(long)]
+    scale_only: bool,
     /// martin, to serve the same table beside us in (f) (default: `martin` on PATH; skipped
     /// with a note when there is none).
     #[arg(long)]
@@ -310,6 +314,10 @@ impl Drop for Server {
 }
 
 fn start_server(bin: &Path, url: &str, pool: usize) -> Result<Server> {
+    start_server_with(bin, url, pool, &[])
+}
+
+fn start_server_with(bin: &Path, url: &str, pool: usize, env: &[(&str, &str)]) -> Result<Server> {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(bin)
         .args([
@@ -329,6 +337,7 @@ fn start_server(bin: &Path, url: &str, pool: usize) -> Result<Server> {
             "SHADOWCHECK__LOG__LEVEL",
             "info,shadowcheck::access=warn,sqlx=warn",
         )
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -352,6 +361,52 @@ fn start_server(bin: &Path, url: &str, pool: usize) -> Result<Server> {
         addr,
         metrics_addr,
     })
+}
+
+/// Posts every body, `conc` at a time; the wall time and each request's milliseconds.
+async fn ingest_all(
+    client: &reqwest::Client,
+    addr: &str,
+    bodies: &Arc<Vec<Vec<u8>>>,
+    conc: usize,
+) -> Result<(f64, Vec<f64>)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let t = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..conc {
+        let (client, bodies, next, addr) = (
+            client.clone(),
+            Arc::clone(bodies),
+            Arc::clone(&next),
+            addr.to_owned(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(body) = bodies.get(i) else { break };
+                let sent = Instant::now();
+                let resp = client
+                    .post(format!("http://{addr}/api/v1/detections"))
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                let status = resp.status();
+                let _ = resp.bytes().await?;
+                if status != 201 {
+                    bail!("batch {i}: HTTP {status}");
+                }
+                latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for w in workers {
+        latencies.extend(w.await??);
+    }
+    Ok((t.elapsed().as_secs_f64(), latencies))
 }
 
 async fn wait_ready(client: &reqwest::Client, addr: &str) -> Result<()> {
@@ -498,6 +553,12 @@ async fn run(
             .collect();
         return map_serving(args, &client, &server, &spots, &copy_url).await;
     }
+    if args.scale_only {
+        return scale_out(
+            args, server_bin, pg_bin, admin_url, dir, &rows, &copy_url, copy_rate,
+        )
+        .await;
+    }
 
     // (b) HTTP ingest through the real server, fresh table per concurrency level.
     // No partitions are made for the HTTP runs: the server creates each month as its first rows
@@ -524,43 +585,7 @@ async fn run(
              sigint.registry_queue, sigint.transmitters, sigint.device_minutes, \
              sigint.following_queue, sigint.following, sigint.pair_sightings",
         )?;
-        let next = Arc::new(AtomicUsize::new(0));
-        let t = Instant::now();
-        let mut workers = Vec::new();
-        for _ in 0..conc {
-            let (client, bodies, next, addr) = (
-                client.clone(),
-                Arc::clone(&bodies),
-                Arc::clone(&next),
-                server.addr.clone(),
-            );
-            workers.push(tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(body) = bodies.get(i) else { break };
-                    let sent = Instant::now();
-                    let resp = client
-                        .post(format!("http://{addr}/api/v1/detections"))
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await?;
-                    let status = resp.status();
-                    let _ = resp.bytes().await?;
-                    if status != 201 {
-                        bail!("batch {i}: HTTP {status}");
-                    }
-                    latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
-                }
-                Ok::<_, anyhow::Error>(latencies)
-            }));
-        }
-        let mut latencies = Vec::new();
-        for w in workers {
-            latencies.extend(w.await??);
-        }
-        let secs = t.elapsed().as_secs_f64();
+        let (secs, mut latencies) = ingest_all(&client, &server.addr, &bodies, conc).await?;
         let stored: usize = psql(
             pg_bin,
             &http_url,
@@ -1407,4 +1432,195 @@ async fn psql_scalar(url: &str, sql: &str) -> Result<usize> {
     let mut conn = sqlx::PgConnection::connect(url).await?;
     let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await?;
     Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// PgBouncer with the stack's own configuration, moved onto loopback in front of `url`.
+struct Bouncer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Bouncer {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child (runuser passes it on).
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn start_bouncer(url: &str, dir: &Path, pool_size: usize) -> Result<Bouncer> {
+    let target = reqwest::Url::parse(url)?;
+    let port = shadowcheck::db::embedded::free_port()?;
+    let home = dir.join(format!("pgbouncer-{port}"));
+    std::fs::create_dir_all(&home)?;
+    std::fs::write(
+        home.join("userlist.txt"),
+        format!(
+            "\"{}\" \"{}\"\n",
+            target.username(),
+            target.password().unwrap_or_default()
+        ),
+    )?;
+    let ini = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docker/pgbouncer/pgbouncer.ini"
+    ))?
+    .replace(
+        "host=postgis port=5432 dbname=shadowcheck",
+        &format!(
+            "host=127.0.0.1 port={} dbname={}",
+            target.port().unwrap_or(5432),
+            target.path().trim_start_matches('/')
+        ),
+    )
+    .replace("listen_addr = 0.0.0.0", "listen_addr = 127.0.0.1")
+    .replace("listen_port = 6432", &format!("listen_port = {port}"))
+    .replace(
+        "auth_file = /run/secrets/pgbouncer_userlist",
+        &format!("auth_file = {}/userlist.txt", home.display()),
+    )
+    .replace(
+        "default_pool_size = 20",
+        &format!("default_pool_size = {pool_size}"),
+    );
+    std::fs::write(home.join("pgbouncer.ini"), ini)?;
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&home)
+            .status()?;
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", "/usr/sbin/pgbouncer"]);
+        c
+    } else {
+        Command::new("/usr/sbin/pgbouncer")
+    };
+    let child = cmd
+        .arg(home.join("pgbouncer.ini"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start /usr/sbin/pgbouncer (Debian package pgbouncer)")?;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(Bouncer { child, port });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("pgbouncer did not listen")
+}
+
+/// (g) What one node holds, and what the pooler costs: bytes per stored row (heap and indexes,
+/// from the COPY table), then HTTP ingest at the highest concurrency and bounding-box reads,
+/// each on a fresh database: directly, directly with `database.transaction_pooler` on (the
+/// per-checkout transactions and no statement cache alone), and through PgBouncer.
+#[allow(clippy::too_many_arguments)]
+async fn scale_out(
+    args: &Args,
+    server_bin: &Path,
+    pg_bin: &Path,
+    admin_url: &str,
+    dir: &Path,
+    rows: &[Row],
+    copy_url: &str,
+    copy_rate: f64,
+) -> Result<()> {
+    psql(pg_bin, copy_url, "VACUUM ANALYZE sigint.signal_detections")?;
+    let sizes = psql(
+        pg_bin,
+        copy_url,
+        "SELECT sum(pg_relation_size(inhrelid)) || ' ' || sum(pg_indexes_size(inhrelid)) \
+         FROM pg_inherits WHERE inhparent = 'sigint.signal_detections'::regclass",
+    )?;
+    let mut parts = sizes.split_whitespace().map(str::parse::<f64>);
+    let (heap, indexes) = (
+        parts.next().context("heap size")??,
+        parts.next().context("index size")??,
+    );
+    let n = rows.len() as f64;
+    println!(
+        "\n## (g) scale-out\nstorage: {:.0} bytes per row ({:.0} heap + {:.0} indexes), {:.2} GiB per million rows",
+        (heap + indexes) / n,
+        heap / n,
+        indexes / n,
+        (heap + indexes) / n * 1e6 / f64::from(1u32 << 30)
+    );
+    let conc = args.concurrency.iter().copied().max().unwrap_or(4);
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+        rows.chunks(args.batch)
+            .map(|chunk| serde_json::to_vec(&chunk.iter().map(json_item).collect::<Vec<_>>()))
+            .collect::<Result<_, _>>()?,
+    );
+    let spots: Vec<(f64, f64)> = rows
+        .iter()
+        .step_by((rows.len() / 1_000).max(1))
+        .map(|r| (r.lat, r.lon))
+        .collect();
+    println!(
+        "| path | ingest rows/s (concurrency {conc}) | ratio to COPY | request p50 / p99 ms | box read p50 / p99 ms |\n|---|---|---|---|---|"
+    );
+    let client = client()?;
+    for (i, (label, through_bouncer, pooler)) in [
+        ("direct", false, false),
+        ("direct, transaction_pooler on", false, true),
+        ("PgBouncer 1.18, transaction mode", true, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let url = create_db(admin_url, &format!("bench_scale_{i}")).await?;
+        let bouncer = if through_bouncer {
+            Some(start_bouncer(&url, dir, conc + 2)?)
+        } else {
+            None
+        };
+        let server_url = match &bouncer {
+            Some(b) => {
+                let mut u = reqwest::Url::parse(&url)?;
+                u.set_port(Some(b.port)).ok();
+                u.set_path("/shadowcheck");
+                u.to_string()
+            }
+            None => url.clone(),
+        };
+        let pooler_flag = if pooler { "true" } else { "false" };
+        let server = start_server_with(
+            server_bin,
+            &server_url,
+            conc + 2,
+            &[("SHADOWCHECK__DATABASE__TRANSACTION_POOLER", pooler_flag)],
+        )?;
+        wait_ready(&client, &server.addr).await?;
+        let (secs, mut latencies) = ingest_all(&client, &server.addr, &bodies, conc).await?;
+        latencies.sort_by(f64::total_cmp);
+        let rate = n / secs;
+        psql(pg_bin, &url, "VACUUM ANALYZE sigint.signal_detections")?;
+        let urls: Vec<String> = (0..args.queries)
+            .map(|k| {
+                let (lat, lon) = spots[k % spots.len()];
+                format!(
+                    "http://{}/api/v1/detections?bbox={},{},{},{}&limit=100",
+                    server.addr,
+                    lon - 0.002,
+                    lat - 0.002,
+                    lon + 0.002,
+                    lat + 0.002
+                )
+            })
+            .collect();
+        let (mut reads, _, _) = timed_gets(&client, &urls).await?;
+        reads.sort_by(f64::total_cmp);
+        println!(
+            "| {label} | {rate:.0} | {:.2} | {:.1} / {:.1} | {:.2} / {:.2} |",
+            rate / copy_rate,
+            percentile(&latencies, 50.0),
+            percentile(&latencies, 99.0),
+            percentile(&reads, 50.0),
+            percentile(&reads, 99.0)
+        );
+        drop(server);
+        drop(bouncer);
+    }
+    Ok(())
 }

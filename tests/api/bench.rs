@@ -52,3 +52,35 @@ fn small_benchmark_completes_and_prints_its_figures() {
     assert!(stdout.contains("20000 rows in"), "{stdout}");
     println!("{stdout}");
 }
+
+#[test]
+fn scale_out_section_completes_and_prints_its_figures() {
+    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--rows", "5000", "--queries", "10", "--concurrency", "2"])
+        .args([
+            "--scale-only",
+            "--server",
+            env!("CARGO_BIN_EXE_shadowcheck"),
+        ])
+        .output()
+        .expect("run bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for heading in [
+        "## (g) scale-out",
+        "bytes per row",
+        "| direct |",
+        "| direct, transaction_pooler on |",
+        "| PgBouncer 1.18, transaction mode |",
+    ] {
+        assert!(
+            stdout.contains(heading),
+            "missing `{heading}` in:\n{stdout}"
+        );
+    }
+    println!("{stdout}");
+}
