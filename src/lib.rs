@@ -10,7 +10,7 @@ pub mod auth;
 pub mod cli;
 /// Settings from defaults, file, environment and flags.
 pub mod config;
-/// PostgreSQL: pool, migrations, embedded cluster, SQL.
+/// PostgreSQL: pools (primary, read replica, failover), migrations, embedded cluster, SQL.
 pub mod db;
 /// Detections, MAC addresses, positions and searches: the rules, without I/O.
 pub mod domain;

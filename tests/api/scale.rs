@@ -509,6 +509,8 @@ async fn ingest_reads_keys_and_migrations_work_through_pgbouncer_in_transaction_
                     "/api/v1/stats",
                     "/tiles/detections/10/543/355.pbf",
                     "/api/v1/transmitters?limit=5",
+                    "/api/v1/detections?f=csv&limit=10",
+                    "/ogc/collections/detections/items?limit=5",
                 ] {
                     let answer = client
                         .get(format!("{base}{path}"))
