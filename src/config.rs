@@ -1021,6 +1021,47 @@ mod tests {
     }
 
     #[test]
+    fn several_api_replicas_or_a_replica_refuse_the_embedded_database() {
+        let load = |pairs: &[(&str, &str)]| {
+            Settings::load(&Sources {
+                env: env(pairs),
+                ..Sources::default()
+            })
+        };
+        for refused in [
+            vec![("SHADOWCHECK__SERVER__API_REPLICAS", "2")],
+            vec![("SHADOWCHECK__DATABASE__READ_URL", "postgres://r/db")],
+            vec![("SHADOWCHECK__DATABASE__TRANSACTION_POOLER", "true")],
+        ] {
+            let e = load(&refused).expect_err("embedded database with scale-out settings");
+            assert!(e.to_string().contains("database.url"), "{e}");
+        }
+        let s = load(&[
+            ("DATABASE_URL", "postgres://a/b"),
+            ("SHADOWCHECK__SERVER__API_REPLICAS", "3"),
+            ("SHADOWCHECK__DATABASE__READ_URL", "postgres://r/db"),
+        ])
+        .expect("an external database scales");
+        assert_eq!(s.server.api_replicas, 3);
+        assert_eq!(
+            s.database.read_url.as_ref().map(Secret::expose),
+            Some("postgres://r/db")
+        );
+        // An empty read URL (the compose stack's file when there is no replica) means none.
+        let s = load(&[
+            ("DATABASE_URL", "postgres://a/b"),
+            ("SHADOWCHECK__DATABASE__READ_URL", ""),
+        ])
+        .expect("empty read url");
+        assert!(s.database.read_url.is_none());
+        assert!(load(&[
+            ("DATABASE_URL", "postgres://a/b"),
+            ("SHADOWCHECK__DATABASE__READ_URL", "mysql://r/db"),
+        ])
+        .is_err());
+    }
+
+    #[test]
     fn database_url_env_is_honoured_below_namespaced() {
         let s = Settings::load(&Sources {
             env: env(&[("DATABASE_URL", "postgres://a/b")]),

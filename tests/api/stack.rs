@@ -623,6 +623,10 @@ async fn backup_wipe_restore_round_trip_keeps_every_detection() {
     assert_eq!(before.len(), 501);
     let url: String = app.database_url().await;
     app.db.close().await;
+    // The service stops first: its registry updater must not hold locks while the schema is
+    // dropped (a deadlock otherwise, depending on timing), as an operator stops the API to restore.
+    app.lifecycle.begin_shutdown();
+    let _ = app.server.await;
 
     let dir = shared_temp_dir("shadowcheck-backup-");
     let (ok, out) = run(Command::new(repo("scripts/backup"))
