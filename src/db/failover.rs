@@ -71,6 +71,15 @@ impl Failover {
         }
     }
 
+    /// Which host takes the writes now, and how many there are, for `/health/detailed`.
+    pub fn report(&self) -> serde_json::Value {
+        let current = self.current.load(Ordering::SeqCst);
+        serde_json::json!({
+            "current": describe(&self.hosts[current].0),
+            "hosts": self.hosts.iter().map(|h| describe(&h.0)).collect::<Vec<_>>(),
+        })
+    }
+
     /// A request found the database unavailable: look again now rather than at the next tick.
     pub fn wake(&self) {
         self.wake.notify_one();

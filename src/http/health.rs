@@ -94,6 +94,8 @@ pub(crate) async fn get_detailed(State(state): State<AppState>) -> Response {
         },
         "pool": state.pool_stats(),
         "replica": state.replica().map(|r| r.report()),
+        // With a multi-host URL: the host that takes the writes now (no credentials).
+        "primary": state.failover.as_ref().map(|f| f.report()),
         "exporters": state.exporters.snapshot(),
     }))
     .into_response()

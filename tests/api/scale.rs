@@ -308,12 +308,9 @@ async fn reads_are_served_by_the_replica_and_fall_back_to_the_primary() {
     .expect("join");
     serve.wait_ready(&client).await;
     standby.stop();
-    let mut answered = 0;
     for _ in 0..20 {
         assert_eq!(ids(&client, &serve).await, (200, 40));
-        answered += 1;
     }
-    assert_eq!(answered, 20);
     let body = wait_replica(&client, &serve, "down").await;
     assert_eq!(body["status"], "degraded", "{body}");
     assert!(
@@ -892,6 +889,12 @@ async fn a_killed_primary_hands_over_under_ingest_and_no_acknowledged_row_is_los
     );
     let client = crate::helpers::client();
     serve.wait_ready(&client).await;
+    let primary = detailed(&client, &serve).await["primary"].clone();
+    assert_eq!(
+        primary["current"],
+        format!("127.0.0.1:{}", ports[0]),
+        "{primary}"
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicUsize::new(0));
@@ -924,6 +927,12 @@ async fn a_killed_primary_hands_over_under_ingest_and_no_acknowledged_row_is_los
     let killed = Instant::now();
     let at_kill = acked.load(Ordering::SeqCst);
     wait_acks(at_kill + 1, "no batch stored after the kill").await;
+    let primary = detailed(&client, &serve).await["primary"].clone();
+    assert_eq!(
+        primary["current"],
+        format!("127.0.0.1:{}", ports[1]),
+        "{primary}"
+    );
     let handover = killed.elapsed();
     formation
         .wait_state("node_2", "wait_primary", Duration::from_secs(90))
