@@ -3,19 +3,11 @@
 
 use std::process::Command;
 
-#[test]
-fn small_benchmark_completes_and_prints_its_figures() {
+/// Runs the bench with `args` against this build's server; it must succeed and print each of
+/// `headings`.
+fn bench_prints(args: &[&str], headings: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["--rows", "20000", "--queries", "10", "--concurrency", "1,2"])
-        // Two maximum-size bodies at once: the full eight is for `scripts/bench`, not a loaded CI.
-        .args([
-            "--large-concurrency",
-            "2",
-            "--scenarios",
-            "2",
-            "--tiles",
-            "10",
-        ])
+        .args(args)
         .args(["--server", env!("CARGO_BIN_EXE_shadowcheck")])
         .output()
         .expect("run bench");
@@ -25,7 +17,33 @@ fn small_benchmark_completes_and_prints_its_figures() {
         "bench failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for heading in [
+    for heading in headings {
+        assert!(
+            stdout.contains(heading),
+            "missing `{heading}` in:\n{stdout}"
+        );
+    }
+    println!("{stdout}");
+}
+
+#[test]
+fn small_benchmark_completes_and_prints_its_figures() {
+    // Two maximum-size bodies at once: the full eight is for `scripts/bench`, not a loaded CI.
+    let args = [
+        "--rows",
+        "20000",
+        "--queries",
+        "10",
+        "--concurrency",
+        "1,2",
+        "--large-concurrency",
+        "2",
+        "--scenarios",
+        "2",
+        "--tiles",
+        "10",
+    ];
+    let headings = [
         "## (a) baseline: psql COPY",
         "## (b) HTTP ingest",
         "best HTTP/COPY ratio",
@@ -43,44 +61,29 @@ fn small_benchmark_completes_and_prints_its_figures() {
         "## (e) detector on 2 randomised known-truth scenarios",
         "| follower (suspicious or alert) |",
         "| evil_twin |",
-    ] {
-        assert!(
-            stdout.contains(heading),
-            "missing `{heading}` in:\n{stdout}"
-        );
-    }
-    assert!(stdout.contains("20000 rows in"), "{stdout}");
-    println!("{stdout}");
+        "20000 rows in",
+    ];
+    bench_prints(&args, &headings);
 }
 
 #[test]
 fn scale_out_section_completes_and_prints_its_figures() {
-    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["--rows", "5000", "--queries", "10", "--concurrency", "2"])
-        .args([
+    bench_prints(
+        &[
+            "--rows",
+            "5000",
+            "--queries",
+            "10",
+            "--concurrency",
+            "2",
             "--scale-only",
-            "--server",
-            env!("CARGO_BIN_EXE_shadowcheck"),
-        ])
-        .output()
-        .expect("run bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "bench failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &[
+            "## (g) scale-out",
+            "bytes per row",
+            "| direct |",
+            "| direct, transaction_pooler on |",
+            "| PgBouncer 1.18, transaction mode |",
+        ],
     );
-    for heading in [
-        "## (g) scale-out",
-        "bytes per row",
-        "| direct |",
-        "| direct, transaction_pooler on |",
-        "| PgBouncer 1.18, transaction mode |",
-    ] {
-        assert!(
-            stdout.contains(heading),
-            "missing `{heading}` in:\n{stdout}"
-        );
-    }
-    println!("{stdout}");
 }

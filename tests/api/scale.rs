@@ -40,6 +40,16 @@ fn run(cmd: &mut Command) -> String {
     text
 }
 
+/// `pg_ctl stop -m immediate` on a cluster, ignoring failure (it may be down already).
+fn stop_immediately(bin: &Path, dir: &Path) {
+    let _ = as_postgres(&bin.join("pg_ctl"))
+        .arg("stop")
+        .arg("-D")
+        .arg(dir)
+        .args(["-m", "immediate"])
+        .output();
+}
+
 fn chown_postgres(path: &Path) {
     if is_root() {
         run(Command::new("chown").arg("postgres:postgres").arg(path));
@@ -108,12 +118,7 @@ impl Standby {
 impl Drop for Standby {
     fn drop(&mut self) {
         if self.running {
-            let _ = as_postgres(&self.bin.join("pg_ctl"))
-                .arg("stop")
-                .arg("-D")
-                .arg(&self.dir)
-                .args(["-m", "immediate"])
-                .output();
+            stop_immediately(&self.bin, &self.dir);
         }
     }
 }
@@ -621,6 +626,8 @@ async fn without_the_pooler_setting_the_driver_fails_through_pgbouncer() {
 /// its own `pg_autoctl run` in a process group of its own (so a node can be killed whole).
 struct Formation {
     dir: PathBuf,
+    /// The PostgreSQL binaries, first on the keepers' PATH.
+    bin: PathBuf,
     path: String,
     monitor_port: u16,
     keepers: Vec<(String, std::process::Child)>,
@@ -656,6 +663,7 @@ impl Formation {
         );
         let mut formation = Self {
             dir: dir.to_owned(),
+            bin: bin.to_owned(),
             path,
             monitor_port: embedded::free_port().expect("port"),
             keepers: Vec::new(),
@@ -749,13 +757,7 @@ impl Formation {
             unsafe { libc::killpg(child.id() as i32, libc::SIGKILL) };
             let _ = child.wait();
         }
-        let _ =
-            as_postgres(&PathBuf::from(self.path.split(':').next().unwrap_or("")).join("pg_ctl"))
-                .arg("stop")
-                .arg("-D")
-                .arg(self.dir.join(name))
-                .args(["-m", "immediate"])
-                .output();
+        stop_immediately(&self.bin, &self.dir.join(name));
     }
 }
 
@@ -1098,12 +1100,7 @@ async fn the_stack_replica_script_follows_a_primary_prepared_by_the_init_script(
     // SAFETY: signalling the process group we created.
     unsafe { libc::killpg(standby.id() as i32, libc::SIGINT) };
     let _ = standby.wait();
-    let _ = as_postgres(&primary.bin_dir().join("pg_ctl"))
-        .arg("stop")
-        .arg("-D")
-        .arg(&replica_dir)
-        .args(["-m", "immediate"])
-        .output();
+    stop_immediately(primary.bin_dir(), &replica_dir);
     drop(admin);
     let _ = tokio::task::spawn_blocking(move || drop(primary)).await;
     let _ = std::fs::remove_dir_all(dir);

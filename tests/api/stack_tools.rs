@@ -787,6 +787,41 @@ fn nginx_conf_for_test(
     path
 }
 
+/// The real nginx on `conf` (accepted by `nginx -t` first), once its own health answers.
+async fn start_nginx(scratch: &Path, conf: &Path, health_port: u16) -> Stopped {
+    let nginx = |extra: &[&str]| {
+        let mut cmd = Command::new("nginx");
+        cmd.arg("-p")
+            .arg(scratch)
+            .arg("-c")
+            .arg(conf)
+            .args(["-e", "stderr"])
+            .args(extra);
+        cmd
+    };
+    let (ok, out) = output(&mut nginx(&["-t"]));
+    assert!(ok, "nginx -t refuses the stack's nginx.conf: {out}");
+    let process = Stopped(
+        nginx(&["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx (scripts/test installs it)"),
+    );
+    let plain = crate::helpers::client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !plain
+        .get(format!("http://127.0.0.1:{health_port}/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "nginx never became healthy");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    process
+}
+
 /// One answer over HTTPS: status, headers (lower-cased names), body.
 struct Answer {
     status: u16,
@@ -912,39 +947,7 @@ async fn real_nginx_fronts_the_api_with_tls_headers_and_limits() {
     let port = shadowcheck::db::embedded::free_port().expect("port");
     let health_port = shadowcheck::db::embedded::free_port().expect("port");
     let conf = nginx_conf_for_test(&stack, &project, &serve.addr, port, health_port, &scratch);
-    let nginx = |extra: &[&str]| {
-        let mut cmd = Command::new("nginx");
-        cmd.arg("-p")
-            .arg(&scratch)
-            .arg("-c")
-            .arg(&conf)
-            .args(["-e", "stderr"])
-            .args(extra);
-        cmd
-    };
-    let (ok, out) = output(&mut nginx(&["-t"]));
-    assert!(ok, "nginx -t refuses the stack's nginx.conf: {out}");
-    let nginx_process = Stopped(
-        nginx(&["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx (scripts/test installs it)"),
-    );
-
-    let plain = crate::helpers::client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let health = plain
-            .get(format!("http://127.0.0.1:{health_port}/healthz"))
-            .send()
-            .await;
-        if health.is_ok_and(|r| r.status() == 200) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "nginx never became healthy");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let nginx_process = start_nginx(&scratch, &conf, health_port).await;
     let ca = PathBuf::from(
         project["secrets"]["tls_cert"]["file"]
             .as_str()
@@ -1629,28 +1632,7 @@ async fn two_api_processes_behind_the_real_nginx_share_the_load_and_cover_for_ea
     // `server api:5000;` becomes one line per process.
     let both = format!("{}; server {}", first.addr, second.addr);
     let conf = nginx_conf_for_test(&stack, &project, &both, port, health_port, &scratch);
-    let _nginx = Stopped(
-        Command::new("nginx")
-            .arg("-p")
-            .arg(&scratch)
-            .arg("-c")
-            .arg(&conf)
-            .args(["-e", "stderr", "-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !client
-        .get(format!("http://127.0.0.1:{health_port}/healthz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(Instant::now() < deadline, "nginx never became healthy");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let _nginx = start_nginx(&scratch, &conf, health_port).await;
     let ca = PathBuf::from(
         project["secrets"]["tls_cert"]["file"]
             .as_str()
