@@ -762,7 +762,23 @@ impl Formation {
 }
 
 impl Drop for Formation {
+    /// Cleanly, as an operator would (`pg_autoctl stop`: the keeper stops its PostgreSQL; a
+    /// SIGKILLed postmaster would leave the monitor's background worker running), then whatever
+    /// is left is killed.
     fn drop(&mut self) {
+        for (name, _) in self.keepers.iter().rev() {
+            let _ = self
+                .autoctl()
+                .args(["stop", "--pgdata"])
+                .arg(self.dir.join(name))
+                .output();
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for (_, child) in &mut self.keepers {
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         let names: Vec<String> = self.keepers.iter().map(|(n, _)| n.clone()).collect();
         for name in names.iter().rev() {
             self.kill(name);
