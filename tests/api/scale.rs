@@ -612,11 +612,16 @@ async fn without_the_pooler_setting_the_driver_fails_through_pgbouncer() {
     let status = answer.status().as_u16();
     let body = answer.text().await.expect("body");
     assert!(status >= 500, "{status}: {body}");
-    let logs = serve.log_lines().join("\n");
-    assert!(
-        logs.contains("prepared statement") && logs.contains("does not exist"),
-        "{logs}"
-    );
+    // The server's log line may reach us a moment after its answer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = serve.log_lines().join("\n");
+        if logs.contains("prepared statement") && logs.contains("does not exist") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{logs}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop(serve);
     drop(bouncer);
     let _ = std::fs::remove_dir_all(dir);
