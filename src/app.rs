@@ -15,6 +15,7 @@ use crate::state::AppState;
 
 pub struct Application {
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     metrics_listener: TcpListener,
     state: AppState,
 }
@@ -27,6 +28,7 @@ impl Application {
         database_url: &Secret,
         lifecycle: Arc<Lifecycle>,
     ) -> anyhow::Result<Self> {
+        let tls = crate::http::server::tls_acceptor(&settings.server)?;
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
@@ -34,6 +36,7 @@ impl Application {
             crate::telemetry::bind_metrics(settings.server.metrics_listen).await?;
         // The recorder exists before anything is counted (also without `telemetry::init`).
         crate::telemetry::metrics_handle();
+        crate::telemetry::publish_api_series();
         let primary =
             db::api_pools(database_url, &settings.database).context("invalid database URL")?;
         let replica = match &settings.database.read_url {
@@ -59,6 +62,7 @@ impl Application {
         state.failover = failover;
         Ok(Self {
             listener,
+            tls,
             metrics_listener,
             state,
         })
@@ -87,6 +91,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self {
             listener,
+            tls,
             metrics_listener,
             state,
         } = self;
@@ -134,6 +139,7 @@ impl Application {
         let settings = Arc::clone(&state.settings);
         let outcome = crate::http::server::serve(
             listener,
+            tls,
             crate::http::router(state),
             &settings.server,
             shutdown,
@@ -161,7 +167,9 @@ async fn prepare_database(state: AppState) {
     loop {
         attempt += 1;
         let result = if settings.migrate_on_start {
-            db::migrate(state.pool()).await.map_err(|e| e.to_string())
+            db::migrate_if_pending(state.pool())
+                .await
+                .map_err(|e| e.to_string())
         } else {
             match db::migrations_current(state.pool()).await {
                 Ok(true) => Ok(()),

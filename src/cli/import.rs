@@ -42,7 +42,7 @@ pub async fn import(
     } else {
         let (url, embedded) = super::database(&settings).await?;
         let pool = crate::db::lazy_pool(&url, &settings.database)?;
-        crate::db::migrate(&pool)
+        crate::db::migrate_if_pending(&pool)
             .await
             .context("migration failed")?;
         (

@@ -266,7 +266,7 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
 /// once, so the one-command quick start can ingest right away.
 async fn first_run_key(url: &Secret, settings: &Settings) -> anyhow::Result<()> {
     let pool = crate::db::lazy_pool(url, &settings.database)?;
-    crate::db::migrate(&pool)
+    crate::db::migrate_if_pending(&pool)
         .await
         .context("migration failed")?;
     let mut tx = pool.begin().await?;
@@ -283,6 +283,10 @@ async fn first_run_key(url: &Secret, settings: &Settings) -> anyhow::Result<()> 
             key.secret
         );
         tracing::info!(name = "initial-admin", prefix = %key.prefix, "created the first API key");
+    } else {
+        // Ended here, not by dropping it: a transaction left to its drop-time rollback kept
+        // `close()` below waiting on a connection that stayed idle in transaction.
+        tx.rollback().await?;
     }
     pool.inner().close().await;
     Ok(())
@@ -292,15 +296,21 @@ async fn keys(settings: Settings, action: KeysAction) -> anyhow::Result<()> {
     let (url, embedded) = database(&settings).await?;
     let pool = crate::db::lazy_pool(&url, &settings.database)?;
     if embedded.is_some() {
-        crate::db::migrate(&pool)
+        crate::db::migrate_if_pending(&pool)
             .await
             .context("migration failed")?;
     }
     // One transaction per command: the same directly and through a transaction-mode pooler.
     let result = async {
         let mut tx = pool.begin().await?;
-        run_keys(&mut tx, action).await?;
-        Ok::<_, anyhow::Error>(tx.commit().await?)
+        match run_keys(&mut tx, action).await {
+            Ok(()) => Ok::<_, anyhow::Error>(tx.commit().await?),
+            Err(e) => {
+                // Ended explicitly: `close()` must not wait on a drop-time rollback.
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
     }
     .await;
     pool.inner().close().await;

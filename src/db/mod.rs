@@ -199,11 +199,44 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// so it works the same directly and through a transaction-mode pooler (sqlx's own lock is a
 /// session lock, which a pooler would leave on some other client's server connection); no
 /// statement timeout applies, as a migration may rightly take longer than any request.
-/// Either every pending migration lands or none does.
+/// Either every pending migration lands or none does. Applied migrations are checked against
+/// their files (the `migrate` subcommand).
 pub async fn migrate(pool: &Pool) -> Result<(), sqlx::migrate::MigrateError> {
+    apply_migrations(pool, false).await
+}
+
+/// As `migrate`, but with nothing pending it only reads the ledger: no DDL, no lock. So `serve`,
+/// `import` and `keys` work as a role that may not alter the schema (the API's in the compose
+/// stack) once the schema owner has migrated, and fail clearly when a migration is pending.
+pub async fn migrate_if_pending(pool: &Pool) -> Result<(), sqlx::migrate::MigrateError> {
+    apply_migrations(pool, true).await
+}
+
+async fn apply_migrations(
+    pool: &Pool,
+    only_when_pending: bool,
+) -> Result<(), sqlx::migrate::MigrateError> {
     let mut migrator = sqlx::migrate!("./migrations");
     migrator.set_locking(false);
     let mut tx = pool.begin().await?;
+    if only_when_pending {
+        // Inside the transaction: through a pooler, one server connection answers both reads.
+        let ledger: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&mut *tx)
+            .await?;
+        let applied: Option<i64> = if ledger {
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&mut *tx)
+                .await?
+        } else {
+            None
+        };
+        let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        if applied.unwrap_or(0) >= latest {
+            tx.commit().await?;
+            return Ok(());
+        }
+    }
     sqlx::query("SET LOCAL statement_timeout = 0")
         .execute(&mut *tx)
         .await?;

@@ -33,8 +33,11 @@ async fn overloaded(_: BoxError) -> Response {
     .into_response()
 }
 
-/// Loads the certificate chain and key for in-process TLS, when configured.
-fn tls_acceptor(settings: &ServerSettings) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+/// Loads the certificate chain and key for in-process TLS, when configured (at build time, so a
+/// missing file stops the process before it says it is listening).
+pub fn tls_acceptor(
+    settings: &ServerSettings,
+) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let (Some(cert_file), Some(key_file)) = (&settings.tls.cert_file, &settings.tls.key_file)
@@ -61,12 +64,12 @@ fn tls_acceptor(settings: &ServerSettings) -> anyhow::Result<Option<tokio_rustls
 /// Serves `router` until `shutdown`, then drains for at most `drain`.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     router: Router,
     settings: &ServerSettings,
     shutdown: CancellationToken,
     drain: Duration,
 ) -> anyhow::Result<()> {
-    let tls = tls_acceptor(settings)?;
     // Probes are cheap and must answer while the server is full, or a busy server is
     // restarted by its orchestrator: they go around the concurrency limit.
     let probes = router.clone();

@@ -96,7 +96,7 @@ pub fn init(settings: &Settings) -> Telemetry {
     drop(installed);
     metrics::gauge!("shadowcheck_build_info", "version" => VERSION, "commit" => GIT_COMMIT)
         .set(1.0);
-    zero_counters();
+    zero_exporter_counters();
     Telemetry {
         exporters,
         loki,
@@ -352,9 +352,16 @@ pub fn process_metrics_text() -> String {
     out
 }
 
-/// Publishes every counter at zero from the start, so `rate()` and alert rules see a series
-/// before the first event (Prometheus cannot rate a series that does not exist yet).
-fn zero_counters() {
+/// Publishes the API's series from the start, so `rate()` and alert rules see a series before the
+/// first event (Prometheus cannot rate a series that does not exist yet). Only `serve` calls it:
+/// the maintenance process must not export an API gauge such as a database health of 0. Once per
+/// process: a gauge set again would forget what is in flight.
+pub fn publish_api_series() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(publish_api_series_now);
+}
+
+fn publish_api_series_now() {
     for kind in crate::domain::SignalType::ALL
         .iter()
         .map(|k| k.as_str())
@@ -367,6 +374,16 @@ fn zero_counters() {
     for name in [
         "shadowcheck_db_reconnect_attempts_total",
         "shadowcheck_db_connections_opened_total",
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
+    metrics::gauge!("shadowcheck_http_requests_in_flight").set(0.0);
+    metrics::gauge!("shadowcheck_db_health").set(0.0);
+}
+
+/// The exporters' own counters, in every process that ships logs or traces.
+fn zero_exporter_counters() {
+    for name in [
         "shadowcheck_log_events_shipped_total",
         "shadowcheck_log_events_dropped_total",
         "shadowcheck_log_shipping_failures_total",
@@ -374,6 +391,4 @@ fn zero_counters() {
     ] {
         metrics::counter!(name).absolute(0);
     }
-    metrics::gauge!("shadowcheck_http_requests_in_flight").set(0.0);
-    metrics::gauge!("shadowcheck_db_health").set(0.0);
 }

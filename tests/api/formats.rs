@@ -420,7 +420,7 @@ async fn geosubmit_as_stumbler_apps_send_it() {
 
 #[tokio::test]
 async fn cli_import_dry_run_store_and_failures() {
-    let url = fresh_database().await;
+    let url = fresh_database().await.app_url();
     let run = |args: &[&str], with_db: bool| {
         let mut cmd = shadowcheck();
         cmd.arg("import").args(args);
@@ -494,7 +494,7 @@ async fn cli_import_dry_run_store_and_failures() {
 /// than a few MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_upload_streams_in_bounded_memory() {
-    let url = fresh_database().await;
+    let url = fresh_database().await.app_url();
     let serve = ServeProcess::start(&[("DATABASE_URL", url.as_str())], None);
     let client = crate::helpers::client();
     serve.wait_ready(&client).await;
@@ -644,7 +644,7 @@ async fn kismet_log_devices_become_detections() {
     let dir = crate::helpers::shared_temp_dir("shadowcheck-kismetdb-");
     let log = dir.join("Kismet-20231114-22-13-20-1.kismet");
     write_kismet_log(&log);
-    let url = fresh_database().await;
+    let url = fresh_database().await.app_url();
     let out = shadowcheck()
         .args(["import"])
         .arg(&log)
@@ -728,7 +728,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn gzip_bombs_and_endless_lines_are_refused_in_bounded_memory() {
-    let url = fresh_database().await;
+    let url = fresh_database().await.app_url();
     // 2 MiB per upload, counted after decompression as well as before.
     let serve = ServeProcess::start(
         &[

@@ -1,6 +1,8 @@
 //! Test harness: one throwaway PostGIS cluster per test run (the binary's own embedded-cluster
-//! code, in a world-readable temp dir so the `postgres` user can enter it), a migrated template
-//! database, and a fresh database per test cloned from it.
+//! code, in a world-readable temp dir so the `postgres` user can enter it) with the compose
+//! stack's roles, made by the stack's own init script; a template database migrated by the
+//! schema owner; and a fresh database per test cloned from it. The API under test connects as
+//! the least-privilege app role, exactly as in the stack, so a grant the stack lacks fails here.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,18 +16,23 @@ use shadowcheck::app::Application;
 use shadowcheck::config::{Secret, Settings};
 use shadowcheck::db::embedded::EmbeddedPostgres;
 use shadowcheck::lifecycle::Lifecycle;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::OnceCell;
 
-/// Superuser URL of the cluster, without a database name.
+/// The cluster: its superuser URL without a database name, and where it listens.
 struct Cluster {
     base_url: String,
+    host: String,
+    port: u16,
 }
 
 static CLUSTER: OnceCell<Cluster> = OnceCell::const_new();
 static EMBEDDED: Mutex<Option<(EmbeddedPostgres, PathBuf)>> = Mutex::new(None);
 const TEMPLATE: &str = "shadowcheck_template";
+/// The passwords the init script gives the stack's roles in the test cluster.
+const OWNER_PASSWORD: &str = "owner-test-password-0123";
+const APP_PASSWORD: &str = "app-test-password-4567";
 
 extern "C" fn stop_cluster() {
     if let Ok(mut guard) = EMBEDDED.lock() {
@@ -47,6 +54,44 @@ pub fn shared_temp_dir(prefix: &str) -> PathBuf {
         .keep();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
     dir
+}
+
+/// Runs the compose stack's database init script (docker/postgres/initdb/10-shadowcheck.sh)
+/// against the cluster, for database `db`: the owner and app roles, the database owned by the
+/// owner, the extensions, and the default privileges the app role gets.
+fn run_init_script(base_url: &str, db: &str) {
+    let opts: PgConnectOptions = format!("{base_url}/postgres").parse().expect("url");
+    let password = base_url
+        .rsplit_once('@')
+        .and_then(|(creds, _)| creds.rsplit_once(':'))
+        .map(|(_, p)| p.to_owned())
+        .unwrap_or_default();
+    let secrets = shared_temp_dir("shadowcheck-test-secrets-");
+    std::fs::write(
+        secrets.join("db_owner_password"),
+        format!("{OWNER_PASSWORD}\n"),
+    )
+    .expect("write");
+    std::fs::write(secrets.join("db_app_password"), format!("{APP_PASSWORD}\n")).expect("write");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docker/postgres/initdb/10-shadowcheck.sh");
+    let out = std::process::Command::new("sh")
+        .arg(script)
+        .env("SECRETS_DIR", &secrets)
+        .env("SHADOWCHECK_DB", db)
+        .env("POSTGRES_USER", opts.get_username())
+        .env("PGHOST", opts.get_host())
+        .env("PGPORT", opts.get_port().to_string())
+        .env("PGPASSWORD", password)
+        .output()
+        .expect("run the init script (needs psql)");
+    let _ = std::fs::remove_dir_all(secrets);
+    assert!(
+        out.status.success(),
+        "init script: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 async fn cluster() -> &'static Cluster {
@@ -73,6 +118,7 @@ async fn cluster() -> &'static Cluster {
                     url
                 }
             };
+            let opts: PgConnectOptions = format!("{base_url}/postgres").parse().expect("url");
             let mut admin = PgConnection::connect(&format!("{base_url}/postgres"))
                 .await
                 .expect("connect as superuser");
@@ -80,27 +126,78 @@ async fn cluster() -> &'static Cluster {
                 .execute(&mut admin)
                 .await
                 .expect("drop template");
-            sqlx::query(&format!("CREATE DATABASE {TEMPLATE}"))
-                .execute(&mut admin)
+            let init_url = base_url.clone();
+            tokio::task::spawn_blocking(move || run_init_script(&init_url, TEMPLATE))
                 .await
-                .expect("create template");
+                .expect("init script");
+            // On a server that had the roles already, they get the passwords the tests use.
+            for (role, password) in [
+                ("shadowcheck_owner", OWNER_PASSWORD),
+                ("shadowcheck_app", APP_PASSWORD),
+            ] {
+                sqlx::query(&format!("ALTER ROLE {role} PASSWORD '{password}'"))
+                    .execute(&mut admin)
+                    .await
+                    .expect("role password");
+            }
+            let cluster = Cluster {
+                base_url,
+                host: opts.get_host().to_owned(),
+                port: opts.get_port(),
+            };
+            // The schema is the owner's, as the stack's `migrate` service makes it.
             let template = PgPoolOptions::new()
                 .max_connections(1)
-                .connect(&format!("{base_url}/{TEMPLATE}"))
+                .connect(&cluster.role_url("shadowcheck_owner", OWNER_PASSWORD, TEMPLATE))
                 .await
-                .expect("connect template");
+                .expect("connect template as the owner");
             shadowcheck::db::MIGRATOR
                 .run(&template)
                 .await
                 .expect("migrate template");
             template.close().await;
-            Cluster { base_url }
+            cluster
         })
         .await
 }
 
-/// A fresh, migrated database for one test; returns its URL.
-pub async fn fresh_database() -> String {
+impl Cluster {
+    fn role_url(&self, role: &str, password: &str, db: &str) -> String {
+        format!(
+            "postgres://{role}:{password}@{}:{}/{db}",
+            self.host, self.port
+        )
+    }
+}
+
+/// One test's database: migrated, owned by the schema owner, connectable by the app role, as
+/// the compose stack's is.
+pub struct TestDatabase {
+    name: String,
+    cluster: &'static Cluster,
+}
+
+impl TestDatabase {
+    /// The least-privilege role the API runs as (`shadowcheck_app`).
+    pub fn app_url(&self) -> String {
+        self.cluster
+            .role_url("shadowcheck_app", APP_PASSWORD, &self.name)
+    }
+
+    /// The schema owner (`shadowcheck_owner`): what `migrate` and `maintenance` use.
+    pub fn owner_url(&self) -> String {
+        self.cluster
+            .role_url("shadowcheck_owner", OWNER_PASSWORD, &self.name)
+    }
+
+    /// The cluster's superuser: the test's own checks, backups and restores.
+    pub fn superuser_url(&self) -> String {
+        format!("{}/{}", self.cluster.base_url, self.name)
+    }
+}
+
+/// A fresh, migrated database for one test.
+pub async fn fresh_database() -> TestDatabase {
     let cluster = cluster().await;
     let name = format!("test_{}", uuid::Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&format!("{}/postgres", cluster.base_url))
@@ -108,9 +205,11 @@ pub async fn fresh_database() -> String {
         .expect("connect");
     let mut tries = 0;
     loop {
-        match sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
-            .execute(&mut admin)
-            .await
+        match sqlx::query(&format!(
+            "CREATE DATABASE {name} TEMPLATE {TEMPLATE} OWNER shadowcheck_owner"
+        ))
+        .execute(&mut admin)
+        .await
         {
             Ok(_) => break,
             // Two clones at once can briefly see each other on the template.
@@ -122,10 +221,20 @@ pub async fn fresh_database() -> String {
             Err(e) => panic!("create test database: {e}"),
         }
     }
-    format!("{}/{name}", cluster.base_url)
+    // Database-level grants are not copied from a template: the init script's, again.
+    for sql in [
+        format!("REVOKE ALL ON DATABASE {name} FROM PUBLIC"),
+        format!("GRANT CONNECT ON DATABASE {name} TO shadowcheck_owner, shadowcheck_app"),
+    ] {
+        sqlx::query(&sql)
+            .execute(&mut admin)
+            .await
+            .expect("database grants");
+    }
+    TestDatabase { name, cluster }
 }
 
-/// An empty database without migrations (for testing `migrate`).
+/// An empty database without migrations (for testing `migrate`); its superuser URL.
 pub async fn empty_database() -> String {
     let cluster = cluster().await;
     let name = format!("empty_{}", uuid::Uuid::new_v4().simple());
@@ -142,8 +251,9 @@ pub async fn empty_database() -> String {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub metrics_addr: SocketAddr,
-    /// A pool of the test's own, for checking what the service stored.
+    /// A pool of the test's own (superuser), for checking what the service stored.
     pub db: PgPool,
+    pub database: TestDatabase,
     pub client: reqwest::Client,
     pub lifecycle: Arc<Lifecycle>,
     pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -175,7 +285,7 @@ pub fn client_with_timeout(timeout: Option<Duration>) -> reqwest::Client {
 }
 
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
-    let url = fresh_database().await;
+    let database = fresh_database().await;
     let mut settings = Settings::default();
     settings.auth.bootstrap_key = Some(Secret::new(TEST_KEY));
     // Rate limits have tests of their own; elsewhere they would only add noise.
@@ -185,9 +295,13 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     settings.database.max_connections = 4;
     customise(&mut settings);
     let lifecycle = Lifecycle::new();
-    let app = Application::build(settings, &Secret::new(url.clone()), Arc::clone(&lifecycle))
-        .await
-        .expect("build app");
+    let app = Application::build(
+        settings,
+        &Secret::new(database.app_url()),
+        Arc::clone(&lifecycle),
+    )
+    .await
+    .expect("build app");
     let addr = app.local_addr().expect("addr");
     let metrics_addr = app.metrics_addr().expect("metrics addr");
     let server = tokio::spawn(app.run_until_stopped());
@@ -196,13 +310,14 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         .expect("app did not finish start-up");
     let db = PgPoolOptions::new()
         .max_connections(2)
-        .connect(&url)
+        .connect(&database.superuser_url())
         .await
         .expect("test pool");
     TestApp {
         addr,
         metrics_addr,
         db,
+        database,
         client: client(),
         lifecycle,
         server,
@@ -210,15 +325,9 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 impl TestApp {
-    /// The superuser URL of this app's database (for the command-line tools and scripts).
-    pub async fn database_url(&self) -> String {
-        let db = self
-            .db
-            .connect_options()
-            .get_database()
-            .expect("db")
-            .to_owned();
-        format!("{}/{db}", cluster().await.base_url)
+    /// The superuser URL of this app's database (for backups, restores and checks).
+    pub fn database_url(&self) -> String {
+        self.database.superuser_url()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -477,10 +586,15 @@ impl ServeProcess {
                     if let Ok(Some(status)) = child.try_wait() {
                         panic!("serve exited before listening: {status}");
                     }
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "serve did not report its address"
-                    );
+                    if std::time::Instant::now() >= deadline {
+                        // Not left running behind the failed test.
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        panic!(
+                            "serve did not report its address; its output so far:\n{}",
+                            logs.lock().map(|l| l.join("\n")).unwrap_or_default()
+                        );
+                    }
                 }
             }
         }

@@ -7,6 +7,7 @@ mod binary;
 mod detector;
 mod faults;
 mod formats;
+mod grants;
 mod helpers;
 mod ingest;
 mod lifecycle;

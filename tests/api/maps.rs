@@ -696,7 +696,7 @@ async fn exports_in_every_format_are_read_by_gdal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_a_million_rows_export_in_bounded_memory() {
     use futures_util::StreamExt;
-    let url = crate::helpers::fresh_database().await;
+    let url = crate::helpers::fresh_database().await.app_url();
     // The registry would spend both cores folding the rows; it has nothing to do with exports.
     let serve = crate::helpers::ServeProcess::start(
         &[

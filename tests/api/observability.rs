@@ -21,7 +21,7 @@ fn traceparent() -> String {
 }
 
 async fn start(extra: &[(&str, String)]) -> ServeProcess {
-    let url = fresh_database().await;
+    let url = fresh_database().await.app_url();
     let mut env: Vec<(&str, &str)> = vec![("DATABASE_URL", url.as_str())];
     env.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
     ServeProcess::start(&env, None)

@@ -43,7 +43,7 @@ async fn partitions_of(conn: &mut PgConnection, like: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn concurrent_creators_of_fresh_months_all_succeed() {
-    let url = fresh_database().await;
+    let url = fresh_database().await.app_url();
     const CREATORS: usize = 8;
     for round in 0..4u32 {
         // Several fresh months per round, each raced by every creator at once.

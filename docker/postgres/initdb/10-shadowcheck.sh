@@ -13,12 +13,17 @@ db=${SHADOWCHECK_DB:-shadowcheck}
 owner_password=$(cat "$secrets/db_owner_password")
 app_password=$(cat "$secrets/db_app_password")
 
+# Each object only when missing, so the script can run again (the suite runs it on a cluster
+# that may already have the roles); in the container it runs once, on an empty volume.
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
   -v owner_password="$owner_password" -v app_password="$app_password" -v db="$db" <<'SQL'
-CREATE ROLE shadowcheck_owner LOGIN PASSWORD :'owner_password';
-CREATE ROLE shadowcheck_app LOGIN PASSWORD :'app_password' NOSUPERUSER NOCREATEDB NOCREATEROLE;
+SELECT format('CREATE ROLE shadowcheck_owner LOGIN PASSWORD %L', :'owner_password')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shadowcheck_owner') \gexec
+SELECT format('CREATE ROLE shadowcheck_app LOGIN PASSWORD %L NOSUPERUSER NOCREATEDB NOCREATEROLE', :'app_password')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shadowcheck_app') \gexec
 -- The owner owns the database, so it owns `public` (PostgreSQL 15+) for the migration ledger.
-CREATE DATABASE :"db" OWNER shadowcheck_owner;
+SELECT format('CREATE DATABASE %I OWNER shadowcheck_owner', :'db')
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
 SQL
 
 # The streaming replica's role (compose `scale` profile), when its secret exists: replication
@@ -26,9 +31,11 @@ SQL
 if [ -s "$secrets/db_replication_password" ]; then
   psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
     -v replication_password="$(cat "$secrets/db_replication_password")" <<'SQL'
-CREATE ROLE shadowcheck_replicator LOGIN REPLICATION PASSWORD :'replication_password';
+SELECT format('CREATE ROLE shadowcheck_replicator LOGIN REPLICATION PASSWORD %L', :'replication_password')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shadowcheck_replicator') \gexec
 SQL
-  echo "host replication shadowcheck_replicator all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+  line="host replication shadowcheck_replicator all scram-sha-256"
+  grep -qxF "$line" "$PGDATA/pg_hba.conf" || echo "$line" >> "$PGDATA/pg_hba.conf"
 fi
 
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$db" -v db="$db" <<'SQL'
