@@ -34,7 +34,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EmbeddedError + '_ {
     }
 }
 
-/// A running cluster this process started (or found running from a previous, killed run).
+/// A running cluster this process uses: started by it, found running from a previous, killed
+/// run, or shared with another ShadowCheck process on the same data directory (a `keys create`
+/// beside a running `serve`). The last process to leave stops it (`Users`).
 #[derive(Debug)]
 pub struct EmbeddedPostgres {
     bin_dir: PathBuf,
@@ -42,7 +44,66 @@ pub struct EmbeddedPostgres {
     port: u16,
     password: Secret,
     run_as_postgres: bool,
+    users: Users,
     stopped: bool,
+}
+
+/// The processes using a cluster, one empty file each (`<pid>-<start time>`) under
+/// `DATA/postgres-users`: a process leaving stops the cluster only when no other live one is
+/// listed, so a command run beside a server never stops the server's database. Entries of dead
+/// processes (a killed run) are ignored and removed.
+#[derive(Debug)]
+struct Users {
+    dir: PathBuf,
+    me: String,
+}
+
+impl Users {
+    fn new(data_dir: &Path) -> Self {
+        let pid = std::process::id();
+        Self {
+            dir: data_dir.join("postgres-users"),
+            me: format!("{pid}-{}", start_time(pid).unwrap_or(0)),
+        }
+    }
+
+    fn join(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        let mine = self.dir.join(&self.me);
+        std::fs::write(&mine, b"").map_err(io_err(&mine))
+    }
+
+    /// Leaves; returns the live processes still using the cluster.
+    fn leave(&self) -> Vec<u32> {
+        let _ = std::fs::remove_file(self.dir.join(&self.me));
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut others = Vec::new();
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match parse_user(&name) {
+                Some((pid, started)) if start_time(pid) == Some(started) => others.push(pid),
+                _ => {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        others
+    }
+}
+
+fn parse_user(name: &str) -> Option<(u32, u64)> {
+    let (pid, started) = name.split_once('-')?;
+    Some((pid.parse().ok()?, started.parse().ok()?))
+}
+
+/// A process's start time in clock ticks since boot (`/proc/PID/stat` field 22): with the pid it
+/// names one process, even after the pid is reused.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The PostgreSQL major version installed from Debian packages when none is present.
@@ -177,17 +238,33 @@ impl EmbeddedPostgres {
             port: 0,
             password,
             run_as_postgres,
+            users: Users::new(&data_dir),
             stopped: false,
         };
         if !pg.cluster_dir.join("PG_VERSION").exists() {
             pg.init()?;
         }
-        match pg.running_port() {
+        // Listed before it may start: another process leaving now sees us and leaves it running.
+        pg.users.join()?;
+        let started = match pg.running_port() {
             Some(port) => {
-                tracing::info!(port, dir = %pg.cluster_dir.display(), "adopting embedded PostgreSQL left running");
+                tracing::info!(port, dir = %pg.cluster_dir.display(), "using embedded PostgreSQL already running (another ShadowCheck process, or one left by a killed run)");
                 pg.port = port;
+                Ok(())
             }
-            None => pg.launch(None)?,
+            None => pg.launch(None).or_else(|e| match pg.running_port() {
+                // Another process on this data directory started it a moment before us.
+                Some(port) => {
+                    pg.port = port;
+                    Ok(())
+                }
+                None => Err(e),
+            }),
+        };
+        if let Err(e) = started {
+            pg.users.leave();
+            pg.stopped = true;
+            return Err(e);
         }
         pg.ensure_database()?;
         Ok(pg)
@@ -329,14 +406,22 @@ impl EmbeddedPostgres {
         if !self.stopped {
             return Ok(());
         }
+        self.users.join()?;
         self.launch(Some(self.port))?;
         self.stopped = false;
         Ok(())
     }
 
-    /// Fast shutdown: active sessions are ended, committed data is durable.
+    /// This process is done with the cluster: a fast shutdown (active sessions are ended,
+    /// committed data is durable) unless another live ShadowCheck process still uses it.
     pub fn stop(&mut self) -> Result<()> {
         if self.stopped {
+            return Ok(());
+        }
+        let others = self.users.leave();
+        if !others.is_empty() {
+            self.stopped = true;
+            tracing::info!(processes = ?others, "embedded PostgreSQL left running for the other processes using it");
             return Ok(());
         }
         let mut cmd = self.command("pg_ctl");

@@ -176,6 +176,68 @@ async fn embedded_default_serves_persists_and_restarts() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The README's workflow: `keys create` (or `import`) with the server's `--data-dir` while it
+/// runs. The command uses the server's cluster and leaves it running; the server stays ready and
+/// stops its cluster itself when it exits.
+#[tokio::test]
+async fn a_command_beside_a_running_server_leaves_its_database_running() {
+    let dir = shared_temp_dir("shadowcheck-beside-");
+    let data = dir.join("data");
+    let mut serve = ServeProcess::start_exactly(&[], Some(&data));
+    let key = printed_key(&serve).expect("first key");
+    let client = bearer(&key);
+    serve.wait_ready(&client).await;
+    let out = shadowcheck()
+        .args([
+            "keys",
+            "create",
+            "--name",
+            "phone",
+            "--scope",
+            "ingest",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .expect("keys create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        data.join("postgres/postmaster.pid").exists(),
+        "the command stopped the cluster"
+    );
+    let ready = client
+        .get(serve.url("/api/v1/health/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), 200);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let phone_key = stdout
+        .lines()
+        .find(|l| l.starts_with("sc_"))
+        .expect("the new key on stdout");
+    let phone = bearer(phone_key);
+    let item = json!({"detected_at": "2026-06-01T08:00:00Z", "latitude": 48.85, "longitude": 2.35,
+                      "signal_type": "ble", "bt_address": "c0:ff:ee:00:00:02"});
+    let stored = phone
+        .post(serve.url("/api/v1/detections"))
+        .json(&item)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(stored.status(), 201);
+    assert_eq!(serve.terminate().code(), Some(0), "graceful exit");
+    assert!(
+        !data.join("postgres/postmaster.pid").exists(),
+        "the server, the last user, stops the cluster"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn logs_are_for_people_on_a_terminal_and_json_lines_otherwise() {
     let url = empty_database().await;
