@@ -222,6 +222,7 @@ async fn monitor_database(state: AppState) {
             }
         }
         state.auth.prune();
+        state.exports_per_key.prune();
         if let Some(limiter) = &state.client_limiter {
             limiter.prune();
         }

@@ -294,6 +294,37 @@ fn semaphore_for(
 }
 
 /// Drops the semaphores nobody holds a permit of.
+/// At most `max` turns per caller at once (a key's exports), each returned when dropped.
+pub struct PerCaller {
+    max: usize,
+    slots: Mutex<CallerSlots>,
+}
+
+impl PerCaller {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// A turn for `principal`, or `None` when it holds all of its turns.
+    pub fn try_enter(&self, principal: &Principal) -> Option<Slot> {
+        semaphore_for(&self.slots, self.max, principal)?
+            .try_acquire_owned()
+            .ok()
+    }
+
+    /// Forgets callers holding no turn, so memory stays bounded.
+    pub fn prune(&self) {
+        forget_idle(&self.slots, self.max);
+    }
+}
+
 fn forget_idle(map: &Mutex<CallerSlots>, max: usize) {
     if let Ok(mut map) = map.lock() {
         map.retain(|_, s| s.available_permits() < max);

@@ -382,8 +382,17 @@ pub struct ServerSettings {
     pub body_limit_bytes: usize,
     /// Bound on handling one request, body included (cuts off endless bodies); 408 after it.
     pub request_timeout_secs: u64,
-    /// Bound on receiving a request's headers (cuts off slowloris clients).
+    /// Bound on receiving a request's headers (cuts off slowloris clients), and on a new
+    /// connection sending its first request (silent sockets, HTTP/2 with no stream).
     pub header_read_timeout_secs: u64,
+    /// A connection with no request in flight for this long is closed (keep-alive included).
+    pub idle_timeout_secs: u64,
+    /// A connection whose reader takes no bytes for this long is closed, mid-response too (an
+    /// export nobody reads no longer holds its turn).
+    pub write_stall_timeout_secs: u64,
+    /// Open connections at most (also bounded by the file descriptor limit); at the cap the
+    /// longest-idle one is closed to make room, so probes always get in.
+    pub max_connections: usize,
     /// Largest request head (request line + headers); 431 above.
     pub max_header_bytes: usize,
     /// Requests handled at once; beyond it new ones are shed with 503 instead of queueing.
@@ -475,6 +484,8 @@ pub struct QuerySettings {
     /// Exports (`f=csv|fgb|geojson|geojsonseq|kml`) streaming at once; each holds a database
     /// connection while it runs. Beyond this: 503 with Retry-After.
     pub max_concurrent_exports: usize,
+    /// Exports one key may run at once (429 beyond), so one reader never holds every turn.
+    pub max_exports_per_key: usize,
     /// Longest an export's query may run (a slow reader slows it down).
     pub export_timeout_secs: u64,
 }
@@ -516,6 +527,9 @@ impl Default for ServerSettings {
             body_limit_bytes: 16 * 1024 * 1024,
             request_timeout_secs: 60,
             header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            write_stall_timeout_secs: 60,
+            max_connections: 4096,
             max_header_bytes: 16 * 1024,
             max_concurrent_requests: 256,
             min_body_bytes_per_sec: 1024,
@@ -571,6 +585,7 @@ impl Default for QuerySettings {
             default_limit: 1_000,
             max_limit: 10_000,
             max_concurrent_exports: 2,
+            max_exports_per_key: 1,
             export_timeout_secs: 3_600,
         }
     }
@@ -770,6 +785,18 @@ impl Settings {
         }
         if self.server.max_header_bytes < 8192 {
             return bad("server.max_header_bytes", "must be at least 8192");
+        }
+        for (key, value) in [
+            ("server.idle_timeout_secs", self.server.idle_timeout_secs),
+            (
+                "server.write_stall_timeout_secs",
+                self.server.write_stall_timeout_secs,
+            ),
+            ("server.max_connections", self.server.max_connections as u64),
+        ] {
+            if value == 0 {
+                return bad(key, "must be positive");
+            }
         }
         if self.server.request_timeout_secs == 0
             || self.server.header_read_timeout_secs == 0

@@ -75,8 +75,10 @@ pub struct AppState {
     pub large_bodies: LargeBodies,
     /// Built map tiles (see `query::tile_cache`).
     pub tiles: Arc<crate::query::tile_cache::TileCache>,
-    /// Turns for streaming exports (see `query.max_concurrent_exports`).
+    /// Turns for streaming exports (see `query.max_concurrent_exports`), and each key's own
+    /// (`query.max_exports_per_key`): one reader cannot hold every turn.
     pub exports: Arc<Semaphore>,
+    pub exports_per_key: Arc<crate::auth::PerCaller>,
     ingest: Ingest,
     pool: db::Pool,
     /// Reads: the replica (`database.read_url`) while usable, else `pool`.
@@ -122,6 +124,9 @@ impl AppState {
         Self {
             tiles,
             exports: Arc::new(Semaphore::new(settings.query.max_concurrent_exports.max(1))),
+            exports_per_key: Arc::new(crate::auth::PerCaller::new(
+                settings.query.max_exports_per_key,
+            )),
             auth: Arc::new(Authenticator::new(
                 &settings.auth,
                 &settings.rate_limit,

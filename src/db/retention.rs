@@ -13,6 +13,11 @@ pub async fn drop_partitions_before(
     )
     .bind(cutoff);
     let mut tx = pool.begin().await?;
+    // Dropping a month locks the detections table; while it waits for a reader (a long export)
+    // every insert queues behind it. Give up after a second and try again next pass instead.
+    sqlx::query("SET LOCAL lock_timeout = '1s'")
+        .execute(&mut *tx)
+        .await?;
     let dropped = super::observe("drop_partitions_before", query.fetch_all(&mut *tx)).await?;
     tx.commit().await?;
     Ok(dropped)

@@ -35,6 +35,12 @@ pub async fn respond(
     format: ExportFormat,
     search: DetectionSearch,
 ) -> ApiResult<Response> {
+    let own_turn = state
+        .exports_per_key
+        .try_enter(&caller.0)
+        .ok_or(ApiError::TooManyRequests {
+            retry_after_secs: 5,
+        })?;
     let turn = state
         .exports
         .clone()
@@ -51,7 +57,7 @@ pub async fn respond(
     let (tx, rx) = mpsc::channel::<Chunk>(IN_FLIGHT);
     tokio::spawn(async move {
         // The caller's request slot and the export turn last as long as the export.
-        let _held = (caller, turn);
+        let _held = (caller, own_turn, turn);
         let started = Instant::now();
         let mut encoder = Encoder::new(format);
         let mut buf = Vec::with_capacity(CHUNK + 8 * 1024);

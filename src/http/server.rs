@@ -22,6 +22,7 @@ use tower::{ServiceBuilder, ServiceExt};
 
 use crate::config::ServerSettings;
 use crate::error::ApiError;
+use crate::http::connections::{Connections, Guarded, Limits, Watched};
 use crate::http::edge::EdgeProblems;
 
 async fn overloaded(_: BoxError) -> Response {
@@ -88,8 +89,13 @@ pub async fn serve(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
+        // A peer that vanished while a stream is open answers no ping: the connection goes.
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(10));
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Connections::new(Limits::from_settings(settings)));
+    let limits = connections.limits();
 
     loop {
         let (stream, peer) = tokio::select! {
@@ -104,56 +110,77 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => break,
         };
+        let Some(conn) = connections.admit() else {
+            // Every connection is busy with a request: this one is refused (dropped).
+            continue;
+        };
         let service = service.clone();
         let probes = probes.clone();
+        let requests = Arc::clone(&conn);
         let hyper_service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            let in_flight = requests.request();
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
             let req = req.map(axum::body::Body::new);
             let probe = req.uri().path().starts_with("/api/v1/health");
             let service = service.clone();
             let probes = probes.clone();
             async move {
-                if probe {
+                let response = if probe {
                     probes.oneshot(req).await
                 } else {
                     service.oneshot(req).await
-                }
+                };
+                response.map(|r| r.map(|body| Guarded::new(body, in_flight)))
             }
         });
         let builder = builder.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();
+        let connections = Arc::clone(&connections);
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let result = match tls {
-                Some(acceptor) => {
-                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => {
-                            let conn = builder
-                                .serve_connection(
-                                    TokioIo::new(EdgeProblems::new(tls_stream)),
-                                    hyper_service,
-                                )
-                                .into_owned();
-                            watcher.watch(conn).await
+            let io = Watched::new(stream, Arc::clone(&conn));
+            let served = async {
+                match tls {
+                    Some(acceptor) => {
+                        match tokio::time::timeout(header_timeout, acceptor.accept(io)).await {
+                            Ok(Ok(tls_stream)) => {
+                                let served = builder
+                                    .serve_connection(
+                                        TokioIo::new(EdgeProblems::new(tls_stream)),
+                                        hyper_service,
+                                    )
+                                    .into_owned();
+                                watcher.watch(served).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                                Ok(())
+                            }
+                            Err(_) => Ok(()),
                         }
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
+                    }
+                    None => {
+                        let served = builder
+                            .serve_connection(TokioIo::new(EdgeProblems::new(io)), hyper_service)
+                            .into_owned();
+                        watcher.watch(served).await
                     }
                 }
-                None => {
-                    let conn = builder
-                        .serve_connection(TokioIo::new(EdgeProblems::new(stream)), hyper_service)
-                        .into_owned();
-                    watcher.watch(conn).await
-                }
             };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            tokio::select! {
+                result = served => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                }
+                reason = conn.watchdog(limits) => {
+                    // Dropping the connection's future closes the socket.
+                    metrics::counter!("shadowcheck_http_connections_closed_total", "reason" => reason.as_str()).increment(1);
+                    tracing::debug!(%peer, reason = reason.as_str(), "connection closed by the server");
+                }
             }
+            connections.forget(&conn);
         });
     }
     // Stop accepting at once; in-flight requests finish, idle keep-alive connections close.

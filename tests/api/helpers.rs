@@ -526,7 +526,34 @@ impl ServeProcess {
 
     /// Starts `serve` with exactly this environment (no test key).
     pub fn start_exactly(env: &[(&str, &str)], data_dir: Option<&std::path::Path>) -> Self {
-        use std::io::{BufRead, BufReader};
+        Self::spawn(Self::command(env, data_dir))
+    }
+
+    /// Like `start`, in a process allowed `files` open file descriptors.
+    pub fn start_with_file_limit(env: &[(&str, &str)], files: u64) -> Self {
+        use std::os::unix::process::CommandExt;
+        let mut env: Vec<(&str, &str)> = env.to_vec();
+        env.push(("SHADOWCHECK__AUTH__BOOTSTRAP_KEY", TEST_KEY));
+        env.push(("SHADOWCHECK__RATE_LIMIT__ENABLED", "false"));
+        let mut cmd = Self::command(&env, None);
+        // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+        unsafe {
+            cmd.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: files,
+                    rlim_max: files,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        Self::spawn(cmd)
+    }
+
+    fn command(env: &[(&str, &str)], data_dir: Option<&std::path::Path>) -> std::process::Command {
         let mut cmd = shadowcheck();
         cmd.args([
             "serve",
@@ -538,8 +565,13 @@ impl ServeProcess {
         if let Some(dir) = data_dir {
             cmd.arg("--data-dir").arg(dir);
         }
-        cmd.envs(env.iter().copied())
-            .stdout(std::process::Stdio::piped())
+        cmd.envs(env.iter().copied());
+        cmd
+    }
+
+    fn spawn(mut cmd: std::process::Command) -> Self {
+        use std::io::{BufRead, BufReader};
+        cmd.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("spawn serve");
         let stdout = child.stdout.take().expect("stdout");

@@ -9,6 +9,7 @@ mod faults;
 mod formats;
 mod grants;
 mod helpers;
+mod hostile;
 mod ingest;
 mod lifecycle;
 mod maps;

@@ -1,0 +1,286 @@
+//! What a hostile client without a key can try against connections, metrics and the other
+//! surfaces, each stated as the behaviour that stops it (hardening, third round).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::helpers::{spawn_app_with, ServeProcess};
+
+/// Whether the server closes `conn` (EOF or reset) within `within`, reading whatever it sends.
+fn closed_within(conn: &mut TcpStream, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    while Instant::now() < deadline {
+        match conn.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed_after_the_first_request_timeout() {
+    let app = spawn_app_with(|s| s.server.header_read_timeout_secs = 1).await;
+    let addr = app.addr;
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut conns: Vec<TcpStream> = (0..20)
+            .map(|_| TcpStream::connect(addr).expect("connect"))
+            .collect();
+        conns
+            .iter_mut()
+            .map(|c| closed_within(c, Duration::from_secs(4)))
+            .filter(|closed| *closed)
+            .count()
+    })
+    .await
+    .expect("join");
+    assert_eq!(closed, 20);
+}
+
+#[tokio::test]
+async fn an_http2_connection_that_opens_no_stream_is_closed() {
+    let app = spawn_app_with(|s| s.server.header_read_timeout_secs = 1).await;
+    let addr = app.addr;
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut conn = TcpStream::connect(addr).expect("connect");
+        conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .expect("preface");
+        // An empty SETTINGS frame: length 0, type 4, flags 0, stream 0.
+        conn.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+            .expect("settings");
+        closed_within(&mut conn, Duration::from_secs(4))
+    })
+    .await
+    .expect("join");
+    assert!(closed);
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let app = spawn_app_with(|s| s.server.idle_timeout_secs = 1).await;
+    let addr = app.addr;
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut conn = TcpStream::connect(addr).expect("connect");
+        conn.write_all(b"GET /api/v1/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("request");
+        let mut buf = [0u8; 4096];
+        let n = conn.read(&mut buf).expect("answer");
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        closed_within(&mut conn, Duration::from_secs(4))
+    })
+    .await
+    .expect("join");
+    assert!(closed);
+}
+
+/// Silent sockets up to the process's descriptor limit: at the connection cap (which the limit
+/// bounds) the longest-idle ones are pushed out, so probes and searches still get in.
+#[tokio::test]
+async fn probes_answer_while_silent_sockets_exhaust_the_descriptors() {
+    let db = crate::helpers::fresh_database().await;
+    let url = db.app_url();
+    let serve = ServeProcess::start_with_file_limit(
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("SHADOWCHECK__SERVER__HEADER_READ_TIMEOUT_SECS", "60"),
+        ],
+        256,
+    );
+    let client = crate::helpers::client();
+    serve.wait_ready(&client).await;
+    let addr: std::net::SocketAddr = serve.addr.parse().expect("addr");
+    let held: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect();
+    assert!(held.len() >= 250, "{} sockets", held.len());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A new client: each probe needs a new connection, not the pooled one from before.
+    let client = crate::helpers::client();
+    for path in ["/api/v1/health/ready", "/api/v1/detections?limit=1"] {
+        let answer = client
+            .get(serve.url(path))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(answer.status(), 200, "{path}");
+    }
+    drop(held);
+}
+
+/// Any token is a valid HTTP method: the request line must not become a metric label (3,000
+/// random 4,000-letter methods grew /metrics to 222 MB).
+#[tokio::test]
+async fn unknown_methods_are_one_metric_label() {
+    let app = spawn_app_with(|_| {}).await;
+    let addr = app.addr;
+    tokio::task::spawn_blocking(move || {
+        for i in 0..50 {
+            let method = format!("X{}{}", i, "Q".repeat(2_000));
+            let mut conn = TcpStream::connect(addr).expect("connect");
+            let _ = conn.write_all(
+                format!("{method} /api/v1/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+            let mut answer = Vec::new();
+            let _ = conn.read_to_end(&mut answer);
+            assert!(
+                String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 4"),
+                "{i}"
+            );
+        }
+    })
+    .await
+    .expect("join");
+    let metrics = reqwest::get(format!("http://{}/metrics", app.metrics_addr))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    assert!(!metrics.contains("QQQQ"), "a method became a label");
+    assert!(
+        metrics.contains("method=\"other\""),
+        "unknown methods are `other`"
+    );
+    assert!(metrics.len() < 512 * 1024, "{} bytes", metrics.len());
+}
+
+/// `n` wifi detections this month, written in SQL (the API makes the month's partition first).
+async fn many_detections(app: &crate::helpers::TestApp, n: i64) {
+    let first = serde_json::json!({"detected_at": chrono::Utc::now().to_rfc3339(), "latitude": 52.5,
+        "longitude": 13.4, "signal_type": "wifi", "bssid": "a4:00:00:00:00:01", "ssid": "seed"});
+    assert_eq!(app.post_json(&first).await.status(), 201);
+    sqlx::query(
+        "INSERT INTO sigint.signal_detections (detected_at, location, signal_type, bssid, ssid)
+         SELECT now() - n * interval '1 millisecond', ST_SetSRID(ST_MakePoint(13.4, 52.5), 4326),
+                'wifi', ('a4:00:00:' || lpad(to_hex(n % 256), 2, '0') || ':' || lpad(to_hex(n / 256 % 256), 2, '0') || ':01')::macaddr,
+                'a-long-enough-network-name-' || n
+           FROM generate_series(1, $1) AS n",
+    )
+    .bind(n)
+    .execute(&app.db)
+    .await
+    .expect("rows");
+}
+
+/// An export whose reader stops taking bytes no longer holds its turn: the connection is cut
+/// once its writes stall, and the next export gets the turn.
+#[tokio::test]
+async fn an_export_nobody_reads_gives_its_turn_back() {
+    let app = spawn_app_with(|s| {
+        s.server.write_stall_timeout_secs = 2;
+        s.query.max_concurrent_exports = 1;
+        s.query.max_exports_per_key = 2;
+        s.registry.enabled = false;
+    })
+    .await;
+    many_detections(&app, 100_000).await;
+    let addr = app.addr;
+    let mut stalled = TcpStream::connect(addr).expect("connect");
+    stalled
+        .write_all(
+            format!(
+                "GET /api/v1/detections?f=csv HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+                crate::helpers::TEST_KEY
+            )
+            .as_bytes(),
+        )
+        .expect("request");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let busy = app.get("/api/v1/detections?f=csv&limit=1").await;
+    assert_eq!(busy.status(), 503, "the stalled export holds the only turn");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let next = app.get("/api/v1/detections?f=geojson&bbox=0,0,1,1").await;
+        if next.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled export kept its turn"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn one_key_runs_its_exports_one_at_a_time() {
+    let app = spawn_app_with(|s| {
+        s.server.write_stall_timeout_secs = 30;
+        s.registry.enabled = false;
+    })
+    .await;
+    many_detections(&app, 100_000).await;
+    let mut held = TcpStream::connect(app.addr).expect("connect");
+    held.write_all(
+        format!(
+            "GET /api/v1/detections?f=csv HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+            crate::helpers::TEST_KEY
+        )
+        .as_bytes(),
+    )
+    .expect("request");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = app.get("/api/v1/detections?f=csv&limit=1").await;
+    crate::helpers::problem(second, 429).await;
+    drop(held);
+}
+
+/// Retention waits at most a second for a month another session is reading, then gives up until
+/// its next pass: inserts never queue behind it.
+#[tokio::test]
+async fn retention_gives_way_to_a_reader_instead_of_stalling_ingest() {
+    let app = spawn_app_with(|_| {}).await;
+    let old = serde_json::json!({"detected_at": "2019-03-01T00:00:00Z", "latitude": 1, "longitude": 1,
+        "signal_type": "wifi", "bssid": "a4:00:00:00:0f:01"});
+    assert_eq!(app.post_json(&old).await.status(), 201);
+    // A reader in the old month, as a long export would be.
+    let mut reader = app.db.begin().await.expect("begin");
+    sqlx::query("SELECT count(*) FROM sigint.signal_detections WHERE detected_at < '2020-01-01'")
+        .execute(&mut *reader)
+        .await
+        .expect("read");
+    let owner = shadowcheck::db::Pool::new(
+        sqlx::PgPool::connect(&app.database.owner_url())
+            .await
+            .expect("owner"),
+        &shadowcheck::config::Settings::default().database,
+    );
+    let started = Instant::now();
+    let cutoff = chrono::DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z")
+        .expect("date")
+        .with_timezone(&chrono::Utc);
+    let dropped = shadowcheck::db::retention::drop_partitions_before(&owner, cutoff).await;
+    assert!(dropped.is_err(), "dropped under a reader: {dropped:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let now = serde_json::json!({"detected_at": chrono::Utc::now().to_rfc3339(), "latitude": 1,
+        "longitude": 1, "signal_type": "wifi", "bssid": "a4:00:00:00:0f:02"});
+    let t = Instant::now();
+    assert_eq!(app.post_json(&now).await.status(), 201);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "ingest waited {:?}",
+        t.elapsed()
+    );
+    reader.rollback().await.expect("end the reader");
+    let dropped = shadowcheck::db::retention::drop_partitions_before(&owner, cutoff)
+        .await
+        .expect("drops once the reader is gone");
+    assert_eq!(dropped, ["signal_detections_y2019m03"]);
+}
