@@ -21,15 +21,19 @@ use crate::db;
 pub enum Scope {
     Ingest,
     Read,
+    /// The detector's decisions: the allow-list and safe zones (an operator's, not a capture
+    /// device's).
+    Operator,
     Admin,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::Ingest, Scope::Read, Scope::Admin];
+    pub const ALL: [Scope; 4] = [Scope::Ingest, Scope::Read, Scope::Operator, Scope::Admin];
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Ingest => "ingest",
             Scope::Read => "read",
+            Scope::Operator => "operator",
             Scope::Admin => "admin",
         }
     }
@@ -47,8 +51,11 @@ impl FromStr for Scope {
         match s {
             "ingest" => Ok(Scope::Ingest),
             "read" => Ok(Scope::Read),
+            "operator" => Ok(Scope::Operator),
             "admin" => Ok(Scope::Admin),
-            other => Err(format!("unknown scope `{other}` (ingest, read, admin)")),
+            other => Err(format!(
+                "unknown scope `{other}` (ingest, read, operator, admin)"
+            )),
         }
     }
 }

@@ -36,6 +36,12 @@ pub enum ApiError {
     Forbidden { detail: String },
     #[error("too many requests; retry after {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u32 },
+    /// The caller already holds all its turns of something (its exports); 429 saying which.
+    #[error("{detail}")]
+    CallerBusy {
+        detail: String,
+        retry_after_secs: u32,
+    },
     #[error("{detail}")]
     NotFound { detail: String },
     #[error("{detail}")]
@@ -106,6 +112,11 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
                 "Too many requests",
+            ),
+            Self::CallerBusy { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-at-once",
+                "Too many at once for this key",
             ),
             Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Self::Unavailable { .. } => (
@@ -254,6 +265,9 @@ impl IntoResponse for ApiError {
                 retry_after_secs, ..
             }
             | Self::Overloaded {
+                retry_after_secs, ..
+            }
+            | Self::CallerBusy {
                 retry_after_secs, ..
             }
             | Self::TooManyRequests { retry_after_secs } => {

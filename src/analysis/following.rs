@@ -66,7 +66,15 @@ pub async fn score_once(
         scored.push((i, fixes));
     }
     let paths = db::following::paths(&mut tx, &windows).await?;
-    let zones = db::following::zones(&mut tx).await?;
+    // The zones around what is scored: every fix of the batch, padded in `zones_near`.
+    let zones = match bbox(
+        scored
+            .iter()
+            .flat_map(|(_, f)| f.iter().map(|f| (f.lon, f.lat))),
+    ) {
+        Some(b) => db::following::zones_near(&mut tx, b).await?,
+        None => Vec::new(),
+    };
     let no_path = Vec::new();
     let assess = |i: usize, fixes: &[Fix], crowd: usize| {
         let (key, device) = &pairs[i];
@@ -183,4 +191,14 @@ pub async fn record_gauges(conn: &mut PgConnection) {
             metrics::gauge!("shadowcheck_followers", "level" => level.as_str()).set(n as f64);
         }
     }
+}
+
+/// West, south, east, north of the points; `None` when there are none.
+fn bbox(points: impl Iterator<Item = (f64, f64)>) -> Option<[f64; 4]> {
+    points.fold(None, |b, (lon, lat)| {
+        Some(match b {
+            None => [lon, lat, lon, lat],
+            Some([w, s, e, n]) => [w.min(lon), s.min(lat), e.max(lon), n.max(lat)],
+        })
+    })
 }

@@ -95,7 +95,7 @@ pub enum KeysAction {
         /// A unique name, e.g. the capture device or client it is for.
         #[arg(long)]
         name: String,
-        /// ingest, read or admin (admin implies all); repeat for several.
+        /// ingest, read, operator or admin (admin implies all); repeat for several.
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
     },
@@ -331,8 +331,18 @@ async fn run_keys(conn: &mut sqlx::PgConnection, action: KeysAction) -> anyhow::
                     parsed.push(scope.to_string());
                 }
             }
-            if name.trim().is_empty() || name.len() > 64 {
+            if name.trim().is_empty() || name.chars().count() > 64 {
                 anyhow::bail!("--name must be 1 to 64 characters");
+            }
+            // Names are shown in listings, logs and ownership: no line breaks, escapes or other
+            // control characters, and not the names of keys that are not in the table.
+            if name.chars().any(|c| c.is_control()) || name != name.trim() {
+                anyhow::bail!(
+                    "--name must be printable, without control characters or surrounding spaces"
+                );
+            }
+            if matches!(name.as_str(), "bootstrap" | "anonymous") {
+                anyhow::bail!("--name `{name}` is reserved");
             }
             let key = NewKey::generate();
             match crate::db::keys::insert(&mut *conn, &name, &key.prefix, &key.hash, &parsed).await
@@ -376,12 +386,23 @@ async fn run_keys(conn: &mut sqlx::PgConnection, action: KeysAction) -> anyhow::
             Ok(())
         }
         KeysAction::Revoke { name_or_prefix } => {
+            use crate::db::keys::Revocation;
             match crate::db::keys::revoke(&mut *conn, &name_or_prefix).await? {
-                Some(k) => {
+                Revocation::Revoked(k) => {
                     eprintln!("revoked key `{}` (prefix {})", k.name, k.key_prefix);
                     Ok(())
                 }
-                None => anyhow::bail!("no active key named or prefixed `{name_or_prefix}`"),
+                Revocation::NoneMatched => {
+                    anyhow::bail!("no active key named or prefixed `{name_or_prefix}`")
+                }
+                Revocation::Ambiguous(keys) => anyhow::bail!(
+                    "`{name_or_prefix}` matches {} active keys ({}); nothing was revoked: give the key's name",
+                    keys.len(),
+                    keys.iter()
+                        .map(|k| format!("`{}` prefix {}", k.name, k.key_prefix))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             }
         }
     }

@@ -431,26 +431,39 @@ pub async fn paths(
     Ok(out)
 }
 
-/// Every safe zone.
-pub async fn zones(conn: &mut PgConnection) -> Result<Vec<Zone>, sqlx::Error> {
+/// The safe zones that may hold any point of `bbox` (west, south, east, north): every zone's
+/// radius is at most 5 km, so the box grows by 0.1° (more than 5 km at any latitude the
+/// detector scores). At most `MAX_ZONES_NEAR`, nearest the box's centre first.
+pub async fn zones_near(conn: &mut PgConnection, bbox: [f64; 4]) -> Result<Vec<Zone>, sqlx::Error> {
     let rows: Vec<(i64, String, f64, f64, f64)> = observe(
         "following_zones",
         sqlx::query_as(
-            "SELECT id, name, ST_Y(location), ST_X(location), radius_m FROM sigint.safe_zones ORDER BY id",
+            "SELECT id, name, ST_Y(location), ST_X(location), radius_m FROM sigint.safe_zones \
+             WHERE location && ST_Expand(ST_MakeEnvelope($1, $2, $3, $4, 4326), 0.1) \
+             ORDER BY location <-> ST_Centroid(ST_MakeEnvelope($1, $2, $3, $4, 4326)) LIMIT $5",
         )
+        .bind(bbox[0])
+        .bind(bbox[1])
+        .bind(bbox[2])
+        .bind(bbox[3])
+        .bind(MAX_ZONES_NEAR)
         .fetch_all(&mut *conn),
     )
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, name, lat, lon, radius_m)| Zone {
-            id,
-            name,
-            lat,
-            lon,
-            radius_m,
-        })
-        .collect())
+    Ok(rows.into_iter().map(zone_of).collect())
+}
+
+/// Zones the scorer considers at once, whatever an operator has made.
+const MAX_ZONES_NEAR: i64 = 1_000;
+
+fn zone_of((id, name, lat, lon, radius_m): (i64, String, f64, f64, f64)) -> Zone {
+    Zone {
+        id,
+        name,
+        lat,
+        lon,
+        radius_m,
+    }
 }
 
 /// For each key: (allow-listed, tracker class, detections in the registry).
@@ -824,6 +837,38 @@ pub struct Allowed {
     pub identifier: String,
     pub note: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The API key (name) that made the entry; none for entries older than ownership.
+    pub created_by: Option<String>,
+}
+
+/// A safe zone with its maker.
+#[derive(Clone, Debug)]
+pub struct OwnedZone {
+    pub zone: Zone,
+    pub created_by: Option<String>,
+}
+
+/// How many entries the allow-list and the safe zones may each hold.
+pub const MAX_ENTRIES: i64 = 10_000;
+
+/// The outcome of removing an operator's decision.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    NotFound,
+    /// Made by another key (named, or none for entries older than ownership).
+    NotYours(Option<String>),
+}
+
+/// The outcome of adding an allow-list entry.
+#[derive(Debug)]
+pub enum Allowing {
+    Added(Allowed),
+    /// This key's own entry, its note replaced.
+    Renoted(Allowed),
+    /// Already there, made by another key (named).
+    Taken(Option<String>),
+    Full,
 }
 
 /// Queues every pair of the transmitter (scored or merely seen) for rescoring.
@@ -847,41 +892,96 @@ async fn requeue_transmitter(
     Ok(())
 }
 
-/// Adds (or re-notes) an allow-list entry; true when it is new.
+/// Adds an allow-list entry made by `owner`, or re-notes `owner`'s own.
 pub async fn allow(
     conn: &mut PgConnection,
     key: &TransmitterKey,
     note: Option<&str>,
-) -> Result<(Allowed, bool), sqlx::Error> {
-    let row: (String, String, Option<String>, DateTime<Utc>, bool) = observe(
-        "allowlist_add",
-        sqlx::query_as(
-            "INSERT INTO sigint.allowlist AS a (radio, identifier, note) \
-             VALUES ($1::sigint.signal_type, $2, $3) \
-             ON CONFLICT (radio, identifier) DO UPDATE SET note = EXCLUDED.note \
-             RETURNING radio::text, identifier, note, created_at, (xmax = 0) AS inserted",
+    owner: &str,
+) -> Result<Allowing, sqlx::Error> {
+    const COLUMNS: &str = "radio::text AS radio, identifier, note, created_at, created_by";
+    let existing: Option<Allowed> = observe(
+        "allowlist_get",
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM sigint.allowlist \
+             WHERE radio = $1::sigint.signal_type AND identifier = $2 FOR UPDATE"
+        ))
+        .bind(key.radio.as_str())
+        .bind(&key.identifier)
+        .fetch_optional(&mut *conn),
+    )
+    .await?;
+    if let Some(entry) = existing {
+        if entry.created_by.as_deref() != Some(owner) {
+            return Ok(Allowing::Taken(entry.created_by));
+        }
+        let entry: Allowed = observe(
+            "allowlist_note",
+            sqlx::query_as(&format!(
+                "UPDATE sigint.allowlist SET note = $3 \
+                 WHERE radio = $1::sigint.signal_type AND identifier = $2 RETURNING {COLUMNS}"
+            ))
+            .bind(key.radio.as_str())
+            .bind(&key.identifier)
+            .bind(note)
+            .fetch_one(&mut *conn),
         )
+        .await?;
+        return Ok(Allowing::Renoted(entry));
+    }
+    if count(conn, "sigint.allowlist").await? >= MAX_ENTRIES {
+        return Ok(Allowing::Full);
+    }
+    let entry: Allowed = observe(
+        "allowlist_add",
+        sqlx::query_as(&format!(
+            "INSERT INTO sigint.allowlist (radio, identifier, note, created_by) \
+             VALUES ($1::sigint.signal_type, $2, $3, $4) RETURNING {COLUMNS}"
+        ))
         .bind(key.radio.as_str())
         .bind(&key.identifier)
         .bind(note)
+        .bind(owner)
         .fetch_one(&mut *conn),
     )
     .await?;
     requeue_transmitter(conn, key).await?;
-    Ok((
-        Allowed {
-            radio: row.0,
-            identifier: row.1,
-            note: row.2,
-            created_at: row.3,
-        },
-        row.4,
-    ))
+    Ok(Allowing::Added(entry))
 }
 
-/// Removes an allow-list entry; false when there was none.
-pub async fn disallow(conn: &mut PgConnection, key: &TransmitterKey) -> Result<bool, sqlx::Error> {
-    let removed = observe(
+async fn count(conn: &mut PgConnection, table: &'static str) -> Result<i64, sqlx::Error> {
+    observe(
+        "operator_entries",
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&mut *conn),
+    )
+    .await
+}
+
+/// Removes an allow-list entry if `owner` made it (or `any_owner`, an admin).
+pub async fn disallow(
+    conn: &mut PgConnection,
+    key: &TransmitterKey,
+    owner: &str,
+    any_owner: bool,
+) -> Result<Removal, sqlx::Error> {
+    let made_by: Option<Option<String>> = observe(
+        "allowlist_owner",
+        sqlx::query_scalar(
+            "SELECT created_by FROM sigint.allowlist \
+             WHERE radio = $1::sigint.signal_type AND identifier = $2 FOR UPDATE",
+        )
+        .bind(key.radio.as_str())
+        .bind(&key.identifier)
+        .fetch_optional(&mut *conn),
+    )
+    .await?;
+    let Some(made_by) = made_by else {
+        return Ok(Removal::NotFound);
+    };
+    if !any_owner && made_by.as_deref() != Some(owner) {
+        return Ok(Removal::NotYours(made_by));
+    }
+    observe(
         "allowlist_remove",
         sqlx::query(
             "DELETE FROM sigint.allowlist WHERE radio = $1::sigint.signal_type AND identifier = $2",
@@ -890,44 +990,59 @@ pub async fn disallow(conn: &mut PgConnection, key: &TransmitterKey) -> Result<b
         .bind(&key.identifier)
         .execute(&mut *conn),
     )
-    .await?
-    .rows_affected();
-    if removed > 0 {
-        requeue_transmitter(conn, key).await?;
-    }
-    Ok(removed > 0)
+    .await?;
+    requeue_transmitter(conn, key).await?;
+    Ok(Removal::Removed)
 }
 
-pub async fn allowlist(conn: &mut PgConnection) -> Result<Vec<Allowed>, sqlx::Error> {
+/// A page of the allow-list, newest first, after a keyset cursor (created_at, key).
+pub async fn allowlist(
+    conn: &mut PgConnection,
+    limit: i64,
+    after: Option<&(DateTime<Utc>, TransmitterKey)>,
+) -> Result<Vec<Allowed>, sqlx::Error> {
     observe(
         "allowlist_list",
         sqlx::query_as::<_, Allowed>(
-            "SELECT radio::text AS radio, identifier, note, created_at FROM sigint.allowlist \
-             ORDER BY created_at DESC, radio, identifier LIMIT 10000",
+            "SELECT radio::text AS radio, identifier, note, created_at, created_by \
+             FROM sigint.allowlist \
+             WHERE $1::timestamptz IS NULL \
+                OR (created_at, radio::text, identifier) < ($1, $2, $3) \
+             ORDER BY created_at DESC, radio::text DESC, identifier DESC LIMIT $4",
         )
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1.radio.as_str()))
+        .bind(after.map(|a| a.1.identifier.clone()))
+        .bind(limit + 1)
         .fetch_all(&mut *conn),
     )
     .await
 }
 
-/// A new safe zone; pairs with a level are rescored (a zone can only remove their places).
+/// A new safe zone made by `owner`; pairs with a level are rescored (a zone can only remove
+/// their places). `None` when the zones are full.
 pub async fn add_zone(
     conn: &mut PgConnection,
     name: &str,
     lat: f64,
     lon: f64,
     radius_m: f64,
-) -> Result<Zone, sqlx::Error> {
+    owner: &str,
+) -> Result<Option<OwnedZone>, sqlx::Error> {
+    if count(conn, "sigint.safe_zones").await? >= MAX_ENTRIES {
+        return Ok(None);
+    }
     let id: i64 = observe(
         "safe_zone_add",
         sqlx::query_scalar(
-            "INSERT INTO sigint.safe_zones (name, location, radius_m) \
-             VALUES ($1, ST_SetSRID(ST_MakePoint($3, $2), 4326), $4) RETURNING id",
+            "INSERT INTO sigint.safe_zones (name, location, radius_m, created_by) \
+             VALUES ($1, ST_SetSRID(ST_MakePoint($3, $2), 4326), $4, $5) RETURNING id",
         )
         .bind(name)
         .bind(lat)
         .bind(lon)
         .bind(radius_m)
+        .bind(owner)
         .fetch_one(&mut *conn),
     )
     .await?;
@@ -941,27 +1056,72 @@ pub async fn add_zone(
         .execute(&mut *conn),
     )
     .await?;
-    Ok(Zone {
-        id,
-        name: name.to_owned(),
-        lat,
-        lon,
-        radius_m,
-    })
+    Ok(Some(OwnedZone {
+        zone: Zone {
+            id,
+            name: name.to_owned(),
+            lat,
+            lon,
+            radius_m,
+        },
+        created_by: Some(owner.to_owned()),
+    }))
 }
 
-/// Removes a safe zone; pairs that had places in it are rescored. False when there was none.
-pub async fn remove_zone(conn: &mut PgConnection, id: i64) -> Result<bool, sqlx::Error> {
-    let name: Option<String> = observe(
-        "safe_zone_remove",
-        sqlx::query_scalar("DELETE FROM sigint.safe_zones WHERE id = $1 RETURNING name")
+/// A page of the safe zones by id, after `after`.
+pub async fn zones(
+    conn: &mut PgConnection,
+    limit: i64,
+    after: Option<i64>,
+) -> Result<Vec<OwnedZone>, sqlx::Error> {
+    let rows: Vec<(i64, String, f64, f64, f64, Option<String>)> = observe(
+        "safe_zones_list",
+        sqlx::query_as(
+            "SELECT id, name, ST_Y(location), ST_X(location), radius_m, created_by \
+             FROM sigint.safe_zones WHERE id > coalesce($1, 0) ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit + 1)
+        .fetch_all(&mut *conn),
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, lat, lon, radius_m, created_by)| OwnedZone {
+            zone: zone_of((id, name, lat, lon, radius_m)),
+            created_by,
+        })
+        .collect())
+}
+
+/// Removes a safe zone if `owner` made it (or `any_owner`, an admin); pairs that had places in
+/// it are rescored.
+pub async fn remove_zone(
+    conn: &mut PgConnection,
+    id: i64,
+    owner: &str,
+    any_owner: bool,
+) -> Result<Removal, sqlx::Error> {
+    let found: Option<(String, Option<String>)> = observe(
+        "safe_zone_owner",
+        sqlx::query_as("SELECT name, created_by FROM sigint.safe_zones WHERE id = $1 FOR UPDATE")
             .bind(id)
             .fetch_optional(&mut *conn),
     )
     .await?;
-    let Some(name) = name else {
-        return Ok(false);
+    let Some((name, made_by)) = found else {
+        return Ok(Removal::NotFound);
     };
+    if !any_owner && made_by.as_deref() != Some(owner) {
+        return Ok(Removal::NotYours(made_by));
+    }
+    observe(
+        "safe_zone_remove",
+        sqlx::query("DELETE FROM sigint.safe_zones WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn),
+    )
+    .await?;
     observe(
         "following_requeue",
         sqlx::query(
@@ -974,5 +1134,5 @@ pub async fn remove_zone(conn: &mut PgConnection, id: i64) -> Result<bool, sqlx:
         .execute(&mut *conn),
     )
     .await?;
-    Ok(true)
+    Ok(Removal::Removed)
 }

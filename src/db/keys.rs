@@ -45,18 +45,42 @@ pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<KeyRecord>, sqlx::Error
 }
 
 /// Revokes by name or key prefix; returns the revoked key, if any matched.
+/// Revokes the one active key named `name_or_prefix` or with that prefix. Several matches
+/// revoke nothing and are returned for the caller to name one.
 pub async fn revoke(
-    db: impl PgExecutor<'_>,
+    conn: &mut sqlx::PgConnection,
     name_or_prefix: &str,
-) -> Result<Option<KeyRecord>, sqlx::Error> {
-    sqlx::query_as(
-        r#"UPDATE sigint.api_keys SET revoked_at = now()
-           WHERE (name = $1 OR key_prefix = $1) AND revoked_at IS NULL
-           RETURNING id, name, key_prefix, scopes, created_at, last_used_at, revoked_at"#,
+) -> Result<Revocation, sqlx::Error> {
+    let matches: Vec<KeyRecord> = sqlx::query_as(
+        r#"SELECT id, name, key_prefix, scopes, created_at, last_used_at, revoked_at
+             FROM sigint.api_keys
+            WHERE (name = $1 OR key_prefix = $1) AND revoked_at IS NULL
+            ORDER BY id FOR UPDATE"#,
     )
     .bind(name_or_prefix)
-    .fetch_optional(db)
-    .await
+    .fetch_all(&mut *conn)
+    .await?;
+    match matches.as_slice() {
+        [] => Ok(Revocation::NoneMatched),
+        [one] => {
+            let revoked: KeyRecord = sqlx::query_as(
+                r#"UPDATE sigint.api_keys SET revoked_at = now() WHERE id = $1
+                   RETURNING id, name, key_prefix, scopes, created_at, last_used_at, revoked_at"#,
+            )
+            .bind(one.id)
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok(Revocation::Revoked(revoked))
+        }
+        _ => Ok(Revocation::Ambiguous(matches)),
+    }
+}
+
+/// What `revoke` did.
+pub enum Revocation {
+    Revoked(KeyRecord),
+    NoneMatched,
+    Ambiguous(Vec<KeyRecord>),
 }
 
 /// The key with this hash, revoked or not, with its stored hash for a constant-time comparison.

@@ -464,15 +464,16 @@ impl Detection {
             r.fail("longitude", "required");
         }
         let position = match (lat, lon) {
-            // (0, 0) is where a GPS without a fix reports: "null island", never a real capture.
-            (Some(lat), Some(lon)) if lat.abs() < 1e-6 && lon.abs() < 1e-6 => {
-                r.fail(
-                    "latitude",
-                    "0,0 (null island) is a missing GPS fix, not a position",
-                );
-                None
-            }
-            (Some(lat), Some(lon)) => Position::new(lat, lon).ok(),
+            (Some(lat), Some(lon)) => match Position::new(lat, lon) {
+                Ok(p) if p.is_null_island() => {
+                    r.fail(
+                        "latitude",
+                        "0,0 (null island) is a missing GPS fix, not a position",
+                    );
+                    None
+                }
+                p => p.ok(),
+            },
             _ => None,
         };
 

@@ -33,6 +33,10 @@ impl Position {
     pub fn lon(&self) -> f64 {
         self.lon
     }
+    /// (0, 0), "null island": where a GPS without a fix reports, never a real place.
+    pub fn is_null_island(&self) -> bool {
+        self.lat.abs() < 1e-6 && self.lon.abs() < 1e-6
+    }
     pub fn to_point(self) -> geo_types::Point<f64> {
         geo_types::Point::new(self.lon, self.lat)
     }

@@ -1,6 +1,6 @@
 //! The following detector's API: `/api/v1/threats` (scored pairs at or above a level, with
-//! their explanations), the allow-list and the safe zones (read scope to list; ingest or admin
-//! scope to change).
+//! their explanations), the allow-list and the safe zones (read scope to list; the operator
+//! scope to add and to remove its own entries, admin to remove any).
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -12,12 +12,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::auth::Scope;
 use crate::db::following::{self as store, ScoreRow};
-use crate::domain::following::{Level, Zone};
+use crate::domain::following::Level;
 use crate::domain::registry::TransmitterKey;
 use crate::domain::Position;
 use crate::error::{ApiError, ApiResult};
-use crate::http::guard::{RequireIngest, RequireRead};
+use crate::http::guard::{RequireOperator, RequireRead};
 use crate::http::openapi::Problem;
 use crate::http::params;
 use crate::state::AppState;
@@ -172,30 +173,87 @@ struct AllowInput {
     note: Option<String>,
 }
 
+/// What a caller may not remove, in words.
+fn not_yours(what: &str, made_by: Option<String>) -> ApiError {
+    ApiError::Forbidden {
+        detail: match made_by {
+            Some(name) => format!(
+                "{what} was made by the key `{name}`; only it or an admin key may remove it"
+            ),
+            None => format!("{what} predates ownership; only an admin key may remove it"),
+        },
+    }
+}
+
+fn full(what: &str) -> ApiError {
+    ApiError::Conflict {
+        detail: format!(
+            "the {what} holds {} entries, its maximum; remove some first",
+            store::MAX_ENTRIES
+        ),
+    }
+}
+
 #[utoipa::path(get, path = "/api/v1/allowlist", tag = "detector",
-    responses((status = 200, description = "Allow-listed transmitters (never above `none`)"),
+    params(
+        ("limit" = Option<u32>, Query, description = "1..=query.max_limit (default query.default_limit)"),
+        ("after" = Option<String>, Query, description = "Keyset cursor from the `next` link"),
+    ),
+    responses((status = 200, description = "Allow-listed transmitters (never above `none`), newest first, with the key that made each"),
+        (status = 400, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn allowlist_list(
     State(state): State<AppState>,
     _caller: RequireRead,
+    RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
+    let p = params::read(raw.as_deref(), &["limit", "after"])?;
+    let q = &state.settings.query;
+    let limit = params::limit(&p, q.default_limit, q.max_limit)?;
+    let after = match p.get("after") {
+        None => None,
+        Some(a) => {
+            let invalid =
+                || ApiError::bad_parameter("after", "must be the cursor of a `next` link");
+            let (at, rest) = a.split_once(',').ok_or_else(invalid)?;
+            let (radio, identifier) = rest.split_once(',').ok_or_else(invalid)?;
+            Some((
+                DateTime::parse_from_rfc3339(at)
+                    .map_err(|_| invalid())?
+                    .with_timezone(&Utc),
+                TransmitterKey::parse(radio, identifier).map_err(|_| invalid())?,
+            ))
+        }
+    };
     let mut conn = state.acquire().await?;
-    let items = store::allowlist(&mut conn).await?;
-    Ok(Json(json!({"allowlist": items})).into_response())
+    let mut items = store::allowlist(&mut conn, limit, after.as_ref()).await?;
+    let has_more = items.len() as i64 > limit;
+    items.truncate(limit as usize);
+    let next = items.last().filter(|_| has_more).map(|a| {
+        let cursor = format!(
+            "{},{},{}",
+            a.created_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            a.radio,
+            a.identifier
+        );
+        params::next_href("/api/v1/allowlist", raw.as_deref(), &cursor)
+    });
+    Ok(Json(json!({"allowlist": items, "next": next})).into_response())
 }
 
 #[utoipa::path(post, path = "/api/v1/allowlist", tag = "detector",
     request_body(content = String, description = r#"{"radio": "ble", "identifier": "<address>", "note": "my phone"}"#, content_type = "application/json"),
     responses((status = 201, description = "Added; its pairs are rescored"),
-        (status = 200, description = "Already there; note updated"),
+        (status = 200, description = "This key's own entry; note updated"),
         (status = 400, description = "Not a transmitter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the ingest or admin scope", body = Problem, content_type = "application/problem+json")),
+        (status = 403, description = "Needs the operator or admin scope", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Allow-listed by another key already, or the list is full", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn allowlist_add(
     State(state): State<AppState>,
-    _caller: RequireIngest,
+    caller: RequireOperator,
     body: Bytes,
 ) -> ApiResult<Response> {
     let input: AllowInput = json_body(&body)?;
@@ -203,13 +261,23 @@ pub(crate) async fn allowlist_add(
         .map_err(|why| bad_body("identifier", why))?;
     let note = text_field("note", input.note.as_deref(), false)?;
     let mut tx = state.begin().await?;
-    let (entry, new) = store::allow(&mut tx, &key, note.as_deref()).await?;
-    tx.commit().await?;
-    let status = if new {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
+    let outcome = store::allow(&mut tx, &key, note.as_deref(), &caller.0.name).await?;
+    let (status, entry) = match outcome {
+        store::Allowing::Added(entry) => (StatusCode::CREATED, entry),
+        store::Allowing::Renoted(entry) => (StatusCode::OK, entry),
+        store::Allowing::Taken(by) => {
+            return Err(ApiError::Conflict {
+                detail: format!(
+                    "{} {} is allow-listed already, by {}",
+                    key.radio,
+                    key.identifier,
+                    by.map_or_else(|| "an older entry".to_owned(), |n| format!("the key `{n}`"))
+                ),
+            })
+        }
+        store::Allowing::Full => return Err(full("allow-list")),
     };
+    tx.commit().await?;
     Ok((status, Json(entry)).into_response())
 }
 
@@ -219,31 +287,43 @@ pub(crate) async fn allowlist_add(
     responses((status = 204, description = "Removed; its pairs are rescored"),
         (status = 400, description = "Not a transmitter identifier", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not allow-listed", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the ingest or admin scope", body = Problem, content_type = "application/problem+json")),
+        (status = 403, description = "Needs the operator scope and to be the key that made the entry, or the admin scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not allow-listed", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn allowlist_remove(
     State(state): State<AppState>,
-    _caller: RequireIngest,
+    caller: RequireOperator,
     Path((radio, identifier)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let key = TransmitterKey::parse(&radio, &identifier).map_err(|why| ApiError::BadRequest {
         detail: why,
         parameter: Some("identifier".into()),
     })?;
+    let admin = caller.0.scopes.contains(&Scope::Admin);
     let mut tx = state.begin().await?;
-    if !store::disallow(&mut tx, &key).await? {
-        return Err(ApiError::NotFound {
-            detail: format!("{} {} is not allow-listed", key.radio, key.identifier),
-        });
+    match store::disallow(&mut tx, &key, &caller.0.name, admin).await? {
+        store::Removal::Removed => {}
+        store::Removal::NotFound => {
+            return Err(ApiError::NotFound {
+                detail: format!("{} {} is not allow-listed", key.radio, key.identifier),
+            })
+        }
+        store::Removal::NotYours(by) => {
+            return Err(not_yours(
+                &format!("the entry for {} {}", key.radio, key.identifier),
+                by,
+            ))
+        }
     }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// A safe zone as the API shows it.
-fn zone_json(z: &Zone) -> Value {
-    json!({"id": z.id, "name": z.name, "latitude": z.lat, "longitude": z.lon, "radius_m": z.radius_m})
+fn zone_json(z: &store::OwnedZone) -> Value {
+    let zone = &z.zone;
+    json!({"id": zone.id, "name": zone.name, "latitude": zone.lat, "longitude": zone.lon,
+           "radius_m": zone.radius_m, "created_by": z.created_by})
 }
 
 #[derive(Deserialize)]
@@ -256,50 +336,86 @@ struct ZoneInput {
 }
 
 #[utoipa::path(get, path = "/api/v1/safe-zones", tag = "detector",
-    responses((status = 200, description = "Safe zones: places (home, office) kept as evidence, never counted as distinct places"),
+    params(
+        ("limit" = Option<u32>, Query, description = "1..=query.max_limit (default query.default_limit)"),
+        ("after" = Option<i64>, Query, description = "Keyset cursor from the `next` link (a zone id)"),
+    ),
+    responses((status = 200, description = "Safe zones by id: places (home, office) kept as evidence, never counted as distinct places"),
+        (status = 400, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn zones_list(
     State(state): State<AppState>,
     _caller: RequireRead,
+    RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
+    let p = params::read(raw.as_deref(), &["limit", "after"])?;
+    let q = &state.settings.query;
+    let limit = params::limit(&p, q.default_limit, q.max_limit)?;
+    let after = p
+        .get("after")
+        .map(|a| {
+            a.trim()
+                .parse::<i64>()
+                .map_err(|_| ApiError::bad_parameter("after", "must be a zone id"))
+        })
+        .transpose()?;
     let mut conn = state.acquire().await?;
-    let zones = store::zones(&mut conn).await?;
-    Ok(
-        Json(json!({"safe_zones": zones.iter().map(zone_json).collect::<Vec<_>>()}))
-            .into_response(),
-    )
+    let mut zones = store::zones(&mut conn, limit, after).await?;
+    let has_more = zones.len() as i64 > limit;
+    zones.truncate(limit as usize);
+    let next = zones
+        .last()
+        .filter(|_| has_more)
+        .map(|z| params::next_href("/api/v1/safe-zones", raw.as_deref(), &z.zone.id.to_string()));
+    Ok(Json(json!({
+        "safe_zones": zones.iter().map(zone_json).collect::<Vec<_>>(),
+        "next": next,
+    }))
+    .into_response())
 }
 
 #[utoipa::path(post, path = "/api/v1/safe-zones", tag = "detector",
     request_body(content = String, description = r#"{"name": "home", "latitude": 52.52, "longitude": 13.40, "radius_m": 200}"#, content_type = "application/json"),
     responses((status = 201, description = "Created; scored pairs are rescored"),
         (status = 400, description = "Invalid zone", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the ingest or admin scope", body = Problem, content_type = "application/problem+json")),
+        (status = 403, description = "Needs the operator or admin scope", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The zones are full", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn zones_add(
     State(state): State<AppState>,
-    _caller: RequireIngest,
+    caller: RequireOperator,
     body: Bytes,
 ) -> ApiResult<Response> {
     let input: ZoneInput = json_body(&body)?;
     let name = text_field("name", Some(&input.name), true)?.unwrap_or_default();
-    Position::new(input.latitude, input.longitude)
+    let position = Position::new(input.latitude, input.longitude)
         .map_err(|e| bad_body("latitude", e.to_string()))?;
+    // (0, 0) is where a missing GPS fix lands, never a home.
+    if position.is_null_island() {
+        return Err(bad_body(
+            "latitude",
+            "0,0 is a missing GPS fix, not a place; give the zone's real position",
+        ));
+    }
     if !(input.radius_m.is_finite() && (1.0..=5_000.0).contains(&input.radius_m)) {
         return Err(bad_body("radius_m", "must be 1 to 5000 metres"));
     }
     let mut tx = state.begin().await?;
-    let z = store::add_zone(
+    let Some(zone) = store::add_zone(
         &mut tx,
         &name,
         input.latitude,
         input.longitude,
         input.radius_m,
+        &caller.0.name,
     )
-    .await?;
+    .await?
+    else {
+        return Err(full("safe zones"));
+    };
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(zone_json(&z))).into_response())
+    Ok((StatusCode::CREATED, Json(zone_json(&zone))).into_response())
 }
 
 #[utoipa::path(delete, path = "/api/v1/safe-zones/{id}", tag = "detector",
@@ -307,23 +423,28 @@ pub(crate) async fn zones_add(
     responses((status = 204, description = "Removed; pairs with places in it are rescored"),
         (status = 400, description = "Not a zone id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such zone", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the ingest or admin scope", body = Problem, content_type = "application/problem+json")),
+        (status = 403, description = "Needs the operator scope and to be the key that made the zone, or the admin scope", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such zone", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = []), ("api_key" = [])))]
 pub(crate) async fn zones_remove(
     State(state): State<AppState>,
-    _caller: RequireIngest,
+    caller: RequireOperator,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let id: i64 = id.parse().map_err(|_| ApiError::BadRequest {
         detail: "a safe zone id is an integer".into(),
         parameter: Some("id".into()),
     })?;
+    let admin = caller.0.scopes.contains(&Scope::Admin);
     let mut tx = state.begin().await?;
-    if !store::remove_zone(&mut tx, id).await? {
-        return Err(ApiError::NotFound {
-            detail: format!("no safe zone {id}"),
-        });
+    match store::remove_zone(&mut tx, id, &caller.0.name, admin).await? {
+        store::Removal::Removed => {}
+        store::Removal::NotFound => {
+            return Err(ApiError::NotFound {
+                detail: format!("no safe zone {id}"),
+            })
+        }
+        store::Removal::NotYours(by) => return Err(not_yours(&format!("safe zone {id}"), by)),
     }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -38,7 +38,11 @@ pub async fn respond(
     let own_turn = state
         .exports_per_key
         .try_enter(&caller.0)
-        .ok_or(ApiError::TooManyRequests {
+        .ok_or_else(|| ApiError::CallerBusy {
+            detail: format!(
+                "this key already runs {} export(s) at once (query.max_exports_per_key); retry when it ends",
+                state.exports_per_key.max()
+            ),
             retry_after_secs: 5,
         })?;
     let turn = state

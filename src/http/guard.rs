@@ -22,6 +22,7 @@ pub trait ScopeMarker: Send + Sync {
 
 pub struct IngestScope;
 pub struct ReadScope;
+pub struct OperatorScope;
 pub struct AdminScope;
 /// Ingest for geosubmit clients, which put the key in the query string.
 pub struct IngestQueryKeyScope;
@@ -31,6 +32,9 @@ impl ScopeMarker for IngestScope {
 }
 impl ScopeMarker for ReadScope {
     const SCOPE: Scope = Scope::Read;
+}
+impl ScopeMarker for OperatorScope {
+    const SCOPE: Scope = Scope::Operator;
 }
 impl ScopeMarker for AdminScope {
     const SCOPE: Scope = Scope::Admin;
@@ -75,6 +79,7 @@ async fn enter(state: &AppState, principal: &Principal) -> Result<(Option<Slot>,
 
 pub type RequireIngest = Require<IngestScope>;
 pub type RequireRead = Require<ReadScope>;
+pub type RequireOperator = Require<OperatorScope>;
 
 fn presented_key(parts: &Parts, query_key: bool) -> Option<String> {
     let headers = &parts.headers;

@@ -325,6 +325,46 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 impl TestApp {
+    /// A new API key with `scopes`, made with `shadowcheck keys create` as an operator would
+    /// (as the API's own role); the key itself.
+    pub fn create_key(&self, name: &str, scopes: &[&str]) -> String {
+        let mut cmd = shadowcheck();
+        cmd.args(["keys", "create", "--name", name])
+            .env("DATABASE_URL", self.database.app_url());
+        for scope in scopes {
+            cmd.args(["--scope", scope]);
+        }
+        let out = cmd.output().expect("keys create");
+        assert!(
+            out.status.success(),
+            "keys create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("sc_"))
+            .expect("the key on stdout")
+            .to_owned()
+    }
+
+    /// A request with `key` (none: anonymous) and an optional JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut req = reqwest::Client::new().request(method, self.url(path));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        req.send().await.expect("send")
+    }
+
     /// The superuser URL of this app's database (for backups, restores and checks).
     pub fn database_url(&self) -> String {
         self.database.superuser_url()

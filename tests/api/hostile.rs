@@ -5,7 +5,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::helpers::{spawn_app_with, ServeProcess};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{problem, spawn_app_with, ServeProcess, TEST_KEY};
 
 /// Whether the server closes `conn` (EOF or reset) within `within`, reading whatever it sends.
 fn closed_within(conn: &mut TcpStream, within: Duration) -> bool {
@@ -283,4 +286,172 @@ async fn retention_gives_way_to_a_reader_instead_of_stalling_ingest() {
         .await
         .expect("drops once the reader is gone");
     assert_eq!(dropped, ["signal_detections_y2019m03"]);
+}
+
+/// The allow-list and safe zones are an operator's decisions: a capture device's ingest key
+/// can change neither.
+#[tokio::test]
+async fn an_ingest_key_cannot_change_the_allowlist_or_safe_zones() {
+    let app = spawn_app_with(|_| {}).await;
+    let phone = app.create_key("field-phone", &["ingest"]);
+    let allow = json!({"radio": "ble", "identifier": "c4:00:00:00:00:01"});
+    let zone = json!({"name": "home", "latitude": 52.5, "longitude": 13.4, "radius_m": 100});
+    for (path, body) in [("/api/v1/allowlist", &allow), ("/api/v1/safe-zones", &zone)] {
+        let resp = app.call(Method::POST, path, Some(&phone), Some(body)).await;
+        problem(resp, 403).await;
+    }
+}
+
+/// An operator removes its own entries; another operator may not, an admin may.
+#[tokio::test]
+async fn only_the_maker_or_an_admin_removes_an_entry() {
+    let app = spawn_app_with(|_| {}).await;
+    let alice = app.create_key("alice", &["operator"]);
+    let bob = app.create_key("bob", &["operator"]);
+    let entry = json!({"radio": "ble", "identifier": "c4:00:00:00:00:02", "note": "my tag"});
+    let made = app
+        .call(
+            Method::POST,
+            "/api/v1/allowlist",
+            Some(&alice),
+            Some(&entry),
+        )
+        .await;
+    assert_eq!(made.status(), 201);
+    let zone = json!({"name": "home", "latitude": 52.5, "longitude": 13.4, "radius_m": 100});
+    let made: Value = app
+        .call(
+            Method::POST,
+            "/api/v1/safe-zones",
+            Some(&alice),
+            Some(&zone),
+        )
+        .await
+        .json()
+        .await
+        .expect("zone");
+    assert_eq!(made["created_by"], "alice");
+    let zone_path = format!("/api/v1/safe-zones/{}", made["id"]);
+    let entry_path = "/api/v1/allowlist/ble/c4:00:00:00:00:02";
+    for path in [entry_path, zone_path.as_str()] {
+        let refused = app.call(Method::DELETE, path, Some(&bob), None).await;
+        let body = problem(refused, 403).await;
+        assert!(
+            body["detail"].as_str().unwrap_or("").contains("alice"),
+            "{body}"
+        );
+    }
+    let taken = app
+        .call(Method::POST, "/api/v1/allowlist", Some(&bob), Some(&entry))
+        .await;
+    problem(taken, 409).await;
+    let removed = app
+        .call(Method::DELETE, entry_path, Some(&alice), None)
+        .await;
+    assert_eq!(removed.status(), 204);
+    let by_admin = app
+        .call(Method::DELETE, &zone_path, Some(TEST_KEY), None)
+        .await;
+    assert_eq!(by_admin.status(), 204);
+}
+
+#[tokio::test]
+async fn the_allowlist_and_safe_zones_are_listed_in_pages() {
+    let app = spawn_app_with(|_| {}).await;
+    for i in 0..5 {
+        let entry = json!({"radio": "ble", "identifier": format!("c4:00:00:00:01:0{i}")});
+        let made = app
+            .call(
+                Method::POST,
+                "/api/v1/allowlist",
+                Some(TEST_KEY),
+                Some(&entry),
+            )
+            .await;
+        assert_eq!(made.status(), 201);
+        let zone = json!({"name": format!("z{i}"), "latitude": 52.5, "longitude": 13.4 + f64::from(i) * 0.01, "radius_m": 50});
+        let made = app
+            .call(
+                Method::POST,
+                "/api/v1/safe-zones",
+                Some(TEST_KEY),
+                Some(&zone),
+            )
+            .await;
+        assert_eq!(made.status(), 201);
+    }
+    for (path, list, id) in [
+        ("/api/v1/allowlist?limit=2", "allowlist", "identifier"),
+        ("/api/v1/safe-zones?limit=2", "safe_zones", "id"),
+    ] {
+        let mut seen = Vec::new();
+        let mut next = Some(path.to_owned());
+        while let Some(p) = next {
+            let page = app.get_json(&p).await;
+            let items = page[list].as_array().expect("items").clone();
+            assert!(items.len() <= 2, "{page}");
+            seen.extend(items.iter().map(|i| i[id].to_string()));
+            next = page["next"].as_str().map(str::to_owned);
+        }
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 5, "{path}: {seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_safe_zone_at_null_island_is_refused() {
+    let app = spawn_app_with(|_| {}).await;
+    let zone = json!({"name": "gps off", "latitude": 0.0, "longitude": 0.0, "radius_m": 100});
+    let resp = app
+        .call(
+            Method::POST,
+            "/api/v1/safe-zones",
+            Some(TEST_KEY),
+            Some(&zone),
+        )
+        .await;
+    problem(resp, 400).await;
+}
+
+fn keys_cli(app: &crate::helpers::TestApp, args: &[&str]) -> (bool, String) {
+    let out = crate::helpers::shadowcheck()
+        .arg("keys")
+        .args(args)
+        .env("DATABASE_URL", app.database.app_url())
+        .output()
+        .expect("keys");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A name that is also another key's prefix matches two keys: nothing is revoked.
+#[tokio::test]
+async fn a_revoke_matching_several_keys_revokes_none() {
+    let app = spawn_app_with(|_| {}).await;
+    let first = app.create_key("first", &["read"]);
+    let prefix = &first[..11];
+    app.create_key(prefix, &["read"]);
+    let (ok, out) = keys_cli(&app, &["revoke", prefix]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("matches 2 active keys"), "{out}");
+    let still = app
+        .call(Method::GET, "/api/v1/stats", Some(&first), None)
+        .await;
+    assert_eq!(still.status(), 200, "the first key still works");
+}
+
+#[tokio::test]
+async fn key_names_with_line_breaks_or_escapes_are_refused() {
+    let app = spawn_app_with(|_| {}).await;
+    for name in ["two\nlines", "red\u{1b}[31m", " padded", "bootstrap"] {
+        let (ok, out) = keys_cli(&app, &["create", "--name", name, "--scope", "read"]);
+        assert!(!ok, "{name:?} accepted: {out}");
+    }
 }

@@ -454,6 +454,7 @@ async fn ingest_reads_keys_and_migrations_work_through_pgbouncer_in_transaction_
         ("SHADOWCHECK__DATABASE__MAX_CONNECTIONS", "8"),
         // Six clients may each be exporting at once.
         ("SHADOWCHECK__QUERY__MAX_CONCURRENT_EXPORTS", "6"),
+        ("SHADOWCHECK__QUERY__MAX_EXPORTS_PER_KEY", "6"),
     ];
     let serve = ServeProcess::start(&env, None);
     let client = crate::helpers::client();
