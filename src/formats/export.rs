@@ -317,6 +317,37 @@ fn text(value: &ColumnValue<'_>) -> String {
     }
 }
 
+/// Control characters made visible: SSIDs and device names hold any bytes their owner chose
+/// (an escape sequence rewrites a terminal, a NUL truncates a C reader). C0 controls and DEL
+/// become their Unicode control pictures (U+2400..U+2421), C1 controls `<U+0085>`-style text.
+fn visible_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c as u32 {
+            code @ 0..=0x1f => out.push(char::from_u32(0x2400 + code).unwrap_or('\u{fffd}')),
+            0x7f => out.push('\u{2421}'),
+            code if c.is_control() => out.push_str(&format!("<U+{code:04X}>")),
+            _ => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A text cell as a spreadsheet may open it: control characters made visible, and a cell that
+/// would start a formula (`=`, `+`, `-`, `@`; OWASP's list, TAB and CR being controls already)
+/// prefixed with `'`, so `=HYPERLINK(...)` in an SSID is shown, never run.
+fn spreadsheet_text(s: &str) -> String {
+    let visible = visible_controls(s);
+    if visible.starts_with(['=', '+', '-', '@']) {
+        format!("'{visible}")
+    } else {
+        visible.into_owned()
+    }
+}
+
 /// One CSV line: the point's longitude and latitude, then each column (empty when absent).
 struct CsvRow<'a> {
     columns: &'a [Column],
@@ -339,7 +370,10 @@ impl<'a> CsvRow<'a> {
 impl PropertyProcessor for CsvRow<'_> {
     fn property(&mut self, _i: usize, name: &str, value: &ColumnValue<'_>) -> Result<bool> {
         if let Some(at) = self.columns.iter().position(|c| c.name == name) {
-            self.values[at] = text(value);
+            self.values[at] = match value {
+                ColumnValue::String(s) | ColumnValue::Json(s) => spreadsheet_text(s),
+                other => text(other),
+            };
         }
         Ok(false)
     }
@@ -612,9 +646,8 @@ mod fgb {
                 ColumnValue::Long(v) => p.extend_from_slice(&v.to_le_bytes()),
                 ColumnValue::Double(v) => p.extend_from_slice(&v.to_le_bytes()),
                 ColumnValue::Bool(v) => p.push(u8::from(*v)),
-                ColumnValue::String(s) | ColumnValue::DateTime(s) | ColumnValue::Json(s) => {
-                    bytes(s.as_bytes())
-                }
+                ColumnValue::String(s) => bytes(super::visible_controls(s).as_bytes()),
+                ColumnValue::DateTime(s) | ColumnValue::Json(s) => bytes(s.as_bytes()),
                 other => {
                     return Err(GeozeroError::Property(format!(
                         "no FlatGeobuf encoding for {other:?}"
@@ -733,10 +766,28 @@ mod tests {
         let records: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
         assert_eq!(records.len(), 2);
         let col = |name: &str| headers.iter().position(|h| h == name).expect("column");
-        assert_eq!(&records[0][col("ssid")], "Caf\u{e9} <&> \u{1} \\ \"");
+        assert_eq!(&records[0][col("ssid")], "Caf\u{e9} <&> \u{2401} \\ \"");
         assert_eq!(&records[0][col("tags")], "[\"a\",\"b\"]");
         assert_eq!(&records[1][col("is_suspicious")], "true");
         assert_eq!(&records[1][col("ssid")], "");
+    }
+
+    #[test]
+    fn spreadsheet_cells_never_start_a_formula_or_carry_controls() {
+        for (raw, shown) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tTAB", "\u{2409}TAB"),
+            ("\rCR", "\u{240d}CR"),
+            ("esc\u{1b}[31m", "esc\u{241b}[31m"),
+            ("del\u{7f}", "del\u{2421}"),
+            ("c1\u{85}", "c1<U+0085>"),
+            ("Caf\u{e9}", "Caf\u{e9}"),
+        ] {
+            assert_eq!(spreadsheet_text(raw), shown, "{raw:?}");
+        }
     }
 
     #[test]

@@ -455,3 +455,58 @@ async fn key_names_with_line_breaks_or_escapes_are_refused() {
         assert!(!ok, "{name:?} accepted: {out}");
     }
 }
+
+/// SSIDs are chosen by whoever runs the access point: an export opened in a spreadsheet shows
+/// a formula, never runs it, and no export format carries raw control characters.
+#[tokio::test]
+async fn exports_neutralise_formulas_and_control_characters() {
+    let app = spawn_app_with(|_| {}).await;
+    let ssids = [
+        "=HYPERLINK(\"http://e.vil\",\"x\")",
+        "+cmd|' /C calc'!A0",
+        "@SUM(1+1)",
+        "\u{1b}[31mred\u{1}",
+    ];
+    let batch: Vec<Value> = ssids
+        .iter()
+        .enumerate()
+        .map(|(i, ssid)| {
+            json!({"detected_at": "2026-09-01T00:00:00Z", "latitude": 1, "longitude": 1,
+            "signal_type": "wifi", "bssid": format!("a4:00:00:00:0e:0{i}"), "ssid": ssid})
+        })
+        .collect();
+    let stored = app.post_json(&Value::Array(batch)).await;
+    assert_eq!(stored.status(), 201, "{}", stored.text().await.unwrap_or_default());
+    let csv = app
+        .get("/api/v1/detections?f=csv")
+        .await
+        .bytes()
+        .await
+        .expect("csv");
+    let mut reader = csv::Reader::from_reader(&csv[..]);
+    let at = reader
+        .headers()
+        .expect("headers")
+        .iter()
+        .position(|h| h == "ssid")
+        .expect("ssid");
+    let cells: Vec<String> = reader
+        .records()
+        .map(|r| r.expect("row")[at].to_owned())
+        .collect();
+    assert_eq!(cells.len(), 4);
+    for cell in &cells {
+        assert!(!cell.starts_with(['=', '+', '-', '@']), "{cell:?}");
+        assert!(!cell.chars().any(char::is_control), "{cell:?}");
+    }
+    let fgb = app
+        .get("/api/v1/detections?f=fgb")
+        .await
+        .bytes()
+        .await
+        .expect("fgb");
+    assert!(
+        !fgb.windows(4).any(|w| w == b"\x1b[31"),
+        "ESC kept in FlatGeobuf"
+    );
+}
