@@ -31,14 +31,52 @@ pub fn describe(conn: &Connection) -> Value {
     Value::Object(source)
 }
 
+/// The largest value (a device's JSON) read from a log; a larger one is a rejected row.
+pub const MAX_VALUE_BYTES: i64 = 4 * 1024 * 1024;
+/// SQLite's own memory, for every log read in this process at once.
+const HEAP_LIMIT_BYTES: i64 = 256 * 1024 * 1024;
+/// How long reading one log may take in SQLite, whatever its shape.
+pub const READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Opens a log for reading as a hostile file may be shaped: read-only, its schema distrusted (no
+/// functions run from it), `devices` (and `KISMET`, `datasources` when present) real tables,
+/// not views that compute without end; values, statements and SQLite's heap bounded; every
+/// statement interrupted past `READ_DEADLINE`.
 pub fn open(path: &Path) -> Result<Connection, String> {
+    use rusqlite::limits::Limit;
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| format!("cannot open as a Kismet log: {e}"))?;
-    conn.query_row("SELECT count(*) FROM devices", [], |r| r.get::<_, i64>(0))
-        .map_err(|e| format!("not a Kismet log (no devices table): {e}"))?;
+    conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES as i32 + 1024);
+    conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, 64 * 1024);
+    conn.set_limit(Limit::SQLITE_LIMIT_EXPR_DEPTH, 100);
+    conn.set_limit(Limit::SQLITE_LIMIT_COMPOUND_SELECT, 8);
+    conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0);
+    conn.set_limit(Limit::SQLITE_LIMIT_TRIGGER_DEPTH, 1);
+    let deadline = std::time::Instant::now() + READ_DEADLINE;
+    conn.progress_handler(10_000, Some(move || std::time::Instant::now() > deadline));
+    conn.execute_batch(&format!(
+        "PRAGMA trusted_schema = OFF; PRAGMA cell_size_check = ON; PRAGMA mmap_size = 0; \
+         PRAGMA cache_size = -16384; PRAGMA hard_heap_limit = {HEAP_LIMIT_BYTES};"
+    ))
+    .map_err(|e| format!("cannot open as a Kismet log: {e}"))?;
+    let kinds: Vec<(String, String)> = conn
+        .prepare("SELECT name, type FROM sqlite_schema WHERE name IN ('devices', 'KISMET', 'datasources')")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()
+        })
+        .map_err(|e| format!("not a Kismet log (unreadable schema): {e}"))?;
+    if !kinds.iter().any(|(name, _)| name == "devices") {
+        return Err("not a Kismet log (no devices table)".to_owned());
+    }
+    if let Some((name, kind)) = kinds.iter().find(|(_, kind)| kind != "table") {
+        return Err(format!(
+            "not a Kismet log: `{name}` is a {kind}, not a table (a log stores its rows)"
+        ));
+    }
     Ok(conn)
 }
 
@@ -48,16 +86,22 @@ pub fn read_devices(
     device_id: &str,
     mut emit: impl FnMut(Row) -> bool,
 ) -> Result<(), String> {
+    // A device's JSON larger than MAX_VALUE_BYTES is not read (octet_length() needs only its size):
+    // the row is rejected, the rest of the log still read.
     let mut stmt = conn
         .prepare(
-            "SELECT rowid, first_time, last_time, phyname, devmac, strongest_signal, min_lat, min_lon, max_lat, max_lon, avg_lat, avg_lon, type, device FROM devices ORDER BY rowid",
+            "SELECT rowid, first_time, last_time, phyname, devmac, strongest_signal, min_lat, min_lon, max_lat, max_lon, avg_lat, avg_lon, type, \
+             CASE WHEN octet_length(device) <= ?1 THEN device END, octet_length(device) FROM devices ORDER BY rowid",
         )
         .map_err(|e| format!("unexpected Kismet schema: {e}"))?;
-    let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
-    while let Some(r) = rows
-        .next()
-        .map_err(|e| format!("unreadable Kismet log: {e}"))?
-    {
+    let mut rows = stmt.query([MAX_VALUE_BYTES]).map_err(|e| e.to_string())?;
+    while let Some(r) = rows.next().map_err(|e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::OperationInterrupted) => format!(
+            "reading the Kismet log took longer than {} s; stopped",
+            READ_DEADLINE.as_secs()
+        ),
+        _ => format!("unreadable Kismet log: {e}"),
+    })? {
         let rowid: i64 = r.get(0).unwrap_or(0);
         let get_f = |i: usize| r.get::<_, Option<f64>>(i).ok().flatten();
         let get_i = |i: usize| r.get::<_, Option<i64>>(i).ok().flatten();
@@ -89,6 +133,13 @@ pub fn read_devices(
             })
             .and_then(|b| serde_json::from_slice(&b).ok());
         let (first, last) = (get_i(1), get_i(2));
+        if get_i(14).is_some_and(|n| n > MAX_VALUE_BYTES) {
+            let why = format!("device record larger than {MAX_VALUE_BYTES} bytes; not read");
+            if !emit((rowid as u64, Err(why))) {
+                return Ok(());
+            }
+            continue;
+        }
         let converted = convert(
             &phy,
             &mac,

@@ -476,7 +476,12 @@ async fn exports_neutralise_formulas_and_control_characters() {
         })
         .collect();
     let stored = app.post_json(&Value::Array(batch)).await;
-    assert_eq!(stored.status(), 201, "{}", stored.text().await.unwrap_or_default());
+    assert_eq!(
+        stored.status(),
+        201,
+        "{}",
+        stored.text().await.unwrap_or_default()
+    );
     let csv = app
         .get("/api/v1/detections?f=csv")
         .await
@@ -509,4 +514,74 @@ async fn exports_neutralise_formulas_and_control_characters() {
         !fgb.windows(4).any(|w| w == b"\x1b[31"),
         "ESC kept in FlatGeobuf"
     );
+}
+
+/// `shadowcheck import FILE` against this app's database: success, and what it printed.
+fn import_cli(app: &crate::helpers::TestApp, file: &std::path::Path) -> (bool, String, Duration) {
+    let started = Instant::now();
+    let out = crate::helpers::shadowcheck()
+        .arg("import")
+        .arg(file)
+        .env("DATABASE_URL", app.database.app_url())
+        .output()
+        .expect("import");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        started.elapsed(),
+    )
+}
+
+const KISMET_DEVICES: &str =
+    "CREATE TABLE KISMET (kismet_version TEXT, db_version INT, db_module TEXT);
+    INSERT INTO KISMET VALUES ('2023.07.R1', 9, 'kismetlog');";
+
+/// A 4 KB log whose `devices` is a view recursing without end: refused at once, not read.
+#[tokio::test]
+async fn a_kismet_log_whose_devices_is_a_view_is_refused_at_once() {
+    let app = spawn_app_with(|_| {}).await;
+    let dir = crate::helpers::shared_temp_dir("shadowcheck-hostile-kismet-");
+    let file = dir.join("Kismet-view.kismet");
+    let conn = rusqlite::Connection::open(&file).expect("create");
+    conn.execute_batch(&format!(
+        "{KISMET_DEVICES}
+         CREATE VIEW devices AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)
+           SELECT i AS first_time, i AS last_time, 'IEEE802.11' AS phyname, 'a4:00:00:00:00:01' AS devmac,
+                  -50 AS strongest_signal, 1.0 AS min_lat, 1.0 AS min_lon, 1.0 AS max_lat, 1.0 AS max_lon,
+                  1.0 AS avg_lat, 1.0 AS avg_lon, 'Wi-Fi AP' AS type,
+                  printf('%.*c', 15000000, 'x') AS device FROM n;"
+    ))
+    .expect("schema");
+    drop(conn);
+    let (ok, out, took) = import_cli(&app, &file);
+    assert!(!ok, "{out}");
+    assert!(out.contains("is a view, not a table"), "{out}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A stored device record over the bound is one rejected row; the rest of the log is imported.
+#[tokio::test]
+async fn an_oversized_kismet_device_record_is_one_rejected_row() {
+    let app = spawn_app_with(|_| {}).await;
+    let dir = crate::helpers::shared_temp_dir("shadowcheck-hostile-kismet-");
+    let file = dir.join("Kismet-big.kismet");
+    let conn = rusqlite::Connection::open(&file).expect("create");
+    conn.execute_batch(&format!(
+        "{KISMET_DEVICES}
+         CREATE TABLE devices (first_time INT, last_time INT, devkey TEXT, phyname TEXT, devmac TEXT, strongest_signal INT,
+            min_lat REAL, min_lon REAL, max_lat REAL, max_lon REAL, avg_lat REAL, avg_lon REAL, bytes_data INT, type TEXT, device BLOB);
+         INSERT INTO devices VALUES (1700000000, 1700000000, '', 'IEEE802.11', 'A4:2B:B0:AA:00:01', -48, 52.5, 13.4, 52.5, 13.4, 52.5, 13.4, 0, 'Wi-Fi AP',
+            '{{\"kismet.device.base.name\": \"small\"}}');
+         INSERT INTO devices VALUES (1700000100, 1700000100, '', 'IEEE802.11', 'A4:2B:B0:AA:00:02', -48, 52.5, 13.4, 52.5, 13.4, 52.5, 13.4, 0, 'Wi-Fi AP',
+            '{{\"kismet.device.base.name\": \"' || printf('%.*c', 5000000, 'x') || '\"}}');"
+    ))
+    .expect("schema");
+    drop(conn);
+    let (ok, out, _) = import_cli(&app, &file);
+    assert!(ok, "{out}");
+    assert!(out.contains("larger than 4194304 bytes"), "{out}");
+    assert_eq!(app.count("bssid = 'a4:2b:b0:aa:00:01'").await, 1);
+    assert_eq!(app.count("bssid = 'a4:2b:b0:aa:00:02'").await, 0);
+    let _ = std::fs::remove_dir_all(dir);
 }
