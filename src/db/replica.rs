@@ -63,12 +63,16 @@ pub struct ReplicaReport {
     pub pool: PoolStats,
 }
 
+/// Also reads the migration ledger: a server without ShadowCheck's schema (a `read_url` pointing
+/// at the wrong database) fails the probe, and one whose schema is older than this release needs
+/// is not used until it has replayed the migration.
 const LAG_SQL: &str = r#"
 SELECT pg_is_in_recovery() AS in_recovery,
        CASE WHEN NOT pg_is_in_recovery()
                  OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
             ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)
-       END::float8 AS lag
+       END::float8 AS lag,
+       (SELECT max(version) FROM _sqlx_migrations WHERE success)::int8 AS schema_version
 "#;
 
 impl Replica {
@@ -116,10 +120,24 @@ impl Replica {
         // The simple protocol (no parameters): one message, fine through a pooler.
         let probe = super::observe("replica_lag", async {
             let row = sqlx::raw_sql(LAG_SQL).fetch_one(&self.probe).await?;
-            Ok::<_, sqlx::Error>((row.try_get::<bool, _>(0)?, row.try_get::<f64, _>(1)?))
+            Ok::<_, sqlx::Error>((
+                row.try_get::<bool, _>(0)?,
+                row.try_get::<f64, _>(1)?,
+                row.try_get::<Option<i64>, _>(2)?,
+            ))
         });
+        let needed = super::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
         let outcome = match tokio::time::timeout(timeout, probe).await {
-            Ok(Ok(row)) => Ok(row),
+            Ok(Ok((in_recovery, lag, version))) if version.unwrap_or(0) >= needed => {
+                Ok((in_recovery, lag))
+            }
+            Ok(Ok((_, _, version))) => Err(format!(
+                "its ShadowCheck schema is at migration {}, this release needs {needed}",
+                version.unwrap_or(0)
+            )),
+            Ok(Err(e)) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P01") => {
+                Err("no ShadowCheck schema there (no migration ledger): is database.read_url a replica of this database?".to_owned())
+            }
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
         };

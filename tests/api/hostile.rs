@@ -585,3 +585,35 @@ async fn an_oversized_kismet_device_record_is_one_rejected_row() {
     assert_eq!(app.count("bssid = 'a4:2b:b0:aa:00:02'").await, 0);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A `read_url` naming a database without ShadowCheck's schema is never used for reads: every
+/// read is served by the primary, and the detailed health says why the replica is not used.
+#[tokio::test]
+async fn a_read_url_without_our_schema_is_not_used() {
+    let other = crate::helpers::empty_database().await;
+    let app = spawn_app_with(|s| {
+        s.database.read_url = Some(shadowcheck::config::Secret::new(other.clone()));
+    })
+    .await;
+    let item = json!({"detected_at": "2026-09-01T00:00:00Z", "latitude": 1, "longitude": 1,
+        "signal_type": "wifi", "bssid": "a4:00:00:00:0d:0d"});
+    assert_eq!(app.post_json(&item).await.status(), 201);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for path in [
+        "/api/v1/detections?limit=5",
+        "/api/v1/stats",
+        "/api/v1/transmitters",
+    ] {
+        let resp = app.get(path).await;
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+    let detailed = app.get_json("/api/v1/health/detailed").await;
+    assert_eq!(detailed["replica"]["status"], "down", "{detailed}");
+    assert!(
+        detailed["replica"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no ShadowCheck schema"),
+        "{detailed}"
+    );
+}
