@@ -209,7 +209,14 @@ async fn monitor_database(state: AppState) {
     let shutdown = state.lifecycle.shutdown_token();
     let ttl_hours = state.settings.ingest.idempotency_ttl_hours;
     let mut last_purge: Option<Instant> = None;
+    let mut last_trim = Instant::now();
     loop {
+        // glibc keeps what a burst freed (the detector's scoring, a large import) in its arenas;
+        // give it back to the system once a minute so an idle server is small again.
+        if last_trim.elapsed() > Duration::from_secs(60) {
+            last_trim = Instant::now();
+            release_freed_memory();
+        }
         // Expired idempotency answers, every ten minutes once the database is there.
         if state.lifecycle.is_started()
             && last_purge.is_none_or(|t| t.elapsed() > Duration::from_secs(600))
@@ -237,3 +244,14 @@ async fn monitor_database(state: AppState) {
         }
     }
 }
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_freed_memory() {
+    // SAFETY: malloc_trim only walks the allocator's own arenas; 0 keeps no extra padding.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_memory() {}

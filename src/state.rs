@@ -75,6 +75,10 @@ pub struct AppState {
     pub large_bodies: LargeBodies,
     /// Built map tiles (see `query::tile_cache`).
     pub tiles: Arc<crate::query::tile_cache::TileCache>,
+    /// Whole-table answers kept for a while (`query::summary`): the stats, and the data's
+    /// extent for TileJSON and the OGC API.
+    pub stats: Arc<crate::query::summary::Summary<db::detections::Stats>>,
+    pub extent: Arc<crate::query::summary::Summary<db::tiles::Extent>>,
     /// Turns for streaming exports (see `query.max_concurrent_exports`), and each key's own
     /// (`query.max_exports_per_key`): one reader cannot hold every turn.
     pub exports: Arc<Semaphore>,
@@ -121,7 +125,16 @@ impl AppState {
             Duration::from_secs(settings.map.tile_cache_ttl_secs),
             ingest.activity(),
         ));
+        let summary_ttl = Duration::from_secs(settings.map.tile_cache_ttl_secs);
         Self {
+            stats: Arc::new(crate::query::summary::Summary::new(
+                summary_ttl,
+                ingest.activity(),
+            )),
+            extent: Arc::new(crate::query::summary::Summary::new(
+                summary_ttl,
+                ingest.activity(),
+            )),
             tiles,
             exports: Arc::new(Semaphore::new(settings.query.max_concurrent_exports.max(1))),
             exports_per_key: Arc::new(crate::auth::PerCaller::new(

@@ -19,6 +19,13 @@ function say(text, isError = false) {
 
 const storedKey = () => localStorage.getItem(KEY_STORE) || '';
 const authHeaders = () => (storedKey() ? { Authorization: `Bearer ${storedKey()}` } : {});
+const sameOrigin = (url) => {
+  try {
+    return new URL(url, window.location.href).origin === window.location.origin;
+  } catch {
+    return false;
+  }
+};
 
 /** Asks for a key; resolves once one is stored (or the dialog is cancelled). */
 function askForKey(message) {
@@ -81,8 +88,10 @@ const map = new maplibregl.Map({
   zoom: 1.5,
   hash: true,
   // The key goes to this server only, never to a basemap's.
+  // The key goes only to this very origin: compared as parsed origins, since a prefix test
+  // also matched http://host:5000.evil.example/.
   transformRequest: (url) =>
-    url.startsWith(window.location.origin) ? { url, headers: authHeaders() } : { url },
+    sameOrigin(url) ? { url, headers: authHeaders() } : { url },
 });
 page.map = map;
 map.addControl(new maplibregl.NavigationControl(), 'top-right');

@@ -52,7 +52,8 @@ pub enum Command {
     Migrate,
     /// Print the effective configuration (secrets redacted) and exit non-zero if it is invalid.
     CheckConfig,
-    /// Import capture files: WiGLE CSV (.csv, .csv.gz) and geosubmit v2 JSON (.json, .json.gz).
+    /// Import capture files: WiGLE CSV (.csv, .csv.gz), geosubmit v2 JSON (.json, .json.gz) and
+    /// Kismet logs (.kismet).
     Import {
         /// Validate only; store nothing (needs no database).
         #[arg(long)]

@@ -560,7 +560,7 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> Result<Option<DetectionRow
     crate::db::observe("get_detection", query.fetch_optional(&mut *conn)).await
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Stats {
     pub total: i64,
     pub by_signal_type: serde_json::Map<String, serde_json::Value>,

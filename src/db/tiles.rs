@@ -257,7 +257,26 @@ pub async fn transmitters(
 
 /// The extent of the data, for TileJSON `bounds`: that of the registry's transmitters (one row
 /// per transmitter, so far fewer than detections); `None` while the registry is empty.
-pub async fn detection_bounds(conn: &mut PgConnection) -> Result<Option<BBox>, sqlx::Error> {
+/// Where and when the data is: the registry's box (one row per transmitter) and the first and
+/// last detection (index ends).
+#[derive(Clone, Debug)]
+pub struct Extent {
+    pub bounds: Option<BBox>,
+    pub first: Option<chrono::DateTime<chrono::Utc>>,
+    pub last: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub async fn extent(conn: &mut PgConnection) -> Result<Extent, sqlx::Error> {
+    let bounds = detection_bounds(conn).await?;
+    let (first, last) = crate::db::detections::time_extent(conn).await?;
+    Ok(Extent {
+        bounds,
+        first,
+        last,
+    })
+}
+
+async fn detection_bounds(conn: &mut PgConnection) -> Result<Option<BBox>, sqlx::Error> {
     type Corners = (Option<f64>, Option<f64>, Option<f64>, Option<f64>);
     let row: Option<Corners> = crate::db::observe(
         "tile_bounds",

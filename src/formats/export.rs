@@ -73,19 +73,36 @@ impl ExportFormat {
             .find(|f| f.name().eq_ignore_ascii_case(name.trim()))
     }
 
-    /// The export an `Accept` header asks for, if any (plain GeoJSON is the paged answer, not
-    /// an export).
+    /// The export an `Accept` header prefers, if any: media ranges are weighed by their `q`
+    /// (`q=0` means "not this"), and plain (Geo)JSON or `*/*` preferred at least as much means
+    /// the paged answer, not an export. Ties go to the range listed first.
     pub fn from_accept(accept: &str) -> Option<Self> {
-        accept
-            .split(',')
-            .map(|part| part.split(';').next().unwrap_or("").trim())
-            .find_map(|media| match media.to_ascii_lowercase().as_str() {
+        let mut best: Option<(f32, Option<Self>)> = None;
+        for range in accept.split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let mut q = 1.0_f32;
+            for param in parts {
+                if let Some(v) = param.trim().strip_prefix("q=") {
+                    q = match v.trim().parse::<f32>() {
+                        Ok(v) if (0.0..=1.0).contains(&v) => v,
+                        _ => 0.0,
+                    };
+                }
+            }
+            let choice = match media.as_str() {
                 "application/geo+json-seq" => Some(Self::GeoJsonSeq),
                 "application/flatgeobuf" => Some(Self::FlatGeobuf),
                 "text/csv" => Some(Self::Csv),
                 "application/vnd.google-earth.kml+xml" => Some(Self::Kml),
-                _ => None,
-            })
+                "application/geo+json" | "application/json" | "application/*" | "*/*" => None,
+                _ => continue,
+            };
+            if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
+                best = Some((q, choice));
+            }
+        }
+        best.and_then(|(_, choice)| choice)
     }
 }
 
@@ -770,6 +787,25 @@ mod tests {
         assert_eq!(&records[0][col("tags")], "[\"a\",\"b\"]");
         assert_eq!(&records[1][col("is_suspicious")], "true");
         assert_eq!(&records[1][col("ssid")], "");
+    }
+
+    #[test]
+    fn accept_weighs_media_ranges_by_q() {
+        let pick = ExportFormat::from_accept;
+        assert_eq!(pick("text/csv"), Some(ExportFormat::Csv));
+        assert_eq!(pick("text/csv;q=0"), None, "q=0 refuses");
+        assert_eq!(
+            pick("text/csv;q=0.5, application/flatgeobuf"),
+            Some(ExportFormat::FlatGeobuf)
+        );
+        assert_eq!(
+            pick("application/geo+json, text/csv;q=0.9"),
+            None,
+            "the paged answer first"
+        );
+        assert_eq!(pick("text/csv, */*;q=0.1"), Some(ExportFormat::Csv));
+        assert_eq!(pick("text/csv;q=2"), None, "an invalid q is no preference");
+        assert_eq!(pick("text/html"), None);
     }
 
     #[test]

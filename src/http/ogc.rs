@@ -168,12 +168,19 @@ async fn conformance(_caller: RequireRead, RawQuery(raw): RawQuery) -> ApiResult
     Ok(json_response(json!({"conformsTo": CONFORMANCE}), JSON))
 }
 
-/// Spatial and temporal extent of a collection: the registry's box (cheap: one row per
-/// transmitter) and the first and last detection (index ends).
+/// Spatial and temporal extent of a collection (kept a while: `query::summary`).
 async fn extent(state: &AppState) -> ApiResult<Value> {
-    let mut conn = state.read().await?;
-    let bounds = crate::db::tiles::detection_bounds(&mut conn).await?;
-    let (first, last) = detection_store::time_extent(&mut conn).await?;
+    let crate::db::tiles::Extent {
+        bounds,
+        first,
+        last,
+    } = state
+        .extent
+        .get_or_compute(|| async {
+            let mut conn = state.read().await?;
+            Ok::<_, ApiError>(crate::db::tiles::extent(&mut conn).await?)
+        })
+        .await?;
     let bbox = bounds.map_or([-180.0, -90.0, 180.0, 90.0], |b| {
         [b.min_lon, b.min_lat, b.max_lon, b.max_lat]
     });

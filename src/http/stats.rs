@@ -27,6 +27,12 @@ pub(crate) async fn get_stats(
     State(state): State<AppState>,
     _caller: RequireRead,
 ) -> ApiResult<Json<db::detections::Stats>> {
-    let mut conn = state.read().await?;
-    Ok(Json(db::detections::stats(&mut conn).await?))
+    let stats = state
+        .stats
+        .get_or_compute(|| async {
+            let mut conn = state.read().await?;
+            Ok::<_, crate::error::ApiError>(db::detections::stats(&mut conn).await?)
+        })
+        .await?;
+    Ok(Json(stats))
 }

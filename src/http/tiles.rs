@@ -217,9 +217,9 @@ pub(crate) async fn tile(
         tile: coord,
         filters,
     };
-    let (cached, outcome) = match state.tiles.get(&key) {
-        Some(hit) => (hit, "hit"),
-        None => {
+    let (cached, built) = state
+        .tiles
+        .get_or_build(&key, || async {
             let map = &state.settings.map;
             let shape = TileShape {
                 max_points: map.tile_max_points,
@@ -245,12 +245,10 @@ pub(crate) async fn tile(
                 etag: etag(&bytes),
                 bytes: Bytes::from(bytes),
             };
-            state
-                .tiles
-                .put(key, tile.clone(), started, store::buffered(coord));
-            (tile, "built")
-        }
-    };
+            Ok::<_, ApiError>((tile, started, store::buffered(coord)))
+        })
+        .await?;
+    let outcome = if built { "built" } else { "hit" };
     let not_modified = matches_tag(&headers, &cached.etag);
     metrics::counter!("shadowcheck_tiles_total", "layer" => layer.name(), "outcome" => if not_modified { "not_modified" } else { outcome })
         .increment(1);
@@ -313,9 +311,14 @@ pub(crate) async fn tilejson(
     };
     let layer = Layer::parse(name)?;
     let (_, filters) = layer.filters(raw.as_deref())?;
-    let mut conn = state.read().await?;
-    let bounds = store::detection_bounds(&mut conn).await?;
-    drop(conn);
+    let bounds = state
+        .extent
+        .get_or_compute(|| async {
+            let mut conn = state.read().await?;
+            Ok::<_, ApiError>(store::extent(&mut conn).await?)
+        })
+        .await?
+        .bounds;
     let [w, s, e, n] = bounds.map_or([-180.0, -MAX_LAT, 180.0, MAX_LAT], |b| {
         [
             b.min_lon,

@@ -1,7 +1,9 @@
 //! Built vector tiles kept in memory, bounded in bytes (oldest dropped first). A tile is served
 //! from here until this process commits detections in its area or its time to live runs out
 //! (which covers what this process cannot see: another replica's ingest, the detector's
-//! scores).
+//! scores). Tiles of the whole world's zooms (up to `WORLD_ZOOMS`) are counted cells that any
+//! commit anywhere would invalidate: they are rebuilt by their time to live only. A cold tile
+//! asked for by many clients at once is built once (`get_or_build`), the others wait for it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -35,9 +37,14 @@ struct Entry {
     area: BBox,
 }
 
+/// Zooms whose tiles span continents: every commit touches them, so they expire by time only.
+pub const WORLD_ZOOMS: u8 = 4;
+
 #[derive(Default)]
 struct Inner {
     entries: HashMap<TileKey, Entry>,
+    /// Tiles being built, and who waits for them.
+    building: HashMap<TileKey, Arc<tokio::sync::Notify>>,
     /// Insertion order, for eviction; a key may appear again after it was rebuilt.
     order: VecDeque<(TileKey, Instant)>,
     bytes: usize,
@@ -72,7 +79,8 @@ impl TileCache {
         let mut inner = self.lock();
         let entry = inner.entries.get(key)?;
         let current = entry.built_from.elapsed() < self.ttl
-            && !self.ingest.changed_since(entry.built_from, &entry.area);
+            && (key.tile.z() <= WORLD_ZOOMS
+                || !self.ingest.changed_since(entry.built_from, &entry.area));
         if current {
             return Some(entry.tile.clone());
         }
@@ -123,9 +131,75 @@ impl TileCache {
         self.ingest.forget_before(self.ttl);
     }
 
+    /// The tile from the cache, or built by `build` (which returns it with when its query
+    /// started and the area it covers) by exactly one of the callers asking for it at once; the
+    /// others wait and take the result from the cache. `true` when this call built it.
+    pub async fn get_or_build<F, Fut, E>(
+        &self,
+        key: &TileKey,
+        build: F,
+    ) -> Result<(CachedTile, bool), E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(CachedTile, Instant, BBox), E>>,
+    {
+        let mut build = Some(build);
+        loop {
+            if let Some(hit) = self.get(key) {
+                return Ok((hit, false));
+            }
+            let waiting = {
+                let mut inner = self.lock();
+                match inner.building.get(key) {
+                    Some(notify) => Some(Arc::clone(notify)),
+                    None => {
+                        inner
+                            .building
+                            .insert(key.clone(), Arc::new(tokio::sync::Notify::new()));
+                        None
+                    }
+                }
+            };
+            match (waiting, build.take()) {
+                (Some(notify), still) => {
+                    build = still;
+                    let notified = notify.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    // Built (or failed) between our look and our registration: look again.
+                    if self.lock().building.contains_key(key) {
+                        notified.await;
+                    }
+                }
+                (None, Some(build)) => {
+                    // Whatever happens to the build, the waiters are released.
+                    let _done = Building { cache: self, key };
+                    let (tile, built_from, area) = build().await?;
+                    self.put(key.clone(), tile.clone(), built_from, area);
+                    return Ok((tile, true));
+                }
+                (None, None) => unreachable!("a build is taken only to run it once"),
+            }
+        }
+    }
+
     /// Bytes held (tiles and overhead).
     pub fn bytes(&self) -> usize {
         self.lock().bytes
+    }
+}
+
+/// Ends a build: its key leaves `building` and its waiters wake (also when it failed).
+struct Building<'a> {
+    cache: &'a TileCache,
+    key: &'a TileKey,
+}
+
+impl Drop for Building<'_> {
+    fn drop(&mut self) {
+        if let Some(notify) = self.cache.lock().building.remove(self.key) {
+            notify.notify_waiters();
+        }
     }
 }
 
@@ -173,6 +247,49 @@ mod tests {
         ingest.record(inside);
         assert!(cache.get(&k).is_none(), "a commit inside drops it");
         assert_eq!(cache.bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_tile_asked_for_at_once_is_built_once() {
+        let cache = Arc::new(TileCache::new(
+            1 << 20,
+            Duration::from_secs(60),
+            Arc::default(),
+        ));
+        let builds = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let k = key(3);
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, builds, k) = (Arc::clone(&cache), Arc::clone(&builds), k.clone());
+                tokio::spawn(async move {
+                    cache
+                        .get_or_build(&k, || async {
+                            builds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Ok::<_, ()>((tile(10), Instant::now(), k.tile.bbox()))
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.expect("join").is_ok());
+        }
+        assert_eq!(builds.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn world_zoom_tiles_expire_by_time_not_by_commits() {
+        let ingest = Arc::new(IngestActivity::default());
+        let cache = TileCache::new(1 << 20, Duration::from_secs(60), Arc::clone(&ingest));
+        let world = TileKey {
+            layer: "detections",
+            tile: TileCoord::new(0, 0, 0).expect("valid"),
+            filters: String::new(),
+        };
+        cache.put(world.clone(), tile(10), Instant::now(), world.tile.bbox());
+        ingest.record(world.tile.bbox());
+        assert!(cache.get(&world).is_some());
     }
 
     #[test]

@@ -617,3 +617,80 @@ async fn a_read_url_without_our_schema_is_not_used() {
         "{detailed}"
     );
 }
+
+/// A counter (or histogram count) of a server's own scrape, summed over the matching series.
+async fn scraped(metrics_addr: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A storm of whole-table questions (the stats, TileJSON, the OGC collections, the world tile)
+/// costs one computation each, not one per request. (A server process of its own: its metrics
+/// count only this test's queries.)
+#[tokio::test]
+async fn whole_table_answers_are_computed_once_per_storm() {
+    let app = spawn_app_with(|_| {}).await;
+    many_detections(&app, 2_000).await;
+    let url = app.database.app_url();
+    let serve = ServeProcess::start(&[("DATABASE_URL", url.as_str())], None);
+    let client = crate::helpers::client();
+    serve.wait_ready(&client).await;
+    let stats_series = "shadowcheck_db_query_duration_seconds_count{query=\"stats_summary\"}";
+    let tile_series = "shadowcheck_tile_build_seconds_count{layer=\"detections\"";
+    let paths = [
+        "/api/v1/stats",
+        "/tiles/detections.json",
+        "/ogc/collections/detections",
+        "/tiles/detections/0/0/0.pbf",
+    ];
+    let storm: Vec<_> = (0..12)
+        .map(|i| {
+            let client = client.clone();
+            let url = serve.url(paths[i % paths.len()]);
+            tokio::spawn(async move { client.get(url).send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    for answer in storm {
+        let status = answer.await.expect("join").expect("answer");
+        assert_eq!(status, 200);
+    }
+    assert_eq!(
+        scraped(&serve.metrics_addr, stats_series).await,
+        1.0,
+        "the stats were computed more than once"
+    );
+    assert_eq!(
+        scraped(&serve.metrics_addr, tile_series).await,
+        1.0,
+        "the world tile was built more than once"
+    );
+}
+
+/// `Accept: text/csv;q=0` means "not CSV": the paged GeoJSON answer, not an export.
+#[tokio::test]
+async fn an_accept_q_of_zero_refuses_that_export() {
+    let app = spawn_app_with(|_| {}).await;
+    let resp = app
+        .client
+        .get(app.url("/api/v1/detections"))
+        .header("accept", "text/csv;q=0")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), 200);
+    let kind = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(kind.starts_with("application/geo+json"), "{kind}");
+}
