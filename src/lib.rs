@@ -12,12 +12,14 @@ pub mod cli;
 pub mod config;
 /// PostgreSQL: pools (primary, read replica, failover), migrations, embedded cluster, SQL.
 pub mod db;
-/// Detections, MAC addresses, positions and searches: the rules, without I/O.
-pub mod domain;
+/// Detections, MAC addresses, positions and searches: the rules, without I/O
+/// (crates/shadowcheck-domain: no sqlx, no axum).
+pub use shadowcheck_domain::domain;
 /// `ApiError` and its mapping to problem+json.
 pub mod error;
-/// Capture-device formats: WiGLE CSV, geosubmit v2, and the streaming importer.
-pub mod formats;
+/// Capture-device and GIS formats: WiGLE CSV, geosubmit v2, Kismet logs, the exports
+/// (crates/shadowcheck-domain).
+pub use shadowcheck_domain::formats;
 /// HTTP handlers, one module per resource.
 pub mod http;
 /// Decoding, validating and storing ingest batches.

@@ -357,29 +357,18 @@ impl EmbeddedPostgres {
     }
 
     fn ensure_database(&self) -> Result<()> {
-        let psql = |sql: &str| {
-            let mut cmd = Command::new(self.bin_dir.join("psql"));
-            cmd.args([
-                "-X",
-                "-q",
-                "-t",
-                "-A",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-            ])
-            .arg(format!("--port={}", self.port))
-            .args(["-U", SUPERUSER, "-d", "postgres", "-c", sql])
-            .env("PGPASSWORD", self.password.expose())
-            .env("PGCONNECT_TIMEOUT", "10");
-            run(cmd)
-        };
-        let exists = psql(&format!(
-            "SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"
-        ))?;
-        if String::from_utf8_lossy(&exists.stdout).trim() != "1" {
-            psql(&format!("CREATE DATABASE {DATABASE}"))?;
+        let admin = self.url("postgres");
+        let exists = psql(
+            &self.bin_dir,
+            admin.expose(),
+            &format!("SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"),
+        )?;
+        if exists != "1" {
+            psql(
+                &self.bin_dir,
+                admin.expose(),
+                &format!("CREATE DATABASE {DATABASE}"),
+            )?;
         }
         Ok(())
     }
@@ -442,6 +431,37 @@ impl Drop for EmbeddedPostgres {
             tracing::warn!(error = %e, "could not stop embedded PostgreSQL");
         }
     }
+}
+
+/// Runs one SQL command with the cluster's own `psql` (from `bin_dir`) against `url`; its output,
+/// trimmed (unaligned, tuples only).
+pub fn psql(bin_dir: &Path, url: &str, sql: &str) -> Result<String> {
+    // Not through `run`: its error shows the command line, and the URL holds a password.
+    let out = Command::new(bin_dir.join("psql"))
+        .args([
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            url,
+            "-c",
+            sql,
+        ])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .map_err(|e| EmbeddedError::Command {
+            command: "psql".to_owned(),
+            detail: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(EmbeddedError::Command {
+            command: format!("psql -c {sql:?}"),
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// The `postgres` user must be able to walk into the data directory.

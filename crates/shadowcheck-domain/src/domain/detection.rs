@@ -14,8 +14,7 @@ use super::fields::{self, Kind, FIELDS, NETWORK_TYPES};
 use super::geo::Position;
 use super::mac::Mac;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, sqlx::Type)]
-#[sqlx(type_name = "sigint.signal_type", rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SignalType {
     Wifi,
