@@ -6,8 +6,10 @@ use serde::Serialize;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use crate::domain::following::Level;
 use crate::domain::registry::{Entry, Estimate, Sighting, TransmitterKey};
 use crate::domain::rogue::Flag;
+use crate::domain::search::{Sort, TransmitterSearch};
 use crate::domain::tracker::{Classification, TrackerClass};
 use crate::domain::{Mac, SignalType};
 
@@ -299,51 +301,6 @@ pub async fn lag(conn: &mut PgConnection) -> Result<(i64, f64), sqlx::Error> {
     .await
 }
 
-/// How registry searches are ordered (newest or most seen first).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sort {
-    LastSeen,
-    Detections,
-    /// Highest following score first; only scored transmitters.
-    Score,
-}
-
-/// A validated registry search.
-#[derive(Clone, Debug, Default)]
-pub struct TransmitterSearch {
-    pub radios: Vec<SignalType>,
-    /// min_lon, min_lat, max_lon, max_lat of the estimated position.
-    pub bbox: Option<[f64; 4]>,
-    /// Seen at or after / at or before.
-    pub start: Option<DateTime<Utc>>,
-    pub end: Option<DateTime<Utc>>,
-    /// Case-insensitive substring of a name or SSID.
-    pub name: Option<String>,
-    /// Case-insensitive substring of the vendor.
-    pub vendor: Option<String>,
-    pub device_id: Option<Uuid>,
-    /// Any of these tracker classes.
-    pub trackers: Vec<String>,
-    /// At or above any of these levels (the names of the levels that qualify).
-    pub levels: Vec<&'static str>,
-    pub min_score: Option<f32>,
-    /// Carrying this rogue flag.
-    pub flag: Option<String>,
-    pub sort: Option<Sort>,
-    pub limit: i64,
-    /// Keyset cursor: the last row of the previous page.
-    pub after: Option<Cursor>,
-}
-
-/// Where a page starts: after this row in the search's order.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Cursor {
-    pub last_seen: DateTime<Utc>,
-    pub detections: i64,
-    pub score: f32,
-    pub key: TransmitterKey,
-}
-
 /// One registry row as the API shows it.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct TransmitterRow {
@@ -393,7 +350,7 @@ pub async fn search(
     conn: &mut PgConnection,
     s: &TransmitterSearch,
 ) -> Result<Vec<TransmitterRow>, sqlx::Error> {
-    let sort = s.sort.unwrap_or(Sort::LastSeen);
+    let sort = s.sort;
     let sort_expr = match sort {
         Sort::LastSeen => "t.last_seen",
         Sort::Detections => "t.detections",
@@ -408,22 +365,22 @@ pub async fn search(
             .push_bind(radios)
             .push(")");
     }
-    if let Some([a, b, c, d]) = s.bbox {
+    if let Some(b) = s.bbox {
         q.push(" AND t.location && ST_MakeEnvelope(")
-            .push_bind(a)
+            .push_bind(b.min_lon)
             .push(", ")
-            .push_bind(b)
+            .push_bind(b.min_lat)
             .push(", ")
-            .push_bind(c)
+            .push_bind(b.max_lon)
             .push(", ")
-            .push_bind(d)
+            .push_bind(b.max_lat)
             .push(", 4326)");
     }
-    if let Some(start) = s.start {
-        q.push(" AND t.last_seen >= ").push_bind(start);
+    if let Some(from) = s.seen_from {
+        q.push(" AND t.last_seen >= ").push_bind(from);
     }
-    if let Some(end) = s.end {
-        q.push(" AND t.first_seen <= ").push_bind(end);
+    if let Some(until) = s.seen_until {
+        q.push(" AND t.first_seen <= ").push_bind(until);
     }
     let like = |text: &str| {
         format!(
@@ -435,27 +392,33 @@ pub async fn search(
     };
     if let Some(name) = &s.name {
         q.push(" AND EXISTS (SELECT 1 FROM unnest(t.names) n WHERE n ILIKE ")
-            .push_bind(like(name))
+            .push_bind(like(name.as_str()))
             .push(")");
     }
     if let Some(vendor) = &s.vendor {
-        q.push(" AND t.vendor ILIKE ").push_bind(like(vendor));
+        q.push(" AND t.vendor ILIKE ")
+            .push_bind(like(vendor.as_str()));
     }
     if let Some(device) = s.device_id {
         q.push(" AND ").push_bind(device).push(" = ANY(t.devices)");
     }
     if !s.trackers.is_empty() {
+        let trackers: Vec<&str> = s.trackers.iter().map(|c| c.as_str()).collect();
         q.push(" AND t.tracker_class = ANY(")
-            .push_bind(s.trackers.clone())
+            .push_bind(trackers)
             .push(")");
     }
-    if !s.levels.is_empty() {
-        q.push(" AND t.level = ANY(")
-            .push_bind(s.levels.clone())
-            .push(")");
+    if let Some(min) = s.min_level {
+        let levels: Vec<&str> = Level::ALL
+            .into_iter()
+            .filter(|l| *l >= min)
+            .map(Level::as_str)
+            .collect();
+        q.push(" AND t.level = ANY(").push_bind(levels).push(")");
     }
     if let Some(min) = s.min_score {
-        q.push(" AND t.surveillance_score >= ").push_bind(min);
+        q.push(" AND t.surveillance_score >= ")
+            .push_bind(min.value());
     }
     if sort == Sort::Score {
         q.push(" AND t.surveillance_score IS NOT NULL");
@@ -464,7 +427,7 @@ pub async fn search(
         q.push(
             " AND (t.flags || t.related_flags) @> jsonb_build_array(jsonb_build_object('flag', ",
         )
-        .push_bind(flag.clone())
+        .push_bind(flag.as_str())
         .push("::text))");
     }
     if let Some(after) = &s.after {
@@ -485,7 +448,7 @@ pub async fn search(
     q.push(" ORDER BY ")
         .push(sort_expr)
         .push(" DESC, t.radio::text DESC, t.identifier DESC LIMIT ")
-        .push_bind(s.limit + 1);
+        .push_bind(i64::from(s.limit) + 1);
     crate::db::observe(
         "registry_search",
         q.build_query_as::<TransmitterRow>().fetch_all(&mut *conn),

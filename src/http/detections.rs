@@ -10,12 +10,16 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::db::detections::{self as store, DetectionRow};
-use crate::domain::search::{Area, DetectionSearch, SearchLimits};
+use crate::domain::search::DetectionSearch;
 use crate::error::{ApiError, ApiResult};
 use crate::formats::export::ExportFormat;
 use crate::formats::{self, json::BodyFormat};
 use crate::http::guard::{RequireIngest, RequireRead};
-use crate::http::openapi::Problem;
+use crate::http::params::{
+    self, AreaParams, FormatParams, PageParams, PropertyParams, WindowParams,
+};
+use crate::http::query::{self, Query};
+use crate::http::schema::Problem;
 use crate::http::{body, geojson};
 use crate::ingest::{Idempotency, Receipt, Source, Submission};
 use crate::state::AppState;
@@ -73,7 +77,7 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     post,
     path = "/api/v1/detections",
     tag = "detections",
-    request_body(content = Vec<super::openapi::DetectionInput>, description = "An array of detections (or one object, or {\"detections\": [...]}); application/x-ndjson also accepted", content_type = "application/json"),
+    request_body(content = Vec<super::schema::DetectionInput>, description = "An array of detections (or one object, or {\"detections\": [...]}); application/x-ndjson also accepted", content_type = "application/json"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key get the first answer back")),
     responses(
         (status = 201, description = "Every detection stored (committed)", body = crate::ingest::IngestReport),
@@ -154,10 +158,10 @@ pub(crate) fn feature(row: &DetectionRow) -> Feature<'_> {
     get,
     path = "/api/v1/detections",
     tag = "detections",
-    params(super::openapi::SearchParams),
+    params(AreaParams, WindowParams, PropertyParams, PageParams, FormatParams),
     responses(
         (status = 200, description = "Matching detections, keyset-paged; with `f` (or an Accept of an export type) every match as one streamed file", content(
-            (super::openapi::FeatureCollection = "application/geo+json"),
+            (super::schema::FeatureCollection = "application/geo+json"),
             (String = "application/geo+json-seq"),
             (String = "application/flatgeobuf"),
             (String = "text/csv; charset=utf-8"),
@@ -175,23 +179,19 @@ pub(crate) async fn get_detections(
     State(state): State<AppState>,
     caller: RequireRead,
     headers: HeaderMap,
+    Query((area, window, properties, page, format)): Query<(
+        AreaParams,
+        WindowParams,
+        PropertyParams,
+        PageParams,
+        FormatParams,
+    )>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let q = &state.settings.query;
     // `f` (or an Accept naming an export type) asks for the whole result as one file,
     // streamed; otherwise a GeoJSON page.
-    let mut f = None;
-    let mut pairs = Vec::new();
-    for (k, v) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
-        if k == "f" {
-            if f.replace(v.into_owned()).is_some() {
-                return Err(ApiError::bad_parameter("f", "given more than once"));
-            }
-        } else {
-            pairs.push((k, v));
-        }
-    }
-    let export = match f {
+    let export = match format.f {
         Some(name) => Some(ExportFormat::parse(&name).ok_or_else(|| {
             let names: Vec<&str> = ExportFormat::ALL.iter().map(|f| f.name()).collect();
             ApiError::bad_parameter("f", format!("must be one of {}", names.join(", ")))
@@ -202,29 +202,16 @@ pub(crate) async fn get_detections(
             .and_then(ExportFormat::from_accept),
     };
     if let Some(format) = export {
-        // An export has no page size: `limit` may cap it, `after` may start it.
-        let unbounded = SearchLimits {
-            default_limit: u32::MAX,
-            max_limit: u32::MAX,
-        };
-        let search = DetectionSearch::parse(pairs, unbounded)
-            .map_err(|e| ApiError::bad_parameter(&e.parameter, e.reason))?;
-        if let Area::Nearest { n, .. } = search.area() {
-            if *n > q.max_limit {
-                return Err(ApiError::bad_parameter(
-                    "nearest",
-                    format!("must be between 1 and {}", q.max_limit),
-                ));
-            }
-        }
+        // An export has no page size: `limit` may cap it, `after` may start it; `nearest`
+        // stays within the page maximum.
+        let area = area.area(q.max_limit)?;
+        let filters = params::filters(window.try_into()?, properties);
+        let limit = query::page_size(page.limit, u32::MAX, u32::MAX)?;
+        let search = DetectionSearch::new(area, filters, limit, page.after)?;
         return super::export::respond(&state, caller, format, search).await;
     }
-    let limits = SearchLimits {
-        default_limit: q.default_limit,
-        max_limit: q.max_limit,
-    };
-    let search = DetectionSearch::parse(pairs, limits)
-        .map_err(|e| ApiError::bad_parameter(&e.parameter, e.reason))?;
+    let search =
+        params::detection_search(area, window, properties, page, q.default_limit, q.max_limit)?;
     let mut conn = state.read().await?;
     let mut rows = store::search(&mut conn, &search).await?;
     let has_more = rows.len() > search.limit() as usize;
@@ -250,7 +237,7 @@ pub(crate) async fn get_detections(
     tag = "detections",
     params(("id" = i64, Path, description = "Detection id")),
     responses(
-        (status = 200, description = "One detection", body = super::openapi::Feature, content_type = "application/geo+json"),
+        (status = 200, description = "One detection", body = super::schema::Feature, content_type = "application/geo+json"),
         (status = 400, description = "Invalid id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such detection", body = Problem, content_type = "application/problem+json"),

@@ -11,6 +11,8 @@ use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::IntoParams;
+use uuid::Uuid;
 
 use crate::auth::Scope;
 use crate::db::following::{self as store, ScoreRow};
@@ -18,9 +20,10 @@ use crate::domain::following::Level;
 use crate::domain::registry::TransmitterKey;
 use crate::domain::Position;
 use crate::error::{ApiError, ApiResult};
+use crate::http::geojson;
 use crate::http::guard::{RequireOperator, RequireRead};
-use crate::http::openapi::Problem;
-use crate::http::params;
+use crate::http::query::{self, Query, QueryPart};
+use crate::http::schema::Problem;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -73,16 +76,104 @@ fn cursor_of(row: &ScoreRow) -> String {
     )
 }
 
+/// `GET /api/v1/threats` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ThreatParams {
+    /// At or above: watch, suspicious (default) or alert.
+    #[param(value_type = Option<String>)]
+    level: Option<Level>,
+    /// Followers of this capture device only.
+    device_id: Option<Uuid>,
+    /// 1..=query.max_limit (default query.default_limit).
+    limit: Option<u32>,
+    /// Keyset cursor from the `next` link.
+    #[serde(default, deserialize_with = "query::from_str")]
+    #[param(value_type = Option<String>)]
+    after: Option<ThreatCursor>,
+}
+
+impl QueryPart for ThreatParams {}
+
+/// After this pair: `at,device,radio,identifier`.
+#[derive(Debug)]
+struct ThreatCursor {
+    at: DateTime<Utc>,
+    device: Uuid,
+    key: TransmitterKey,
+}
+
+impl std::str::FromStr for ThreatCursor {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const INVALID: &str = "must be the cursor of a `next` link";
+        let parts: Vec<&str> = s.splitn(4, ',').collect();
+        let [at, device, radio, identifier] = parts.as_slice() else {
+            return Err(INVALID);
+        };
+        Ok(Self {
+            at: DateTime::parse_from_rfc3339(at)
+                .map_err(|_| INVALID)?
+                .with_timezone(&Utc),
+            device: device.parse().map_err(|_| INVALID)?,
+            key: TransmitterKey::parse(radio, identifier).map_err(|_| INVALID)?,
+        })
+    }
+}
+
+/// `GET /api/v1/allowlist` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AllowlistPage {
+    /// 1..=query.max_limit (default query.default_limit).
+    limit: Option<u32>,
+    /// Keyset cursor from the `next` link.
+    #[serde(default, deserialize_with = "query::from_str")]
+    #[param(value_type = Option<String>)]
+    after: Option<AllowlistCursor>,
+}
+
+impl QueryPart for AllowlistPage {}
+
+/// After this entry: `at,radio,identifier`.
+#[derive(Debug)]
+struct AllowlistCursor {
+    at: DateTime<Utc>,
+    key: TransmitterKey,
+}
+
+impl std::str::FromStr for AllowlistCursor {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const INVALID: &str = "must be the cursor of a `next` link";
+        let (at, rest) = s.split_once(',').ok_or(INVALID)?;
+        let (radio, identifier) = rest.split_once(',').ok_or(INVALID)?;
+        Ok(Self {
+            at: DateTime::parse_from_rfc3339(at)
+                .map_err(|_| INVALID)?
+                .with_timezone(&Utc),
+            key: TransmitterKey::parse(radio, identifier).map_err(|_| INVALID)?,
+        })
+    }
+}
+
+/// `GET /api/v1/safe-zones` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ZonePage {
+    /// 1..=query.max_limit (default query.default_limit).
+    limit: Option<u32>,
+    /// Keyset cursor from the `next` link: a zone id.
+    after: Option<i64>,
+}
+
+impl QueryPart for ZonePage {}
+
 #[utoipa::path(
     get,
     path = "/api/v1/threats",
     tag = "detector",
-    params(
-        ("level" = Option<String>, Query, description = "At or above: watch, suspicious (default) or alert"),
-        ("device_id" = Option<String>, Query, description = "Followers of this capture device only"),
-        ("limit" = Option<u32>, Query, description = "1..=query.max_limit"),
-        ("after" = Option<String>, Query, description = "Keyset cursor from the `next` link"),
-    ),
+    params(ThreatParams),
     responses(
         (status = 200, description = "Scored (transmitter, capture device) pairs, most recently together first, each with its explanation"),
         (status = 400, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
@@ -95,50 +186,32 @@ fn cursor_of(row: &ScoreRow) -> String {
 pub(crate) async fn threats(
     State(state): State<AppState>,
     _caller: RequireRead,
+    Query(params): Query<ThreatParams>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
-    let p = params::read(raw.as_deref(), &["level", "device_id", "limit", "after"])?;
-    let level = match p.get("level").map(|l| l.trim()) {
+    let level = match params.level {
         None => Level::Suspicious,
-        Some(l) => Level::parse(l)
-            .filter(|l| *l > Level::None)
-            .ok_or_else(|| {
-                ApiError::bad_parameter("level", "must be watch, suspicious or alert")
-            })?,
+        Some(Level::None) => {
+            return Err(ApiError::bad_parameter(
+                "level",
+                "must be watch, suspicious or alert",
+            ))
+        }
+        Some(l) => l,
     };
     let levels: Vec<&str> = Level::ALL
         .into_iter()
         .filter(|l| *l >= level)
         .map(Level::as_str)
         .collect();
-    let device = p
-        .get("device_id")
-        .map(|d| {
-            d.trim()
-                .parse()
-                .map_err(|_| ApiError::bad_parameter("device_id", "must be a UUID"))
-        })
-        .transpose()?;
+    let device = params.device_id;
     let q = &state.settings.query;
-    let limit = params::limit(&p, q.default_limit, q.max_limit)?;
-    let after = match p.get("after") {
-        None => None,
-        Some(a) => {
-            let invalid =
-                || ApiError::bad_parameter("after", "must be the cursor of a `next` link");
-            let parts: Vec<&str> = a.splitn(4, ',').collect();
-            let [at, device, radio, identifier] = parts.as_slice() else {
-                return Err(invalid());
-            };
-            Some((
-                DateTime::parse_from_rfc3339(at)
-                    .map_err(|_| invalid())?
-                    .with_timezone(&Utc),
-                TransmitterKey::parse(radio, identifier).map_err(|_| invalid())?,
-                device.parse().map_err(|_| invalid())?,
-            ))
-        }
-    };
+    let limit = i64::from(query::page_size(
+        params.limit,
+        q.default_limit,
+        q.max_limit,
+    )?);
+    let after = params.after.map(|c| (c.at, c.key, c.device));
     let mut conn = state.read().await?;
     let mut rows = store::threats(
         &mut conn,
@@ -153,7 +226,7 @@ pub(crate) async fn threats(
     let next = rows
         .last()
         .filter(|_| has_more)
-        .map(|r| params::next_href("/api/v1/threats", raw.as_deref(), &cursor_of(r)));
+        .map(|r| geojson::next_href("/api/v1/threats", raw.as_deref(), &cursor_of(r)));
     let items: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -195,10 +268,7 @@ fn full(what: &str) -> ApiError {
 }
 
 #[utoipa::path(get, path = "/api/v1/allowlist", tag = "detector",
-    params(
-        ("limit" = Option<u32>, Query, description = "1..=query.max_limit (default query.default_limit)"),
-        ("after" = Option<String>, Query, description = "Keyset cursor from the `next` link"),
-    ),
+    params(AllowlistPage),
     responses((status = 200, description = "Allow-listed transmitters (never above `none`), newest first, with the key that made each"),
         (status = 400, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json")),
@@ -206,26 +276,12 @@ fn full(what: &str) -> ApiError {
 pub(crate) async fn allowlist_list(
     State(state): State<AppState>,
     _caller: RequireRead,
+    Query(page): Query<AllowlistPage>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
-    let p = params::read(raw.as_deref(), &["limit", "after"])?;
     let q = &state.settings.query;
-    let limit = params::limit(&p, q.default_limit, q.max_limit)?;
-    let after = match p.get("after") {
-        None => None,
-        Some(a) => {
-            let invalid =
-                || ApiError::bad_parameter("after", "must be the cursor of a `next` link");
-            let (at, rest) = a.split_once(',').ok_or_else(invalid)?;
-            let (radio, identifier) = rest.split_once(',').ok_or_else(invalid)?;
-            Some((
-                DateTime::parse_from_rfc3339(at)
-                    .map_err(|_| invalid())?
-                    .with_timezone(&Utc),
-                TransmitterKey::parse(radio, identifier).map_err(|_| invalid())?,
-            ))
-        }
-    };
+    let limit = i64::from(query::page_size(page.limit, q.default_limit, q.max_limit)?);
+    let after = page.after.map(|c| (c.at, c.key));
     let mut conn = state.acquire().await?;
     let mut items = store::allowlist(&mut conn, limit, after.as_ref()).await?;
     let has_more = items.len() as i64 > limit;
@@ -237,7 +293,7 @@ pub(crate) async fn allowlist_list(
             a.radio,
             a.identifier
         );
-        params::next_href("/api/v1/allowlist", raw.as_deref(), &cursor)
+        geojson::next_href("/api/v1/allowlist", raw.as_deref(), &cursor)
     });
     Ok(Json(json!({"allowlist": items, "next": next})).into_response())
 }
@@ -336,10 +392,7 @@ struct ZoneInput {
 }
 
 #[utoipa::path(get, path = "/api/v1/safe-zones", tag = "detector",
-    params(
-        ("limit" = Option<u32>, Query, description = "1..=query.max_limit (default query.default_limit)"),
-        ("after" = Option<i64>, Query, description = "Keyset cursor from the `next` link (a zone id)"),
-    ),
+    params(ZonePage),
     responses((status = 200, description = "Safe zones by id: places (home, office) kept as evidence, never counted as distinct places"),
         (status = 400, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json")),
@@ -347,19 +400,12 @@ struct ZoneInput {
 pub(crate) async fn zones_list(
     State(state): State<AppState>,
     _caller: RequireRead,
+    Query(page): Query<ZonePage>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
-    let p = params::read(raw.as_deref(), &["limit", "after"])?;
     let q = &state.settings.query;
-    let limit = params::limit(&p, q.default_limit, q.max_limit)?;
-    let after = p
-        .get("after")
-        .map(|a| {
-            a.trim()
-                .parse::<i64>()
-                .map_err(|_| ApiError::bad_parameter("after", "must be a zone id"))
-        })
-        .transpose()?;
+    let limit = i64::from(query::page_size(page.limit, q.default_limit, q.max_limit)?);
+    let after = page.after;
     let mut conn = state.acquire().await?;
     let mut zones = store::zones(&mut conn, limit, after).await?;
     let has_more = zones.len() as i64 > limit;
@@ -367,7 +413,7 @@ pub(crate) async fn zones_list(
     let next = zones
         .last()
         .filter(|_| has_more)
-        .map(|z| params::next_href("/api/v1/safe-zones", raw.as_deref(), &z.zone.id.to_string()));
+        .map(|z| geojson::next_href("/api/v1/safe-zones", raw.as_deref(), &z.zone.id.to_string()));
     Ok(Json(json!({
         "safe_zones": zones.iter().map(zone_json).collect::<Vec<_>>(),
         "next": next,

@@ -9,8 +9,6 @@ use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::params::next_href;
-
 const GEOJSON: &str = "application/geo+json";
 
 /// `body` as `application/geo+json`.
@@ -71,6 +69,18 @@ pub fn page(
         links,
         features,
     })
+}
+
+/// The same query on `path` with `after` moved to `cursor`.
+pub fn next_href(path: &str, raw: Option<&str>, cursor: &str) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if k != "after" {
+            query.append_pair(&k, &v);
+        }
+    }
+    query.append_pair("after", cursor);
+    format!("{path}?{}", query.finish())
 }
 
 #[cfg(test)]

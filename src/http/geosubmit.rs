@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::formats::{self, geosubmit};
 use crate::http::body;
 use crate::http::guard::{IngestQueryKeyScope, Require};
-use crate::http::openapi::Problem;
+use crate::http::schema::Problem;
 use crate::ingest::{Source, Submission};
 use crate::state::AppState;
 

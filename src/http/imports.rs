@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::formats::{FileFormat, Input};
 use crate::http::body;
 use crate::http::guard::RequireIngest;
-use crate::http::openapi::Problem;
+use crate::http::schema::Problem;
 use crate::ingest::ImportRequest;
 use crate::state::AppState;
 

@@ -1,7 +1,7 @@
 //! OGC API – Features, Part 1 (core, GeoJSON, OpenAPI 3.0) at `/ogc`: the detections and the
 //! transmitter registry as collections that QGIS, GDAL/ogr2ogr and other OGC clients read
-//! without a plugin. Requests are translated into the search parameters of the REST API, so
-//! both answer the same rows for the same filters.
+//! without a plugin. Items requests read the REST API's property filters (the same parameter
+//! structs) into the same searches, so both answer the same rows for the same filters.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue};
@@ -9,16 +9,26 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use serde::Deserialize;
 use serde_json::{json, Value};
+use std::str::FromStr;
+use utoipa::openapi::path::ParameterIn;
+use utoipa::IntoParams;
 
 use crate::db::detections as detection_store;
 use crate::db::registry as registry_store;
-use crate::domain::search::{DetectionSearch, SearchLimits};
+use crate::domain::geo::GeoError;
+use crate::domain::search::{
+    Area, DetectionSearch, TimeWindow, TransmitterCursor, TransmitterSearch,
+};
+use crate::domain::BBox;
 use crate::error::{ApiError, ApiResult};
 use crate::http::geojson::{self, link};
 use crate::http::guard::RequireRead;
-use crate::http::params::Origin;
-use crate::http::transmitters;
+use crate::http::origin::Origin;
+use crate::http::params::{self, PropertyParams};
+use crate::http::query::{self, Query, QueryPart};
+use crate::http::transmitters::{self, TransmitterPropertyParams};
 use crate::state::AppState;
 
 const GEOJSON: &str = "application/geo+json";
@@ -84,39 +94,19 @@ impl Collection {
         }
     }
 
-    /// Property filters besides bbox, datetime and limit (the REST API's names).
-    fn filters(self) -> &'static [(&'static str, &'static str)] {
-        match self {
-            Self::Detections => &[
-                (
-                    "signal_type",
-                    "wifi, bluetooth, ble or cellular (comma list)",
-                ),
-                ("device_id", "capture device UUID"),
-                ("is_suspicious", "true or false"),
-                ("bssid", "wifi access point MAC"),
-                ("bt_address", "Bluetooth address"),
-                ("ssid", "case-insensitive substring of the SSID"),
-                ("min_signal_dbm", "at least this signal strength"),
-                (
-                    "min_score",
-                    "transmitter's following score at least (0-100)",
-                ),
-            ],
-            Self::Transmitters => &[
-                ("radio", "wifi, bluetooth, ble or cellular (comma list)"),
-                ("name", "substring of a name or SSID"),
-                ("vendor", "substring of the vendor"),
-                ("device_id", "seen by this capture device"),
-                ("tracker", "tracker class, or `any`"),
-                (
-                    "level",
-                    "following level at least: watch, suspicious, alert",
-                ),
-                ("min_score", "following score at least (0-100)"),
-                ("flag", "carrying this rogue flag"),
-            ],
-        }
+    /// Property filters besides bbox, datetime and limit: the REST API's, read from the same
+    /// parameter structs, with their descriptions.
+    fn filters(self) -> Vec<(String, String)> {
+        let params = match self {
+            Self::Detections => PropertyParams::into_params(|| Some(ParameterIn::Query)),
+            Self::Transmitters => {
+                TransmitterPropertyParams::into_params(|| Some(ParameterIn::Query))
+            }
+        };
+        params
+            .into_iter()
+            .map(|p| (p.name, p.description.unwrap_or_default()))
+            .collect()
     }
 }
 
@@ -128,25 +118,125 @@ fn json_response(body: Value, media: &'static str) -> Response {
     response
 }
 
-/// Only JSON encodings are offered; `f` may ask for one by name.
-fn check_format(f: Option<&str>) -> ApiResult<()> {
-    match f {
-        None | Some("json" | "geojson" | "application/json" | "application/geo+json") => Ok(()),
-        Some(_) => Err(ApiError::bad_parameter("f", "must be json or geojson")),
+/// `f`: only JSON encodings are offered, asked for by name or media type.
+#[derive(Debug)]
+struct OgcFormat;
+
+impl FromStr for OgcFormat {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "json" | "geojson" | "application/json" | "application/geo+json" => Ok(Self),
+            _ => Err("must be json or geojson"),
+        }
     }
 }
 
-fn query_f(raw: Option<&str>, allowed: &[&str]) -> ApiResult<()> {
-    let params = crate::http::params::read(raw, allowed)?;
-    check_format(params.get("f").map(String::as_str))
+/// The parameters of every document but items: `f` alone.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct FormatOnly {
+    /// json or geojson.
+    #[serde(default, deserialize_with = "query::from_str")]
+    #[param(value_type = Option<String>)]
+    #[allow(dead_code)] // read to be validated
+    f: Option<OgcFormat>,
+}
+
+impl QueryPart for FormatOnly {}
+
+/// An items request's own parameters (OGC API – Features Part 1); property filters beside them
+/// are the REST API's.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ItemParams {
+    /// minLon,minLat,maxLon,maxLat, or six numbers with heights (ignored: fixes are 2D), CRS84.
+    #[serde(default, deserialize_with = "query::from_str")]
+    #[param(value_type = Option<String>)]
+    bbox: Option<OgcBBox>,
+    /// The bbox's CRS: only CRS84.
+    #[serde(rename = "bbox-crs", default, deserialize_with = "query::from_str")]
+    #[param(value_type = Option<String>)]
+    #[allow(dead_code)] // read to be validated
+    bbox_crs: Option<Crs84>,
+    /// An RFC 3339 instant, or an interval start/end (`..` or empty for an open end).
+    #[serde(default, deserialize_with = "query::from_str")]
+    #[param(value_type = Option<String>)]
+    datetime: Option<Interval>,
+    /// Page size, 1 or more; above the maximum is the maximum (/req/core/fc-limit).
+    limit: Option<u64>,
+    /// Cursor from a `next` link.
+    after: Option<String>,
+    /// json or geojson.
+    #[serde(default, deserialize_with = "query::from_str")]
+    #[param(value_type = Option<String>)]
+    #[allow(dead_code)] // read to be validated
+    f: Option<OgcFormat>,
+}
+
+impl QueryPart for ItemParams {}
+
+impl ItemParams {
+    /// The page size: the default when absent, the maximum when above it.
+    fn limit(&self, default: u32, max: u32) -> ApiResult<u32> {
+        match self.limit {
+            None => Ok(default),
+            Some(0) => Err(ApiError::bad_parameter(
+                "limit",
+                "must be a positive integer",
+            )),
+            Some(n) => Ok(n.min(u64::from(max)) as u32),
+        }
+    }
+
+    fn interval(&self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        self.datetime
+            .as_ref()
+            .map_or((None, None), |i| (i.start, i.end))
+    }
+}
+
+/// `bbox-crs`: CRS84 is the only one.
+#[derive(Debug)]
+struct Crs84;
+
+impl FromStr for Crs84 {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == CRS84 {
+            Ok(Self)
+        } else {
+            Err(format!("only {CRS84}"))
+        }
+    }
+}
+
+/// OGC `bbox`: four numbers, or six (the heights are ignored: fixes are 2D here), in CRS84.
+#[derive(Debug)]
+struct OgcBBox(BBox);
+
+impl FromStr for OgcBBox {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+        let four = match parts.len() {
+            4 => parts.join(","),
+            6 => [parts[0], parts[1], parts[3], parts[4]].join(","),
+            _ => {
+                return Err(
+                    "must be minLon,minLat,maxLon,maxLat (or with heights, six numbers)".into(),
+                )
+            }
+        };
+        four.parse().map(Self).map_err(|e: GeoError| e.to_string())
+    }
 }
 
 async fn landing(
     _caller: RequireRead,
     Origin(origin): Origin,
-    RawQuery(raw): RawQuery,
+    Query(_): Query<FormatOnly>,
 ) -> ApiResult<Response> {
-    query_f(raw.as_deref(), &["f"])?;
     let base = format!("{origin}/ogc");
     Ok(json_response(
         json!({
@@ -163,8 +253,7 @@ async fn landing(
     ))
 }
 
-async fn conformance(_caller: RequireRead, RawQuery(raw): RawQuery) -> ApiResult<Response> {
-    query_f(raw.as_deref(), &["f"])?;
+async fn conformance(_caller: RequireRead, Query(_): Query<FormatOnly>) -> ApiResult<Response> {
     Ok(json_response(json!({"conformsTo": CONFORMANCE}), JSON))
 }
 
@@ -211,9 +300,8 @@ async fn collections(
     State(state): State<AppState>,
     _caller: RequireRead,
     Origin(origin): Origin,
-    RawQuery(raw): RawQuery,
+    Query(_): Query<FormatOnly>,
 ) -> ApiResult<Response> {
-    query_f(raw.as_deref(), &["f"])?;
     let extent = extent(&state).await?;
     let list: Vec<Value> = Collection::ALL
         .iter()
@@ -233,127 +321,59 @@ async fn collection(
     _caller: RequireRead,
     Origin(origin): Origin,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
+    Query(_): Query<FormatOnly>,
 ) -> ApiResult<Response> {
     let c = Collection::parse(&id)?;
-    query_f(raw.as_deref(), &["f"])?;
     let extent = extent(&state).await?;
     Ok(json_response(describe(c, &origin, &extent), JSON))
 }
 
-/// `[start, end)`, either end open.
-type Interval = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
-
 /// A `datetime` instant or interval (`a/b`, either end `..` or empty for open) as a half-open
 /// `[start, end)`: OGC intervals include their end, so a closed end moves on by a microsecond
 /// (the database's resolution).
-fn datetime(value: &str) -> ApiResult<Interval> {
-    let bad = || {
-        ApiError::bad_parameter(
-            "datetime",
-            "must be an RFC 3339 instant or an interval start/end (`..` for an open end)",
-        )
-    };
-    let instant = |s: &str| -> ApiResult<Option<DateTime<Utc>>> {
-        let s = s.trim();
-        if s.is_empty() || s == ".." {
-            return Ok(None);
-        }
-        DateTime::parse_from_rfc3339(s)
-            .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|_| bad())
-    };
-    let one_past = |t: DateTime<Utc>| t + Duration::microseconds(1);
-    match value.split_once('/') {
-        None => {
-            let t = instant(value)?.ok_or_else(bad)?;
-            Ok((Some(t), Some(one_past(t))))
-        }
-        Some((a, b)) => {
-            let (start, end) = (instant(a)?, instant(b)?.map(one_past));
-            if start.is_none() && end.is_none() && !(a.trim() == ".." || b.trim() == "..") {
-                return Err(bad());
+#[derive(Debug, PartialEq)]
+struct Interval {
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+}
+
+impl FromStr for Interval {
+    type Err = &'static str;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        const BAD: &str =
+            "must be an RFC 3339 instant or an interval start/end (`..` for an open end)";
+        let instant = |s: &str| -> Result<Option<DateTime<Utc>>, &'static str> {
+            let s = s.trim();
+            if s.is_empty() || s == ".." {
+                return Ok(None);
             }
-            if let (Some(s), Some(e)) = (start, end) {
-                if s >= e {
-                    return Err(ApiError::bad_parameter(
-                        "datetime",
-                        "the interval ends before it starts",
-                    ));
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| Some(t.with_timezone(&Utc)))
+                .map_err(|_| BAD)
+        };
+        let one_past = |t: DateTime<Utc>| t + Duration::microseconds(1);
+        match value.split_once('/') {
+            None => {
+                let t = instant(value)?.ok_or(BAD)?;
+                Ok(Self {
+                    start: Some(t),
+                    end: Some(one_past(t)),
+                })
+            }
+            Some((a, b)) => {
+                let (start, end) = (instant(a)?, instant(b)?.map(one_past));
+                if start.is_none() && end.is_none() && !(a.trim() == ".." || b.trim() == "..") {
+                    return Err(BAD);
                 }
+                if let (Some(s), Some(e)) = (start, end) {
+                    if s >= e {
+                        return Err("the interval ends before it starts");
+                    }
+                }
+                Ok(Self { start, end })
             }
-            Ok((start, end))
         }
     }
-}
-
-/// OGC `bbox`: four numbers, or six (the heights are ignored: fixes are 2D here), in CRS84.
-fn bbox(value: &str) -> ApiResult<String> {
-    let parts: Vec<&str> = value.split(',').map(str::trim).collect();
-    match parts.len() {
-        4 => Ok(parts.join(",")),
-        6 => Ok([parts[0], parts[1], parts[3], parts[4]].join(",")),
-        _ => Err(ApiError::bad_parameter(
-            "bbox",
-            "must be minLon,minLat,maxLon,maxLat (or with heights, six numbers)",
-        )),
-    }
-}
-
-/// The items request as the REST API's query string: `bbox`, `datetime` and `limit` in their
-/// OGC forms, property filters as they are, and `after` (the cursor of our `next` links).
-fn translate(c: Collection, raw: Option<&str>, limits: SearchLimits) -> ApiResult<String> {
-    let mut allowed: Vec<&str> = vec!["bbox", "bbox-crs", "datetime", "limit", "after", "f"];
-    allowed.extend(c.filters().iter().map(|(name, _)| *name));
-    let params = crate::http::params::read(raw, &allowed)?;
-    check_format(params.get("f").map(String::as_str))?;
-    let mut out = form_urlencoded::Serializer::new(String::new());
-    if let Some(crs) = params.get("bbox-crs") {
-        if crs != CRS84 {
-            return Err(ApiError::bad_parameter("bbox-crs", format!("only {CRS84}")));
-        }
-    }
-    if let Some(b) = params.get("bbox") {
-        out.append_pair("bbox", &bbox(b)?);
-    }
-    if let Some(d) = params.get("datetime") {
-        let (start, end) = datetime(d)?;
-        let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
-        if let Some(s) = start {
-            out.append_pair("start", &stamp(s));
-        }
-        if let Some(e) = end {
-            // The registry's `end` is inclusive (seen at or before).
-            let e = match c {
-                Collection::Detections => e,
-                Collection::Transmitters => e - Duration::microseconds(1),
-            };
-            out.append_pair("end", &stamp(e));
-        }
-    }
-    // Beyond the maximum is the maximum, not an error (OGC API – Features /req/core/fc-limit).
-    let limit = match params.get("limit") {
-        None => limits.default_limit,
-        Some(l) => match l.trim().parse::<u64>() {
-            Ok(n) if n >= 1 => n.min(u64::from(limits.max_limit)) as u32,
-            _ => {
-                return Err(ApiError::bad_parameter(
-                    "limit",
-                    "must be a positive integer",
-                ))
-            }
-        },
-    };
-    out.append_pair("limit", &limit.to_string());
-    for (name, _) in c.filters() {
-        if let Some(v) = params.get(*name) {
-            out.append_pair(name, v);
-        }
-    }
-    if let Some(after) = params.get("after") {
-        out.append_pair("after", after);
-    }
-    Ok(out.finish())
 }
 
 async fn items(
@@ -365,16 +385,27 @@ async fn items(
 ) -> ApiResult<Response> {
     let c = Collection::parse(&id)?;
     let q = &state.settings.query;
-    let limits = SearchLimits {
-        default_limit: q.default_limit.min(100),
-        max_limit: q.max_limit,
-    };
-    let internal = translate(c, raw.as_deref(), limits)?;
+    let default_limit = q.default_limit.min(100);
+    let query = raw.as_deref().unwrap_or("");
     match c {
         Collection::Detections => {
-            let pairs = form_urlencoded::parse(internal.as_bytes());
-            let search = DetectionSearch::parse(pairs, limits)
-                .map_err(|e| ApiError::bad_parameter(&e.parameter, e.reason))?;
+            let (item, properties) = query::parse::<(ItemParams, PropertyParams)>(query)?;
+            let (start, end) = item.interval();
+            let window = TimeWindow::new(start, end)
+                .map_err(|e| ApiError::bad_parameter("datetime", e.reason))?;
+            let after = item
+                .after
+                .as_deref()
+                .map(|a| a.trim().parse::<i64>())
+                .transpose()
+                .map_err(|_| ApiError::bad_parameter("after", "must be a detection id"))?;
+            let area = item
+                .bbox
+                .as_ref()
+                .map_or(Area::Anywhere, |b| Area::BBox(b.0));
+            let limit = item.limit(default_limit, q.max_limit)?;
+            let search =
+                DetectionSearch::new(area, params::filters(window, properties), limit, after)?;
             let mut conn = state.read().await?;
             let mut rows = detection_store::search(&mut conn, &search).await?;
             drop(conn);
@@ -386,15 +417,28 @@ async fn items(
             Ok(items_page(&origin, c, raw.as_deref(), &features, next))
         }
         Collection::Transmitters => {
-            let search = transmitters::parse_search(
-                Some(&internal),
-                limits.default_limit,
-                limits.max_limit,
-            )?;
+            let (item, properties) =
+                query::parse::<(ItemParams, TransmitterPropertyParams)>(query)?;
+            let (start, end) = item.interval();
+            let after = item
+                .after
+                .as_deref()
+                .map(|a| a.parse::<TransmitterCursor>())
+                .transpose()
+                .map_err(|e| ApiError::bad_parameter("after", e))?;
+            let search = TransmitterSearch {
+                bbox: item.bbox.as_ref().map(|b| b.0),
+                seen_from: start,
+                // The registry's `end` is inclusive (seen at or before).
+                seen_until: end.map(|e| e - Duration::microseconds(1)),
+                limit: item.limit(default_limit, q.max_limit)?,
+                after,
+                ..properties.into()
+            };
             let mut conn = state.read().await?;
             let mut rows = registry_store::search(&mut conn, &search).await?;
             drop(conn);
-            let has_more = rows.len() as i64 > search.limit;
+            let has_more = rows.len() > search.limit as usize;
             rows.truncate(search.limit as usize);
             let next = rows
                 .last()
@@ -437,10 +481,9 @@ async fn item(
     _caller: RequireRead,
     Origin(origin): Origin,
     Path((id, fid)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
+    Query(_): Query<FormatOnly>,
 ) -> ApiResult<Response> {
     let c = Collection::parse(&id)?;
-    query_f(raw.as_deref(), &["f"])?;
     let fid: i64 = fid
         .parse()
         .ok()
@@ -541,6 +584,12 @@ async fn api(State(state): State<AppState>, Origin(origin): Origin) -> Response 
 mod tests {
     use super::*;
 
+    type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+    fn interval(s: &str) -> Result<Bounds, &'static str> {
+        s.parse::<Interval>().map(|i| (i.start, i.end))
+    }
+
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s)
             .expect("test time")
@@ -552,51 +601,69 @@ mod tests {
         let a = "2026-11-01T00:00:00Z";
         let b = "2026-11-02T00:00:00Z";
         let us = Duration::microseconds(1);
-        assert_eq!(datetime(a).expect("valid"), (Some(t(a)), Some(t(a) + us)));
+        assert_eq!(interval(a).expect("valid"), (Some(t(a)), Some(t(a) + us)));
         assert_eq!(
-            datetime(&format!("{a}/{b}")).expect("valid"),
+            interval(&format!("{a}/{b}")).expect("valid"),
             (Some(t(a)), Some(t(b) + us))
         );
         assert_eq!(
-            datetime(&format!("../{b}")).expect("valid"),
+            interval(&format!("../{b}")).expect("valid"),
             (None, Some(t(b) + us))
         );
         assert_eq!(
-            datetime(&format!("{a}/..")).expect("valid"),
+            interval(&format!("{a}/..")).expect("valid"),
             (Some(t(a)), None)
         );
         assert_eq!(
-            datetime(&format!("{a}/")).expect("valid"),
+            interval(&format!("{a}/")).expect("valid"),
             (Some(t(a)), None)
         );
-        assert_eq!(datetime("../..").expect("valid"), (None, None));
+        assert_eq!(interval("../..").expect("valid"), (None, None));
         for bad in [
             "",
             "/",
             "yesterday",
             "2026-11-02T00:00:00Z/2026-11-01T00:00:00Z",
         ] {
-            assert!(datetime(bad).is_err(), "{bad}");
+            assert!(interval(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn refused(c: Collection, q: &str) -> bool {
+        match c {
+            Collection::Detections => query::parse::<(ItemParams, PropertyParams)>(q).is_err(),
+            Collection::Transmitters => {
+                query::parse::<(ItemParams, TransmitterPropertyParams)>(q).is_err()
+            }
         }
     }
 
     #[test]
-    fn requests_translate_to_the_search_parameters() {
-        let limits = SearchLimits {
-            default_limit: 10,
-            max_limit: 1000,
-        };
-        let q = translate(
-            Collection::Detections,
-            Some("bbox=13,52,0,14,53,100&limit=5000&signal_type=wifi&f=json"),
-            limits,
-        )
-        .expect("valid");
-        assert_eq!(q, "bbox=13%2C52%2C14%2C53&limit=1000&signal_type=wifi");
-        assert!(translate(Collection::Detections, Some("radio=wifi"), limits).is_err());
-        assert!(translate(Collection::Transmitters, Some("ssid=x"), limits).is_err());
-        assert!(translate(Collection::Detections, Some("limit=0"), limits).is_err());
-        assert!(translate(Collection::Detections, Some("bbox-crs=EPSG:3857"), limits).is_err());
-        assert!(translate(Collection::Detections, Some("f=xml"), limits).is_err());
+    fn a_six_number_bbox_drops_its_heights() {
+        let (item, _) =
+            query::parse::<(ItemParams, PropertyParams)>("bbox=13,52,0,14,53,100").expect("valid");
+        let b = item.bbox.expect("bbox").0;
+        assert_eq!(
+            (b.min_lon, b.min_lat, b.max_lon, b.max_lat),
+            (13.0, 52.0, 14.0, 53.0)
+        );
+    }
+
+    #[test]
+    fn a_limit_above_the_maximum_is_the_maximum() {
+        let (item, _) = query::parse::<(ItemParams, PropertyParams)>("limit=5000").expect("valid");
+        assert_eq!(item.limit(10, 1000).expect("limit"), 1000);
+    }
+
+    #[test]
+    fn each_collection_refuses_the_other_collections_filters() {
+        assert!(refused(Collection::Detections, "radio=wifi"));
+        assert!(refused(Collection::Transmitters, "ssid=x"));
+    }
+
+    #[test]
+    fn other_crs_and_encodings_are_refused() {
+        assert!(refused(Collection::Detections, "bbox-crs=EPSG:3857"));
+        assert!(refused(Collection::Detections, "f=xml"));
     }
 }

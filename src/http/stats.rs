@@ -5,7 +5,7 @@ use axum::{Json, Router};
 use crate::db;
 use crate::error::ApiResult;
 use crate::http::guard::RequireRead;
-use crate::http::openapi::Problem;
+use crate::http::schema::Problem;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {

@@ -13,11 +13,13 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::db::tiles::{self as store, TileKind, TileShape};
-use crate::domain::search::{DetectionSearch, SearchLimits};
+use crate::domain::search::{Area, DetectionSearch};
 use crate::domain::tile::{TileCoord, TileError, MAX_LAT, MAX_ZOOM};
 use crate::error::{ApiError, ApiResult};
 use crate::http::guard::RequireRead;
-use crate::http::params::Origin;
+use crate::http::origin::Origin;
+use crate::http::params::{self, PropertyParams, WindowParams};
+use crate::http::query::Query;
 use crate::query::tile_cache::{CachedTile, TileKey};
 use crate::state::AppState;
 
@@ -35,13 +37,6 @@ pub enum Layer {
     Detections,
     Transmitters,
 }
-
-/// The area and the page are the tile's own.
-const NOT_FILTERS: [&str; 7] = [
-    "bbox", "lat", "lon", "radius_m", "nearest", "limit", "after",
-];
-/// Filters of detections that a transmitter (one row for all its detections) cannot apply.
-const DETECTION_ONLY: [&str; 4] = ["bssid", "bt_address", "ssid", "min_signal_dbm"];
 
 impl Layer {
     fn parse(name: &str) -> ApiResult<Self> {
@@ -61,36 +56,28 @@ impl Layer {
         }
     }
 
-    /// The filters in `raw`, validated, and their canonical form (sorted), for the cache key.
-    fn filters(self, raw: Option<&str>) -> ApiResult<(DetectionSearch, String)> {
+    /// The filters, validated for this layer, and their canonical form (the query's pairs,
+    /// sorted) for the cache key.
+    fn filters(
+        self,
+        window: WindowParams,
+        properties: PropertyParams,
+        raw: Option<&str>,
+    ) -> ApiResult<(DetectionSearch, String)> {
+        let filters = params::filters(window.try_into()?, properties);
+        if let Some(name) = filters
+            .detection_only()
+            .filter(|_| self == Self::Transmitters)
+        {
+            return Err(ApiError::bad_parameter(
+                name,
+                "filters detections, not the transmitters layer",
+            ));
+        }
+        let search = DetectionSearch::new(Area::Anywhere, filters, 1, None)?;
         let mut pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        for (k, _) in &pairs {
-            if NOT_FILTERS.contains(&k.as_str()) {
-                return Err(ApiError::bad_parameter(
-                    k,
-                    "not a tile filter (a tile is its own area and page)",
-                ));
-            }
-            if self == Self::Transmitters && DETECTION_ONLY.contains(&k.as_str()) {
-                return Err(ApiError::bad_parameter(
-                    k,
-                    "filters detections, not the transmitters layer",
-                ));
-            }
-        }
-        let limits = SearchLimits {
-            default_limit: 1,
-            max_limit: 1,
-        };
-        let search = DetectionSearch::parse(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.as_str().into(), v.as_str().into())),
-            limits,
-        )
-        .map_err(|e| ApiError::bad_parameter(&e.parameter, e.reason))?;
         pairs.sort();
         let canonical = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(pairs)
@@ -189,16 +176,17 @@ fn cache_control(state: &AppState) -> HeaderValue {
         ("z" = u8, Path, description = "Zoom, 0 to 22"),
         ("x" = u32, Path, description = "Column, 0 to 2^z - 1"),
         ("y" = u32, Path, description = "Row, 0 to 2^z - 1 (XYZ: 0 is north)"),
-        super::openapi::TileParams,
+        WindowParams,
+        PropertyParams,
     ),
     responses(
         (status = 200, description = "A Mapbox Vector Tile 2.1: points, or grid cells with counts (`cluster`) where the tile holds more than map.tile_max_points", content_type = "application/vnd.mapbox-vector-tile"),
         (status = 204, description = "Nothing there"),
         (status = 304, description = "Unchanged since the If-None-Match tag"),
-        (status = 400, description = "Not a tile, or an invalid filter (named in `parameter`)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid API key", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such layer", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Not a tile, or an invalid filter (named in `parameter`)", body = super::schema::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid API key", body = super::schema::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such layer", body = super::schema::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = super::schema::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -206,12 +194,13 @@ pub(crate) async fn tile(
     State(state): State<AppState>,
     _caller: RequireRead,
     Path((layer, z, x, y)): Path<(String, String, String, String)>,
+    Query((window, properties)): Query<(WindowParams, PropertyParams)>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let layer = Layer::parse(&layer)?;
     let coord = TileCoord::parse(&z, &x, &y).map_err(tile_error)?;
-    let (search, filters) = layer.filters(raw.as_deref())?;
+    let (search, filters) = layer.filters(window, properties, raw.as_deref())?;
     let key = TileKey {
         layer: layer.name(),
         tile: coord,
@@ -286,14 +275,15 @@ pub(crate) async fn tile(
     tag = "maps",
     params(
         ("layer" = String, Path, description = "detections or transmitters"),
-        super::openapi::TileParams,
+        WindowParams,
+        PropertyParams,
     ),
     responses(
         (status = 200, description = "TileJSON 3.0: the tile URL (with these filters), bounds, zooms and the layer's fields", content_type = "application/json"),
-        (status = 400, description = "Invalid filter (named in `parameter`)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid API key", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such layer", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid filter (named in `parameter`)", body = super::schema::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid API key", body = super::schema::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such layer", body = super::schema::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = super::schema::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -302,6 +292,7 @@ pub(crate) async fn tilejson(
     _caller: RequireRead,
     Origin(origin): Origin,
     Path(file): Path<String>,
+    Query((window, properties)): Query<(WindowParams, PropertyParams)>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let Some(name) = file.strip_suffix(".json") else {
@@ -310,7 +301,7 @@ pub(crate) async fn tilejson(
         });
     };
     let layer = Layer::parse(name)?;
-    let (_, filters) = layer.filters(raw.as_deref())?;
+    let (_, filters) = layer.filters(window, properties, raw.as_deref())?;
     let bounds = state
         .extent
         .get_or_compute(|| async {

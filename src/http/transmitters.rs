@@ -5,19 +5,25 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::IntoParams;
+use uuid::Uuid;
 
-use crate::db::registry::{self as store, Cursor, Sort, TransmitterRow, TransmitterSearch};
+use crate::db::registry::{self as store, TransmitterRow};
 use crate::domain::following::Level;
 use crate::domain::registry::TransmitterKey;
-use crate::domain::rogue;
-use crate::domain::tracker::TrackerClass;
+use crate::domain::rogue::RogueFlag;
+use crate::domain::search::{
+    Score, SignalTypes, Sort, TextPattern, Timestamp, Trackers, TransmitterCursor,
+    TransmitterSearch,
+};
 use crate::domain::{BBox, SignalType};
 use crate::error::{ApiError, ApiResult};
+use crate::http::geojson;
 use crate::http::guard::RequireRead;
-use crate::http::openapi::Problem;
-use crate::http::{geojson, params};
+use crate::http::query::{self, Query, QueryPart};
+use crate::http::schema::Problem;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -26,22 +32,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/transmitters/{radio}/{identifier}", get(one))
 }
 
-const PARAMS: &[&str] = &[
-    "radio",
-    "bbox",
-    "start",
-    "end",
-    "name",
-    "vendor",
-    "device_id",
-    "tracker",
-    "level",
-    "min_score",
-    "flag",
-    "sort",
-    "limit",
-    "after",
-];
 /// Sightings returned with one transmitter (the most recent, oldest first).
 const TRACK_LIMIT: i64 = 5_000;
 
@@ -63,162 +53,124 @@ pub(crate) fn feature(row: &TransmitterRow, extra: Option<(&str, Value)>) -> Val
 }
 
 pub(crate) fn cursor_of(row: &TransmitterRow) -> String {
-    format!(
-        "{},{},{},{},{}",
-        row.last_seen.to_rfc3339_opts(SecondsFormat::Micros, true),
-        row.detections,
-        row.surveillance_score.unwrap_or(0.0),
-        row.radio,
-        row.identifier
-    )
+    let Ok(radio) = row.radio.parse::<SignalType>() else {
+        return String::new();
+    };
+    TransmitterCursor {
+        last_seen: row.last_seen,
+        detections: row.detections,
+        score: row.surveillance_score.unwrap_or(0.0),
+        key: TransmitterKey {
+            radio,
+            identifier: row.identifier.clone(),
+        },
+    }
+    .to_string()
 }
 
-/// Reads the query parameters into a search, naming the first one that cannot be used.
-pub(crate) fn parse_search(
-    raw: Option<&str>,
-    default_limit: u32,
-    max_limit: u32,
-) -> ApiResult<TransmitterSearch> {
-    let params = params::read(raw, PARAMS)?;
-    let time = |name: &str| -> ApiResult<Option<DateTime<Utc>>> {
-        params
-            .get(name)
-            .map(|v| {
-                DateTime::parse_from_rfc3339(v.trim())
-                    .map(|t| t.with_timezone(&Utc))
-                    .map_err(|_| ApiError::bad_parameter(name, "must be an RFC 3339 timestamp"))
-            })
-            .transpose()
-    };
-    let mut search = TransmitterSearch {
-        start: time("start")?,
-        end: time("end")?,
-        ..TransmitterSearch::default()
-    };
-    if let Some(radios) = params.get("radio") {
-        for part in radios.split(',').filter(|p| !p.trim().is_empty()) {
-            let radio: SignalType = part
-                .trim()
-                .parse()
-                .map_err(|e| ApiError::bad_parameter("radio", e))?;
-            if !search.radios.contains(&radio) {
-                search.radios.push(radio);
-            }
+/// What a transmitter is: the filters the REST list and the OGC collection share.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TransmitterPropertyParams {
+    /// One or a comma list (or repeats) of wifi, bluetooth, ble, cellular.
+    #[param(value_type = Option<String>, example = "ble")]
+    pub radio: Option<SignalTypes>,
+    /// Case-insensitive substring of a name or SSID it used (1 to 64 printable characters).
+    #[param(value_type = Option<String>)]
+    pub name: Option<TextPattern>,
+    /// Case-insensitive substring of the IEEE-registered vendor.
+    #[param(value_type = Option<String>)]
+    pub vendor: Option<TextPattern>,
+    /// Seen by this capture device.
+    pub device_id: Option<Uuid>,
+    /// Tracker class, a comma list of apple_find_my, tile, chipolo, samsung_smarttag,
+    /// google_find_my, pebblebee, apple_device; or `any` for every item tracker.
+    #[param(value_type = Option<String>)]
+    pub tracker: Option<Trackers>,
+    /// At or above this following level: none, watch, suspicious, alert.
+    #[param(value_type = Option<String>)]
+    pub level: Option<Level>,
+    /// Highest following score at least this (0 to 100).
+    #[param(value_type = Option<f32>, minimum = 0, maximum = 100)]
+    pub min_score: Option<Score>,
+    /// Carrying this rogue flag: attack_tool_prefix, mobile_ap, cell_too_far, evil_twin,
+    /// cell_area_change.
+    #[param(value_type = Option<String>)]
+    pub flag: Option<RogueFlag>,
+}
+
+impl QueryPart for TransmitterPropertyParams {
+    const LISTS: &'static [&'static str] = &["radio", "tracker"];
+}
+
+impl From<TransmitterPropertyParams> for TransmitterSearch {
+    fn from(p: TransmitterPropertyParams) -> Self {
+        Self {
+            radios: p.radio.map(|r| r.0).unwrap_or_default(),
+            name: p.name,
+            vendor: p.vendor,
+            device_id: p.device_id,
+            trackers: p.tracker.map(|t| t.0).unwrap_or_default(),
+            min_level: p.level,
+            min_score: p.min_score,
+            flag: p.flag,
+            ..Self::default()
         }
     }
-    if let Some(b) = params.get("bbox") {
-        let b: BBox = b.parse().map_err(|e| ApiError::bad_parameter("bbox", e))?;
-        search.bbox = Some([b.min_lon, b.min_lat, b.max_lon, b.max_lat]);
+}
+
+/// Where, when, in which order, and the page: the REST list's own parameters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TransmitterListParams {
+    /// minLon,minLat,maxLon,maxLat of the estimated position.
+    #[param(value_type = Option<String>, example = "13.3,52.4,13.5,52.6")]
+    pub bbox: Option<BBox>,
+    /// RFC 3339: last seen at or after.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub start: Option<Timestamp>,
+    /// RFC 3339: first seen at or before.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub end: Option<Timestamp>,
+    /// `last_seen` (default), `detections` or `score` (scored transmitters only), descending.
+    #[param(value_type = Option<String>)]
+    pub sort: Option<Sort>,
+    /// 1..=query.max_limit (default query.default_limit).
+    pub limit: Option<u32>,
+    /// Keyset cursor from the `next` link.
+    #[param(value_type = Option<String>)]
+    pub after: Option<TransmitterCursor>,
+}
+
+impl QueryPart for TransmitterListParams {}
+
+impl TransmitterListParams {
+    /// The REST list's search: these and the properties, `limit` within `1..=max_limit`.
+    fn search(
+        self,
+        properties: TransmitterPropertyParams,
+        default_limit: u32,
+        max_limit: u32,
+    ) -> ApiResult<TransmitterSearch> {
+        Ok(TransmitterSearch {
+            bbox: self.bbox,
+            seen_from: self.start.map(|t| t.0),
+            seen_until: self.end.map(|t| t.0),
+            sort: self.sort.unwrap_or_default(),
+            limit: query::page_size(self.limit, default_limit, max_limit)?,
+            after: self.after,
+            ..properties.into()
+        })
     }
-    // NUL and other control characters cannot reach PostgreSQL text: refused here.
-    let text = |name: &str| -> ApiResult<Option<String>> {
-        let Some(value) = params.get(name).map(|v| v.trim()) else {
-            return Ok(None);
-        };
-        if value.is_empty() || value.chars().count() > 64 || value.chars().any(char::is_control) {
-            return Err(ApiError::bad_parameter(
-                name,
-                "must be 1 to 64 printable characters",
-            ));
-        }
-        Ok(Some(value.to_owned()))
-    };
-    search.name = text("name")?;
-    search.vendor = text("vendor")?;
-    if let Some(d) = params.get("device_id") {
-        search.device_id = Some(
-            d.trim()
-                .parse()
-                .map_err(|_| ApiError::bad_parameter("device_id", "must be a UUID"))?,
-        );
-    }
-    if let Some(t) = params.get("tracker") {
-        for part in t.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            if part == "any" {
-                search.trackers.extend(
-                    TrackerClass::ALL
-                        .iter()
-                        .filter(|c| c.is_tracker())
-                        .map(|c| c.as_str().to_owned()),
-                );
-                continue;
-            }
-            let class = TrackerClass::parse(part).ok_or_else(|| {
-                let names: Vec<&str> = TrackerClass::ALL.iter().map(|c| c.as_str()).collect();
-                ApiError::bad_parameter(
-                    "tracker",
-                    format!("must be `any` or among {}", names.join(", ")),
-                )
-            })?;
-            search.trackers.push(class.as_str().to_owned());
-        }
-    }
-    if let Some(l) = params.get("level") {
-        let level = Level::parse(l.trim()).ok_or_else(|| {
-            ApiError::bad_parameter("level", "must be none, watch, suspicious or alert")
-        })?;
-        search.levels = Level::ALL
-            .into_iter()
-            .filter(|x| *x >= level)
-            .map(Level::as_str)
-            .collect();
-    }
-    if let Some(m) = params.get("min_score") {
-        search.min_score = Some(
-            m.trim()
-                .parse::<f32>()
-                .ok()
-                .filter(|v| (0.0..=100.0).contains(v))
-                .ok_or_else(|| ApiError::bad_parameter("min_score", "must be 0 to 100"))?,
-        );
-    }
-    if let Some(f) = params.get("flag") {
-        let f = f.trim();
-        if !rogue::ALL_FLAGS.contains(&f) {
-            return Err(ApiError::bad_parameter(
-                "flag",
-                format!("must be one of {}", rogue::ALL_FLAGS.join(", ")),
-            ));
-        }
-        search.flag = Some(f.to_owned());
-    }
-    search.sort = match params.get("sort").map(|s| s.trim()) {
-        None | Some("last_seen") => Some(Sort::LastSeen),
-        Some("detections") => Some(Sort::Detections),
-        Some("score") => Some(Sort::Score),
-        Some(_) => {
-            return Err(ApiError::bad_parameter(
-                "sort",
-                "must be last_seen, detections or score",
-            ))
-        }
-    };
-    search.limit = params::limit(&params, default_limit, max_limit)?;
-    if let Some(after) = params.get("after") {
-        let invalid = || ApiError::bad_parameter("after", "must be the cursor of a `next` link");
-        let parts: Vec<&str> = after.splitn(5, ',').collect();
-        let [seen, count, score, radio, identifier] = parts.as_slice() else {
-            return Err(invalid());
-        };
-        search.after = Some(Cursor {
-            last_seen: DateTime::parse_from_rfc3339(seen)
-                .map_err(|_| invalid())?
-                .with_timezone(&Utc),
-            detections: count.parse().map_err(|_| invalid())?,
-            score: score.parse().map_err(|_| invalid())?,
-            key: TransmitterKey::parse(radio, identifier).map_err(|_| invalid())?,
-        });
-    }
-    Ok(search)
 }
 
 #[utoipa::path(
     get,
     path = "/api/v1/transmitters",
     tag = "transmitters",
-    params(super::openapi::TransmitterParams),
+    params(TransmitterPropertyParams, TransmitterListParams),
     responses(
-        (status = 200, description = "Registry rows at their estimated positions, keyset-paged", body = super::openapi::FeatureCollection, content_type = "application/geo+json"),
+        (status = 200, description = "Registry rows at their estimated positions, keyset-paged", body = super::schema::FeatureCollection, content_type = "application/geo+json"),
         (status = 400, description = "Invalid parameter (named in `parameter`)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
@@ -233,13 +185,14 @@ pub(crate) fn parse_search(
 pub(crate) async fn list(
     State(state): State<AppState>,
     _caller: RequireRead,
+    Query((properties, list)): Query<(TransmitterPropertyParams, TransmitterListParams)>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let q = &state.settings.query;
-    let search = parse_search(raw.as_deref(), q.default_limit, q.max_limit)?;
+    let search = list.search(properties, q.default_limit, q.max_limit)?;
     let mut conn = state.read().await?;
     let mut rows = store::search(&mut conn, &search).await?;
-    let has_more = rows.len() as i64 > search.limit;
+    let has_more = rows.len() > search.limit as usize;
     rows.truncate(search.limit as usize);
     let next = rows.last().filter(|_| has_more).map(cursor_of);
     let features: Vec<Value> = rows.iter().map(|r| feature(r, None)).collect();
@@ -262,7 +215,7 @@ pub(crate) async fn list(
         ("identifier" = String, Path, description = "A MAC address in any common notation, or mcc-mnc-lac-cell_id for a cell (lac may be empty)"),
     ),
     responses(
-        (status = 200, description = "The registry row with its track", body = super::openapi::Feature, content_type = "application/geo+json"),
+        (status = 200, description = "The registry row with its track", body = super::schema::Feature, content_type = "application/geo+json"),
         (status = 400, description = "Not a transmitter identifier", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not in the registry", body = Problem, content_type = "application/problem+json"),
@@ -307,16 +260,22 @@ pub(crate) async fn one(
 mod tests {
     use super::*;
 
+    fn search(q: &str) -> ApiResult<TransmitterSearch> {
+        let (properties, list) =
+            query::parse::<(TransmitterPropertyParams, TransmitterListParams)>(q)?;
+        list.search(properties, 100, 1000)
+    }
+
     #[test]
-    fn search_parameters_are_checked_and_cursors_round_trip() {
-        let s = parse_search(
-            Some("radio=wifi,ble&sort=detections&limit=5&name=net"),
-            100,
-            1000,
-        )
-        .expect("parses");
+    fn a_radio_list_a_sort_and_a_limit_make_the_search() {
+        let s = search("radio=wifi,ble&sort=detections&limit=5&name=net").expect("parses");
         assert_eq!(s.radios, vec![SignalType::Wifi, SignalType::Ble]);
+        assert_eq!(s.sort, Sort::Detections);
         assert_eq!(s.limit, 5);
+    }
+
+    #[test]
+    fn unusable_parameters_are_refused() {
         for bad in [
             "name=a%00b",
             "vendor=",
@@ -331,16 +290,20 @@ mod tests {
             "min_score=101",
             "flag=odd",
         ] {
-            assert!(parse_search(Some(bad), 100, 1000).is_err(), "{bad}");
+            assert!(search(bad).is_err(), "{bad}");
         }
-        let s = parse_search(
-            Some("after=2026-11-30T07:58:12.123456Z,42,0,cellular,262-1--10001"),
-            100,
-            1000,
-        )
-        .expect("cursor");
+    }
+
+    #[test]
+    fn a_next_link_cursor_reads_back() {
+        let s =
+            search("after=2026-11-30T07:58:12.123456Z,42,0,cellular,262-1--10001").expect("cursor");
         let after = s.after.expect("after");
         assert_eq!(after.detections, 42);
         assert_eq!(after.key.identifier, "262-1--10001");
+        assert_eq!(
+            after.to_string(),
+            "2026-11-30T07:58:12.123456Z,42,0,cellular,262-1--10001"
+        );
     }
 }

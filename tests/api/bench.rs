@@ -27,7 +27,7 @@ fn bench_prints(args: &[&str], headings: &[&str]) {
 }
 
 #[test]
-fn small_benchmark_completes_and_prints_its_figures() {
+fn the_small_benchmark_prints_its_figures() {
     // Two maximum-size bodies at once: the full eight is for `scripts/bench`, not a loaded CI.
     let args = [
         "--rows",
@@ -67,7 +67,7 @@ fn small_benchmark_completes_and_prints_its_figures() {
 }
 
 #[test]
-fn scale_out_section_completes_and_prints_its_figures() {
+fn the_scale_out_section_prints_its_figures() {
     bench_prints(
         &[
             "--rows",

@@ -361,7 +361,7 @@ async fn under_continuous_ingest(signal: &str) -> Running {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn c_sigterm_during_continuous_ingest_drains_and_exits_zero() {
+async fn c_sigterm_during_continuous_ingest_drains_to_a_clean_exit() {
     let (_cluster, url, mut serve, ledger, stop, loops) = under_continuous_ingest("SIGTERM").await;
 
     let sent = Instant::now();

@@ -5,7 +5,7 @@
 //! the least-privilege app role, exactly as in the stack, so a grant the stack lacks fails here.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +42,11 @@ extern "C" fn stop_cluster() {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// A file of this repository.
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
 /// A directory under the system temp dir that the `postgres` user may enter.
@@ -366,6 +371,7 @@ impl TestApp {
     }
 
     /// The superuser URL of this app's database (for backups, restores and checks).
+    #[allow(dead_code)] // used by tests/stack, which shares these helpers
     pub fn database_url(&self) -> String {
         self.database.superuser_url()
     }

@@ -53,7 +53,7 @@ async fn retried_batch_stores_nothing_twice() {
 }
 
 #[tokio::test]
-async fn duplicate_inside_one_batch_and_without_device_is_stored_once() {
+async fn a_detection_repeated_in_one_batch_is_stored_once_even_without_a_device() {
     let app = spawn_app().await;
     let mut a = wifi("aa:bb:cc:00:00:01", "2026-01-05T10:00:00Z");
     a.as_object_mut().expect("obj").remove("device_id");
@@ -126,7 +126,7 @@ async fn idempotency_key_replays_the_first_answer() {
 }
 
 #[tokio::test]
-async fn partially_invalid_batch_stores_valid_and_names_invalid() {
+async fn a_partly_invalid_batch_stores_the_valid_rows_naming_the_rest() {
     let app = spawn_app().await;
     let batch = json!([
         wifi("aa:bb:cc:00:00:04", "2026-03-01T00:00:00Z"),
@@ -178,7 +178,7 @@ async fn partially_invalid_batch_stores_valid_and_names_invalid() {
 }
 
 #[tokio::test]
-async fn all_invalid_batch_is_422_and_stores_nothing() {
+async fn an_all_invalid_batch_is_422_storing_nothing() {
     let app = spawn_app().await;
     let resp = app
         .post_json(&json!([{"signal_type": "wifi"}, {"latitude": "north"}]))
@@ -196,7 +196,7 @@ async fn all_invalid_batch_is_422_and_stores_nothing() {
 }
 
 #[tokio::test]
-async fn accepts_single_object_wrapper_and_ndjson() {
+async fn every_documented_body_shape_is_accepted() {
     let app = spawn_app().await;
     assert_eq!(
         app.post_json(&wifi("aa:bb:cc:00:01:01", "2026-04-01T00:00:00Z"))
@@ -230,7 +230,7 @@ async fn accepts_single_object_wrapper_and_ndjson() {
 }
 
 #[tokio::test]
-async fn bad_requests_get_status_and_problem_body() {
+async fn bad_requests_get_a_4xx_problem_body() {
     let app = spawn_app_with(|s| {
         s.server.body_limit_bytes = 64 * 1024;
         s.ingest.max_batch_items = 50;

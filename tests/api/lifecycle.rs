@@ -5,7 +5,7 @@ use serde_json::Value;
 use crate::helpers::{mixed_batch, spawn_app, spawn_app_with};
 
 #[tokio::test]
-async fn probes_and_metrics_endpoint() {
+async fn liveness_and_startup_probes_answer_200() {
     let app = spawn_app().await;
     for path in [
         "/api/v1/health",
@@ -14,13 +14,22 @@ async fn probes_and_metrics_endpoint() {
     ] {
         assert_eq!(app.get(path).await.status(), 200, "{path}");
     }
+}
+
+#[tokio::test]
+async fn readiness_reports_the_database_and_migrations() {
+    let app = spawn_app().await;
     let ready = app.get("/api/v1/health/ready").await;
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.expect("json");
     assert_eq!(body["status"], "ready");
     assert_eq!(body["checks"]["database"]["status"], "ok");
     assert_eq!(body["checks"]["migrations"]["status"], "ok");
+}
 
+#[tokio::test]
+async fn detailed_health_describes_the_process_without_secrets() {
+    let app = spawn_app().await;
     let detailed: Value = app.get_json("/api/v1/health/detailed").await;
     assert_eq!(detailed["status"], "ok");
     assert_eq!(detailed["database"]["status"], "ok");
@@ -32,7 +41,12 @@ async fn probes_and_metrics_endpoint() {
         !detailed.to_string().contains("postgres://"),
         "detailed health leaks the database URL"
     );
+}
 
+/// Labelled by route template, never by the raw path (a client cannot mint label values).
+#[tokio::test]
+async fn metrics_label_requests_by_route_template() {
+    let app = spawn_app().await;
     assert_eq!(app.get("/api/v1/detections/424242").await.status(), 404);
     let metrics = app
         .client
@@ -43,7 +57,6 @@ async fn probes_and_metrics_endpoint() {
         .text()
         .await
         .expect("text");
-    // Labelled by route template, never by the raw path.
     assert!(
         metrics.contains(r#"route="/api/v1/detections/{id}""#),
         "{metrics}"
@@ -52,7 +65,7 @@ async fn probes_and_metrics_endpoint() {
 }
 
 #[tokio::test]
-async fn shutdown_drains_an_in_flight_ingest_and_commits_it() {
+async fn shutdown_commits_an_in_flight_ingest_before_exiting() {
     let app = spawn_app_with(|s| s.server.drain_timeout_secs = 30).await;
     // Hold a lock the ingest needs, so the request is provably inside the handler when the
     // shutdown starts.

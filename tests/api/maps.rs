@@ -78,6 +78,10 @@ fn features<'a>(decoded: &'a Value, layer: &str) -> &'a Vec<Value> {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs the mapbox-vector-tile decoder (PyPI): feature tool-tests (scripts/test)"
+)]
 async fn detection_tiles_hold_exactly_the_matching_points_as_points_or_counted_cells() {
     let app = spawn_app().await;
     load(&app, 1200, 3).await;
@@ -235,6 +239,10 @@ async fn detection_tiles_hold_exactly_the_matching_points_as_points_or_counted_c
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs the mapbox-vector-tile decoder (PyPI): feature tool-tests (scripts/test)"
+)]
 async fn tiles_revalidate_and_a_commit_in_their_area_rebuilds_them() {
     let app = spawn_app().await;
     let (lat, lon) = CENTRES[1];
@@ -295,6 +303,10 @@ async fn tiles_revalidate_and_a_commit_in_their_area_rebuilds_them() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs the mapbox-vector-tile decoder (PyPI) and GDAL: feature tool-tests (scripts/test)"
+)]
 async fn tilejson_describes_the_layers_and_transmitters_have_tiles() {
     let app = spawn_app().await;
     load(&app, 400, 9).await;
@@ -387,6 +399,10 @@ fn geojson_fids(path: &std::path::Path) -> BTreeSet<i64> {
 
 // GDAL blocks its thread while the server answers it: the server needs threads of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs GDAL: feature tool-tests (scripts/test)"
+)]
 async fn gdal_lists_and_copies_the_ogc_collections() {
     let app = spawn_app().await;
     load(&app, 600, 5).await;
@@ -465,6 +481,10 @@ async fn gdal_lists_and_copies_the_ogc_collections() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs GDAL: feature tool-tests (scripts/test)"
+)]
 async fn ogc_items_filter_by_datetime_and_page_with_every_filter() {
     let app = spawn_app().await;
     load(&app, 300, 8).await;
@@ -613,6 +633,10 @@ fn gdal_read(app: &TestApp, input: &std::path::Path, open_options: &[&str]) -> V
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs GDAL: feature tool-tests (scripts/test)"
+)]
 async fn exports_in_every_format_are_read_by_gdal() {
     let app = spawn_app().await;
     load(&app, 500, 11).await;
@@ -694,6 +718,10 @@ async fn exports_in_every_format_are_read_by_gdal() {
 /// (the rows held at once would be hundreds of MiB), and GDAL counts every row in the file.
 /// (Every format shares the streaming path; the small test above reads each one.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs GDAL: feature tool-tests (scripts/test)"
+)]
 async fn half_a_million_rows_export_in_bounded_memory() {
     use futures_util::StreamExt;
     let url = crate::helpers::fresh_database().await.app_url();
@@ -789,6 +817,10 @@ async fn half_a_million_rows_export_in_bounded_memory() {
 /// features where the detections are (single points, and a dense group drawn as a cell) and
 /// background where there are none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs Chromium and npm puppeteer-core: feature tool-tests (scripts/test)"
+)]
 async fn the_map_page_draws_detections_in_chromium() {
     let app = spawn_app_with(|s| s.map.tile_max_points = 20).await;
     let now = chrono::Utc::now();

@@ -363,8 +363,9 @@ impl Bouncer {
             format!("\"{user}\" \"{password}\"\n"),
         )
         .expect("userlist");
-        let mut ini = std::fs::read_to_string(crate::stack::repo("docker/pgbouncer/pgbouncer.ini"))
-            .expect("pgbouncer.ini");
+        let mut ini =
+            std::fs::read_to_string(crate::helpers::repo("docker/pgbouncer/pgbouncer.ini"))
+                .expect("pgbouncer.ini");
         for (from, to) in [
             (
                 "shadowcheck = host=postgis port=5432 dbname=shadowcheck".to_owned(),
@@ -442,6 +443,10 @@ impl Drop for Bouncer {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs PgBouncer: feature tool-tests (scripts/test)"
+)]
 async fn ingest_reads_keys_and_migrations_work_through_pgbouncer_in_transaction_mode() {
     // An empty database: the migrations themselves run through the pooler.
     let direct = crate::helpers::empty_database().await;
@@ -595,6 +600,10 @@ async fn ingest_reads_keys_and_migrations_work_through_pgbouncer_in_transaction_
 /// resets it), so the bind finds no statement. Even with the start-up parameters let through,
 /// reads fail until `database.transaction_pooler` is on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs PgBouncer: feature tool-tests (scripts/test)"
+)]
 async fn without_the_pooler_setting_the_driver_fails_through_pgbouncer() {
     let direct = crate::helpers::fresh_database().await.app_url();
     let dir = shared_temp_dir("shadowcheck-pgbouncer-trap-");
@@ -843,6 +852,10 @@ async fn ingest_until(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs pg_auto_failover: feature tool-tests (scripts/test)"
+)]
 async fn a_killed_primary_hands_over_under_ingest_and_no_acknowledged_row_is_lost() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
@@ -1039,7 +1052,7 @@ async fn the_stack_replica_script_follows_a_primary_prepared_by_the_init_script(
         std::fs::write(secrets.join(name), format!("{value}\n")).expect("secret");
     }
     run(Command::new("sh")
-        .arg(crate::stack::repo(
+        .arg(crate::helpers::repo(
             "docker/postgres/initdb/10-shadowcheck.sh",
         ))
         .env("SECRETS_DIR", &secrets)
@@ -1066,7 +1079,7 @@ async fn the_stack_replica_script_follows_a_primary_prepared_by_the_init_script(
     );
     let log = std::fs::File::create(dir.join("replica.log")).expect("log");
     let mut standby = as_postgres(Path::new("/bin/sh"))
-        .arg(crate::stack::repo("docker/postgres/replica.sh"))
+        .arg(crate::helpers::repo("docker/postgres/replica.sh"))
         .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
         .args(["-c", "unix_socket_directories="])
         .env("PATH", path)

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -58,27 +59,40 @@ async fn send(
     req.send().await.expect("send")
 }
 
-#[tokio::test]
-async fn keys_scopes_and_revocation() {
+/// An app whose keys are checked on every request (no cache), with a `read` key
+/// (`map-frontend`) and an `ingest` key (`pixel-7`) made by the CLI.
+async fn app_with_two_keys() -> (TestApp, String, String) {
     let app = spawn_app_with(|s| s.auth.cache_ttl_secs = 0).await;
     let url = app.database.app_url();
-    let (ok, reader, _) = keys(
+    let (ok, reader, err) = keys(
         &url,
         &["create", "--name", "map-frontend", "--scope", "read"],
     );
-    assert!(ok);
-    let reader = reader.trim().to_owned();
+    assert!(ok, "{err}");
     let (ok, device, err) = keys(&url, &["create", "--name", "pixel-7", "--scope", "ingest"]);
     assert!(ok, "{err}");
-    let device = device.trim().to_owned();
+    (app, reader.trim().to_owned(), device.trim().to_owned())
+}
+
+#[tokio::test]
+async fn keys_create_issues_distinct_prefixed_secrets() {
+    let (_app, reader, device) = app_with_two_keys().await;
     assert!(reader.starts_with("sc_") && device.starts_with("sc_") && reader != device);
+}
+
+#[tokio::test]
+async fn keys_create_refuses_a_taken_name_or_an_unknown_scope() {
+    let (app, _, _) = app_with_two_keys().await;
+    let url = app.database.app_url();
     let (ok, _, err) = keys(&url, &["create", "--name", "pixel-7", "--scope", "ingest"]);
     assert!(!ok && err.contains("already exists"), "{err}");
     let (ok, _, err) = keys(&url, &["create", "--name", "x", "--scope", "superuser"]);
     assert!(!ok && err.contains("unknown scope"), "{err}");
+}
 
-    use reqwest::Method;
-    // No key: 401 with a challenge; garbage key: 401.
+#[tokio::test]
+async fn a_missing_or_unknown_key_is_401() {
+    let (app, _, _) = app_with_two_keys().await;
     let resp = send(
         &app,
         Method::POST,
@@ -94,26 +108,25 @@ async fn keys_scopes_and_revocation() {
         401,
     )
     .await;
+    let garbage = Some("sc_not_a_real_key_at_all_000000000000000000000");
     problem(
-        send(
-            &app,
-            Method::GET,
-            "/api/v1/stats",
-            Some("sc_not_a_real_key_at_all_000000000000000000000"),
-            None,
-        )
-        .await,
+        send(&app, Method::GET, "/api/v1/stats", garbage, None).await,
         401,
     )
     .await;
-    // Wrong scope: 403.
+}
+
+#[tokio::test]
+async fn a_key_without_the_needed_scope_is_403() {
+    let (app, reader, device) = app_with_two_keys().await;
+    let post = Some(item("c0:00:00:00:01:02"));
     problem(
         send(
             &app,
             Method::POST,
             "/api/v1/detections",
             Some(&reader),
-            Some(item("c0:00:00:00:01:02")),
+            post,
         )
         .await,
         403,
@@ -124,26 +137,28 @@ async fn keys_scopes_and_revocation() {
         403,
     )
     .await;
-    // Right scope.
-    assert_eq!(
-        send(
-            &app,
-            Method::POST,
-            "/api/v1/detections",
-            Some(&device),
-            Some(item("c0:00:00:00:01:03"))
-        )
-        .await
-        .status(),
-        201
-    );
-    assert_eq!(
-        send(&app, Method::GET, "/api/v1/detections", Some(&reader), None)
-            .await
-            .status(),
-        200
-    );
-    // X-API-Key works as well as Bearer.
+}
+
+#[tokio::test]
+async fn a_key_with_the_needed_scope_is_served() {
+    let (app, reader, device) = app_with_two_keys().await;
+    let post = Some(item("c0:00:00:00:01:03"));
+    let stored = send(
+        &app,
+        Method::POST,
+        "/api/v1/detections",
+        Some(&device),
+        post,
+    )
+    .await;
+    assert_eq!(stored.status(), 201);
+    let read = send(&app, Method::GET, "/api/v1/detections", Some(&reader), None).await;
+    assert_eq!(read.status(), 200);
+}
+
+#[tokio::test]
+async fn x_api_key_works_like_bearer() {
+    let (app, reader, _) = app_with_two_keys().await;
     let via_header = reqwest::Client::new()
         .get(app.url("/api/v1/stats"))
         .header("x-api-key", &reader)
@@ -151,30 +166,34 @@ async fn keys_scopes_and_revocation() {
         .await
         .expect("send");
     assert_eq!(via_header.status(), 200);
-    // Probes need no key.
-    assert_eq!(
-        send(&app, Method::GET, "/api/v1/health/ready", None, None)
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        send(&app, Method::GET, "/api/v1/openapi.json", None, None)
-            .await
-            .status(),
-        200
-    );
+}
 
-    // Revoked: refused from then on.
+/// Readiness and the API description are public: probes and clients read them before any key.
+#[tokio::test]
+async fn public_documents_need_no_key() {
+    let (app, _, _) = app_with_two_keys().await;
+    for path in ["/api/v1/health/ready", "/api/v1/openapi.json"] {
+        assert_eq!(
+            send(&app, Method::GET, path, None, None).await.status(),
+            200
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_key_is_refused_from_then_on() {
+    let (app, _, device) = app_with_two_keys().await;
+    let url = app.database.app_url();
     let (ok, _, err) = keys(&url, &["revoke", "pixel-7"]);
     assert!(ok, "{err}");
+    let post = Some(item("c0:00:00:00:01:04"));
     let body = problem(
         send(
             &app,
             Method::POST,
             "/api/v1/detections",
             Some(&device),
-            Some(item("c0:00:00:00:01:04")),
+            post,
         )
         .await,
         401,
@@ -183,9 +202,12 @@ async fn keys_scopes_and_revocation() {
     assert!(body["detail"].as_str().expect("detail").contains("revoked"));
     let (ok, _, _) = keys(&url, &["revoke", "pixel-7"]);
     assert!(!ok, "revoking twice");
+}
 
-    // Listed without secrets; stored only as hashes.
-    let (ok, listing, _) = keys(&url, &["list"]);
+#[tokio::test]
+async fn the_key_listing_shows_names_and_prefixes_never_secrets() {
+    let (app, reader, device) = app_with_two_keys().await;
+    let (ok, listing, _) = keys(&app.database.app_url(), &["list"]);
     assert!(ok);
     assert!(
         listing.contains("map-frontend")
@@ -193,18 +215,18 @@ async fn keys_scopes_and_revocation() {
             && listing.contains(&device[..11])
     );
     assert!(!listing.contains(&device) && !listing.contains(&reader));
-    type KeyRow = (
-        String,
-        String,
-        Vec<u8>,
-        Option<chrono::DateTime<chrono::Utc>>,
-    );
-    let rows: Vec<KeyRow> =
-        sqlx::query_as("SELECT name, row_to_json(k)::text, key_hash, last_used_at FROM sigint.api_keys k ORDER BY id")
-            .fetch_all(&app.db)
-            .await
-            .expect("rows");
-    for (name, row, hash, _) in &rows {
+}
+
+#[tokio::test]
+async fn keys_are_stored_only_as_hashes() {
+    let (app, reader, device) = app_with_two_keys().await;
+    let rows: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT name, row_to_json(k)::text, key_hash FROM sigint.api_keys k ORDER BY id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("rows");
+    for (name, row, hash) in &rows {
         for secret in [&reader, &device] {
             assert!(
                 !row.contains(secret.as_str()),
@@ -222,16 +244,24 @@ async fn keys_scopes_and_revocation() {
             "{name}: hash"
         );
     }
-    assert!(
-        rows.iter().all(|(_, _, _, used)| used.is_some()),
-        "last_used_at recorded"
-    );
+}
+
+#[tokio::test]
+async fn a_used_key_records_when_it_was_last_used() {
+    let (app, reader, _) = app_with_two_keys().await;
+    let read = send(&app, Method::GET, "/api/v1/stats", Some(&reader), None).await;
+    assert_eq!(read.status(), 200);
+    let used: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT last_used_at FROM sigint.api_keys WHERE name = 'map-frontend'")
+            .fetch_one(&app.db)
+            .await
+            .expect("row");
+    assert!(used.is_some(), "last_used_at recorded");
 }
 
 #[tokio::test]
 async fn anonymous_read_when_the_operator_allows_it() {
     let app = spawn_app_with(|s| s.auth.anonymous_read = true).await;
-    use reqwest::Method;
     assert_eq!(
         send(&app, Method::GET, "/api/v1/detections", None, None)
             .await
@@ -570,6 +600,10 @@ async fn overload_is_shed_with_503_not_queued() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs openssl: feature tool-tests (scripts/test)"
+)]
 async fn tls_is_terminated_in_process() {
     let dir = crate::helpers::shared_temp_dir("shadowcheck-tls-");
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -881,6 +915,10 @@ async fn hostile_inputs_never_cause_a_server_error() {
 /// The OpenAPI document describes every endpoint, and schemathesis (from PyPI) fuzzes the real
 /// binary from it without finding a server error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs schemathesis (PyPI): feature tool-tests (scripts/test)"
+)]
 async fn openapi_describes_every_endpoint_and_schemathesis_finds_no_server_error() {
     let url = fresh_database().await.app_url();
     let serve = ServeProcess::start(&[("DATABASE_URL", url.as_str())], None);

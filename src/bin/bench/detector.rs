@@ -137,7 +137,7 @@ pub(crate) async fn detector_quality(server_bin: &Path, admin_url: &str, n: u64)
             followers.fp += 1;
             *false_alarms.entry(format!("background {id}")).or_default() += 1;
         }
-        for flag in shadowcheck::domain::rogue::ALL_FLAGS {
+        for flag in shadowcheck::domain::rogue::RogueFlag::ALL.map(|f| f.as_str()) {
             let listed: serde_json::Value = client
                 .get(format!(
                     "{base}/api/v1/transmitters?flag={flag}&device_id={}&limit=1000",
@@ -157,7 +157,7 @@ pub(crate) async fn detector_quality(server_bin: &Path, admin_url: &str, n: u64)
                 .unwrap_or_default();
             let c = flags.entry(flag).or_default();
             for (id, t) in &truth {
-                match (t.flag == Some(*flag), got.contains(id)) {
+                match (t.flag == Some(flag), got.contains(id)) {
                     (true, true) => c.tp += 1,
                     (true, false) => c.fn_ += 1,
                     (false, true) => c.fp += 1,

