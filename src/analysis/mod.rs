@@ -3,4 +3,3 @@
 
 pub mod following;
 pub mod registry;
-pub mod scenario;

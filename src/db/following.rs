@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::db::observe;
 use crate::domain::following::{self, Assessment, Fix, PathPoint, Zone};
 use crate::domain::registry::{Entry, Sighting, TransmitterKey};
-use crate::domain::rogue::{self, Flag, Twin};
+use crate::domain::rogue::{self, Flag, Security, Twin};
 use crate::domain::tracker::TrackerClass;
 use crate::domain::SignalType;
 
@@ -35,7 +35,8 @@ pub async fn add_device_minutes(
         else {
             continue;
         };
-        if s.accuracy_m.is_some_and(|a| a > following::MAX_ACCURACY_M)
+        if s.accuracy_m
+            .is_some_and(|a| a > crate::domain::geo::MAX_FIX_ACCURACY_M)
             || s.altitude_m.is_some_and(|h| h > following::MAX_ALTITUDE_M)
         {
             continue;
@@ -208,23 +209,26 @@ pub async fn refresh_related_flags(
             twins(all.iter().cloned().collect()).fetch_all(&mut *conn),
         )
         .await?;
-        type Group = (Vec<String>, Vec<String>, Vec<Twin>);
+        type Group = (Vec<String>, Vec<Security>, Vec<Twin>);
         let mut groups: BTreeMap<String, Group> = BTreeMap::new();
         for row in rows {
             let id: String = row.try_get("identifier")?;
             let g = groups.entry(id).or_insert_with(|| {
                 (
                     row.try_get("names").unwrap_or_default(),
-                    row.try_get("security").unwrap_or_default(),
+                    crate::db::registry::security_classes(
+                        row.try_get("security").unwrap_or_default(),
+                    ),
                     Vec::new(),
                 )
             });
             if let Some(other) = row.try_get::<Option<String>, _>("other")? {
                 g.2.push(Twin {
                     identifier: other,
-                    security: row
-                        .try_get::<Option<Vec<String>>, _>("other_security")?
-                        .unwrap_or_default(),
+                    security: crate::db::registry::security_classes(
+                        row.try_get::<Option<Vec<String>>, _>("other_security")?
+                            .unwrap_or_default(),
+                    ),
                     distance_m: row.try_get::<Option<f64>, _>("distance_m")?.unwrap_or(0.0),
                 });
             }

@@ -7,8 +7,8 @@ use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::domain::following::Level;
-use crate::domain::registry::{Entry, Estimate, Sighting, TransmitterKey};
-use crate::domain::rogue::Flag;
+use crate::domain::registry::{Entry, Estimate, MacKind, Sighting, TransmitterKey};
+use crate::domain::rogue::{Flag, Security};
 use crate::domain::search::{Sort, TransmitterSearch};
 use crate::domain::tracker::{Classification, TrackerClass};
 use crate::domain::{Mac, SignalType};
@@ -166,7 +166,7 @@ pub async fn load(
             spread_m: None,
             fixes: row.try_get("fixes")?,
             estimate,
-            security: row.try_get("security")?,
+            security: security_classes(row.try_get("security")?),
             tracker,
             flags: Vec::new(),
         });
@@ -233,7 +233,7 @@ pub async fn save(conn: &mut PgConnection, entries: &[Entry]) -> Result<(), sqlx
         fixes: i64,
         mac_kind: Option<&'static str>,
         vendor: Option<&'static str>,
-        security: &'a [String],
+        security: &'a [Security],
         /// 1-based position, pairing the row with its estimate bytes.
         ord: usize,
         tracker_class: Option<&'static str>,
@@ -260,7 +260,7 @@ pub async fn save(conn: &mut PgConnection, entries: &[Entry]) -> Result<(), sqlx
             lon: e.location.map(|p| p.1),
             spread_m: e.spread_m,
             fixes: e.fixes,
-            mac_kind: e.key.mac_kind(),
+            mac_kind: e.key.mac_kind().map(MacKind::as_str),
             vendor: e.key.vendor(),
             security: &e.security,
             ord: i + 1,
@@ -545,4 +545,12 @@ pub async fn track(
         q.build_query_as::<TrackPoint>().fetch_all(&mut *conn),
     )
     .await
+}
+
+/// Stored security class names as classes (a name this version does not know is left out).
+pub(crate) fn security_classes(names: Vec<String>) -> Vec<Security> {
+    let mut classes: Vec<Security> = names.iter().filter_map(|n| Security::parse(n)).collect();
+    classes.sort();
+    classes.dedup();
+    classes
 }

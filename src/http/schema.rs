@@ -14,14 +14,15 @@ pub struct DetectionInput;
 
 impl utoipa::PartialSchema for DetectionInput {
     fn schema() -> RefOr<Schema> {
-        use crate::domain::fields::{Kind, FIELDS};
+        use crate::domain::fields::{Kind, FIELDS, SERVER_OWNED};
         use crate::domain::SignalType;
         let mut object = ObjectBuilder::new()
             .schema_type(Type::Object)
             .description(Some(
                 "One detection. `signal_type` decides which fields apply; null counts as absent.",
             ));
-        for field in FIELDS {
+        // The detector's fields are output only: a client that sends one is refused.
+        for field in FIELDS.iter().filter(|f| !SERVER_OWNED.contains(&f.name)) {
             let always = field.required_for.len() == SignalType::ALL.len();
             let of = |t: Type| -> SchemaType {
                 if always {

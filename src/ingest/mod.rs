@@ -142,10 +142,9 @@ pub enum IngestError {
     Internal(String),
 }
 
-/// The service. Cheap to clone; without a pool it validates only (`import --dry-run`).
-/// When this process last committed detections: the registry updater gives way to ingest
-/// while it is busy (see `analysis::registry`).
-/// Also where: the areas of recent commits, so cached map tiles there are rebuilt.
+/// When this process last committed detections (the registry updater gives way to ingest while
+/// it is busy, see `analysis::registry`), and where: the areas of recent commits, so cached map
+/// tiles there are rebuilt.
 #[derive(Debug)]
 pub struct IngestActivity {
     origin: std::time::Instant,
@@ -213,6 +212,7 @@ impl IngestActivity {
     }
 }
 
+/// The service. Cheap to clone; without a pool it validates only (`import --dry-run`).
 #[derive(Clone)]
 pub struct Ingest {
     pool: Option<db::Pool>,
@@ -424,7 +424,6 @@ impl Ingest {
     }
 }
 
-/// Counts stored and duplicate detections by signal type.
 /// The box around the batch's positions.
 fn extent(valid: &[Detection]) -> Option<crate::domain::BBox> {
     valid.iter().fold(None, |acc, d| {
@@ -439,6 +438,7 @@ fn extent(valid: &[Detection]) -> Option<crate::domain::BBox> {
     })
 }
 
+/// Counts stored and duplicate detections by signal type.
 fn record_stored(valid: &[Detection], inserted_by_type: &BTreeMap<String, u64>) {
     for kind in SignalType::ALL {
         let offered = valid.iter().filter(|d| d.signal_type == kind).count() as u64;

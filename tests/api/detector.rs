@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use shadowcheck::analysis::scenario;
+use shadowcheck_scenarios as scenario;
 
 use crate::helpers::{problem, spawn_app, TestApp};
 

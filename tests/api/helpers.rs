@@ -485,7 +485,7 @@ pub const DEVICES: [&str; 3] = [
 ];
 
 /// A deterministic mixed batch: all four signal types, clustered positions, reused MACs and
-/// cells, times spread over the last 30 days, some suspicious.
+/// cells, times spread over the last 30 days.
 pub fn mixed_batch(n: usize, seed: u64) -> Vec<Value> {
     let mut rng = StdRng::seed_from_u64(seed);
     let now = chrono::Utc::now();
@@ -501,7 +501,6 @@ pub fn mixed_batch(n: usize, seed: u64) -> Vec<Value> {
                 "longitude": lon,
                 "accuracy_meters": rng.gen_range(3.0..50.0),
                 "device_id": DEVICES[i % DEVICES.len()],
-                "is_suspicious": i % 17 == 0,
             });
             let mac = format!("02:00:00:00:{:02x}:{:02x}", (i / 7) % 256, (i / 7) / 256);
             let extra = match i % 4 {

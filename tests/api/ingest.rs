@@ -196,6 +196,23 @@ async fn an_all_invalid_batch_is_422_storing_nothing() {
 }
 
 #[tokio::test]
+async fn the_detectors_verdict_sent_by_a_client_is_refused() {
+    let app = spawn_app().await;
+    let mut item = wifi("aa:bb:cc:00:03:01", "2026-04-01T00:00:00Z");
+    item["is_suspicious"] = json!(true);
+    item["surveillance_score"] = json!(99);
+    let body = problem(app.post_json(&json!([item])).await, 422).await;
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert_eq!(fields, ["is_suspicious", "surveillance_score"], "{body}");
+    assert_eq!(app.count("true").await, 0);
+}
+
+#[tokio::test]
 async fn every_documented_body_shape_is_accepted() {
     let app = spawn_app().await;
     assert_eq!(

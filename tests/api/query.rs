@@ -31,9 +31,11 @@ async fn filters_match_sql_exactly() {
         .fetch_one(&app.db).await.expect("bssid");
     let one_bt: String = sqlx::query_scalar("SELECT bt_address::text FROM sigint.signal_detections WHERE bt_address IS NOT NULL ORDER BY id LIMIT 1")
         .fetch_one(&app.db).await.expect("bt");
-    // Scores are the detector's to write; a spread of them here for `min_score`.
+    // Verdicts and scores are the detector's to write (clients cannot send them); a spread of
+    // them here for `is_suspicious` and `min_score`.
     sqlx::query(
-        "UPDATE sigint.signal_detections SET surveillance_score = id % 100 WHERE id % 3 = 0",
+        "UPDATE sigint.signal_detections SET surveillance_score = id % 100, \
+         is_suspicious = (id % 17 = 0) WHERE id % 3 = 0 OR id % 17 = 0",
     )
     .execute(&app.db)
     .await
@@ -179,7 +181,7 @@ async fn geojson_shape_single_feature_and_stats() {
     let item = json!({"detected_at": "2026-05-01T12:00:00.250Z", "latitude": 52.52, "longitude": 13.405,
         "altitude_meters": 40.5, "accuracy_meters": 5.0, "signal_type": "wifi", "bssid": "A4:00:00:00:00:01",
         "ssid": "Café ☕", "channel": 36, "frequency_mhz": 5180, "signal_strength_dbm": -61,
-        "device_id": DEVICES[0], "device_name": "pixel", "surveillance_score": 12.5, "raw_data": {"auth": "WPA2"},
+        "device_id": DEVICES[0], "device_name": "pixel", "raw_data": {"auth": "WPA2"},
         "tags": ["home"], "protocol_version": "802.11ax", "capture_duration_ms": 120});
     assert_eq!(app.post_json(&item).await.status(), 201);
     let resp = app.get("/api/v1/detections").await;

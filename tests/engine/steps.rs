@@ -195,7 +195,7 @@ pub async fn the_api_role_has_every_grant_it_uses(stack: &mut Stack) {
 
 pub async fn transmitters_and_the_scenarios_follower_appear(stack: &mut Stack) {
     let start = chrono::Utc::now() - chrono::Duration::days(2);
-    let scenario = shadowcheck::analysis::scenario::generate(7, start);
+    let scenario = shadowcheck_scenarios::generate(7, start);
     for chunk in scenario.detections.chunks(1_000) {
         let (status, body) = stack
             .send(Method::POST, "/api/v1/detections", &json!(chunk))

@@ -149,7 +149,7 @@ pub(crate) const COPY_COLUMNS: &str = "detected_at, location, signal_type, ssid,
 pub(crate) fn json_item(r: &Row) -> serde_json::Value {
     let mut v = serde_json::json!({
         "detected_at": r.at.to_rfc3339(), "latitude": r.lat, "longitude": r.lon, "signal_type": r.kind,
-        "device_id": r.device, "accuracy_meters": r.accuracy, "is_suspicious": r.suspicious,
+        "device_id": r.device, "accuracy_meters": r.accuracy,
     });
     let m = v.as_object_mut().expect("object");
     match r.kind {

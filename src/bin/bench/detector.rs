@@ -41,7 +41,7 @@ impl Confusion {
 /// set up as a user would (home as a safe zone, their phone allow-listed) and ingested over
 /// HTTP: who is flagged against who should be, and how long until the verdict.
 pub(crate) async fn detector_quality(server_bin: &Path, admin_url: &str, n: u64) -> Result<()> {
-    use shadowcheck::analysis::scenario;
+    use shadowcheck_scenarios as scenario;
     use std::collections::{BTreeMap, BTreeSet};
     let url = create_db(admin_url, "bench_detector").await?;
     let server = start_server(server_bin, &url, 8)?;

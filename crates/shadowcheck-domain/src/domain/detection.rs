@@ -536,15 +536,16 @@ impl Detection {
             None => None,
         };
         let device_name = r.string_of("device_name");
-        let is_suspicious = match r.get("is_suspicious") {
-            None => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                r.fail("is_suspicious", "must be true or false");
-                false
+        // The detector's verdict is never a client's to send.
+        for owned in fields::SERVER_OWNED {
+            if r.get(owned).is_some() {
+                r.fail(
+                    owned,
+                    "is set by the following detector; clients cannot send it",
+                );
             }
-        };
-        let surveillance_score = r.float_of("surveillance_score").map(|v| v as f32);
+        }
+        let (is_suspicious, surveillance_score) = (false, None);
         let raw_data = match r.get("raw_data") {
             None => None,
             Some(v @ Value::Object(_)) => {

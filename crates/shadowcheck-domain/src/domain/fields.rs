@@ -97,6 +97,10 @@ const BLUETOOTH: &[SignalType] = &[SignalType::Bluetooth, SignalType::Ble];
 const CELLULAR: &[SignalType] = &[SignalType::Cellular];
 const NONE: &[SignalType] = &[];
 
+/// Fields the service owns: the following detector writes them back onto stored detections.
+/// They are read like any other field, but a client that sends one is refused, naming it.
+pub const SERVER_OWNED: &[&str] = &["is_suspicious", "surveillance_score"];
+
 /// Cellular radio generations accepted in `network_type` (stored upper-case).
 pub const NETWORK_TYPES: &[&str] = &["GSM", "CDMA", "WCDMA", "UMTS", "TDSCDMA", "LTE", "NR"];
 
@@ -403,7 +407,7 @@ pub static FIELDS: &[Field] = &[
     field(
         "is_suspicious",
         Kind::Boolean,
-        "Flagged by the capture device or an analyst.",
+        "Flagged by the following detector (read-only: set by the service).",
         |d| Cell::Boolean(d.is_suspicious),
     ),
     field(
@@ -412,7 +416,7 @@ pub static FIELDS: &[Field] = &[
             min: 0.0,
             max: 100.0,
         },
-        "0 to 100.",
+        "The following detector's score of its transmitter, 0 to 100 (read-only: set by the service).",
         |d| Cell::Real(d.surveillance_score),
     ),
     field(
@@ -499,9 +503,14 @@ mod tests {
                 Kind::ServiceUuids { .. } => json!(["feed"]),
             }
         };
+        let client_sent = |f: &&Field| !SERVER_OWNED.contains(&f.name);
         for kind in SignalType::ALL {
             let mut item = serde_json::Map::new();
-            for f in FIELDS.iter().filter(|f| f.applies_to(kind)) {
+            for f in FIELDS
+                .iter()
+                .filter(|f| f.applies_to(kind))
+                .filter(client_sent)
+            {
                 item.insert(f.name.to_owned(), value(f));
             }
             item.insert("signal_type".into(), json!(kind.as_str()));
@@ -510,7 +519,11 @@ mod tests {
             }
             let d = Detection::parse(&Value::Object(item.clone()), &policy)
                 .unwrap_or_else(|e| panic!("{kind}: {e:?}"));
-            for f in FIELDS.iter().filter(|f| f.applies_to(kind)) {
+            for f in FIELDS
+                .iter()
+                .filter(|f| f.applies_to(kind))
+                .filter(client_sent)
+            {
                 let back = match (f.get)(&d) {
                     Cell::Timestamp(t) => json!(t),
                     Cell::Number(v) => json!(v),
@@ -524,6 +537,24 @@ mod tests {
                 };
                 assert_eq!(back, item[f.name], "{kind}: {}", f.name);
             }
+        }
+    }
+
+    #[test]
+    fn a_server_owned_field_sent_by_a_client_is_refused_by_name() {
+        let policy = super::super::ValidationPolicy {
+            now: Utc::now(),
+            max_future_skew: chrono::Duration::seconds(300),
+        };
+        for owned in SERVER_OWNED {
+            let mut item = json!({"detected_at": "2024-05-01T10:00:00Z", "latitude": 1.0,
+                "longitude": 1.0, "signal_type": "ble", "bt_address": "c4:00:00:00:00:01"});
+            item[*owned] = json!(true);
+            let errors = Detection::parse(&item, &policy).expect_err("refused");
+            assert!(
+                errors.iter().any(|e| e.field == *owned),
+                "{owned}: {errors:?}"
+            );
         }
     }
 }

@@ -7,13 +7,14 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::registry::{haversine_m, TransmitterKey};
+use super::geo::{haversine_m, MAX_FIX_ACCURACY_M};
+use super::registry::{MacKind, TransmitterKey};
 use super::tracker::TrackerClass;
 use super::SignalType;
 
 pub const RULE_VERSION: &str = "following-1";
-/// Fixes less accurate or higher than this are left out (and listed as such).
-pub const MAX_ACCURACY_M: f64 = 100.0;
+/// Fixes higher than this (or less accurate than [`MAX_FIX_ACCURACY_M`]) are left out, and
+/// listed as such.
 pub const MAX_ALTITUDE_M: f64 = 3_000.0;
 /// Fixes within this distance of a place's centre are that place.
 pub const PLACE_RADIUS_M: f64 = 150.0;
@@ -111,7 +112,7 @@ pub struct Subject<'a> {
 pub fn rotating(key: &TransmitterKey) -> bool {
     match key.radio {
         SignalType::Ble => true,
-        SignalType::Wifi | SignalType::Bluetooth => key.mac_kind() == Some("local"),
+        SignalType::Wifi | SignalType::Bluetooth => key.mac_kind() == Some(MacKind::Local),
         SignalType::Cellular => false,
     }
 }
@@ -303,8 +304,8 @@ pub fn assess(
     let mut valid: Vec<&Fix> = Vec::with_capacity(fixes.len());
     for f in fixes {
         let reason = match (f.accuracy_m, f.altitude_m) {
-            (Some(a), _) if a > MAX_ACCURACY_M => {
-                Some(format!("accuracy {a:.0} m > {MAX_ACCURACY_M:.0} m"))
+            (Some(a), _) if a > MAX_FIX_ACCURACY_M => {
+                Some(format!("accuracy {a:.0} m > {MAX_FIX_ACCURACY_M:.0} m"))
             }
             (_, Some(h)) if h > MAX_ALTITUDE_M => Some(format!(
                 "altitude {h:.0} m > {MAX_ALTITUDE_M:.0} m (airborne)"

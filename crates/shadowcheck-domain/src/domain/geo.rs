@@ -1,5 +1,22 @@
 use std::str::FromStr;
 
+/// Mean Earth radius (IUGG), metres.
+pub const EARTH_RADIUS_M: f64 = 6_371_008.8;
+
+/// Fixes less accurate than this place nothing: neither the registry's position estimate nor the
+/// detector's places use them (the migrations' SQL filters with the same 100 m).
+pub const MAX_FIX_ACCURACY_M: f64 = 100.0;
+
+/// Great-circle distance in metres between two (latitude, longitude) pairs in degrees; within
+/// 0.5 % of the spheroid, which every margin that uses it absorbs.
+pub fn haversine_m(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (lat1, lon1) = (a.0.to_radians(), a.1.to_radians());
+    let (lat2, lon2) = (b.0.to_radians(), b.1.to_radians());
+    let h = ((lat2 - lat1) / 2.0).sin().powi(2)
+        + lat1.cos() * lat2.cos() * ((lon2 - lon1) / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_M * h.sqrt().min(1.0).asin()
+}
+
 /// A WGS84 position in degrees, finite and in range.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Position {
@@ -37,6 +54,11 @@ impl Position {
     pub fn is_null_island(&self) -> bool {
         self.lat.abs() < 1e-6 && self.lon.abs() < 1e-6
     }
+    /// Great-circle distance to `other`, metres.
+    pub fn distance_m(self, other: Position) -> f64 {
+        haversine_m((self.lat(), self.lon()), (other.lat(), other.lon()))
+    }
+
     pub fn to_point(self) -> geo_types::Point<f64> {
         geo_types::Point::new(self.lon, self.lat)
     }

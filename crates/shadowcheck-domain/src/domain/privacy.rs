@@ -12,18 +12,6 @@ pub struct PrivacyPolicy {
     pub exclusion_zones: Vec<(Position, f64)>,
 }
 
-/// Mean Earth radius (IUGG), metres.
-const EARTH_RADIUS_M: f64 = 6_371_008.8;
-
-/// Great-circle distance; within 0.5 % of the spheroid, which the zone margin absorbs.
-pub fn haversine_m(a: Position, b: Position) -> f64 {
-    let (la1, la2) = (a.lat().to_radians(), b.lat().to_radians());
-    let dlat = la2 - la1;
-    let dlon = (b.lon() - a.lon()).to_radians();
-    let h = (dlat / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlon / 2.0).sin().powi(2);
-    2.0 * EARTH_RADIUS_M * h.sqrt().min(1.0).asin()
-}
-
 impl PrivacyPolicy {
     /// `Some(reason)` when the policy says this detection must not be stored.
     pub fn refuses(&self, d: &Detection) -> Option<&'static str> {
@@ -31,7 +19,7 @@ impl PrivacyPolicy {
         if self
             .exclusion_zones
             .iter()
-            .any(|(c, r)| haversine_m(*c, d.position) <= r * 1.01)
+            .any(|(c, r)| c.distance_m(d.position) <= r * 1.01)
         {
             return Some("inside an exclusion zone");
         }
@@ -53,8 +41,8 @@ mod tests {
     fn haversine_is_right_to_a_metre_scale() {
         let berlin = Position::new(52.5200, 13.4050).expect("pos");
         let paris = Position::new(48.8566, 2.3522).expect("pos");
-        let d = haversine_m(berlin, paris);
+        let d = berlin.distance_m(paris);
         assert!((d - 877_500.0).abs() < 2_000.0, "{d}");
-        assert!(haversine_m(berlin, berlin) < 1e-6);
+        assert!(berlin.distance_m(berlin) < 1e-6);
     }
 }

@@ -6,6 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::geo::{haversine_m, MAX_FIX_ACCURACY_M};
 use super::rogue::{self, Flag};
 use super::tracker::{self, Advert, Classification};
 use super::{Mac, SignalType};
@@ -16,10 +17,6 @@ pub const MAX_DEVICES: usize = 256;
 pub const MAX_NAMES: usize = 32;
 /// Fixes kept (a uniform sample, the lowest hashes of detection ids) to estimate the spread.
 pub const SAMPLE_SIZE: usize = 64;
-/// Fixes less accurate than this do not move the position estimate.
-pub const MAX_FIX_ACCURACY_M: f64 = 100.0;
-
-const EARTH_RADIUS_M: f64 = 6_371_008.8;
 
 /// A transmitter: its radio and its identifier (lowercase colon-separated MAC, or
 /// `mcc-mnc-lac-cell_id` for a cell, the lac empty when unknown).
@@ -107,17 +104,36 @@ impl TransmitterKey {
     /// usually privacy randomisation), from the 0x02 bit of the first octet for wifi and classic
     /// Bluetooth. For BLE that bit does not tell (random addresses carry their type in the
     /// advertisement's TxAdd flag, which captures rarely record), so it is left unknown.
-    pub fn mac_kind(&self) -> Option<&'static str> {
+    pub fn mac_kind(&self) -> Option<MacKind> {
         match self.radio {
             SignalType::Wifi | SignalType::Bluetooth => {
                 let mac: Mac = self.identifier.parse().ok()?;
                 Some(if mac.is_locally_administered() {
-                    "local"
+                    MacKind::Local
                 } else {
-                    "universal"
+                    MacKind::Universal
                 })
             }
             SignalType::Ble | SignalType::Cellular => None,
+        }
+    }
+}
+
+/// How a hardware address was assigned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MacKind {
+    /// From a vendor's registered block.
+    Universal,
+    /// Set by software, usually privacy randomisation.
+    Local,
+}
+
+impl MacKind {
+    /// As stored in the registry's `mac_kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Universal => "universal",
+            Self::Local => "local",
         }
     }
 }
@@ -169,15 +185,6 @@ fn mix(id: i64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-/// Great-circle distance in metres.
-pub fn haversine_m(a: (f64, f64), b: (f64, f64)) -> f64 {
-    let (lat1, lon1) = (a.0.to_radians(), a.1.to_radians());
-    let (lat2, lon2) = (b.0.to_radians(), b.1.to_radians());
-    let h = ((lat2 - lat1) / 2.0).sin().powi(2)
-        + lat1.cos() * lat2.cos() * ((lon2 - lon1) / 2.0).sin().powi(2);
-    2.0 * EARTH_RADIUS_M * h.sqrt().min(1.0).asin()
 }
 
 impl Estimate {
@@ -282,8 +289,8 @@ pub struct Entry {
     /// Fixes that counted towards the estimate.
     pub fixes: i64,
     pub estimate: Estimate,
-    /// Security classes seen (wifi), ascending.
-    pub security: Vec<String>,
+    /// Security classes seen (wifi), weakest first.
+    pub security: Vec<rogue::Security>,
     /// The most telling tracker classification seen.
     pub tracker: Option<Classification>,
     /// The entry's own rogue flags, recomputed by [`Entry::settle`].
@@ -345,7 +352,7 @@ impl Entry {
             self.estimate.add(s);
         }
         if let Some(caps) = s.security.as_deref() {
-            let class = rogue::security_class(caps).to_owned();
+            let class = rogue::Security::classify(caps);
             if let Err(at) = self.security.binary_search(&class) {
                 self.security.insert(at, class);
             }
@@ -401,14 +408,14 @@ mod tests {
     fn keys_parse_and_print_one_way() {
         let k = TransmitterKey::parse("wifi", "A4-00-00-00-00-01").expect("wifi");
         assert_eq!(k.identifier, "a4:00:00:00:00:01");
-        assert_eq!(k.mac_kind(), Some("universal"));
+        assert_eq!(k.mac_kind(), Some(MacKind::Universal));
         // Longest prefix: an MA-L block, and an MA-S block inside another vendor's range.
         let tp_link = TransmitterKey::parse("wifi", "a4:2b:b0:12:34:56").expect("wifi");
         assert_eq!(tp_link.vendor(), Some("TP-LINK TECHNOLOGIES CO.,LTD."));
         let randomised = TransmitterKey::parse("wifi", "a6:2b:b0:12:34:56").expect("wifi");
         assert_eq!(randomised.vendor(), None);
         let k = TransmitterKey::parse("bluetooth", "02:00:00:00:00:01").expect("bt");
-        assert_eq!(k.mac_kind(), Some("local"));
+        assert_eq!(k.mac_kind(), Some(MacKind::Local));
         let cell = TransmitterKey::parse("cellular", "262-1--10001").expect("cell");
         assert_eq!(cell.cell_parts(), Some((262, 1, None, 10001)));
         assert_eq!(

@@ -6,13 +6,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::registry::Entry;
+use super::registry::{Entry, MacKind};
 use super::SignalType;
 
 /// One flag: its name and what it rests on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Flag {
-    pub flag: String,
+    pub flag: RogueFlag,
     pub evidence: Value,
 }
 
@@ -85,32 +85,73 @@ pub const CELL_MAX_SPREAD_M: f64 = 40_000.0;
 /// Same SSID, different security, within this distance: one area.
 pub const EVIL_TWIN_RADIUS_M: f64 = 500.0;
 
-/// The class of an advertised security string (`[WPA2-PSK-CCMP][ESS]`, `WPA3`, `open`, ...).
-pub fn security_class(caps: &str) -> &'static str {
-    let c = caps.to_ascii_uppercase();
-    if c.contains("EAP") || c.contains("802.1X") || c.contains("ENTERPRISE") {
-        "enterprise"
-    } else if c.contains("WPA3") || c.contains("SAE") || c.contains("OWE") {
-        "wpa3"
-    } else if c.contains("WPA2") || c.contains("RSN") {
-        "wpa2"
-    } else if c.contains("WPA") {
-        "wpa"
-    } else if c.contains("WEP") {
-        "wep"
-    } else {
-        "open"
-    }
+/// The class of a wifi network's advertised security, weakest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    Open,
+    Wep,
+    Wpa,
+    Wpa2,
+    Wpa3,
+    /// 802.1X/EAP: as strong as WPA3 for comparing twins.
+    Enterprise,
 }
 
-/// Stronger security ranks higher.
-pub fn security_rank(class: &str) -> u8 {
-    match class {
-        "open" => 0,
-        "wep" => 1,
-        "wpa" => 2,
-        "wpa2" => 3,
-        _ => 4,
+impl Security {
+    pub const ALL: [Security; 6] = [
+        Self::Open,
+        Self::Wep,
+        Self::Wpa,
+        Self::Wpa2,
+        Self::Wpa3,
+        Self::Enterprise,
+    ];
+
+    /// The class of an advertised security string (`[WPA2-PSK-CCMP][ESS]`, `WPA3`, `open`, ...).
+    pub fn classify(caps: &str) -> Self {
+        let c = caps.to_ascii_uppercase();
+        if c.contains("EAP") || c.contains("802.1X") || c.contains("ENTERPRISE") {
+            Self::Enterprise
+        } else if c.contains("WPA3") || c.contains("SAE") || c.contains("OWE") {
+            Self::Wpa3
+        } else if c.contains("WPA2") || c.contains("RSN") {
+            Self::Wpa2
+        } else if c.contains("WPA") {
+            Self::Wpa
+        } else if c.contains("WEP") {
+            Self::Wep
+        } else {
+            Self::Open
+        }
+    }
+
+    /// As stored in the registry's `security` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Wep => "wep",
+            Self::Wpa => "wpa",
+            Self::Wpa2 => "wpa2",
+            Self::Wpa3 => "wpa3",
+            Self::Enterprise => "enterprise",
+        }
+    }
+
+    /// A stored class; `None` for a name this version does not know.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Stronger security ranks higher; WPA3 and enterprise rank alike.
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::Open => 0,
+            Self::Wep => 1,
+            Self::Wpa => 2,
+            Self::Wpa2 => 3,
+            Self::Wpa3 | Self::Enterprise => 4,
+        }
     }
 }
 
@@ -121,7 +162,7 @@ pub fn own_flags(e: &Entry) -> Vec<Flag> {
         for (prefix, tool) in ATTACK_PREFIXES {
             if e.key.identifier.starts_with(prefix) {
                 out.push(Flag {
-                    flag: ATTACK_TOOL_PREFIX.into(),
+                    flag: RogueFlag::AttackToolPrefix,
                     evidence: json!({"prefix": prefix, "registered_to": tool}),
                 });
             }
@@ -130,10 +171,10 @@ pub fn own_flags(e: &Entry) -> Vec<Flag> {
     let spread = e.spread_m.unwrap_or(0.0);
     match e.key.radio {
         SignalType::Wifi
-            if e.key.mac_kind() == Some("universal") && spread > MOBILE_AP_SPREAD_M =>
+            if e.key.mac_kind() == Some(MacKind::Universal) && spread > MOBILE_AP_SPREAD_M =>
         {
             out.push(Flag {
-                flag: MOBILE_AP.into(),
+                flag: RogueFlag::MobileAp,
                 evidence: json!({
                     "spread_m": spread.round(),
                     "threshold_m": MOBILE_AP_SPREAD_M,
@@ -145,7 +186,7 @@ pub fn own_flags(e: &Entry) -> Vec<Flag> {
         }
         SignalType::Cellular if spread > CELL_MAX_SPREAD_M => {
             out.push(Flag {
-                flag: CELL_TOO_FAR.into(),
+                flag: RogueFlag::CellTooFar,
                 evidence: json!({
                     "spread_m": spread.round(),
                     "threshold_m": CELL_MAX_SPREAD_M,
@@ -163,14 +204,14 @@ pub fn own_flags(e: &Entry) -> Vec<Flag> {
 #[derive(Clone, Debug)]
 pub struct Twin {
     pub identifier: String,
-    pub security: Vec<String>,
+    pub security: Vec<Security>,
     pub distance_m: f64,
 }
 
 /// An evil-twin flag when a neighbour serves one of this network's names with security that
 /// shares nothing with this one's (open beside WPA2, say). Both sides are flagged: the
 /// evidence says which is weaker.
-pub fn evil_twin(security: &[String], names: &[String], twins: &[Twin]) -> Option<Flag> {
+pub fn evil_twin(security: &[Security], names: &[String], twins: &[Twin]) -> Option<Flag> {
     if security.is_empty() {
         return None;
     }
@@ -181,11 +222,11 @@ pub fn evil_twin(security: &[String], names: &[String], twins: &[Twin]) -> Optio
     if differing.is_empty() {
         return None;
     }
-    let best = |s: &[String]| s.iter().map(|c| security_rank(c)).max().unwrap_or(0);
+    let best = |s: &[Security]| s.iter().map(|c| c.rank()).max().unwrap_or(0);
     let mine = best(security);
     let weaker = differing.iter().any(|t| best(&t.security) > mine);
     Some(Flag {
-        flag: EVIL_TWIN.into(),
+        flag: RogueFlag::EvilTwin,
         evidence: json!({
             "names": names,
             "security": security,
@@ -212,7 +253,7 @@ pub fn cell_area_change(identifier: &str, same_cell: &[String]) -> Option<Flag> 
     areas.sort();
     areas.dedup();
     Some(Flag {
-        flag: CELL_AREA_CHANGE.into(),
+        flag: RogueFlag::CellAreaChange,
         evidence: json!({
             "area_codes": areas,
             "also_heard_as": others,
@@ -235,16 +276,17 @@ mod tests {
 
     #[test]
     fn security_classes() {
-        assert_eq!(security_class("[WPA2-PSK-CCMP][RSN-PSK-CCMP][ESS]"), "wpa2");
-        assert_eq!(security_class("[ESS]"), "open");
-        assert_eq!(security_class("[WPA2-EAP-CCMP][ESS]"), "enterprise");
-        assert_eq!(security_class("[RSN-SAE-CCMP][ESS]"), "wpa3");
-        assert_eq!(security_class("[WEP][ESS]"), "wep");
+        let class = Security::classify;
+        assert_eq!(class("[WPA2-PSK-CCMP][RSN-PSK-CCMP][ESS]"), Security::Wpa2);
+        assert_eq!(class("[ESS]"), Security::Open);
+        assert_eq!(class("[WPA2-EAP-CCMP][ESS]"), Security::Enterprise);
+        assert_eq!(class("[RSN-SAE-CCMP][ESS]"), Security::Wpa3);
+        assert_eq!(class("[WEP][ESS]"), Security::Wep);
     }
 
     #[test]
     fn own_flags_need_their_evidence() {
-        let names = |f: Vec<Flag>| f.into_iter().map(|f| f.flag).collect::<Vec<_>>();
+        let names = |f: Vec<Flag>| f.into_iter().map(|f| f.flag.as_str()).collect::<Vec<_>>();
         assert_eq!(
             names(own_flags(&entry("wifi", "00:13:37:aa:bb:cc", 10.0))),
             vec![ATTACK_TOOL_PREFIX]
@@ -266,19 +308,24 @@ mod tests {
     #[test]
     fn evil_twins_and_area_changes() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let twin = |id: &str, sec: &[&str]| Twin {
+        let sec = |v: &[&str]| {
+            v.iter()
+                .map(|x| Security::parse(x).expect("class"))
+                .collect::<Vec<_>>()
+        };
+        let twin = |id: &str, classes: &[&str]| Twin {
             identifier: id.into(),
-            security: s(sec),
+            security: sec(classes),
             distance_m: 40.0,
         };
         let names = s(&["CoffeeShop"]);
-        let open = evil_twin(&s(&["open"]), &names, &[twin("a", &["wpa2"])]).expect("flag");
+        let open = evil_twin(&sec(&["open"]), &names, &[twin("a", &["wpa2"])]).expect("flag");
         assert_eq!(open.evidence["weaker_than_a_twin"], true);
-        let legit = evil_twin(&s(&["wpa2"]), &names, &[twin("b", &["open"])]).expect("flag");
+        let legit = evil_twin(&sec(&["wpa2"]), &names, &[twin("b", &["open"])]).expect("flag");
         assert_eq!(legit.evidence["weaker_than_a_twin"], false);
         // An enterprise network's many access points agree: nothing to flag.
         assert!(evil_twin(
-            &s(&["wpa2"]),
+            &sec(&["wpa2"]),
             &names,
             &[twin("c", &["wpa2"]), twin("d", &["wpa2", "wpa3"])]
         )

@@ -88,7 +88,7 @@ pub fn generate(seed: u64, start: DateTime<Utc>) -> Scenario {
     }
     for leg in 1..stops.len() {
         let (a, b) = (stops[leg - 1], stops[leg]);
-        let dist = crate::domain::registry::haversine_m(a, b);
+        let dist = shadowcheck_domain::domain::geo::haversine_m(a, b);
         let minutes = (dist / 250.0).ceil().max(1.0) as usize;
         for m in 1..=minutes {
             let f = m as f64 / minutes as f64;
@@ -325,21 +325,21 @@ pub fn generate(seed: u64, start: DateTime<Utc>) -> Scenario {
         &hotspot,
         "mobile hotspot",
         false,
-        Some(crate::domain::rogue::MOBILE_AP),
+        Some(shadowcheck_domain::domain::rogue::MOBILE_AP),
     ));
     truth.push(t(
         "wifi",
         &twin_good,
         "café network",
         false,
-        Some(crate::domain::rogue::EVIL_TWIN),
+        Some(shadowcheck_domain::domain::rogue::EVIL_TWIN),
     ));
     truth.push(t(
         "wifi",
         &twin_evil,
         "evil twin",
         false,
-        Some(crate::domain::rogue::EVIL_TWIN),
+        Some(shadowcheck_domain::domain::rogue::EVIL_TWIN),
     ));
     for p in &bus_phones {
         truth.push(t("ble", p, "bus passenger", false, None));
@@ -355,7 +355,7 @@ pub fn generate(seed: u64, start: DateTime<Utc>) -> Scenario {
             &van,
             "delivery van",
             false,
-            Some(crate::domain::rogue::MOBILE_AP),
+            Some(shadowcheck_domain::domain::rogue::MOBILE_AP),
         )
     });
     let real = format!("262-1-1000-{cell_id}");
@@ -365,28 +365,28 @@ pub fn generate(seed: u64, start: DateTime<Utc>) -> Scenario {
         &format!("262-2-2000-{copied_cell}"),
         "copied cell",
         false,
-        Some(crate::domain::rogue::CELL_TOO_FAR),
+        Some(shadowcheck_domain::domain::rogue::CELL_TOO_FAR),
     ));
     truth.push(t(
         "wifi",
         &pineapple,
         "WiFi Pineapple",
         false,
-        Some(crate::domain::rogue::ATTACK_TOOL_PREFIX),
+        Some(shadowcheck_domain::domain::rogue::ATTACK_TOOL_PREFIX),
     ));
     truth.push(t(
         "cellular",
         &real,
         "home cell",
         false,
-        Some(crate::domain::rogue::CELL_AREA_CHANGE),
+        Some(shadowcheck_domain::domain::rogue::CELL_AREA_CHANGE),
     ));
     truth.push(t(
         "cellular",
         &fake,
         "fake cell",
         false,
-        Some(crate::domain::rogue::CELL_AREA_CHANGE),
+        Some(shadowcheck_domain::domain::rogue::CELL_AREA_CHANGE),
     ));
     Scenario {
         device,
