@@ -10,9 +10,10 @@ use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
+use crate::db::filters::{push_envelope, push_filters, push_point, push_radius};
 use crate::domain::fields::{Cell, Field, Kind, FIELDS};
-use crate::domain::search::{covering_boxes, Area, DetectionSearch};
-use crate::domain::{Detection, Position};
+use crate::domain::search::{Area, DetectionSearch};
+use crate::domain::Detection;
 
 /// Makes sure a monthly partition exists for every month in the batch. Runs outside the insert
 /// transaction so the DDL commits on its own and never holds locks across a long insert.
@@ -310,117 +311,6 @@ impl<'r> sqlx::FromRow<'r, PgRow> for DetectionRow {
     }
 }
 
-/// Appends the non-spatial filters of `search` as `AND ...` terms, all bound, never formatted.
-pub(crate) fn push_filters(q: &mut QueryBuilder<'_, Postgres>, search: &DetectionSearch) {
-    if let Some(start) = search.start() {
-        q.push(" AND d.detected_at >= ").push_bind(start);
-    }
-    if let Some(end) = search.end() {
-        q.push(" AND d.detected_at < ").push_bind(end);
-    }
-    push_signal_types(q, "d.signal_type", search.signal_types());
-    if let Some(mac) = search.bssid() {
-        q.push(" AND d.bssid = ")
-            .push_bind(mac.to_string())
-            .push("::macaddr");
-    }
-    if let Some(mac) = search.bt_address() {
-        q.push(" AND d.bt_address = ")
-            .push_bind(mac.to_string())
-            .push("::macaddr");
-    }
-    if let Some(ssid) = search.ssid() {
-        let escaped = ssid
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        q.push(" AND d.ssid ILIKE ")
-            .push_bind(format!("%{escaped}%"));
-    }
-    if let Some(device) = search.device_id() {
-        q.push(" AND d.device_id = ").push_bind(device);
-    }
-    if let Some(flag) = search.is_suspicious() {
-        q.push(" AND d.is_suspicious = ").push_bind(flag);
-    }
-    if let Some(score) = search.min_score() {
-        q.push(" AND d.surveillance_score >= ").push_bind(score);
-    }
-    if let Some(dbm) = search.min_signal_dbm() {
-        q.push(" AND COALESCE(d.signal_strength_dbm, d.bt_rssi) >= ")
-            .push_bind(dbm);
-    }
-}
-
-/// `ST_MakeEnvelope` of a box in degrees, its corners bound.
-pub(crate) fn push_envelope(q: &mut QueryBuilder<'_, Postgres>, b: crate::domain::BBox) {
-    q.push("ST_MakeEnvelope(")
-        .push_bind(b.min_lon)
-        .push(", ")
-        .push_bind(b.min_lat)
-        .push(", ")
-        .push_bind(b.max_lon)
-        .push(", ")
-        .push_bind(b.max_lat)
-        .push(", 4326)");
-}
-
-/// `AND column = ANY(types)` when any types are given (none: every type).
-pub(crate) fn push_signal_types(
-    q: &mut QueryBuilder<'_, Postgres>,
-    column: &str,
-    types: &[crate::domain::SignalType],
-) {
-    if !types.is_empty() {
-        let types: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
-        q.push(format!(" AND {column} = ANY("))
-            .push_bind(types)
-            .push("::sigint.signal_type[])");
-    }
-}
-
-fn push_point(q: &mut QueryBuilder<'_, Postgres>, lon: f64, lat: f64) {
-    q.push("ST_SetSRID(ST_MakePoint(")
-        .push_bind(lon)
-        .push(", ")
-        .push_bind(lat)
-        .push("), 4326)");
-}
-
-/// `AND` within `radius_m` geodesic metres of `center`: index-friendly boxes first (two across
-/// the antimeridian, a longitude band near a pole), then the exact spheroid test.
-fn push_radius(q: &mut QueryBuilder<'_, Postgres>, center: Position, radius_m: f64) {
-    q.push(" AND (false");
-    for [min_lon, min_lat, max_lon, max_lat] in covering_boxes(center, radius_m) {
-        q.push(" OR d.location && ");
-        push_envelope(
-            q,
-            crate::domain::BBox {
-                min_lon,
-                min_lat,
-                max_lon,
-                max_lat,
-            },
-        );
-    }
-    q.push(")");
-    // Exact on the spheroid, but cheaply: the sphere and the spheroid disagree by under 0.6 %,
-    // so rows outside the sphere circle grown by 0.7 % are out, rows inside the one shrunk by
-    // 0.7 % are in, and only the thin ring between pays for the spheroid computation.
-    q.push(" AND ST_DWithin(d.location::geography, ");
-    push_point(q, center.lon(), center.lat());
-    q.push("::geography, ")
-        .push_bind(radius_m * 1.007)
-        .push(", false)");
-    q.push(" AND (ST_DWithin(d.location::geography, ");
-    push_point(q, center.lon(), center.lat());
-    q.push("::geography, ")
-        .push_bind(radius_m * 0.993)
-        .push(", false) OR ST_DWithin(d.location::geography, ");
-    push_point(q, center.lon(), center.lat());
-    q.push("::geography, ").push_bind(radius_m).push("))");
-}
-
 /// Runs a search, returning up to `limit + 1` rows so the caller knows whether a next page exists.
 pub async fn search(
     conn: &mut PgConnection,
@@ -435,7 +325,7 @@ pub async fn search(
         q.push("SELECT max(ST_Distance(c.location::geography, ");
         push_point(&mut q, center.lon(), center.lat());
         q.push("::geography)) FROM (SELECT d.location FROM sigint.signal_detections d WHERE true");
-        push_filters(&mut q, search);
+        push_filters(&mut q, search.filters());
         q.push(" ORDER BY d.location <-> ");
         push_point(&mut q, center.lon(), center.lat());
         q.push(" LIMIT ").push_bind(i64::from(*n)).push(") AS c");
@@ -455,7 +345,7 @@ pub async fn search(
         push_point(&mut q, center.lon(), center.lat());
         q.push("::geography) AS distance_m FROM sigint.signal_detections d WHERE true");
         push_radius(&mut q, *center, radius);
-        push_filters(&mut q, search);
+        push_filters(&mut q, search.filters());
         q.push(" ORDER BY distance_m, d.id LIMIT ")
             .push_bind(i64::from(*n));
         let query = q.build_query_as::<DetectionRow>();
@@ -479,7 +369,7 @@ fn search_sql(search: &DetectionSearch, limit: i64) -> QueryBuilder<'static, Pos
         Area::Radius { center, radius_m } => push_radius(&mut q, *center, *radius_m),
         Area::Anywhere | Area::Nearest { .. } => {}
     }
-    push_filters(&mut q, search);
+    push_filters(&mut q, search.filters());
     if let Some(after) = search.after() {
         q.push(" AND d.id > ").push_bind(after);
     }

@@ -3,6 +3,7 @@
 pub mod detections;
 pub mod embedded;
 pub mod failover;
+pub mod filters;
 pub mod following;
 pub mod idempotency;
 pub mod imports;

@@ -6,6 +6,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use crate::db::filters::{like_pattern, push_envelope};
 use crate::domain::following::Level;
 use crate::domain::registry::{Entry, Estimate, MacKind, Sighting, TransmitterKey};
 use crate::domain::rogue::{Flag, Security};
@@ -366,15 +367,8 @@ pub async fn search(
             .push(")");
     }
     if let Some(b) = s.bbox {
-        q.push(" AND t.location && ST_MakeEnvelope(")
-            .push_bind(b.min_lon)
-            .push(", ")
-            .push_bind(b.min_lat)
-            .push(", ")
-            .push_bind(b.max_lon)
-            .push(", ")
-            .push_bind(b.max_lat)
-            .push(", 4326)");
+        q.push(" AND t.location && ");
+        push_envelope(&mut q, b);
     }
     if let Some(from) = s.seen_from {
         q.push(" AND t.last_seen >= ").push_bind(from);
@@ -382,22 +376,14 @@ pub async fn search(
     if let Some(until) = s.seen_until {
         q.push(" AND t.first_seen <= ").push_bind(until);
     }
-    let like = |text: &str| {
-        format!(
-            "%{}%",
-            text.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        )
-    };
     if let Some(name) = &s.name {
         q.push(" AND EXISTS (SELECT 1 FROM unnest(t.names) n WHERE n ILIKE ")
-            .push_bind(like(name.as_str()))
+            .push_bind(like_pattern(name.as_str()))
             .push(")");
     }
     if let Some(vendor) = &s.vendor {
         q.push(" AND t.vendor ILIKE ")
-            .push_bind(like(vendor.as_str()));
+            .push_bind(like_pattern(vendor.as_str()));
     }
     if let Some(device) = s.device_id {
         q.push(" AND ").push_bind(device).push(" = ANY(t.devices)");

@@ -4,8 +4,8 @@
 
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
-use crate::db::detections::push_envelope;
-use crate::domain::search::DetectionSearch;
+use crate::db::filters::{push_envelope, push_filters, push_signal_types};
+use crate::domain::search::Filters;
 use crate::domain::tile::TileCoord;
 use crate::domain::BBox;
 
@@ -199,36 +199,38 @@ async fn layer_tile(
     Ok((cells.unwrap_or_default(), TileKind::Cells))
 }
 
-/// The detections layer of `tile`, matching `search`'s filters (its area is the tile's).
+/// The detections layer of `tile`, matching `filters` (its area is the tile's).
 /// Empty bytes when nothing matches.
 pub async fn detections(
     conn: &mut PgConnection,
     tile: TileCoord,
-    search: &DetectionSearch,
+    filters: &Filters,
     shape: TileShape,
 ) -> Result<(Vec<u8>, TileKind), sqlx::Error> {
     layer_tile(conn, tile, shape, &DETECTIONS, |q, area| {
         q.push("FROM sigint.signal_detections d WHERE d.location && ");
         push_envelope(q, area);
-        crate::db::detections::push_filters(q, search);
+        push_filters(q, filters);
     })
     .await
 }
 
-fn transmitters_from(q: &mut QueryBuilder<'_, Postgres>, area: BBox, search: &DetectionSearch) {
+/// The filters a transmitter can answer (one row for all its detections: no detection-only
+/// ones, which the HTTP layer refuses for this layer).
+fn transmitters_from(q: &mut QueryBuilder<'_, Postgres>, area: BBox, filters: &Filters) {
     q.push("FROM sigint.transmitters t WHERE t.location && ");
     push_envelope(q, area);
-    if let Some(start) = search.start() {
+    if let Some(start) = filters.window.start() {
         q.push(" AND t.last_seen >= ").push_bind(start);
     }
-    if let Some(end) = search.end() {
+    if let Some(end) = filters.window.end() {
         q.push(" AND t.first_seen < ").push_bind(end);
     }
-    crate::db::detections::push_signal_types(q, "t.radio", search.signal_types());
-    if let Some(device) = search.device_id() {
+    push_signal_types(q, "t.radio", &filters.signal_types);
+    if let Some(device) = filters.device_id {
         q.push(" AND ").push_bind(device).push(" = ANY(t.devices)");
     }
-    match search.is_suspicious() {
+    match filters.is_suspicious {
         Some(true) => {
             q.push(" AND t.level <> 'none'");
         }
@@ -237,8 +239,9 @@ fn transmitters_from(q: &mut QueryBuilder<'_, Postgres>, area: BBox, search: &De
         }
         None => {}
     }
-    if let Some(score) = search.min_score() {
-        q.push(" AND t.surveillance_score >= ").push_bind(score);
+    if let Some(score) = filters.min_score {
+        q.push(" AND t.surveillance_score >= ")
+            .push_bind(score.value());
     }
 }
 
@@ -246,11 +249,11 @@ fn transmitters_from(q: &mut QueryBuilder<'_, Postgres>, area: BBox, search: &De
 pub async fn transmitters(
     conn: &mut PgConnection,
     tile: TileCoord,
-    search: &DetectionSearch,
+    filters: &Filters,
     shape: TileShape,
 ) -> Result<(Vec<u8>, TileKind), sqlx::Error> {
     layer_tile(conn, tile, shape, &TRANSMITTERS, |q, area| {
-        transmitters_from(q, area, search)
+        transmitters_from(q, area, filters)
     })
     .await
 }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::db::tiles::{self as store, TileKind, TileShape};
-use crate::domain::search::{Area, DetectionSearch};
+use crate::domain::search::Filters;
 use crate::domain::tile::{TileCoord, TileError, MAX_LAT, MAX_ZOOM};
 use crate::error::{ApiError, ApiResult};
 use crate::http::guard::RequireRead;
@@ -63,7 +63,7 @@ impl Layer {
         window: WindowParams,
         properties: PropertyParams,
         raw: Option<&str>,
-    ) -> ApiResult<(DetectionSearch, String)> {
+    ) -> ApiResult<(Filters, String)> {
         let filters = params::filters(window.try_into()?, properties);
         if let Some(name) = filters
             .detection_only()
@@ -74,7 +74,6 @@ impl Layer {
                 "filters detections, not the transmitters layer",
             ));
         }
-        let search = DetectionSearch::new(Area::Anywhere, filters, 1, None)?;
         let mut pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
@@ -82,7 +81,7 @@ impl Layer {
         let canonical = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(pairs)
             .finish();
-        Ok((search, canonical))
+        Ok((filters, canonical))
     }
 
     /// TileJSON `fields` of the layer: points and aggregated cells share the layer.
@@ -200,11 +199,11 @@ pub(crate) async fn tile(
 ) -> ApiResult<Response> {
     let layer = Layer::parse(&layer)?;
     let coord = TileCoord::parse(&z, &x, &y).map_err(tile_error)?;
-    let (search, filters) = layer.filters(window, properties, raw.as_deref())?;
+    let (filters, canonical) = layer.filters(window, properties, raw.as_deref())?;
     let key = TileKey {
         layer: layer.name(),
         tile: coord,
-        filters,
+        filters: canonical,
     };
     let (cached, built) = state
         .tiles
@@ -217,9 +216,9 @@ pub(crate) async fn tile(
             let started = Instant::now();
             let mut conn = state.read().await?;
             let (bytes, kind) = match layer {
-                Layer::Detections => store::detections(&mut conn, coord, &search, shape).await?,
+                Layer::Detections => store::detections(&mut conn, coord, &filters, shape).await?,
                 Layer::Transmitters => {
-                    store::transmitters(&mut conn, coord, &search, shape).await?
+                    store::transmitters(&mut conn, coord, &filters, shape).await?
                 }
             };
             drop(conn);
