@@ -47,7 +47,7 @@ pub async fn fold_once(pool: &db::Pool, chunk: u32) -> Result<Option<usize>, sql
     }
     let entries: Vec<Entry> = entries.into_values().collect();
     db::registry::save(&mut tx, &entries).await?;
-    db::following::refresh_related_flags(&mut tx, &entries).await?;
+    db::rogue::refresh_related_flags(&mut tx, &entries).await?;
     db::following::add_device_minutes(&mut tx, &sightings).await?;
     db::following::queue_pairs(&mut tx, &sightings).await?;
     tx.commit().await?;

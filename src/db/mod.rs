@@ -11,6 +11,7 @@ pub mod keys;
 pub mod registry;
 pub mod replica;
 pub mod retention;
+pub mod rogue;
 pub mod tiles;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

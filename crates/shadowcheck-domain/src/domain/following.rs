@@ -2,6 +2,9 @@
 //! (src/analysis/following.rs) reads the fixes, the device's path, the safe zones and the
 //! allow-list, and stores what this returns. Every number that decides a level is in the
 //! explanation, so a user can see why (docs/detector.md).
+//!
+//! Longer than 600 lines on purpose: the thresholds, the places, the gates and the score are
+//! one rule, read and changed together, and its tests sit beside it.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
