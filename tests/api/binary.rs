@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use crate::helpers::{empty_database, shadowcheck, shared_temp_dir, ServeProcess};
 
 #[test]
-fn check_config_redacts_secrets_and_names_bad_keys() {
+fn check_config_prints_the_settings_with_secrets_redacted() {
     let dir = shared_temp_dir("shadowcheck-cfg-");
     let secret = dir.join("db-url");
     std::fs::write(&secret, "postgres://app:s3cr3t-pw@db:5432/shadowcheck\n").expect("write");
@@ -20,7 +20,12 @@ fn check_config_redacts_secrets_and_names_bad_keys() {
     assert!(stdout.contains("max_limit = 20000"), "{stdout}");
     assert!(stdout.contains("[redacted]"), "{stdout}");
     assert!(!stdout.contains("s3cr3t"), "{stdout}");
+    let _ = std::fs::remove_dir_all(dir);
+}
 
+#[test]
+fn check_config_names_a_misspelt_key_in_a_file() {
+    let dir = shared_temp_dir("shadowcheck-cfg-");
     let file = dir.join("bad.toml");
     std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:5000\"\nlistne = 1\n").expect("write");
     let out = shadowcheck()
@@ -31,7 +36,11 @@ fn check_config_redacts_secrets_and_names_bad_keys() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("listne"));
+    let _ = std::fs::remove_dir_all(dir);
+}
 
+#[test]
+fn check_config_names_an_unreadable_value_from_the_environment() {
     let out = shadowcheck()
         .arg("check-config")
         .env("SHADOWCHECK__DATABASE__MAX_CONNECTIONS", "many")
@@ -39,7 +48,6 @@ fn check_config_redacts_secrets_and_names_bad_keys() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_connections"));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
@@ -101,7 +109,7 @@ fn bearer(key: &str) -> reqwest::Client {
 }
 
 #[tokio::test]
-async fn embedded_default_serves_persists_and_restarts() {
+async fn the_embedded_default_keeps_its_data_across_a_restart() {
     let dir = shared_temp_dir("shadowcheck-embedded-");
     let data = dir.join("data");
 
@@ -239,7 +247,7 @@ async fn a_command_beside_a_running_server_leaves_its_database_running() {
 }
 
 #[tokio::test]
-async fn logs_are_for_people_on_a_terminal_and_json_lines_otherwise() {
+async fn the_log_format_follows_whether_stdout_is_a_terminal() {
     let url = empty_database().await;
     // Piped (a collector, a file): every line is a JSON object.
     let out = shadowcheck()

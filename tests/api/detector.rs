@@ -166,17 +166,8 @@ async fn the_scenario_is_classified_as_designed_with_explanations() {
         assert!(t.is_some_and(|t| t.follower), "{id} listed: {threats}");
     }
     assert!(threats["threats"][0]["explanation"]["components"].is_array());
-    let metrics = reqwest::get(format!("http://{}/metrics", app.metrics_addr))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let alerts: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("shadowcheck_follower_alerts_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
+    let metrics = crate::probes::scrape(&app.metrics_addr).await;
+    let alerts = crate::probes::metric_sum(&metrics, "shadowcheck_follower_alerts_total ");
     assert!(alerts >= 1.0, "follower alerts counted: {alerts}");
     let listed = app
         .get_json("/api/v1/transmitters?tracker=any&level=alert")

@@ -12,6 +12,7 @@ use shadowcheck::db::embedded::{EmbeddedPostgres, DATABASE};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{shared_temp_dir, ServeProcess};
+use crate::probes::wait_until;
 
 /// A PostgreSQL cluster of the test's own, so stopping it harms no other test.
 struct OwnCluster {
@@ -177,14 +178,6 @@ fn ingest_loop(
             }
         }
     })
-}
-
-async fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// Every acknowledged detection is in the database, exactly once.

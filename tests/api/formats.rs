@@ -37,7 +37,7 @@ fn lines_with(report: &Value, field: &str) -> Vec<u64> {
 }
 
 #[tokio::test]
-async fn wigle_16_every_type_and_quirk() {
+async fn a_wigle_16_file_stores_every_type_through_its_quirks() {
     let app = spawn_app().await;
     let body = std::fs::read(fixture("wigle-1.6-all-types.csv")).expect("fixture");
     let resp = upload(&app, body.clone(), &[("content-type", "text/csv")]).await;
@@ -156,7 +156,7 @@ async fn wigle_16_every_type_and_quirk() {
 }
 
 #[tokio::test]
-async fn real_android_export_kismet_variant_and_multipart() {
+async fn a_real_android_export_uploaded_from_a_browser_form_is_stored() {
     let app = spawn_app().await;
     // The real WiGLE Android 2.25 export, as a browser form would upload it.
     let form = reqwest::multipart::Form::new()
@@ -191,8 +191,13 @@ async fn real_android_export_kismet_variant_and_multipart() {
     let gsm: (i16, i16, i32, i64) = sqlx::query_as("SELECT mcc, mnc, lac, cell_id FROM sigint.signal_detections WHERE signal_type = 'cellular'")
         .fetch_one(&app.db).await.expect("gsm");
     assert_eq!(gsm, (425, 1, 7211, 3084803));
+}
 
-    // Kismet's variant: octal-escaped SSIDs, accuracy 0 and BT RSSI 0 mean "unknown".
+/// Kismet's variant of the WiGLE CSV: octal-escaped SSIDs, accuracy 0 and BT RSSI 0 mean
+/// "unknown".
+#[tokio::test]
+async fn kismets_wigle_variant_is_read_with_its_conventions() {
+    let app = spawn_app().await;
     let resp = upload(
         &app,
         std::fs::read(fixture("wigle-kismet-variant.csv")).expect("fixture"),
@@ -215,7 +220,7 @@ async fn real_android_export_kismet_variant_and_multipart() {
 }
 
 #[tokio::test]
-async fn malformed_truncated_and_unauthorised_uploads() {
+async fn bad_uploads_are_refused_with_a_report() {
     let app = spawn_app().await;
     let body = problem(
         upload(
@@ -304,7 +309,7 @@ async fn malformed_truncated_and_unauthorised_uploads() {
 }
 
 #[tokio::test]
-async fn exclusion_zones_and_privacy_policy() {
+async fn the_privacy_policy_drops_what_it_excludes() {
     // A 50 m zone around the café of the fixture; randomised MACs dropped too; _nomap kept (tagged).
     let app = spawn_app_with(|s| {
         s.privacy.exclusion_zones = vec![shadowcheck::config::ExclusionZone {
@@ -727,7 +732,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn gzip_bombs_and_endless_lines_are_refused_in_bounded_memory() {
+async fn oversized_inputs_are_refused_in_bounded_memory() {
     let url = fresh_database().await.app_url();
     // 2 MiB per upload, counted after decompression as well as before.
     let serve = ServeProcess::start(

@@ -9,27 +9,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{problem, spawn_app_with, ServeProcess, TEST_KEY};
-
-/// Whether the server closes `conn` (EOF or reset) within `within`, reading whatever it sends.
-fn closed_within(conn: &mut TcpStream, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    let mut buf = [0u8; 4096];
-    conn.set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    while Instant::now() < deadline {
-        match conn.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return true,
-        }
-    }
-    false
-}
+use crate::probes::{closed_within, metric_sum, raw_exchange, scrape};
 
 #[tokio::test]
 async fn silent_connections_are_closed_after_the_first_request_timeout() {
@@ -130,27 +110,15 @@ async fn unknown_methods_are_one_metric_label() {
     tokio::task::spawn_blocking(move || {
         for i in 0..50 {
             let method = format!("X{}{}", i, "Q".repeat(2_000));
-            let mut conn = TcpStream::connect(addr).expect("connect");
-            let _ = conn.write_all(
-                format!("{method} /api/v1/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            );
-            let mut answer = Vec::new();
-            let _ = conn.read_to_end(&mut answer);
-            assert!(
-                String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 4"),
-                "{i}"
-            );
+            let request =
+                format!("{method} /api/v1/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let answer = raw_exchange(addr, request.as_bytes());
+            assert!(answer.starts_with("HTTP/1.1 4"), "{i}");
         }
     })
     .await
     .expect("join");
-    let metrics = reqwest::get(format!("http://{}/metrics", app.metrics_addr))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let metrics = scrape(&app.metrics_addr).await;
     assert!(!metrics.contains("QQQQ"), "a method became a label");
     assert!(
         metrics.contains("method=\"other\""),
@@ -355,48 +323,49 @@ async fn only_the_maker_or_an_admin_removes_an_entry() {
     assert_eq!(by_admin.status(), 204);
 }
 
-#[tokio::test]
-async fn the_allowlist_and_safe_zones_are_listed_in_pages() {
-    let app = spawn_app_with(|_| {}).await;
+/// Makes five entries at `path`, then walks `list_path` two at a time by its `next` links: the
+/// distinct `id`s seen.
+async fn paged_after_five(
+    app: &crate::helpers::TestApp,
+    path: &str,
+    entry: impl Fn(u32) -> Value,
+    list: &str,
+    id: &str,
+) -> usize {
     for i in 0..5 {
-        let entry = json!({"radio": "ble", "identifier": format!("c4:00:00:00:01:0{i}")});
         let made = app
-            .call(
-                Method::POST,
-                "/api/v1/allowlist",
-                Some(TEST_KEY),
-                Some(&entry),
-            )
-            .await;
-        assert_eq!(made.status(), 201);
-        let zone = json!({"name": format!("z{i}"), "latitude": 52.5, "longitude": 13.4 + f64::from(i) * 0.01, "radius_m": 50});
-        let made = app
-            .call(
-                Method::POST,
-                "/api/v1/safe-zones",
-                Some(TEST_KEY),
-                Some(&zone),
-            )
+            .call(Method::POST, path, Some(TEST_KEY), Some(&entry(i)))
             .await;
         assert_eq!(made.status(), 201);
     }
-    for (path, list, id) in [
-        ("/api/v1/allowlist?limit=2", "allowlist", "identifier"),
-        ("/api/v1/safe-zones?limit=2", "safe_zones", "id"),
-    ] {
-        let mut seen = Vec::new();
-        let mut next = Some(path.to_owned());
-        while let Some(p) = next {
-            let page = app.get_json(&p).await;
-            let items = page[list].as_array().expect("items").clone();
-            assert!(items.len() <= 2, "{page}");
-            seen.extend(items.iter().map(|i| i[id].to_string()));
-            next = page["next"].as_str().map(str::to_owned);
-        }
-        seen.sort();
-        seen.dedup();
-        assert_eq!(seen.len(), 5, "{path}: {seen:?}");
+    let mut seen = Vec::new();
+    let mut next = Some(format!("{path}?limit=2"));
+    while let Some(p) = next {
+        let page = app.get_json(&p).await;
+        let items = page[list].as_array().expect("items").clone();
+        assert!(items.len() <= 2, "{page}");
+        seen.extend(items.iter().map(|i| i[id].to_string()));
+        next = page["next"].as_str().map(str::to_owned);
     }
+    seen.sort();
+    seen.dedup();
+    seen.len()
+}
+
+#[tokio::test]
+async fn the_allowlist_is_listed_in_pages() {
+    let app = spawn_app_with(|_| {}).await;
+    let entry = |i| json!({"radio": "ble", "identifier": format!("c4:00:00:00:01:0{i}")});
+    let seen = paged_after_five(&app, "/api/v1/allowlist", entry, "allowlist", "identifier").await;
+    assert_eq!(seen, 5);
+}
+
+#[tokio::test]
+async fn safe_zones_are_listed_in_pages() {
+    let app = spawn_app_with(|_| {}).await;
+    let zone = |i| json!({"name": format!("z{i}"), "latitude": 52.5, "longitude": 13.4 + f64::from(i) * 0.01, "radius_m": 50});
+    let seen = paged_after_five(&app, "/api/v1/safe-zones", zone, "safe_zones", "id").await;
+    assert_eq!(seen, 5);
 }
 
 #[tokio::test]
@@ -459,7 +428,7 @@ async fn key_names_with_line_breaks_or_escapes_are_refused() {
 /// SSIDs are chosen by whoever runs the access point: an export opened in a spreadsheet shows
 /// a formula, never runs it, and no export format carries raw control characters.
 #[tokio::test]
-async fn exports_neutralise_formulas_and_control_characters() {
+async fn exports_make_hostile_text_harmless() {
     let app = spawn_app_with(|_| {}).await;
     let ssids = [
         "=HYPERLINK(\"http://e.vil\",\"x\")",
@@ -620,16 +589,7 @@ async fn a_read_url_without_our_schema_is_not_used() {
 
 /// A counter (or histogram count) of a server's own scrape, summed over the matching series.
 async fn scraped(metrics_addr: &str, series: &str) -> f64 {
-    let text = reqwest::get(format!("http://{metrics_addr}/metrics"))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .filter(|l| l.starts_with(series))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_sum(&scrape(metrics_addr).await, series)
 }
 
 /// A storm of whole-table questions (the stats, TileJSON, the OGC collections, the world tile)

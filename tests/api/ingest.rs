@@ -404,39 +404,24 @@ async fn migrations_create_the_designed_schema() {
 }
 
 #[tokio::test]
-async fn expired_idempotency_keys_are_purged_and_retries_still_store_nothing_twice() {
+async fn expired_idempotency_keys_are_purged() {
     let app = spawn_app().await;
     let batch = json!([wifi("aa:bb:cc:00:05:01", "2026-02-01T00:00:00Z")]);
-    for key in ["old-key", "new-key"] {
-        let resp = app
-            .client
-            .post(app.url("/api/v1/detections"))
-            .header("Idempotency-Key", key)
-            .json(&batch)
-            .send()
-            .await
-            .expect("send");
-        assert!(resp.status().is_success());
-    }
-    sqlx::query("UPDATE sigint.idempotency_keys SET created_at = now() - interval '25 hours' WHERE idempotency_key = 'old-key'")
-        .execute(&app.db)
-        .await
-        .expect("age");
-    let pool = shadowcheck::db::Pool::new(
-        app.db.clone(),
-        &shadowcheck::config::Settings::default().database,
-    );
-    let purged = shadowcheck::db::idempotency::purge(&pool, 24)
-        .await
-        .expect("purge");
-    assert_eq!(purged, 1);
+    assert_eq!(post_twice_and_purge_the_old_key(&app, &batch).await, 1);
     let left: Vec<String> =
         sqlx::query_scalar("SELECT idempotency_key FROM sigint.idempotency_keys")
             .fetch_all(&app.db)
             .await
             .expect("keys");
     assert_eq!(left, vec!["new-key".to_owned()]);
-    // A late retry with the purged key: no replay, but the natural key still dedupes.
+}
+
+/// A late retry with a purged key gets no replay, but the natural key still dedupes.
+#[tokio::test]
+async fn a_retry_with_a_purged_key_stores_nothing_twice() {
+    let app = spawn_app().await;
+    let batch = json!([wifi("aa:bb:cc:00:05:01", "2026-02-01T00:00:00Z")]);
+    post_twice_and_purge_the_old_key(&app, &batch).await;
     let resp = app
         .client
         .post(app.url("/api/v1/detections"))
@@ -454,18 +439,38 @@ async fn expired_idempotency_keys_are_purged_and_retries_still_store_nothing_twi
     assert_eq!(app.count("true").await, 1);
 }
 
+/// Posts `batch` under `old-key` and `new-key`, ages `old-key` past a day and purges keys older
+/// than 24 h: how many were purged.
+async fn post_twice_and_purge_the_old_key(app: &crate::helpers::TestApp, batch: &Value) -> u64 {
+    for key in ["old-key", "new-key"] {
+        let resp = app
+            .client
+            .post(app.url("/api/v1/detections"))
+            .header("Idempotency-Key", key)
+            .json(batch)
+            .send()
+            .await
+            .expect("send");
+        assert!(resp.status().is_success());
+    }
+    sqlx::query("UPDATE sigint.idempotency_keys SET created_at = now() - interval '25 hours' WHERE idempotency_key = 'old-key'")
+        .execute(&app.db)
+        .await
+        .expect("age");
+    let pool = shadowcheck::db::Pool::new(
+        app.db.clone(),
+        &shadowcheck::config::Settings::default().database,
+    );
+    shadowcheck::db::idempotency::purge(&pool, 24)
+        .await
+        .expect("purge")
+}
+
 /// Large bodies take turns (one at a time here) instead of being refused or lost, and one
 /// oversized item is refused alone, unparsed, while the rest of its batch is stored.
 #[tokio::test]
-async fn large_bodies_take_turns_and_an_oversized_item_is_refused_alone() {
-    let app = spawn_app_with(|s| {
-        s.server.max_large_bodies = 1;
-        s.server.large_body_bytes = 1024;
-        // The key's share of the pool admits all four, so only the body turns serialise them.
-        s.database.max_connections = 10;
-        s.database.max_connections_per_key = 5;
-    })
-    .await;
+async fn large_bodies_take_turns() {
+    let app = app_with_one_large_body_turn().await;
     let posts = (0..4u64).map(|i| {
         let app = &app;
         async move {
@@ -482,7 +487,11 @@ async fn large_bodies_take_turns_and_an_oversized_item_is_refused_alone() {
     }
     assert!(accepted > 0);
     assert_eq!(app.count("true").await, accepted);
+}
 
+#[tokio::test]
+async fn an_oversized_item_is_refused_alone() {
+    let app = app_with_one_large_body_turn().await;
     let mut batch = mixed_batch(2, 99);
     batch[1]["raw_data"] = json!({"pad": "x".repeat(300 * 1024)});
     let resp = app.post_json(&Value::Array(batch)).await;
@@ -497,4 +506,16 @@ async fn large_bodies_take_turns_and_an_oversized_item_is_refused_alone() {
             .is_some_and(|r| r.contains("limit is 262144")),
         "{report}"
     );
+}
+
+/// Bodies over 1 KiB are large, and one at a time may be read; the key's share of the pool
+/// admits four at once, so only the body turns serialise them.
+async fn app_with_one_large_body_turn() -> crate::helpers::TestApp {
+    spawn_app_with(|s| {
+        s.server.max_large_bodies = 1;
+        s.server.large_body_bytes = 1024;
+        s.database.max_connections = 10;
+        s.database.max_connections_per_key = 5;
+    })
+    .await
 }

@@ -5,7 +5,7 @@ use serde_json::Value;
 use crate::helpers::{mixed_batch, spawn_app, spawn_app_with};
 
 #[tokio::test]
-async fn liveness_and_startup_probes_answer_200() {
+async fn the_liveness_probes_answer_200() {
     let app = spawn_app().await;
     for path in [
         "/api/v1/health",
@@ -17,7 +17,7 @@ async fn liveness_and_startup_probes_answer_200() {
 }
 
 #[tokio::test]
-async fn readiness_reports_the_database_and_migrations() {
+async fn readiness_reports_each_dependency() {
     let app = spawn_app().await;
     let ready = app.get("/api/v1/health/ready").await;
     assert_eq!(ready.status(), 200);
@@ -48,15 +48,7 @@ async fn detailed_health_describes_the_process_without_secrets() {
 async fn metrics_label_requests_by_route_template() {
     let app = spawn_app().await;
     assert_eq!(app.get("/api/v1/detections/424242").await.status(), 404);
-    let metrics = app
-        .client
-        .get(format!("http://{}/metrics", app.metrics_addr))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::probes::scrape(&app.metrics_addr).await;
     assert!(
         metrics.contains(r#"route="/api/v1/detections/{id}""#),
         "{metrics}"

@@ -18,6 +18,7 @@ mod lifecycle;
 mod maps;
 mod observability;
 mod partitions;
+mod probes;
 mod query;
 mod quickstart;
 mod scale;

@@ -243,21 +243,15 @@ async fn detection_tiles_hold_exactly_the_matching_points_as_points_or_counted_c
     not(feature = "tool-tests"),
     ignore = "needs the mapbox-vector-tile decoder (PyPI): feature tool-tests (scripts/test)"
 )]
-async fn tiles_revalidate_and_a_commit_in_their_area_rebuilds_them() {
+async fn a_commit_in_a_tiles_area_rebuilds_it_at_once() {
     let app = spawn_app().await;
     let (lat, lon) = CENTRES[1];
-    let z = 14;
-    let (x, y) = tile_of(lat, lon, z);
-    let path = format!("/tiles/detections/{z}/{x}/{y}.pbf");
-    let one = |lat: f64, lon: f64, mac: &str| {
-        json!([{"signal_type": "wifi", "bssid": mac, "latitude": lat, "longitude": lon,
-                "detected_at": chrono::Utc::now().to_rfc3339()}])
-    };
+    let path = tile_path_at(lat, lon);
     // Before any data: nothing to draw.
     let (status, empty_tag, _) = tile(&app, &path).await;
     assert_eq!(status, 204);
     assert_eq!(
-        app.post_json(&one(lat, lon, "a4:00:00:00:00:01"))
+        app.post_json(&one_wifi(lat, lon, "a4:00:00:00:00:01"))
             .await
             .status(),
         201
@@ -269,45 +263,63 @@ async fn tiles_revalidate_and_a_commit_in_their_area_rebuilds_them() {
     );
     assert_ne!(tag1, empty_tag);
     assert_eq!(features(&decode(&bytes), "detections").len(), 1);
-
-    // Revalidation: the same tag is 304 with no body.
-    let resp = app
-        .client
-        .get(app.url(&path))
-        .header("if-none-match", tag1.clone().expect("etag"))
-        .send()
-        .await
-        .expect("GET");
-    assert_eq!(resp.status(), 304);
-    assert_eq!(resp.headers()["etag"].to_str().ok(), tag1.as_deref());
-
     // A commit far away leaves it current; one inside the tile changes it at once.
     assert_eq!(
-        app.post_json(&one(35.68, 139.76, "a4:00:00:00:00:02"))
+        app.post_json(&one_wifi(35.68, 139.76, "a4:00:00:00:00:02"))
             .await
             .status(),
         201
     );
     let (status, tag2, _) = tile(&app, &path).await;
     assert_eq!((status, &tag2), (200, &tag1));
-    assert_eq!(
-        app.post_json(&one(lat + 0.0001, lon + 0.0001, "a4:00:00:00:00:03"))
-            .await
-            .status(),
-        201
-    );
+    let inside = one_wifi(lat + 0.0001, lon + 0.0001, "a4:00:00:00:00:03");
+    assert_eq!(app.post_json(&inside).await.status(), 201);
     let (status, tag3, bytes) = tile(&app, &path).await;
     assert_eq!(status, 200);
     assert_ne!(tag3, tag1);
     assert_eq!(features(&decode(&bytes), "detections").len(), 2);
 }
 
+/// Revalidation: the tile's own tag is 304 with no body.
 #[tokio::test]
-#[cfg_attr(
-    not(feature = "tool-tests"),
-    ignore = "needs the mapbox-vector-tile decoder (PyPI) and GDAL: feature tool-tests (scripts/test)"
-)]
-async fn tilejson_describes_the_layers_and_transmitters_have_tiles() {
+async fn a_tiles_etag_revalidates_with_304() {
+    let app = spawn_app().await;
+    let (lat, lon) = CENTRES[1];
+    let path = tile_path_at(lat, lon);
+    assert_eq!(
+        app.post_json(&one_wifi(lat, lon, "a4:00:00:00:00:01"))
+            .await
+            .status(),
+        201
+    );
+    let (status, tag, _) = tile(&app, &path).await;
+    assert_eq!(status, 200);
+    let resp = app
+        .client
+        .get(app.url(&path))
+        .header("if-none-match", tag.clone().expect("etag"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), 304);
+    assert_eq!(resp.headers()["etag"].to_str().ok(), tag.as_deref());
+}
+
+/// The zoom-14 detections tile holding a point.
+fn tile_path_at(lat: f64, lon: f64) -> String {
+    let z = 14;
+    let (x, y) = tile_of(lat, lon, z);
+    format!("/tiles/detections/{z}/{x}/{y}.pbf")
+}
+
+/// A batch of one wifi detection, now.
+fn one_wifi(lat: f64, lon: f64, mac: &str) -> Value {
+    json!([{"signal_type": "wifi", "bssid": mac, "latitude": lat, "longitude": lon,
+            "detected_at": chrono::Utc::now().to_rfc3339()}])
+}
+
+#[tokio::test]
+async fn tilejson_describes_the_layer_and_its_filtered_tile_url() {
     let app = spawn_app().await;
     load(&app, 400, 9).await;
     let doc = app
@@ -329,8 +341,17 @@ async fn tilejson_describes_the_layers_and_transmitters_have_tiles() {
     assert_eq!(doc["bounds"].as_array().map(Vec::len), Some(4));
     problem(app.get("/tiles/detections.xml").await, 404).await;
     problem(app.get("/tiles/nothing.json").await, 404).await;
+}
 
-    // The registry places transmitters; their layer draws them with registry fields.
+/// The registry places transmitters; their layer draws them with registry fields.
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs the mapbox-vector-tile decoder (PyPI): feature tool-tests (scripts/test)"
+)]
+async fn the_transmitters_layer_draws_the_registrys_rows() {
+    let app = spawn_app().await;
+    load(&app, 400, 9).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while app
         .count_sql("SELECT count(*) FROM sigint.transmitters WHERE location IS NOT NULL")
@@ -403,7 +424,7 @@ fn geojson_fids(path: &std::path::Path) -> BTreeSet<i64> {
     not(feature = "tool-tests"),
     ignore = "needs GDAL: feature tool-tests (scripts/test)"
 )]
-async fn gdal_lists_and_copies_the_ogc_collections() {
+async fn gdal_copies_the_ogc_collections() {
     let app = spawn_app().await;
     load(&app, 600, 5).await;
     let source = format!("OAPIF:http://{}/ogc", app.addr);
@@ -485,7 +506,7 @@ async fn gdal_lists_and_copies_the_ogc_collections() {
     not(feature = "tool-tests"),
     ignore = "needs GDAL: feature tool-tests (scripts/test)"
 )]
-async fn ogc_items_filter_by_datetime_and_page_with_every_filter() {
+async fn ogc_items_page_through_every_filter() {
     let app = spawn_app().await;
     load(&app, 300, 8).await;
     let landing = app.get_json("/ogc").await;

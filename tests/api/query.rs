@@ -176,14 +176,8 @@ async fn nearest_is_exact_geodesic_order() {
 }
 
 #[tokio::test]
-async fn geojson_shape_single_feature_and_stats() {
-    let app = spawn_app().await;
-    let item = json!({"detected_at": "2026-05-01T12:00:00.250Z", "latitude": 52.52, "longitude": 13.405,
-        "altitude_meters": 40.5, "accuracy_meters": 5.0, "signal_type": "wifi", "bssid": "A4:00:00:00:00:01",
-        "ssid": "Café ☕", "channel": 36, "frequency_mhz": 5180, "signal_strength_dbm": -61,
-        "device_id": DEVICES[0], "device_name": "pixel", "raw_data": {"auth": "WPA2"},
-        "tags": ["home"], "protocol_version": "802.11ax", "capture_duration_ms": 120});
-    assert_eq!(app.post_json(&item).await.status(), 201);
+async fn a_search_answers_a_geojson_feature_collection_with_every_field() {
+    let app = app_with_one_detailed_detection().await;
     let resp = app.get("/api/v1/detections").await;
     assert_eq!(
         resp.headers()
@@ -207,6 +201,13 @@ async fn geojson_shape_single_feature_and_stats() {
     assert_eq!(p["raw_data"], json!({"auth": "WPA2"}));
     assert_eq!(p["tags"], json!(["home"]));
     assert_eq!(p["signal_type"], "wifi");
+}
+
+#[tokio::test]
+async fn one_detection_by_id_is_the_same_feature_as_in_a_search() {
+    let app = app_with_one_detailed_detection().await;
+    let body = app.get_json("/api/v1/detections").await;
+    let f = &body["features"][0];
     let id = f["id"].as_i64().expect("id");
     let one: Value = app
         .get(&format!("/api/v1/detections/{id}"))
@@ -215,10 +216,14 @@ async fn geojson_shape_single_feature_and_stats() {
         .await
         .expect("json");
     assert_eq!(one["type"], "Feature");
-    assert_eq!(one["properties"], *p);
+    assert_eq!(one["properties"], f["properties"]);
     problem(app.get("/api/v1/detections/999999").await, 404).await;
     problem(app.get("/api/v1/detections/abc").await, 400).await;
+}
 
+#[tokio::test]
+async fn stats_count_and_bound_what_is_stored() {
+    let app = app_with_one_detailed_detection().await;
     let stats: Value = app.get("/api/v1/stats").await.json().await.expect("json");
     assert_eq!(stats["total"], 1);
     assert_eq!(
@@ -227,6 +232,18 @@ async fn geojson_shape_single_feature_and_stats() {
     );
     assert_eq!(stats["extent"], json!([13.405, 52.52, 13.405, 52.52]));
     assert_eq!(stats["first_detected_at"], "2026-05-01T12:00:00.250Z");
+}
+
+/// An app holding one wifi detection with every optional field a client may send.
+async fn app_with_one_detailed_detection() -> crate::helpers::TestApp {
+    let app = spawn_app().await;
+    let item = json!({"detected_at": "2026-05-01T12:00:00.250Z", "latitude": 52.52, "longitude": 13.405,
+        "altitude_meters": 40.5, "accuracy_meters": 5.0, "signal_type": "wifi", "bssid": "A4:00:00:00:00:01",
+        "ssid": "Café ☕", "channel": 36, "frequency_mhz": 5180, "signal_strength_dbm": -61,
+        "device_id": DEVICES[0], "device_name": "pixel", "raw_data": {"auth": "WPA2"},
+        "tags": ["home"], "protocol_version": "802.11ax", "capture_duration_ms": 120});
+    assert_eq!(app.post_json(&item).await.status(), 201);
+    app
 }
 
 #[tokio::test]
@@ -260,7 +277,7 @@ async fn invalid_parameters_are_400_naming_the_parameter() {
 }
 
 #[tokio::test]
-async fn radius_and_nearest_are_exact_across_the_antimeridian_and_at_the_poles() {
+async fn point_searches_are_exact_wherever_the_point_is() {
     let app = spawn_app().await;
     let mut items = Vec::new();
     for (i, (lat, lon)) in [
@@ -334,7 +351,7 @@ async fn radius_and_nearest_are_exact_across_the_antimeridian_and_at_the_poles()
 /// case that once took seconds each and emptied the pool): every answer is the exact nearest
 /// set, and the readiness probe answers all along.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn polar_nearest_under_concurrency_stays_exact_and_the_server_ready() {
+async fn concurrent_polar_nearest_searches_stay_exact_without_starving_readiness() {
     let app = spawn_app().await;
     // 3,000 transmitters on the polar cap, all longitudes, and the usual mix elsewhere.
     let mut items = Vec::new();

@@ -191,7 +191,7 @@ async fn ids(client: &reqwest::Client, serve: &ServeProcess) -> (u16, usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_are_served_by_the_replica_and_fall_back_to_the_primary() {
+async fn reads_go_to_the_replica_while_it_is_usable() {
     let dir = shared_temp_dir("shadowcheck-replica-");
     let primary_dir = dir.join("primary");
     let mut primary = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&primary_dir))
@@ -322,12 +322,7 @@ async fn reads_are_served_by_the_replica_and_fall_back_to_the_primary() {
         body["replica"]["reads_sent_to_primary"].as_u64() > Some(0),
         "{body}"
     );
-    let metrics = reqwest::get(format!("http://{}/metrics", serve.metrics_addr))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::probes::scrape(&serve.metrics_addr).await;
     assert!(
         metrics.contains("shadowcheck_db_read_fallbacks_total{reason=\"down\"}"),
         "{metrics}"
@@ -447,7 +442,7 @@ impl Drop for Bouncer {
     not(feature = "tool-tests"),
     ignore = "needs PgBouncer: feature tool-tests (scripts/test)"
 )]
-async fn ingest_reads_keys_and_migrations_work_through_pgbouncer_in_transaction_mode() {
+async fn everything_works_through_pgbouncer_in_transaction_mode() {
     // An empty database: the migrations themselves run through the pooler.
     let direct = crate::helpers::empty_database().await;
     let dir = shared_temp_dir("shadowcheck-pgbouncer-");
@@ -856,7 +851,7 @@ async fn ingest_until(
     not(feature = "tool-tests"),
     ignore = "needs pg_auto_failover: feature tool-tests (scripts/test)"
 )]
-async fn a_killed_primary_hands_over_under_ingest_and_no_acknowledged_row_is_lost() {
+async fn a_killed_primary_hands_over_without_losing_an_acknowledged_row() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
     let bin = embedded::ensure_packages().expect("PostgreSQL binaries");

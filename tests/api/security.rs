@@ -205,7 +205,7 @@ async fn a_revoked_key_is_refused_from_then_on() {
 }
 
 #[tokio::test]
-async fn the_key_listing_shows_names_and_prefixes_never_secrets() {
+async fn the_key_listing_never_shows_a_secret() {
     let (app, reader, device) = app_with_two_keys().await;
     let (ok, listing, _) = keys(&app.database.app_url(), &["list"]);
     assert!(ok);
@@ -390,7 +390,7 @@ async fn per_client_limit_trusts_forwarded_for_only_from_trusted_proxies() {
 }
 
 #[tokio::test]
-async fn slowloris_and_endless_bodies_are_cut_off_while_others_are_served() {
+async fn stalling_clients_are_cut_off_while_others_are_served() {
     let app = spawn_app_with(|s| {
         s.server.header_read_timeout_secs = 1;
         s.server.request_timeout_secs = 2;
@@ -475,10 +475,8 @@ async fn slowloris_and_endless_bodies_are_cut_off_while_others_are_served() {
 }
 
 #[tokio::test]
-async fn edge_headers_limits_and_cors() {
-    let app =
-        spawn_app_with(|s| s.server.cors_allowed_origins = vec!["https://map.example.org".into()])
-            .await;
+async fn every_answer_carries_the_security_headers() {
+    let app = spawn_app_with(|_| {}).await;
     let resp = app.get("/api/v1/health").await;
     for (name, value) in [
         ("x-content-type-options", "nosniff"),
@@ -499,7 +497,11 @@ async fn edge_headers_limits_and_cors() {
         resp.headers().get("strict-transport-security").is_none(),
         "HSTS only behind TLS"
     );
-    // An oversized request head: 431.
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_is_431() {
+    let app = spawn_app_with(|_| {}).await;
     let huge = "x".repeat(40 * 1024);
     let resp = reqwest::Client::new()
         .get(app.url("/api/v1/health"))
@@ -509,21 +511,18 @@ async fn edge_headers_limits_and_cors() {
         .expect("send");
     let body = crate::helpers::problem(resp, 431).await;
     assert_eq!(body["type"], "urn:shadowcheck:problem:headers-too-large");
-    // A request hyper cannot parse is answered by hyper itself, still as a problem.
-    let addr = app
-        .url("/")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
+}
+
+/// A request hyper cannot parse is answered by hyper itself, still as a problem.
+#[tokio::test]
+async fn an_unparseable_request_gets_a_problem_body() {
+    let app = spawn_app_with(|_| {}).await;
+    let addr = app.addr;
     let answer = tokio::task::spawn_blocking(move || {
-        let mut conn = TcpStream::connect(addr).expect("connect");
-        conn.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        conn.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n")
-            .expect("write");
-        let mut answer = String::new();
-        let _ = conn.read_to_string(&mut answer);
-        answer
+        crate::probes::raw_exchange(
+            addr,
+            b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nbad header line\r\n\r\n",
+        )
     })
     .await
     .expect("join");
@@ -536,7 +535,13 @@ async fn edge_headers_limits_and_cors() {
     let problem: serde_json::Value = serde_json::from_str(body).expect(&answer);
     assert_eq!(problem["status"], 400, "{answer}");
     assert_eq!(problem["type"], "urn:shadowcheck:problem:bad-request");
-    // CORS for the listed origin only.
+}
+
+#[tokio::test]
+async fn cors_admits_only_the_listed_origins() {
+    let app =
+        spawn_app_with(|s| s.server.cors_allowed_origins = vec!["https://map.example.org".into()])
+            .await;
     let preflight = |origin: &'static str| {
         reqwest::Client::new()
             .request(reqwest::Method::OPTIONS, app.url("/api/v1/detections"))
@@ -558,7 +563,10 @@ async fn edge_headers_limits_and_cors() {
         .await
         .expect("preflight");
     assert!(other.headers().get("access-control-allow-origin").is_none());
-    // Default: same-origin only.
+}
+
+#[tokio::test]
+async fn without_listed_origins_cors_is_same_origin_only() {
     let plain = spawn_app_with(|_| {}).await;
     let resp = reqwest::Client::new()
         .get(plain.url("/api/v1/health"))
@@ -912,24 +920,12 @@ async fn hostile_inputs_never_cause_a_server_error() {
     );
 }
 
-/// The OpenAPI document describes every endpoint, and schemathesis (from PyPI) fuzzes the real
-/// binary from it without finding a server error.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(feature = "tool-tests"),
-    ignore = "needs schemathesis (PyPI): feature tool-tests (scripts/test)"
-)]
-async fn openapi_describes_every_endpoint_and_schemathesis_finds_no_server_error() {
-    let url = fresh_database().await.app_url();
-    let serve = ServeProcess::start(&[("DATABASE_URL", url.as_str())], None);
-    let client = crate::helpers::client();
-    serve.wait_ready(&client).await;
-    let doc: Value = reqwest::get(serve.url("/api/v1/openapi.json"))
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+/// The OpenAPI document lists every endpoint, and each query parameter the handlers read (from
+/// the same structs that read them).
+#[tokio::test]
+async fn the_openapi_document_describes_every_endpoint_and_its_parameters() {
+    let app = spawn_app_with(|_| {}).await;
+    let doc: Value = app.get_json("/api/v1/openapi.json").await;
     assert_eq!(doc["openapi"], "3.1.0");
     for (path, method) in [
         ("/api/v1/detections", "post"),
@@ -942,6 +938,7 @@ async fn openapi_describes_every_endpoint_and_schemathesis_finds_no_server_error
         ("/api/v1/health/detailed", "get"),
         ("/api/v1/transmitters", "get"),
         ("/api/v1/transmitters/{radio}/{identifier}", "get"),
+        ("/api/v1/threats", "get"),
         ("/tiles/{layer}/{z}/{x}/{y}.pbf", "get"),
         ("/tiles/{layer}.json", "get"),
     ] {
@@ -950,15 +947,64 @@ async fn openapi_describes_every_endpoint_and_schemathesis_finds_no_server_error
             "{method} {path} missing from the OpenAPI document"
         );
     }
+    let names = |path: &str| -> Vec<String> {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let search = names("/api/v1/detections");
+    for name in [
+        "bbox",
+        "lat",
+        "lon",
+        "radius_m",
+        "nearest",
+        "start",
+        "end",
+        "signal_type",
+        "bssid",
+        "bt_address",
+        "ssid",
+        "device_id",
+        "is_suspicious",
+        "min_signal_dbm",
+        "min_score",
+        "limit",
+        "after",
+        "f",
+    ] {
+        assert!(search.iter().any(|n| n == name), "{name} not in {search:?}");
+    }
+    let registry = names("/api/v1/transmitters");
+    for name in ["radio", "tracker", "level", "flag", "sort", "bbox", "after"] {
+        assert!(
+            registry.iter().any(|n| n == name),
+            "{name} not in {registry:?}"
+        );
+    }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
-    // The REST API's 3.1 document, then the OGC API's 3.0 one against its own base.
-    let ogc: Value = reqwest::get(serve.url("/ogc/api"))
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let ogc: Value = app.get_json("/ogc/api").await;
     assert_eq!(ogc["openapi"], "3.0.3");
+}
+
+/// schemathesis (from PyPI) fuzzes the real binary from both API descriptions — the REST API's
+/// 3.1 document, then the OGC API's 3.0 one against its own base — without finding a server
+/// error, a status code or a content type the documents do not declare.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs schemathesis (PyPI): feature tool-tests (scripts/test)"
+)]
+async fn schemathesis_finds_no_server_error_from_either_description() {
+    let url = fresh_database().await.app_url();
+    let serve = ServeProcess::start(&[("DATABASE_URL", url.as_str())], None);
+    let client = crate::helpers::client();
+    serve.wait_ready(&client).await;
     for (schema, base) in [
         (serve.url("/api/v1/openapi.json"), serve.url("")),
         (serve.url("/ogc/api"), serve.url("/ogc")),
@@ -1079,7 +1125,7 @@ async fn post_until(app: &TestApp, key: &str, item: Value, wanted: u16) -> reqwe
 }
 
 #[tokio::test]
-async fn one_key_cannot_hold_every_slot_and_probes_always_answer() {
+async fn one_key_cannot_hold_every_slot() {
     let app = spawn_app_with(|s| {
         s.server.max_concurrent_requests = 3;
         s.auth.max_concurrent_per_key = 2;
@@ -1240,14 +1286,18 @@ async fn trickled_bodies_are_cut_off_at_the_minimum_pace() {
     assert_eq!(body["type"], "urn:shadowcheck:problem:request-too-slow");
 }
 
-#[tokio::test]
-async fn a_costly_query_is_cut_off_and_a_full_pool_does_not_fail_readiness() {
+/// An app with one request connection, taken by a stats query that cannot finish (the test
+/// holds the table locked): the app, the lock, and the stuck request.
+async fn app_with_a_stuck_query() -> (
+    TestApp,
+    sqlx::Transaction<'static, sqlx::Postgres>,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+) {
     let app = spawn_app_with(|s| {
         s.database.max_connections = 1;
         s.database.statement_timeout_ms = 1_500;
     })
     .await;
-    // A query that cannot finish: the table is locked by the test.
     let mut blocker = app.db.begin().await.expect("begin");
     sqlx::query("LOCK TABLE sigint.signal_detections IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *blocker)
@@ -1255,14 +1305,12 @@ async fn a_costly_query_is_cut_off_and_a_full_pool_does_not_fail_readiness() {
         .expect("lock");
     let stuck = tokio::spawn(app.client.get(app.url("/api/v1/stats")).send());
     app.wait_for_lock_waiter("the costly query").await;
-    // The only request connection is taken; the probe has its own.
-    let ready = app.get("/api/v1/health/ready").await;
-    assert_eq!(
-        ready.status(),
-        200,
-        "{}",
-        ready.text().await.unwrap_or_default()
-    );
+    (app, blocker, stuck)
+}
+
+#[tokio::test]
+async fn a_costly_query_is_cut_off_at_the_statement_timeout() {
+    let (app, blocker, stuck) = app_with_a_stuck_query().await;
     let resp = stuck.await.expect("join").expect("send");
     let body = problem(resp, 503).await;
     assert!(
@@ -1274,6 +1322,19 @@ async fn a_costly_query_is_cut_off_and_a_full_pool_does_not_fail_readiness() {
     );
     blocker.rollback().await.expect("release");
     assert_eq!(app.get("/api/v1/stats").await.status(), 200);
+}
+
+/// The only request connection is taken; the probe has its own.
+#[tokio::test]
+async fn readiness_answers_while_every_request_connection_is_taken() {
+    let (app, _blocker, _stuck) = app_with_a_stuck_query().await;
+    let ready = app.get("/api/v1/health/ready").await;
+    assert_eq!(
+        ready.status(),
+        200,
+        "{}",
+        ready.text().await.unwrap_or_default()
+    );
 }
 
 #[tokio::test]

@@ -35,11 +35,11 @@ fn wifi(at: &str, lat: f64, lon: f64, dbm: i64, accuracy: f64, device: &str) -> 
            "signal_strength_dbm": dbm, "device_id": device})
 }
 
-#[tokio::test]
-async fn the_registry_follows_ingest_and_answers_as_geojson() {
+/// An app whose registry holds an access point at (52.5200, 13.4050) — strong fixes around it on
+/// two days from two devices, a weak fix 300 m away, and an inaccurate fix far off that must not
+/// move it — a BLE tag and a cell: the app and the access point's feature once registered.
+async fn app_with_a_registered_access_point() -> (TestApp, Value) {
     let app = spawn_app().await;
-    // An access point at (52.5200, 13.4050): strong fixes around it on two days from two
-    // devices, a weak fix 300 m away, and an inaccurate fix far off that must not move it.
     let batch = json!([
         wifi("2026-11-02T10:00:00Z", 52.52003, 13.40500, -45, 5.0, DEVICE),
         wifi("2026-11-02T10:00:05Z", 52.51997, 13.40504, -47, 5.0, DEVICE),
@@ -54,8 +54,15 @@ async fn the_registry_follows_ingest_and_answers_as_geojson() {
          "longitude": 13.41, "signal_strength_dbm": -80, "device_id": DEVICE},
     ]);
     assert_eq!(app.post_json(&batch).await.status(), 201);
-
     let ap = registered(&app, "/api/v1/transmitters/wifi/a4:2b:b0:00:00:01", 5).await;
+    (app, ap)
+}
+
+#[tokio::test]
+async fn the_registry_folds_a_transmitters_sightings_into_one_row() {
+    let (_app, ap) = app_with_a_registered_access_point().await;
+    assert_eq!(ap["type"], "Feature");
+    assert_eq!(ap["id"], "wifi/a4:2b:b0:00:00:01");
     let p = &ap["properties"];
     assert_eq!(ap["type"], "Feature");
     assert_eq!(ap["id"], "wifi/a4:2b:b0:00:00:01");
@@ -68,6 +75,13 @@ async fn the_registry_follows_ingest_and_answers_as_geojson() {
     assert_eq!(p["mac_kind"], "universal");
     assert_eq!(p["vendor"], "TP-LINK TECHNOLOGIES CO.,LTD.");
     assert_eq!(p["fixes"], 4, "the 900 m fix does not count");
+}
+
+/// Weighted by signal, without the inaccurate fix; the spread is the p95 distance of fixes.
+#[tokio::test]
+async fn the_registry_places_a_transmitter_where_its_accurate_fixes_are() {
+    let (_app, ap) = app_with_a_registered_access_point().await;
+    let p = &ap["properties"];
     let coords = &ap["geometry"]["coordinates"];
     let (lon, lat) = (
         coords[0].as_f64().expect("lon"),
@@ -82,6 +96,12 @@ async fn the_registry_follows_ingest_and_answers_as_geojson() {
         (200.0..400.0).contains(&spread),
         "p95 spread is the weak fix's distance: {spread}"
     );
+}
+
+#[tokio::test]
+async fn one_transmitter_comes_with_its_track_in_time_order() {
+    let (_app, ap) = app_with_a_registered_access_point().await;
+    let p = &ap["properties"];
     let track = p["track"].as_array().expect("track");
     assert_eq!(track.len(), 5);
     let times: Vec<&str> = track
@@ -89,8 +109,12 @@ async fn the_registry_follows_ingest_and_answers_as_geojson() {
         .filter_map(|t| t["detected_at"].as_str())
         .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+}
 
-    // Any MAC notation reaches the same transmitter; the cell by its tuple.
+/// Any MAC notation reaches the same transmitter; the cell by its tuple.
+#[tokio::test]
+async fn a_transmitter_is_found_by_any_notation_of_its_identifier() {
+    let (app, _) = app_with_a_registered_access_point().await;
     let same = app.get("/api/v1/transmitters/wifi/A42BB0000001").await;
     assert_eq!(same.status(), 200);
     let cell = registered(&app, "/api/v1/transmitters/cellular/262-1-1000-10001", 1).await;
@@ -99,8 +123,14 @@ async fn the_registry_follows_ingest_and_answers_as_geojson() {
         Some(1)
     );
     registered(&app, "/api/v1/transmitters/ble/f0:11:22:33:44:55", 1).await;
+}
 
-    // Search: by radio, by name, by area, and paged to the end without repeats.
+/// By radio, by name, by vendor, by area, and paged to the end without repeats.
+#[tokio::test]
+async fn the_registry_is_searched_and_paged() {
+    let (app, _) = app_with_a_registered_access_point().await;
+    registered(&app, "/api/v1/transmitters/cellular/262-1-1000-10001", 1).await;
+    registered(&app, "/api/v1/transmitters/ble/f0:11:22:33:44:55", 1).await;
     let ids = |v: &Value| -> Vec<String> {
         v["features"]
             .as_array()
@@ -137,8 +167,11 @@ async fn the_registry_follows_ingest_and_answers_as_geojson() {
     }
     assert_eq!(seen.len(), 3, "{seen:?}");
     assert_eq!(seen[0], "wifi/a4:2b:b0:00:00:01", "most seen first");
+}
 
-    // Clear errors for what cannot be a transmitter.
+#[tokio::test]
+async fn what_cannot_be_a_transmitter_is_a_clear_error() {
+    let (app, _) = app_with_a_registered_access_point().await;
     for (path, status) in [
         ("/api/v1/transmitters/wifi/00:00:00:00:00:00", 400),
         ("/api/v1/transmitters/radio/a4:2b:b0:00:00:01", 400),
@@ -148,14 +181,12 @@ async fn the_registry_follows_ingest_and_answers_as_geojson() {
     ] {
         problem(app.get(path).await, status).await;
     }
+}
 
-    // The updater's lag is exported.
-    let metrics = reqwest::get(format!("http://{}/metrics", app.metrics_addr))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+#[tokio::test]
+async fn the_registry_updaters_lag_is_exported() {
+    let (app, _) = app_with_a_registered_access_point().await;
+    let metrics = crate::probes::scrape(&app.metrics_addr).await;
     assert!(
         metrics.contains("shadowcheck_registry_lag_rows"),
         "{metrics}"

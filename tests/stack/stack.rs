@@ -312,7 +312,7 @@ fn promtool(args: &[&str], dir: &Path) -> String {
 }
 
 #[test]
-fn prometheus_config_and_alert_rules_pass_promtool() {
+fn the_prometheus_files_pass_promtool() {
     let dir = repo("docker/prometheus");
     promtool(&["check", "config", "prometheus.yml"], &dir);
     let out = promtool(&["check", "rules", "alerts.yml"], &dir);
@@ -417,7 +417,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 }
 
 #[tokio::test]
-async fn every_metric_used_by_rules_and_dashboards_is_exported() {
+async fn every_metric_the_stack_queries_is_exported() {
     let url = fresh_database().await.app_url();
     // The database doubles as its own read replica, so the replica's gauges are exported too.
     let serve = ServeProcess::start(
@@ -525,7 +525,7 @@ async fn every_metric_used_by_rules_and_dashboards_is_exported() {
 }
 
 #[tokio::test]
-async fn image_entrypoint_and_healthcheck_exist_in_the_binary() {
+async fn the_images_commands_exist_in_the_binary() {
     let dockerfile = std::fs::read_to_string(repo("docker/Dockerfile")).expect("Dockerfile");
     let json_array = |prefix: &str| -> Vec<String> {
         let line = dockerfile

@@ -78,7 +78,7 @@ fn strings(v: &Value) -> Vec<String> {
 }
 
 #[test]
-fn real_compose_accepts_the_stack_and_refuses_it_without_secrets() {
+fn real_compose_accepts_the_stack_only_with_its_secrets() {
     let stack = fresh_stack();
     // Before gen-secrets: refused, naming the step, instead of starting with default passwords.
     let (ok, out) = compose(&stack, &["config", "-q"]);
@@ -205,7 +205,7 @@ async fn start_like_compose(
 /// ready, Prometheus loads the alert rules and knows its Alertmanager, and the lifecycle API
 /// (stop/reload over HTTP) stays off.
 #[tokio::test]
-async fn real_prometheus_and_alertmanager_start_with_the_compose_command_lines() {
+async fn the_monitoring_services_start_with_the_compose_command_lines() {
     let stack = fresh_stack();
     let project = resolved_project(&stack);
     let scratch = shared_temp_dir("shadowcheck-prometheus-");
@@ -261,7 +261,7 @@ async fn real_prometheus_and_alertmanager_start_with_the_compose_command_lines()
 /// Every alert rule's severity routes to a receiver with the real amtool: critical pages the
 /// on-call webhook, warnings go by e-mail.
 #[test]
-fn alertmanager_config_passes_amtool_and_routes_by_severity() {
+fn alertmanager_routes_by_severity_under_amtool() {
     let config = repo("docker/alertmanager/alertmanager.yml");
     let (ok, out) = output(Command::new("amtool").arg("check-config").arg(&config));
     assert!(ok && out.contains("SUCCESS"), "amtool check-config: {out}");
@@ -496,7 +496,7 @@ fn newer_pg_dump(dir: &Path) -> PathBuf {
 /// A dump the local `pg_restore` cannot list is kept (as `.unverified`), never deleted, and
 /// `restore` says it cannot read it and touches nothing.
 #[tokio::test]
-async fn backup_keeps_a_dump_it_cannot_verify_and_restore_refuses_it() {
+async fn an_unverifiable_dump_is_never_restored() {
     let app = crate::helpers::spawn_app().await;
     let item = serde_json::json!({"detected_at": "2026-10-01T00:00:00Z", "latitude": 1, "longitude": 1, "signal_type": "wifi", "bssid": "a4:00:00:00:0b:01"});
     assert_eq!(app.post_json(&item).await.status(), 201);
@@ -656,7 +656,7 @@ fn yaml_paths(value: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
 }
 
 #[test]
-fn loki_and_alloy_configs_use_only_the_pinned_versions_documented_keys() {
+fn the_log_pipeline_configs_use_only_documented_keys() {
     let compose = std::fs::read_to_string(repo("compose/docker-compose.yml")).expect("compose");
     assert!(
         compose.contains("image: grafana/loki:3.5."),
@@ -944,7 +944,7 @@ fn parse_answer(text: &str) -> Answer {
 /// cannot pose as another address), per-address rate limit and size limit answered with
 /// problem bodies, the proxy's own health, and a 503 problem when the API is gone.
 #[tokio::test]
-async fn real_nginx_fronts_the_api_with_tls_headers_and_limits() {
+async fn the_real_nginx_fronts_the_api_as_configured() {
     use crate::helpers::{ServeProcess, TEST_KEY};
     let stack = fresh_stack();
     let project = resolved_project(&stack);
@@ -1390,7 +1390,7 @@ fn actionlint(workflow: &Path) -> (bool, String) {
 /// copy), runs the README's test command through .ci/run, audits dependencies, builds the image
 /// and scans it.
 #[test]
-fn ci_workflow_passes_actionlint_and_does_what_it_says() {
+fn the_ci_workflow_passes_actionlint_running_the_readme_command() {
     let workflow = repo(".github/workflows/ci.yml");
     let (ok, out) = actionlint(&workflow);
     assert!(ok, "actionlint: {out}");
@@ -1512,7 +1512,7 @@ fn pin_images_pins_every_third_party_image_by_digest() {
 /// names both, as Docker's DNS does for a scaled service): requests are spread over both, every
 /// acknowledged detection is stored once, and when one process is stopped the other carries on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_api_processes_behind_the_real_nginx_share_the_load_and_cover_for_each_other() {
+async fn two_api_processes_behind_nginx_cover_for_each_other() {
     use crate::helpers::{ServeProcess, TEST_KEY};
     let stack = fresh_stack();
     let project = resolved_project(&stack);
