@@ -371,7 +371,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generated_keys_are_long_random_and_hashed() {
+    fn generated_keys_are_long_random_secrets_kept_as_hashes() {
         let a = NewKey::generate();
         let b = NewKey::generate();
         assert!(a.secret.starts_with("sc_") && a.secret.len() == 46);

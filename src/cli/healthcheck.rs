@@ -179,7 +179,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_url_follows_the_listener_and_tls() {
+    fn the_default_url_follows_the_listener_with_its_scheme() {
         assert_eq!(
             default_url(None),
             "http://127.0.0.1:5000/api/v1/health/ready"

@@ -359,7 +359,7 @@ mod tests {
     }
 
     #[test]
-    fn env_beats_file_and_cli_beats_env() {
+    fn later_sources_override_earlier_ones() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("c.toml");
         std::fs::write(&file, "[query]\ndefault_limit = 7\nmax_limit = 50\n").expect("write");
@@ -382,7 +382,7 @@ mod tests {
     }
 
     #[test]
-    fn secret_from_file_and_redacted() {
+    fn a_secret_read_from_a_file_is_redacted() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("url");
         std::fs::write(&file, "postgres://u:hunter2@db/x\n").expect("write");

@@ -267,7 +267,7 @@ mod tests {
     }
 
     #[test]
-    fn a_radio_list_a_sort_and_a_limit_make_the_search() {
+    fn list_parameters_make_the_search() {
         let s = search("radio=wifi,ble&sort=detections&limit=5&name=net").expect("parses");
         assert_eq!(s.radios, vec![SignalType::Wifi, SignalType::Ble]);
         assert_eq!(s.sort, Sort::Detections);

@@ -223,7 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn commits_in_the_area_invalidate_and_others_do_not() {
+    fn only_commits_in_a_tiles_area_invalidate_it() {
         let ingest = Arc::new(IngestActivity::default());
         let cache = TileCache::new(1 << 20, Duration::from_secs(60), Arc::clone(&ingest));
         let k = key(1);
@@ -293,7 +293,7 @@ mod tests {
     }
 
     #[test]
-    fn bounded_in_bytes_oldest_first_and_by_time() {
+    fn the_cache_evicts_oldest_first_by_size_then_by_age() {
         let ingest = Arc::new(IngestActivity::default());
         let cache = TileCache::new(4 * (1000 + OVERHEAD), Duration::from_secs(60), ingest);
         for x in 0..6 {

@@ -258,7 +258,7 @@ mod scrub_tests {
     use super::scrub_urls;
 
     #[test]
-    fn urls_and_their_credentials_are_removed() {
+    fn urls_are_removed_with_their_credentials() {
         assert_eq!(
             scrub_urls("error sending request for url (http://user:secret@loki:3100/loki/api/v1/push): connection refused"),
             "error sending request for url ([url]): connection refused"

@@ -423,59 +423,87 @@ async fn geosubmit_as_stumbler_apps_send_it() {
     .await;
 }
 
-#[tokio::test]
-async fn cli_import_dry_run_store_and_failures() {
-    let url = fresh_database().await.app_url();
-    let run = |args: &[&str], with_db: bool| {
-        let mut cmd = shadowcheck();
-        cmd.arg("import").args(args);
-        if with_db {
-            cmd.env("DATABASE_URL", &url);
-        }
-        let out = cmd.output().expect("run import");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+/// `shadowcheck import` with `args`, against `url` when given: whether it succeeded, and what it
+/// reported on stderr.
+fn cli_import(args: &[&str], url: Option<&str>) -> (bool, String) {
+    let mut cmd = shadowcheck();
+    cmd.arg("import").args(args);
+    if let Some(url) = url {
+        cmd.env("DATABASE_URL", url);
+    }
+    let out = cmd.output().expect("run import");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn stored(url: &str) -> i64 {
+    let pool = sqlx::PgPool::connect(url).await.expect("connect");
+    let n = sqlx::query_scalar("SELECT count(*) FROM sigint.signal_detections")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    pool.close().await;
+    n
+}
+
+/// A dry run needs no database and stores nothing, but reports what would be stored.
+#[test]
+fn a_cli_dry_run_reports_without_a_database() {
     let all = fixture("wigle-1.6-all-types.csv.gz");
     let geo = fixture("geosubmit-v2-ichnaea-example.json");
-    let all_s = all.to_str().expect("utf8");
-    let geo_s = geo.to_str().expect("utf8");
-    // Dry run needs no database and stores nothing.
-    let (ok, out) = run(&["--dry-run", all_s, geo_s], false);
+    let (ok, out) = cli_import(
+        &[
+            "--dry-run",
+            all.to_str().expect("utf8"),
+            geo.to_str().expect("utf8"),
+        ],
+        None,
+    );
     assert!(ok, "{out}");
     assert!(
         out.contains("16 rows read, 10 valid") && out.contains("line 13"),
         "{out}"
     );
-    let (ok, out) = run(&[all_s, geo_s], true);
+}
+
+#[tokio::test]
+async fn the_cli_imports_files_of_several_formats() {
+    let url = fresh_database().await.app_url();
+    let all = fixture("wigle-1.6-all-types.csv.gz");
+    let geo = fixture("geosubmit-v2-ichnaea-example.json");
+    let (ok, out) = cli_import(
+        &[all.to_str().expect("utf8"), geo.to_str().expect("utf8")],
+        Some(&url),
+    );
     assert!(ok, "{out}");
     assert!(
         out.contains("10 stored") && out.contains("4 stored"),
         "{out}"
     );
-    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sigint.signal_detections")
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-    assert_eq!(n, 14);
-    // Unreadable, truncated and Kismet files: reported, non-zero exit, the rest still imported.
+    assert_eq!(stored(&url).await, 14);
+}
+
+/// Unreadable, truncated and broken Kismet files are reported with a non-zero exit, and the
+/// rest is still imported.
+#[tokio::test]
+async fn the_cli_reports_bad_files_while_importing_the_rest() {
+    let url = fresh_database().await.app_url();
     let missing = "/nonexistent/capture.csv";
     let truncated = fixture("wigle-truncated.csv.gz");
     let kismet =
         crate::helpers::shared_temp_dir("shadowcheck-kismet-").join("Kismet-20260301.kismet");
     std::fs::write(&kismet, b"SQLite format 3\0").expect("write");
     let kismet_log = fixture("wigle-kismet-variant.csv");
-    let (ok, out) = run(
+    let (ok, out) = cli_import(
         &[
             missing,
             truncated.to_str().expect("utf8"),
             kismet.to_str().expect("utf8"),
             kismet_log.to_str().expect("utf8"),
         ],
-        true,
+        Some(&url),
     );
     assert!(!ok, "{out}");
     assert!(
@@ -485,12 +513,11 @@ async fn cli_import_dry_run_store_and_failures() {
             && out.contains("3 of 4 files"),
         "{out}"
     );
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sigint.signal_detections")
-        .fetch_one(&pool)
-        .await
-        .expect("count");
-    assert_eq!(n, 17, "the Kismet variant's 3 rows were imported");
-    pool.close().await;
+    assert_eq!(
+        stored(&url).await,
+        9,
+        "the truncated file's 6 rows before its break and the Kismet variant's 3"
+    );
 }
 
 /// Large files streamed in (generated on the fly, never in memory on either side): the server's

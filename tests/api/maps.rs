@@ -319,7 +319,7 @@ fn one_wifi(lat: f64, lon: f64, mac: &str) -> Value {
 }
 
 #[tokio::test]
-async fn tilejson_describes_the_layer_and_its_filtered_tile_url() {
+async fn tilejson_describes_the_layer_with_its_filtered_tile_url() {
     let app = spawn_app().await;
     load(&app, 400, 9).await;
     let doc = app

@@ -222,7 +222,7 @@ async fn one_detection_by_id_is_the_same_feature_as_in_a_search() {
 }
 
 #[tokio::test]
-async fn stats_count_and_bound_what_is_stored() {
+async fn stats_summarise_what_is_stored() {
     let app = app_with_one_detailed_detection().await;
     let stats: Value = app.get("/api/v1/stats").await.json().await.expect("json");
     assert_eq!(stats["total"], 1);

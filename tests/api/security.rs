@@ -923,7 +923,7 @@ async fn hostile_inputs_never_cause_a_server_error() {
 /// The OpenAPI document lists every endpoint, and each query parameter the handlers read (from
 /// the same structs that read them).
 #[tokio::test]
-async fn the_openapi_document_describes_every_endpoint_and_its_parameters() {
+async fn the_openapi_document_describes_every_endpoint_with_its_parameters() {
     let app = spawn_app_with(|_| {}).await;
     let doc: Value = app.get_json("/api/v1/openapi.json").await;
     assert_eq!(doc["openapi"], "3.1.0");

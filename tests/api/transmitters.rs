@@ -127,7 +127,7 @@ async fn a_transmitter_is_found_by_any_notation_of_its_identifier() {
 
 /// By radio, by name, by vendor, by area, and paged to the end without repeats.
 #[tokio::test]
-async fn the_registry_is_searched_and_paged() {
+async fn the_registry_answers_searches_page_by_page() {
     let (app, _) = app_with_a_registered_access_point().await;
     registered(&app, "/api/v1/transmitters/cellular/262-1-1000-10001", 1).await;
     registered(&app, "/api/v1/transmitters/ble/f0:11:22:33:44:55", 1).await;

@@ -1170,7 +1170,7 @@ async fn partition_names(pool: &sqlx::PgPool) -> Vec<String> {
 /// maintenance` then drops the months older than `retention.months`, keeps the rest, and
 /// reports the dump's time and the volume's free space on its metrics listener; SIGTERM ends it.
 #[tokio::test]
-async fn backup_loop_and_maintenance_keep_backups_visible_and_old_months_dropped() {
+async fn the_scheduled_upkeep_runs_as_its_containers_run_it() {
     let app = crate::helpers::spawn_app().await;
     let (recent, recent_partition) = recent_time();
     for at in [

@@ -196,7 +196,7 @@ mod tests {
     }
 
     #[test]
-    fn datetimes_are_instants_or_closed_and_open_intervals() {
+    fn datetimes_are_instants_or_intervals_open_at_either_end() {
         let a = "2026-11-01T00:00:00Z";
         let b = "2026-11-02T00:00:00Z";
         let us = Duration::microseconds(1);
@@ -261,7 +261,7 @@ mod tests {
     }
 
     #[test]
-    fn other_crs_and_encodings_are_refused() {
+    fn other_crs_or_encodings_are_refused() {
         assert!(refused(Collection::Detections, "bbox-crs=EPSG:3857"));
         assert!(refused(Collection::Detections, "f=xml"));
     }

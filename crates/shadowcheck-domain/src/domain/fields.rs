@@ -460,7 +460,7 @@ mod tests {
     use serde_json::{json, Value};
 
     #[test]
-    fn names_are_unique_and_requirements_apply() {
+    fn the_field_table_is_consistent() {
         for (i, f) in FIELDS.iter().enumerate() {
             assert!(
                 FIELDS[i + 1..].iter().all(|g| g.name != f.name),
@@ -478,7 +478,7 @@ mod tests {
     }
 
     #[test]
-    fn every_field_is_read_and_given_back() {
+    fn every_field_round_trips_through_parse() {
         // One detection per signal type with every field that applies set: each parses, and
         // each field's getter gives back what was sent, so no entry lacks its parse rule.
         let policy = super::super::ValidationPolicy {

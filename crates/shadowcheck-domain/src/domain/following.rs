@@ -618,7 +618,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tag_that_rides_along_is_an_alert_and_says_why() {
+    fn a_tag_that_rides_along_is_an_explained_alert() {
         let path = drive(120);
         let key = ble("c0:11:22:33:44:55");
         let a = assess(
@@ -655,7 +655,7 @@ mod tests {
     }
 
     #[test]
-    fn short_rides_bad_fixes_and_safe_zones_stay_below_suspicious() {
+    fn weak_evidence_stays_below_suspicious() {
         let path = drive(120);
         let key = ble("c0:11:22:33:44:66");
         let subject = Subject {

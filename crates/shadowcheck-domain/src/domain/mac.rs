@@ -95,7 +95,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_malformed_zero_and_broadcast() {
+    fn rejects_what_is_not_a_station_address() {
         for s in [
             "",
             "a0:4f:d4:3b:fb",

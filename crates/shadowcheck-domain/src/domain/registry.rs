@@ -405,7 +405,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_parse_and_print_one_way() {
+    fn keys_print_one_way_whatever_was_parsed() {
         let k = TransmitterKey::parse("wifi", "A4-00-00-00-00-01").expect("wifi");
         assert_eq!(k.identifier, "a4:00:00:00:00:01");
         assert_eq!(k.mac_kind(), Some(MacKind::Universal));
@@ -433,7 +433,7 @@ mod tests {
     }
 
     #[test]
-    fn the_estimate_weights_strong_accurate_fixes_and_survives_the_antimeridian() {
+    fn the_estimate_weights_strong_accurate_fixes_even_across_the_antimeridian() {
         let mut e = Entry::empty(sighting(0, 0.0, 0.0, None, None).key, Utc::now());
         // Two strong fixes either side of the antimeridian, one weak fix far off, one inaccurate.
         for s in [

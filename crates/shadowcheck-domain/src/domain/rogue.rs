@@ -306,7 +306,7 @@ mod tests {
     }
 
     #[test]
-    fn evil_twins_and_area_changes() {
+    fn a_network_name_served_with_disjoint_security_nearby_is_an_evil_twin() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let sec = |v: &[&str]| {
             v.iter()
@@ -330,6 +330,11 @@ mod tests {
             &[twin("c", &["wpa2"]), twin("d", &["wpa2", "wpa3"])]
         )
         .is_none());
+    }
+
+    #[test]
+    fn a_cell_heard_under_two_area_codes_is_flagged() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let f = cell_area_change(
             "262-1-1000-5001",
             &s(&["262-1-1099-5001", "262-1-1000-5001"]),

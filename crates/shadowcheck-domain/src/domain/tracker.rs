@@ -269,7 +269,7 @@ mod tests {
     }
 
     #[test]
-    fn a_manufacturer_id_alone_says_apple_device_and_no_more() {
+    fn a_manufacturer_id_alone_says_only_apple_device() {
         let c = classify(&Advert {
             manufacturer_id: Some(76),
             ..Advert::default()

@@ -470,7 +470,7 @@ mod tests {
     }
 
     #[test]
-    fn refuses_other_shapes_and_too_many_reports() {
+    fn refuses_other_shapes_or_too_many_reports() {
         let skipped = Arc::new(AtomicU64::new(0));
         let run = |body: &str, max| {
             rows(

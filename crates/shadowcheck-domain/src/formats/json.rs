@@ -194,11 +194,15 @@ mod tests {
     }
 
     #[test]
-    fn counts_past_the_limit_without_keeping_and_refuses_huge_items() {
+    fn items_past_the_limit_are_counted_not_kept() {
         let body = Bytes::from(format!("[{}{{}}]", "{},".repeat(250)));
         let rows = decode(body, BodyFormat::Json, 100).expect("decodes");
         assert_eq!(rows.known_len(), Some(251));
         assert_eq!(rows.count(), 100);
+    }
+
+    #[test]
+    fn an_item_over_the_size_limit_is_refused_unparsed() {
         let huge = format!(r#"[{{"raw_data":"{}"}}]"#, "x".repeat(MAX_ITEM_BYTES));
         let rows: Vec<_> = decode(Bytes::from(huge), BodyFormat::Json, 100)
             .expect("decodes")

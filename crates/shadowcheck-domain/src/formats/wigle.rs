@@ -439,7 +439,7 @@ mod tests {
     }
 
     #[test]
-    fn line_numbers_count_the_preheader_and_header() {
+    fn line_numbers_count_both_header_lines() {
         let body = "MAC,SSID,AuthMode,FirstSeen,Channel,RSSI,CurrentLatitude,CurrentLongitude,AltitudeMeters,AccuracyMeters,Type";
         let row = "a4:00:00:00:00:01,x,[ESS],2026-01-01 00:00:00,1,-50,52.5,13.4,0,5,WIFI";
         for eol in ["\n", "\r\n"] {
@@ -451,7 +451,7 @@ mod tests {
     }
 
     #[test]
-    fn mfgr_id_and_auth_mode_reach_the_detector_fields() {
+    fn capture_columns_reach_the_detector_fields() {
         let text = "WigleWifi-1.6,appRelease=2.70\n\
             MAC,SSID,AuthMode,FirstSeen,Channel,Frequency,RSSI,CurrentLatitude,CurrentLongitude,AltitudeMeters,AccuracyMeters,RCOIs,MfgrId,Type\n\
             c4:11:22:33:44:55,,Misc [LE],2026-01-01 00:00:00,0,0,-60,52.5,13.4,0,5,,76,BLE\n\

@@ -219,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn covering_boxes_reach_across_the_antimeridian_and_the_poles() {
+    fn covering_boxes_reach_wherever_the_circle_goes() {
         let at = |lat, lon| Position::new(lat, lon).expect("position");
         // 10 km around a point 1 km west of the antimeridian: two boxes.
         let boxes = covering_boxes(at(0.0, 179.99), 10_000.0);

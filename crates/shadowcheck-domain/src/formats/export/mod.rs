@@ -394,7 +394,7 @@ mod tests {
     }
 
     #[test]
-    fn geojson_and_sequences_are_json_with_integer_ids() {
+    fn json_exports_have_integer_ids() {
         let doc: Value =
             serde_json::from_slice(&encode(ExportFormat::GeoJson, &rows())).expect("GeoJSON");
         assert_eq!(doc["type"], "FeatureCollection");
@@ -421,7 +421,7 @@ mod tests {
     }
 
     #[test]
-    fn csv_has_coordinates_and_every_column() {
+    fn csv_has_every_column_after_the_coordinates() {
         let text = String::from_utf8(encode(ExportFormat::Csv, &rows())).expect("utf-8");
         let mut reader = csv::Reader::from_reader(text.as_bytes());
         let headers = reader.headers().expect("headers").clone();
