@@ -67,6 +67,10 @@ fn the_small_benchmark_prints_its_figures() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs PgBouncer: feature tool-tests (scripts/test)"
+)]
 fn the_scale_out_section_prints_its_figures() {
     bench_prints(
         &[
