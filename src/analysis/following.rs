@@ -16,6 +16,26 @@ use crate::domain::registry::TransmitterKey;
 /// Sightings per pair scored (the most recent).
 const MAX_FIXES: i64 = 5_000;
 
+/// Queues the pairs scored under an earlier version of the rules, once at start-up: the next
+/// scoring rounds bring every stored verdict to the rules this binary has.
+pub async fn rescore_other_rules(pool: &crate::db::Pool) {
+    let queued = match pool.acquire().await {
+        Ok(mut conn) => {
+            db::following::requeue_other_rules(&mut conn, following::RULE_VERSION).await
+        }
+        Err(e) => Err(e),
+    };
+    match queued {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            pairs = n,
+            rule_version = following::RULE_VERSION,
+            "rescoring pairs scored under earlier rules"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not queue pairs scored under earlier rules"),
+    }
+}
+
 /// Scores at most `batch` queued pairs that have settled for `settle_ms`, in one transaction
 /// and a fixed number of statements whatever the batch size. Returns how many were taken.
 pub async fn score_once(
@@ -43,7 +63,7 @@ pub async fn score_once(
         .filter(|(k, _)| {
             subjects
                 .get(k)
-                .is_some_and(|s| s.2 >= following::MIN_SIGHTINGS as i64)
+                .is_some_and(|s| s.detections >= following::MIN_SIGHTINGS as i64)
         })
         .cloned()
         .collect();
@@ -56,7 +76,8 @@ pub async fn score_once(
         let Some(last) = fixes.last().map(|f| f.at) else {
             continue;
         };
-        let from = last - following::lookback(key);
+        let days = subjects.get(key).map_or(0, |s| s.days_seen);
+        let from = last - following::lookback(key, days);
         let fixes: Vec<Fix> = fixes.into_iter().filter(|f| f.at >= from).collect();
         if fixes.len() < following::MIN_SIGHTINGS {
             continue;
@@ -66,6 +87,41 @@ pub async fn score_once(
         scored.push((i, fixes));
     }
     let paths = db::following::paths(&mut tx, &windows).await?;
+    let no_path = Vec::new();
+    // A rotating tracker's earlier and later addresses are one candidate: their sightings are
+    // scored with this address's (the windows above already cover the look-back they lie in).
+    let mut linked: BTreeMap<usize, Vec<TransmitterKey>> = BTreeMap::new();
+    for (n, (i, fixes)) in scored.iter_mut().enumerate() {
+        let (key, device) = &pairs[*i];
+        let subject = subjects.get(key).copied().unwrap_or_default();
+        let Some(class) = subject.tracker.filter(|c| c.is_tracker()) else {
+            continue;
+        };
+        if !following::rotating(key, subject.days_seen) {
+            continue;
+        }
+        let last = fixes[fixes.len() - 1].at;
+        let lookback = following::lookback(key, subject.days_seen);
+        let spans =
+            db::following::tracker_spans(&mut tx, class, *device, last - lookback, last).await?;
+        let path = paths.get(device).unwrap_or(&no_path);
+        let chain = following::linked(key, &spans, path);
+        if chain.is_empty() {
+            continue;
+        }
+        let chain_pairs: Vec<(TransmitterKey, Uuid)> =
+            chain.iter().map(|k| (k.clone(), *device)).collect();
+        let theirs = db::following::fixes(&mut tx, &chain_pairs, MAX_FIXES).await?;
+        let from = last - lookback;
+        fixes.extend(theirs.into_iter().flatten().filter(|f| f.at >= from));
+        fixes.sort_by_key(|f| (f.at, f.id));
+        fixes.dedup_by_key(|f| f.id);
+        if fixes.len() > MAX_FIXES as usize {
+            fixes.drain(..fixes.len() - MAX_FIXES as usize);
+        }
+        linked.insert(n, chain);
+    }
+
     // The zones around what is scored: every fix of the batch, padded in `zones_near`.
     let zones = match bbox(
         scored
@@ -75,12 +131,11 @@ pub async fn score_once(
         Some(b) => db::following::zones_near(&mut tx, b).await?,
         None => Vec::new(),
     };
-    let no_path = Vec::new();
     let assess = |i: usize, fixes: &[Fix], crowd: usize| {
         let (key, device) = &pairs[i];
-        let (allowlisted, tracker, _) = subjects.get(key).copied().unwrap_or((false, None, 0));
+        let subject = subjects.get(key).copied().unwrap_or_default();
         let (from, to) = (
-            fixes[0].at - following::lookback(key),
+            fixes[0].at - following::lookback(key, subject.days_seen),
             fixes[fixes.len() - 1].at,
         );
         let path = paths.get(device).unwrap_or(&no_path);
@@ -89,8 +144,9 @@ pub async fn score_once(
         following::assess(
             Subject {
                 key,
-                tracker,
-                allowlisted,
+                tracker: subject.tracker,
+                allowlisted: subject.allowlisted,
+                days_seen: subject.days_seen,
             },
             fixes,
             &path[a..b],
@@ -98,7 +154,17 @@ pub async fn score_once(
             crowd,
         )
     };
-    let mut assessments: Vec<_> = scored.iter().map(|(i, f)| assess(*i, f, 0)).collect();
+    let explain_links = |n: usize, mut a: following::Assessment| {
+        if let Some(chain) = linked.get(&n) {
+            a.explanation.linked_addresses = chain.iter().map(|k| k.identifier.clone()).collect();
+        }
+        a
+    };
+    let mut assessments: Vec<_> = scored
+        .iter()
+        .enumerate()
+        .map(|(n, (i, f))| explain_links(n, assess(*i, f, 0)))
+        .collect();
     // The crowd around those that pass the gates, from the pairs stored before.
     let passing: Vec<usize> = (0..scored.len())
         .filter(|&n| assessments[n].gates_passed && assessments[n].together.is_some())
@@ -113,7 +179,7 @@ pub async fn score_once(
     let crowds = db::following::crowds(&mut tx, &crowd_items).await?;
     for (&n, &crowd) in passing.iter().zip(&crowds) {
         if crowd > 0 {
-            assessments[n] = assess(scored[n].0, &scored[n].1, crowd as usize);
+            assessments[n] = explain_links(n, assess(scored[n].0, &scored[n].1, crowd as usize));
         }
     }
     let items: Vec<_> = scored

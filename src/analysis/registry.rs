@@ -84,6 +84,7 @@ pub async fn run_in_serve(
     }
     // Present from the start, so an alert rule's increase() sees the first alert.
     metrics::counter!("shadowcheck_follower_alerts_total").increment(0);
+    following::rescore_other_rules(&pool).await;
     record_lag(&pool).await;
     let idle = Duration::from_millis(settings.idle_ms);
     // The lag is a count over the whole queue: taken at most once a second, not once per chunk,

@@ -40,6 +40,8 @@ fn the_small_benchmark_prints_its_figures() {
         "2",
         "--scenarios",
         "2",
+        "--walks",
+        "1",
         "--tiles",
         "10",
     ];
@@ -61,6 +63,8 @@ fn the_small_benchmark_prints_its_figures() {
         "## (e) detector on 2 randomised known-truth scenarios",
         "| follower (suspicious or alert) |",
         "| evil_twin |",
+        "## (e2) detector on 1 scenarios of 16 short walks",
+        "| AirGuard-style baseline |",
         "20000 rows in",
     ];
     bench_prints(&args, &headings);

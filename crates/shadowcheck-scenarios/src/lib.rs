@@ -12,6 +12,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+pub mod walks;
+
 /// Who a transmitter is in the story, and what the detector should say about it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Truth {

@@ -13,6 +13,7 @@ mod ingest;
 mod map;
 mod queries;
 mod scale;
+mod walks;
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,14 @@ pub(crate) struct Args {
     /// Randomised known-truth scenarios for the detector's precision and recall (section e).
     #[arg(long, default_value_t = 20)]
     pub(crate) scenarios: u64,
+    /// Only the detector's sections (e) and (e2): quality on known truth, without the ingest,
+    /// query and map runs.
+    #[arg(long)]
+    pub(crate) detector_only: bool,
+    /// Randomised four-day walk scenarios with carried trackers (section e2), beside an
+    /// AirGuard-style rule on the same data.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) walks: u64,
     /// Also measure each index's ingest cost and query benefit (on min(rows, 200000) rows).
     #[arg(long)]
     pub(crate) index_study: bool,
@@ -120,6 +129,10 @@ async fn run(
     admin_url: &str,
     dir: &Path,
 ) -> Result<()> {
+    if args.detector_only {
+        detector::detector_quality(server_bin, admin_url, args.scenarios).await?;
+        return walks::walks_quality(server_bin, admin_url, args.walks).await;
+    }
     let t = std::time::Instant::now();
     let rows = data::generate(args.rows);
     let by_kind = |k: &str| rows.iter().filter(|r| r.kind == k).count();
@@ -187,6 +200,7 @@ async fn run(
     drop(server);
     bodies::large_bodies(server_bin, admin_url, args.large_concurrency).await?;
     detector::detector_quality(server_bin, admin_url, args.scenarios).await?;
+    walks::walks_quality(server_bin, admin_url, args.walks).await?;
     if args.index_study {
         indexes::index_study(&rows[..rows.len().min(200_000)], pg_bin, admin_url, dir).await?;
     }

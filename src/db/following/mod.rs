@@ -14,7 +14,7 @@ use crate::db::observe;
 mod decisions;
 mod threats;
 
-use crate::domain::following::{self, Assessment, Fix, PathPoint, Zone};
+use crate::domain::following::{self, AddressSpan, Assessment, Fix, PathPoint, Zone};
 use crate::domain::registry::{Sighting, TransmitterKey};
 use crate::domain::tracker::TrackerClass;
 use crate::domain::SignalType;
@@ -314,18 +314,29 @@ pub(super) fn zone_of((id, name, lat, lon, radius_m): (i64, String, f64, f64, f6
     }
 }
 
-/// For each key: (allow-listed, tracker class, detections in the registry).
+/// What the scorer knows of a transmitter before its fixes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SubjectRow {
+    pub allowlisted: bool,
+    pub tracker: Option<TrackerClass>,
+    /// Detections in the registry.
+    pub detections: i64,
+    /// Distinct days the registry has seen it on.
+    pub days_seen: i64,
+}
+
+/// For each key, what the scorer knows of it.
 pub async fn subjects(
     conn: &mut PgConnection,
     keys: &[TransmitterKey],
-) -> Result<HashMap<TransmitterKey, (bool, Option<TrackerClass>, i64)>, sqlx::Error> {
+) -> Result<HashMap<TransmitterKey, SubjectRow>, sqlx::Error> {
     let radios: Vec<&str> = keys.iter().map(|k| k.radio.as_str()).collect();
     let ids: Vec<&str> = keys.iter().map(|k| k.identifier.as_str()).collect();
     let rows = observe(
         "following_subjects",
         sqlx::query(
             "SELECT k.radio, k.identifier, (a.identifier IS NOT NULL) AS allowlisted, t.tracker_class, \
-             COALESCE(t.detections, 0) AS detections \
+             COALESCE(t.detections, 0) AS detections, COALESCE(cardinality(t.days), 0)::int8 AS days_seen \
              FROM UNNEST($1::text[], $2::text[]) AS k(radio, identifier) \
              LEFT JOIN sigint.allowlist a ON a.radio = k.radio::sigint.signal_type AND a.identifier = k.identifier \
              LEFT JOIN sigint.transmitters t ON t.radio = k.radio::sigint.signal_type AND t.identifier = k.identifier",
@@ -347,11 +358,12 @@ pub async fn subjects(
                 radio,
                 identifier: row.try_get("identifier")?,
             },
-            (
-                row.try_get("allowlisted")?,
-                class.as_deref().and_then(TrackerClass::parse),
-                row.try_get("detections")?,
-            ),
+            SubjectRow {
+                allowlisted: row.try_get("allowlisted")?,
+                tracker: class.as_deref().and_then(TrackerClass::parse),
+                detections: row.try_get("detections")?,
+                days_seen: row.try_get("days_seen")?,
+            },
         );
     }
     Ok(out)
@@ -607,4 +619,61 @@ pub async fn requeue_overlapping(
     )
     .await?;
     Ok(())
+}
+
+/// Queues for rescoring every pair last scored under another rule version than `version`, so a
+/// change of the rules reaches what is stored. Returns how many were queued.
+pub async fn requeue_other_rules(
+    conn: &mut PgConnection,
+    version: &str,
+) -> Result<u64, sqlx::Error> {
+    observe(
+        "following_requeue_rules",
+        sqlx::query(
+            "INSERT INTO sigint.following_queue (radio, identifier, device_id) \
+             SELECT radio, identifier, device_id FROM sigint.following \
+             WHERE explanation->>'rule_version' IS DISTINCT FROM $1 \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(version)
+        .execute(&mut *conn),
+    )
+    .await
+    .map(|r| r.rows_affected())
+}
+
+/// The addresses of tracker class `class` that `device` heard, last heard at or after `from` and
+/// first heard at or before `to`, with when the registry first and last heard each: the
+/// candidates for one rotating tracker's successive addresses. At most 2,000, latest first.
+pub async fn tracker_spans(
+    conn: &mut PgConnection,
+    class: TrackerClass,
+    device: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<AddressSpan>, sqlx::Error> {
+    let rows: Vec<(String, String, DateTime<Utc>, DateTime<Utc>)> = observe(
+        "following_tracker_spans",
+        sqlx::query_as(
+            "SELECT radio::text, identifier, first_seen, last_seen FROM sigint.transmitters \
+             WHERE tracker_class = $1 AND $2 = ANY(devices) AND last_seen >= $3 AND first_seen <= $4 \
+             ORDER BY last_seen DESC LIMIT 2000",
+        )
+        .bind(class.as_str())
+        .bind(device)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *conn),
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(radio, identifier, first, last)| {
+            Some(AddressSpan {
+                key: TransmitterKey::parse(&radio, &identifier).ok()?,
+                first,
+                last,
+            })
+        })
+        .collect())
 }

@@ -15,25 +15,40 @@ use super::registry::{MacKind, TransmitterKey};
 use super::tracker::TrackerClass;
 use super::SignalType;
 
-pub const RULE_VERSION: &str = "following-1";
+pub const RULE_VERSION: &str = "following-2";
 /// Fixes higher than this (or less accurate than [`MAX_FIX_ACCURACY_M`]) are left out, and
 /// listed as such.
 pub const MAX_ALTITUDE_M: f64 = 3_000.0;
-/// Fixes within this distance of a place's centre are that place.
+/// A place is the circle of this radius around the first fix that did not fit an earlier place:
+/// its centre never moves, so a steady walk makes a new place every ~150 m.
 pub const PLACE_RADIUS_M: f64 = 150.0;
 pub const MIN_SIGHTINGS: usize = 3;
+/// What the gates ask of a transmitter announcing an item tracker's signature: a person with a
+/// tag in the bag may never go farther than a short walk from home, so three places spanning
+/// 200 m and ten minutes moving together are enough.
+pub const TRACKER_MIN_PLACES: usize = 3;
+pub const TRACKER_MIN_SPAN_M: f64 = 200.0;
+pub const TRACKER_MIN_TOGETHER_MINUTES: f64 = 10.0;
+/// And of anything else (phones, watches, cars, unknown BLE): more places, more ground, an
+/// hour moving together.
 pub const MIN_PLACES_ROTATING: usize = 3;
 pub const MIN_PLACES_STABLE: usize = 4;
 pub const MIN_PLACE_SPAN_M: f64 = 400.0;
 pub const MIN_TOGETHER_MINUTES: f64 = 60.0;
-/// Consecutive sightings closer than this in time count as continuous time together.
-pub const TOGETHER_GAP_MINUTES: i64 = 20;
-/// A moving minute counts as "present" when a sighting falls within this many minutes of it.
-pub const PRESENCE_MINUTES: i64 = 5;
+/// `watch` needs at least this many places: what was only ever seen at one place (a shop's
+/// beacon passed on every walk, a neighbour's TV) is not following anyone.
+pub const WATCH_MIN_PLACES: usize = 2;
+/// A moving minute counts as "present" when a sighting falls within this many minutes of it:
+/// phones scan BLE every 10–30 s, so a minute either side fits the cadence without covering a
+/// whole short walk.
+pub const PRESENCE_MINUTES: i64 = 1;
 /// The capture device is moving when its minute positions advance at least this fast.
 pub const MOVING_M_PER_MINUTE: f64 = 50.0;
 /// Below this many moving minutes the share is not measured.
 pub const MIN_MOVING_MINUTES: usize = 10;
+/// A BLE address seen on this many days is stable (not a rotating one): it keeps 14 days of
+/// history, as AirGuard does.
+pub const STABLE_FROM_DAYS: i64 = 2;
 /// Co-travellers (other transmitters passing the gates over the same time) before the crowd
 /// penalty applies: a bus, a train.
 pub const CROWD_FROM: usize = 3;
@@ -108,24 +123,124 @@ pub struct Subject<'a> {
     pub key: &'a TransmitterKey,
     pub tracker: Option<TrackerClass>,
     pub allowlisted: bool,
+    /// Distinct days the registry has seen the transmitter on (any device).
+    pub days_seen: i64,
 }
 
 /// Whether the address may rotate (randomised wifi/Bluetooth addresses; BLE addresses, whose
-/// type captures rarely record): such a transmitter is only followed within a day.
-pub fn rotating(key: &TransmitterKey) -> bool {
+/// type captures rarely record, until one is seen on [`STABLE_FROM_DAYS`] days): such a
+/// transmitter is only followed within a day.
+pub fn rotating(key: &TransmitterKey, days_seen: i64) -> bool {
     match key.radio {
-        SignalType::Ble => true,
+        SignalType::Ble => days_seen < STABLE_FROM_DAYS,
         SignalType::Wifi | SignalType::Bluetooth => key.mac_kind() == Some(MacKind::Local),
         SignalType::Cellular => false,
     }
 }
 
 /// How far back from the last sighting a pair is scored.
-pub fn lookback(key: &TransmitterKey) -> Duration {
-    if rotating(key) {
+pub fn lookback(key: &TransmitterKey, days_seen: i64) -> Duration {
+    if rotating(key, days_seen) {
         Duration::hours(24)
     } else {
         Duration::days(14)
+    }
+}
+
+/// A rotating tracker's next address is heard within this long of its last one falling silent
+/// (SmartTags change address every few minutes near their owner; phones scan every 10–30 s).
+pub const LINK_GAP_SECONDS: i64 = 90;
+/// At most this many addresses are linked into one chain.
+const MAX_LINKED: usize = 500;
+
+/// When one address of a tracker class was first and last heard.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AddressSpan {
+    pub key: TransmitterKey,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+}
+
+/// The addresses that continue `key`'s as one rotating tracker, earliest first (`key` itself
+/// left out): each next address is first heard soon after the previous one was last heard,
+/// never overlapping it — within [`LINK_GAP_SECONDS`], or with the capture device recording
+/// nothing in between (`path`, its minutes: a phone that records only while walking hears a tag
+/// that rotated between walks as the first new address of its class on the next walk). Where
+/// two addresses could continue a chain it stops there: linking the wrong one would lend a
+/// stranger's evidence.
+pub fn linked(
+    key: &TransmitterKey,
+    spans: &[AddressSpan],
+    path: &[PathPoint],
+) -> Vec<TransmitterKey> {
+    let Some(me) = spans.iter().find(|s| &s.key == key) else {
+        return Vec::new();
+    };
+    let gap = Duration::seconds(LINK_GAP_SECONDS);
+    // Whether the device recorded at most one minute strictly between two instants.
+    let silent = |a: DateTime<Utc>, b: DateTime<Utc>| {
+        let from = path.partition_point(|p| p.minute <= a);
+        let to = path.partition_point(|p| p.minute < b);
+        to.saturating_sub(from) <= 1
+    };
+    let follows = |earlier: &AddressSpan, later: &AddressSpan| {
+        earlier.last < later.first
+            && (later.first - earlier.last <= gap || silent(earlier.last, later.first))
+    };
+    let mut before: Vec<TransmitterKey> = Vec::new();
+    let mut cur = me;
+    while before.len() < MAX_LINKED {
+        let mut prev = spans.iter().filter(|s| follows(s, cur));
+        match (prev.next(), prev.next()) {
+            (Some(p), None) if &p.key != key && !before.contains(&p.key) => {
+                before.push(p.key.clone());
+                cur = p;
+            }
+            _ => break,
+        }
+    }
+    before.reverse();
+    let mut after: Vec<TransmitterKey> = Vec::new();
+    let mut cur = me;
+    while before.len() + after.len() < MAX_LINKED {
+        let mut next = spans.iter().filter(|s| follows(cur, s));
+        match (next.next(), next.next()) {
+            (Some(n), None)
+                if &n.key != key && !after.contains(&n.key) && !before.contains(&n.key) =>
+            {
+                after.push(n.key.clone());
+                cur = n;
+            }
+            _ => break,
+        }
+    }
+    before.extend(after);
+    before
+}
+
+/// What the gates ask of one transmitter.
+struct Thresholds {
+    places: usize,
+    span_m: f64,
+    together_minutes: f64,
+}
+
+fn thresholds(tracker: Option<TrackerClass>, rotating: bool) -> Thresholds {
+    match tracker {
+        Some(c) if c.is_tracker() => Thresholds {
+            places: TRACKER_MIN_PLACES,
+            span_m: TRACKER_MIN_SPAN_M,
+            together_minutes: TRACKER_MIN_TOGETHER_MINUTES,
+        },
+        _ => Thresholds {
+            places: if rotating {
+                MIN_PLACES_ROTATING
+            } else {
+                MIN_PLACES_STABLE
+            },
+            span_m: MIN_PLACE_SPAN_M,
+            together_minutes: MIN_TOGETHER_MINUTES,
+        },
     }
 }
 
@@ -179,6 +294,9 @@ pub struct Explanation {
     pub excluded_count: usize,
     pub excluded: Vec<Excluded>,
     pub thresholds: Value,
+    /// Earlier and later addresses of the same rotating tracker whose sightings are scored with
+    /// this one's (see [`linked`]).
+    pub linked_addresses: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -199,10 +317,12 @@ struct Cluster {
     n: usize,
 }
 
-/// Leader clustering in time order: each fix joins the first place whose centre is within
-/// [`PLACE_RADIUS_M`], or starts one. Returns the places and each fix's place. Places are
-/// found through a grid of cells a little larger than the radius, so thousands of fixes cost
-/// a few neighbouring cells each, not every place.
+/// Leader clustering in time order with fixed centres: each fix joins the first place whose
+/// centre (the fix that started it) is within [`PLACE_RADIUS_M`], or starts one. A centre that
+/// followed the mean of its fixes would drift along a steady walk and keep it one place for
+/// hundreds of metres. Returns the places and each fix's place. Places are found through a grid
+/// of cells a little larger than the radius, so thousands of fixes cost a few neighbouring cells
+/// each, not every place.
 fn cluster(fixes: &[&Fix]) -> (Vec<Cluster>, Vec<usize>) {
     let mut places: Vec<Cluster> = Vec::new();
     let mut of_fix = Vec::with_capacity(fixes.len());
@@ -218,11 +338,11 @@ fn cluster(fixes: &[&Fix]) -> (Vec<Cluster>, Vec<usize>) {
     };
     let mut grid: std::collections::HashMap<(i64, i64), Vec<usize>> = Default::default();
     for f in fixes {
-        // A place's centre drifts at most the radius from where it started: two cells cover it.
+        // A centre within the radius is at most one cell away.
         let (cy, cx) = cell(f.lat, f.lon);
         let mut found: Option<usize> = None;
-        for dy in -2..=2 {
-            for dx in -2..=2 {
+        for dy in -1..=1 {
+            for dx in -1..=1 {
                 for &i in grid.get(&(cy + dy, cx + dx)).into_iter().flatten() {
                     let p = &places[i];
                     if found.is_none_or(|j| i < j)
@@ -237,9 +357,6 @@ fn cluster(fixes: &[&Fix]) -> (Vec<Cluster>, Vec<usize>) {
             Some(i) => {
                 let p = &mut places[i];
                 p.n += 1;
-                // A running mean: a place's centre settles where its fixes are.
-                p.lat += (f.lat - p.lat) / p.n as f64;
-                p.lon += (f.lon - p.lon) / p.n as f64;
                 p.first = p.first.min(f.at);
                 p.last = p.last.max(f.at);
                 of_fix.push(i);
@@ -370,21 +487,24 @@ pub fn assess(
             span_m = span_m.max(haversine_m(at(i), at(j)));
         }
     }
-    let mut together_min = 0.0;
-    for w in valid.windows(2) {
-        let gap = w[1].at - w[0].at;
-        if gap <= Duration::minutes(TOGETHER_GAP_MINUTES) {
-            together_min += gap.num_seconds() as f64 / 60.0;
-        }
-    }
     let together = valid.first().zip(valid.last()).map(|(a, b)| (a.at, b.at));
+    // Time together is the device's moving minutes in which the transmitter was present: a
+    // shop's beacon seen at the start of every walk, or a TV at home, is never counted for the
+    // gaps between walks.
+    let moving = moving_minutes(path);
+    let present = moving
+        .iter()
+        .filter(|m| {
+            let from = **m - Duration::minutes(PRESENCE_MINUTES);
+            let to = **m + Duration::minutes(PRESENCE_MINUTES);
+            let at = valid.partition_point(|f| f.at < from);
+            valid.get(at).is_some_and(|f| f.at <= to)
+        })
+        .count();
+    let together_min = present as f64;
 
-    let is_rotating = rotating(subject.key);
-    let min_places = if is_rotating {
-        MIN_PLACES_ROTATING
-    } else {
-        MIN_PLACES_STABLE
-    };
+    let is_rotating = rotating(subject.key, subject.days_seen);
+    let need = thresholds(subject.tracker, is_rotating);
     let is_cell = subject.key.radio == SignalType::Cellular;
     let gates = vec![
         gate(
@@ -396,20 +516,20 @@ pub fn assess(
         gate(
             "distinct_places",
             json!(distinct.len()),
-            json!(min_places),
-            distinct.len() >= min_places,
+            json!(need.places),
+            distinct.len() >= need.places,
         ),
         gate(
             "place_span_m",
             json!(span_m.round()),
-            json!(MIN_PLACE_SPAN_M),
-            span_m >= MIN_PLACE_SPAN_M,
+            json!(need.span_m),
+            span_m >= need.span_m,
         ),
         gate(
-            "minutes_together",
-            json!(round1(together_min)),
-            json!(MIN_TOGETHER_MINUTES),
-            together_min >= MIN_TOGETHER_MINUTES,
+            "minutes_moving_together",
+            json!(together_min),
+            json!(need.together_minutes),
+            together_min >= need.together_minutes,
         ),
         gate(
             "not_allowlisted",
@@ -435,16 +555,6 @@ pub fn assess(
         .sum();
     let distance_points = 20.0 * (travelled_m / 10_000.0).min(1.0);
     // Share of the device's moving minutes in which the transmitter was present.
-    let moving = moving_minutes(path);
-    let present = moving
-        .iter()
-        .filter(|m| {
-            let from = **m - Duration::minutes(PRESENCE_MINUTES);
-            let to = **m + Duration::minutes(PRESENCE_MINUTES);
-            let at = valid.partition_point(|f| f.at < from);
-            valid.get(at).is_some_and(|f| f.at <= to)
-        })
-        .count();
     let share = if moving.len() >= MIN_MOVING_MINUTES {
         present as f64 / moving.len() as f64
     } else {
@@ -527,6 +637,16 @@ pub fn assess(
             inputs: json!({"co_travellers": crowd, "applies_from": CROWD_FROM}),
         });
     }
+    if subject.allowlisted && score > 0.0 {
+        // The owner said it is theirs: it never ranks above a real warning.
+        penalties.push(Component {
+            component: "allowlisted",
+            points: -round1(score),
+            max: 100.0,
+            inputs: json!({"allowlisted": true}),
+        });
+        score = 0.0;
+    }
     let score = score.clamp(0.0, 100.0);
     let level = if subject.allowlisted || is_cell {
         Level::None
@@ -534,7 +654,7 @@ pub fn assess(
         Level::Alert
     } else if gates_passed && score >= f64::from(SUSPICIOUS_FROM) {
         Level::Suspicious
-    } else if score >= f64::from(WATCH_FROM) {
+    } else if score >= f64::from(WATCH_FROM) && distinct.len() >= WATCH_MIN_PLACES {
         Level::Watch
     } else {
         Level::None
@@ -554,7 +674,7 @@ pub fn assess(
     let window = json!({
         "from": valid.first().map(|f| f.at),
         "to": valid.last().map(|f| f.at),
-        "lookback_hours": lookback(subject.key).num_hours(),
+        "lookback_hours": lookback(subject.key, subject.days_seen).num_hours(),
         "rotating_address": is_rotating,
     });
     Assessment {
@@ -574,7 +694,9 @@ pub fn assess(
             places,
             excluded_count,
             excluded,
-            thresholds: json!({"alert": ALERT_FROM, "suspicious": SUSPICIOUS_FROM, "watch": WATCH_FROM}),
+            thresholds: json!({"alert": ALERT_FROM, "suspicious": SUSPICIOUS_FROM,
+                "watch": WATCH_FROM, "watch_min_places": WATCH_MIN_PLACES}),
+            linked_addresses: Vec::new(),
         },
     }
 }
@@ -626,6 +748,7 @@ mod tests {
                 key: &key,
                 tracker: Some(TrackerClass::AppleFindMy),
                 allowlisted: false,
+                days_seen: 1,
             },
             &along(&path, 2),
             &path,
@@ -644,6 +767,7 @@ mod tests {
                 key: &key,
                 tracker: Some(TrackerClass::AppleFindMy),
                 allowlisted: true,
+                days_seen: 1,
             },
             &along(&path, 2),
             &path,
@@ -662,6 +786,7 @@ mod tests {
             key: &key,
             tracker: None,
             allowlisted: false,
+            days_seen: 1,
         };
         // 20 minutes on the same bus: fails the time-together gate.
         let bus = assess(subject, &along(&path[40..60], 1), &path, &[], 0);
@@ -697,11 +822,143 @@ mod tests {
             key: &key,
             tracker: None,
             allowlisted: false,
+            days_seen: 1,
         };
         let alone = assess(plain, &along(&path, 2), &path, &[], 0);
         let train = assess(plain, &along(&path, 2), &path, &[], 12);
         assert!(train.score + 25.0 < alone.score + 0.1);
         assert!(train.level < alone.level);
         assert_eq!(train.explanation.penalties.len(), 1);
+    }
+
+    /// A walk north at 80 m/min for `minutes`, one path point a minute.
+    fn walk(minutes: i64) -> Vec<PathPoint> {
+        (0..minutes)
+            .map(|m| PathPoint {
+                minute: t0() + Duration::minutes(m),
+                lat: 52.5 + m as f64 * 80.0 / 111_320.0,
+                lon: 13.3,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_steady_walk_makes_a_new_place_every_150_m() {
+        let path = walk(20);
+        let key = ble("c0:11:22:33:44:88");
+        let subject = Subject {
+            key: &key,
+            tracker: Some(TrackerClass::Tile),
+            allowlisted: false,
+            days_seen: 1,
+        };
+        let a = assess(subject, &along(&path, 1), &path, &[], 0);
+        // 1,520 m of walk: a place about every 150 m, not one drifting place.
+        assert!(
+            a.explanation.places_count >= 9,
+            "{:#?}",
+            a.explanation.places
+        );
+        assert!(a.gates_passed, "{:#?}", a.explanation.gates);
+    }
+
+    #[test]
+    fn a_beacon_passed_on_every_walk_is_never_watched() {
+        // Four walks past a shop: heard for a minute on each, always within 40 m of it.
+        let mut path = Vec::new();
+        let mut fixes = Vec::new();
+        for w in 0..4i64 {
+            for m in 0..6i64 {
+                let minute = t0() + Duration::hours(4 * w) + Duration::minutes(m);
+                let lat = 52.5 + m as f64 * 80.0 / 111_320.0;
+                path.push(PathPoint {
+                    minute,
+                    lat,
+                    lon: 13.3,
+                });
+                if m == 2 || m == 3 {
+                    fixes.push(Fix {
+                        id: fixes.len() as i64,
+                        at: minute,
+                        lat,
+                        lon: 13.3,
+                        accuracy_m: Some(8.0),
+                        altitude_m: None,
+                    });
+                }
+            }
+        }
+        let key = ble("d0:11:22:33:44:99");
+        let subject = Subject {
+            key: &key,
+            tracker: Some(TrackerClass::Tile),
+            allowlisted: false,
+            days_seen: 1,
+        };
+        let a = assess(subject, &fixes, &path, &[], 0);
+        assert_eq!(a.explanation.places_count, 1);
+        assert_eq!(a.level, Level::None, "{:#?}", a.explanation);
+    }
+
+    #[test]
+    fn an_allowlisted_pair_scores_nothing() {
+        let path = drive(120);
+        let key = ble("c0:11:22:33:44:aa");
+        let mine = Subject {
+            key: &key,
+            tracker: Some(TrackerClass::AppleFindMy),
+            allowlisted: true,
+            days_seen: 1,
+        };
+        let a = assess(mine, &along(&path, 2), &path, &[], 0);
+        assert_eq!((a.score, a.level), (0.0, Level::None));
+        assert_eq!(a.explanation.penalties[0].component, "allowlisted");
+    }
+
+    #[test]
+    fn a_ble_address_seen_on_two_days_keeps_two_weeks_of_history() {
+        let key = ble("c0:11:22:33:44:bb");
+        assert_eq!(lookback(&key, 1), Duration::hours(24));
+        assert_eq!(lookback(&key, 2), Duration::days(14));
+    }
+
+    #[test]
+    fn successive_addresses_of_a_rotating_tag_are_linked_unless_ambiguous() {
+        let span = |id: &str, from: i64, to: i64| AddressSpan {
+            key: ble(id),
+            first: t0() + Duration::seconds(from),
+            last: t0() + Duration::seconds(to),
+        };
+        let spans = vec![
+            span("c8:00:00:00:00:01", 0, 200),
+            span("c8:00:00:00:00:02", 230, 500),
+            span("c8:00:00:00:00:03", 560, 800),
+            // Overlaps the second: another tag, never linked.
+            span("c8:00:00:00:00:09", 300, 900),
+        ];
+        // Recording throughout: only the 90 s gaps link.
+        let recording: Vec<PathPoint> = (0..20)
+            .map(|m| PathPoint {
+                minute: t0() + Duration::minutes(m),
+                lat: 52.5,
+                lon: 13.3,
+            })
+            .collect();
+        let chain = linked(&ble("c8:00:00:00:00:02"), &spans, &recording);
+        assert_eq!(
+            chain,
+            vec![ble("c8:00:00:00:00:01"), ble("c8:00:00:00:00:03")]
+        );
+        // Two addresses could follow the first: the chain stops.
+        let mut twins = spans.clone();
+        twins.push(span("c8:00:00:00:00:04", 220, 260));
+        assert!(linked(&ble("c8:00:00:00:00:01"), &twins, &recording).is_empty());
+        // Hours apart, but the device recorded nothing in between (it was not walking): linked.
+        let walks = vec![
+            span("c8:00:00:00:00:05", 0, 300),
+            span("c8:00:00:00:00:06", 14_400, 14_700),
+        ];
+        let chain = linked(&ble("c8:00:00:00:00:06"), &walks, &recording[..6]);
+        assert_eq!(chain, vec![ble("c8:00:00:00:00:05")]);
     }
 }
