@@ -236,8 +236,9 @@ pub async fn insert_batch(
 #[derive(Clone, Debug)]
 pub struct DetectionRow {
     pub id: i64,
-    pub longitude: f64,
-    pub latitude: f64,
+    /// Absent when the capture had no fix.
+    pub longitude: Option<f64>,
+    pub latitude: Option<f64>,
     pub properties: Map<String, Value>,
 }
 
@@ -324,7 +325,10 @@ pub async fn search(
         // search inside that bound (box pre-filter on the GiST index) ranks the final n.
         q.push("SELECT max(ST_Distance(c.location::geography, ");
         push_point(&mut q, center.lon(), center.lat());
-        q.push("::geography)) FROM (SELECT d.location FROM sigint.signal_detections d WHERE true");
+        q.push(
+            "::geography)) FROM (SELECT d.location FROM sigint.signal_detections d \
+                WHERE d.location IS NOT NULL",
+        );
         push_filters(&mut q, search.filters());
         q.push(" ORDER BY d.location <-> ");
         push_point(&mut q, center.lon(), center.lat());

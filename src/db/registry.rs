@@ -75,8 +75,9 @@ pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<Sighting>,
             id: row.try_get("id")?,
             key,
             at: row.try_get("detected_at")?,
-            lat: row.try_get("lat")?,
-            lon: row.try_get("lon")?,
+            fix: row
+                .try_get::<Option<f64>, _>("lat")?
+                .zip(row.try_get::<Option<f64>, _>("lon")?),
             accuracy_m: row.try_get("accuracy_meters")?,
             altitude_m: row.try_get("altitude_meters")?,
             signal_dbm: row.try_get("signal_dbm")?,
@@ -481,8 +482,9 @@ pub async fn get_by_id(
 pub struct TrackPoint {
     pub id: i64,
     pub detected_at: DateTime<Utc>,
-    pub latitude: f64,
-    pub longitude: f64,
+    /// Absent for a sighting without a fix (it still says when).
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
     pub accuracy_meters: Option<f64>,
     pub signal_dbm: Option<i32>,
     pub device_id: Option<Uuid>,

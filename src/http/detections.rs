@@ -149,7 +149,11 @@ pub(crate) fn feature(row: &DetectionRow) -> Feature<'_> {
     Feature {
         kind: "Feature",
         id: row.id,
-        geometry: json!({"type": "Point", "coordinates": [row.longitude, row.latitude]}),
+        // Stored without a fix: a feature without geometry (RFC 7946 §3.2).
+        geometry: match (row.longitude, row.latitude) {
+            (Some(lon), Some(lat)) => json!({"type": "Point", "coordinates": [lon, lat]}),
+            _ => Value::Null,
+        },
         properties: &row.properties,
     }
 }

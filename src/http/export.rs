@@ -69,17 +69,20 @@ pub async fn respond(
         let result = match encoder.begin(&mut buf) {
             Err(e) => Err(e.to_string()),
             Ok(()) => store::stream(&mut conn, &search, timeout, |row: DetectionRow| {
-                let encoded = encoder.feature(
-                    &ExportRow {
-                        id: row.id,
-                        longitude: row.longitude,
-                        latitude: row.latitude,
-                        properties: &row.properties,
-                    },
-                    &mut buf,
-                );
-                if let Err(e) = encoded {
-                    failure = Some(e.to_string());
+                // Exports are geodata: detections stored without a fix are left out.
+                if let (Some(longitude), Some(latitude)) = (row.longitude, row.latitude) {
+                    let encoded = encoder.feature(
+                        &ExportRow {
+                            id: row.id,
+                            longitude,
+                            latitude,
+                            properties: &row.properties,
+                        },
+                        &mut buf,
+                    );
+                    if let Err(e) = encoded {
+                        failure = Some(e.to_string());
+                    }
                 }
                 let send = (failure.is_none() && buf.len() >= CHUNK)
                     .then(|| (Bytes::from(std::mem::take(&mut buf)), tx.clone()));

@@ -424,18 +424,21 @@ impl Ingest {
     }
 }
 
-/// The box around the batch's positions.
+/// The box around the batch's positions (those stored without one are on no map).
 fn extent(valid: &[Detection]) -> Option<crate::domain::BBox> {
-    valid.iter().fold(None, |acc, d| {
-        let (lon, lat) = (d.position.lon(), d.position.lat());
-        let point = crate::domain::BBox {
-            min_lon: lon,
-            min_lat: lat,
-            max_lon: lon,
-            max_lat: lat,
-        };
-        Some(acc.map_or(point, |b: crate::domain::BBox| b.union(&point)))
-    })
+    valid
+        .iter()
+        .filter_map(|d| d.position)
+        .fold(None, |acc, p| {
+            let (lon, lat) = (p.lon(), p.lat());
+            let point = crate::domain::BBox {
+                min_lon: lon,
+                min_lat: lat,
+                max_lon: lon,
+                max_lat: lat,
+            };
+            Some(acc.map_or(point, |b: crate::domain::BBox| b.union(&point)))
+        })
 }
 
 /// Counts stored and duplicate detections by signal type.

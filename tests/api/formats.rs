@@ -50,7 +50,7 @@ async fn a_wigle_16_file_stores_every_type_through_its_quirks() {
             r["rejected"].as_u64(),
             r["filtered"].as_u64()
         ),
-        (Some(16), Some(10), Some(5), Some(1)),
+        (Some(16), Some(11), Some(4), Some(1)),
         "{r}"
     );
     assert_eq!(r["source"]["format"], "WigleWifi-1.6");
@@ -58,16 +58,25 @@ async fn a_wigle_16_file_stores_every_type_through_its_quirks() {
     assert!(r["import_id"]
         .as_str()
         .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok()));
-    // Rejections by line: CDMA without MCC (13), null island (15), bad latitude (16), unknown type (17), broadcast (18).
+    // Rejections by line: CDMA without MCC (13), bad latitude (16), unknown type (17), broadcast
+    // (18). Line 15's 0,0 is a missing fix: stored without a position.
     let all_lines: Vec<u64> = r["errors"]
         .as_array()
         .expect("errors")
         .iter()
         .map(|e| e["line"].as_u64().expect("line"))
         .collect();
-    for line in [13, 15, 16, 17, 18] {
+    for line in [13, 16, 17, 18] {
         assert!(all_lines.contains(&line), "line {line} not reported: {r}");
     }
+    let lost: (Option<String>, Vec<String>) = sqlx::query_as(
+        "SELECT ST_AsText(location), tags FROM sigint.signal_detections WHERE bssid = 'a4:2b:b0:11:22:37'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("the row without a fix");
+    assert_eq!(lost.0, None);
+    assert!(lost.1.iter().any(|t| t == "no-fix"), "{:?}", lost.1);
     assert!(lines_with(&r, "bssid").contains(&18));
     assert!(lines_with(&r, "latitude").contains(&16));
 
@@ -83,7 +92,7 @@ async fn a_wigle_16_file_stores_every_type_through_its_quirks() {
             ("ble".into(), 2),
             ("bluetooth".into(), 1),
             ("cellular".into(), 4),
-            ("wifi".into(), 3)
+            ("wifi".into(), 4)
         ]
     );
     let ssid: String = sqlx::query_scalar(
@@ -144,10 +153,10 @@ async fn a_wigle_16_file_stores_every_type_through_its_quirks() {
     let again: Value = resp.json().await.expect("json");
     assert_eq!(
         (again["stored"].as_u64(), again["duplicates"].as_u64()),
-        (Some(0), Some(10)),
+        (Some(0), Some(11)),
         "{again}"
     );
-    assert_eq!(app.count("true").await, 10);
+    assert_eq!(app.count("true").await, 11);
     let imports: i64 = sqlx::query_scalar("SELECT count(*) FROM sigint.imports")
         .fetch_one(&app.db)
         .await
@@ -293,10 +302,10 @@ async fn bad_uploads_are_refused_with_a_report() {
     let r: Value = resp.json().await.expect("json");
     assert_eq!(
         r["stored"].as_u64().expect("stored") as i64 + stored_before,
-        10,
+        11,
         "{r}"
     );
-    assert_eq!(app.count("true").await, 10);
+    assert_eq!(app.count("true").await, 11);
     // No key, no import.
     let anon = reqwest::Client::new()
         .post(app.url("/api/v1/imports"))
@@ -331,7 +340,7 @@ async fn the_privacy_policy_drops_what_it_excludes() {
     // Filtered: the café (in the zone) and the randomised BLE address; the _nomap AP is stored, tagged.
     assert_eq!(
         (r["stored"].as_u64(), r["filtered"].as_u64()),
-        (Some(9), Some(2)),
+        (Some(10), Some(2)),
         "{r}"
     );
     assert_eq!(app.count("bssid = 'a4:2b:b0:11:22:33'").await, 0);
@@ -463,7 +472,7 @@ fn a_cli_dry_run_reports_without_a_database() {
     );
     assert!(ok, "{out}");
     assert!(
-        out.contains("16 rows read, 10 valid") && out.contains("line 13"),
+        out.contains("16 rows read, 11 valid") && out.contains("line 13"),
         "{out}"
     );
 }
@@ -479,10 +488,10 @@ async fn the_cli_imports_files_of_several_formats() {
     );
     assert!(ok, "{out}");
     assert!(
-        out.contains("10 stored") && out.contains("4 stored"),
+        out.contains("11 stored") && out.contains("4 stored"),
         "{out}"
     );
-    assert_eq!(stored(&url).await, 14);
+    assert_eq!(stored(&url).await, 15);
 }
 
 /// Unreadable, truncated and broken Kismet files are reported with a non-zero exit, and the
@@ -684,13 +693,14 @@ async fn kismet_log_devices_become_detections() {
         .output()
         .expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    // 6 devices, 9 rows (first and last sighting when they differ); no-fix and RTL433 rejected.
+    // 6 devices, 9 rows (first and last sighting when they differ); the access point without a
+    // fix stored without a position; RTL433 rejected.
     assert!(
         out.status.success(),
         "rejected rows are reported, not fatal: {stderr}"
     );
     assert!(
-        stderr.contains("kismetdb") && stderr.contains("6 stored") && stderr.contains("2 rejected"),
+        stderr.contains("kismetdb") && stderr.contains("7 stored") && stderr.contains("1 rejected"),
         "{stderr}"
     );
     let pool = sqlx::PgPool::connect(&url).await.expect("connect");
@@ -717,10 +727,18 @@ async fn kismet_log_devices_become_detections() {
             ("wifi", "a4:2b:b0:aa:00:02"),
             ("bluetooth", "b4:f1:da:aa:00:03"),
             ("ble", "d6:11:22:aa:00:04"),
+            ("wifi", "a4:2b:b0:aa:00:05"),
             ("wifi", "a4:2b:b0:aa:00:01"),
             ("bluetooth", "b4:f1:da:aa:00:03"),
         ]
     );
+    let no_fix: Option<String> = sqlx::query_scalar(
+        "SELECT ST_AsText(location) FROM sigint.signal_detections WHERE bssid = 'a4:2b:b0:aa:00:05'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("the access point without a fix");
+    assert_eq!(no_fix, None);
     assert_eq!(rows[0].2.as_deref(), Some("CoffeeShop"));
     assert_eq!(rows[0].4, Some(2437));
     assert_eq!(rows[1].2, None, "a client's name is not an SSID");
@@ -735,7 +753,7 @@ async fn kismet_log_devices_become_detections() {
     assert_eq!(uuids, vec!["feed".to_owned()]);
     assert_eq!(adv.as_deref(), Some("0201060303edfe"));
     assert_eq!(rows[0].5.timestamp(), 1700000000);
-    assert_eq!(rows[4].5.timestamp(), 1700000600);
+    assert_eq!(rows[5].5.timestamp(), 1700000600);
     // Importing the same log again stores nothing twice.
     let out = shadowcheck()
         .args(["import"])
@@ -744,7 +762,7 @@ async fn kismet_log_devices_become_detections() {
         .output()
         .expect("run");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("0 stored, 6 duplicates"),
+        String::from_utf8_lossy(&out.stderr).contains("0 stored, 7 duplicates"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

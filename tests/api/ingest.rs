@@ -519,3 +519,43 @@ async fn app_with_one_large_body_turn() -> crate::helpers::TestApp {
     })
     .await
 }
+
+/// A capture without a fix (no coordinates, or 0,0) is stored without a position: it is in the
+/// stats and in searches without an area, as a feature without geometry, and in no spatial
+/// search.
+#[tokio::test]
+async fn a_detection_without_a_fix_is_stored_off_the_map() {
+    let app = spawn_app().await;
+    let mut missing = wifi("aa:bb:cc:00:06:01", "2026-04-01T00:00:00Z");
+    let o = missing.as_object_mut().expect("object");
+    o.remove("latitude");
+    o.remove("longitude");
+    let mut zero = wifi("aa:bb:cc:00:06:02", "2026-04-01T00:00:00Z");
+    zero["latitude"] = json!(0.0);
+    zero["longitude"] = json!(0.0);
+    assert_eq!(app.post_json(&json!([missing, zero])).await.status(), 201);
+    let all = app.get_json("/api/v1/detections").await;
+    let features = all["features"].as_array().expect("features");
+    assert_eq!(features.len(), 2);
+    for f in features {
+        assert_eq!(f["geometry"], Value::Null, "{f}");
+        assert!(f["properties"]["tags"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t == "no-fix")));
+    }
+    let boxed = app.get_json("/api/v1/detections?bbox=-1,-1,1,1").await;
+    assert_eq!(boxed["numberReturned"], 0, "{boxed}");
+    let near = app.get_json("/api/v1/detections?lat=0&lon=0&nearest=5").await;
+    assert_eq!(near["numberReturned"], 0, "{near}");
+    let stats = app.get_json("/api/v1/stats").await;
+    assert_eq!(stats["total"], 2);
+}
+
+#[tokio::test]
+async fn half_a_position_is_refused() {
+    let app = spawn_app().await;
+    let mut half = wifi("aa:bb:cc:00:06:03", "2026-04-01T00:00:00Z");
+    half.as_object_mut().expect("object").remove("longitude");
+    let body = problem(app.post_json(&json!([half])).await, 422).await;
+    assert_eq!(body["errors"][0]["field"], "longitude", "{body}");
+}

@@ -34,9 +34,12 @@ pub async fn add_device_minutes(
 ) -> Result<(), sqlx::Error> {
     let mut minutes: BTreeMap<(Uuid, DateTime<Utc>), (f64, f64, i32)> = BTreeMap::new();
     for s in sightings {
-        let (Some(device), Ok(minute)) =
-            (s.device, s.at.duration_trunc(chrono::Duration::minutes(1)))
-        else {
+        // A device's path is where it was: sightings without a fix add nothing to it.
+        let (Some(device), Some((lat, lon)), Ok(minute)) = (
+            s.device,
+            s.fix,
+            s.at.duration_trunc(chrono::Duration::minutes(1)),
+        ) else {
             continue;
         };
         if s.accuracy_m
@@ -46,8 +49,8 @@ pub async fn add_device_minutes(
             continue;
         }
         let m = minutes.entry((device, minute)).or_default();
-        m.0 += s.lat;
-        m.1 += s.lon;
+        m.0 += lat;
+        m.1 += lon;
         m.2 += 1;
     }
     if minutes.is_empty() {
@@ -208,7 +211,7 @@ pub async fn fixes(
              CROSS JOIN LATERAL (SELECT d.id, d.detected_at, ST_Y(d.location) AS lat, ST_X(d.location) AS lon, \
                  d.accuracy_meters, d.altitude_meters FROM sigint.signal_detections d \
                  WHERE d.{column} = k.identifier::macaddr AND d.signal_type = k.radio::sigint.signal_type \
-                   AND d.device_id = k.device \
+                   AND d.device_id = k.device AND d.location IS NOT NULL \
                  ORDER BY d.detected_at DESC LIMIT $5) AS f \
              ORDER BY k.i, f.detected_at, f.id"
         );

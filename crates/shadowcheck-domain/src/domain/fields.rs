@@ -144,29 +144,25 @@ pub static FIELDS: &[Field] = &[
         ),
         ALL,
     ),
-    required(
-        field(
-            "latitude",
-            Kind::Coordinate {
-                min: -90.0,
-                max: 90.0,
-            },
-            "WGS84 degrees (0,0 is refused: a missing GPS fix).",
-            |d| Cell::Number(Some(d.position.lat())),
-        ),
-        ALL,
+    field(
+        "latitude",
+        Kind::Coordinate {
+            min: -90.0,
+            max: 90.0,
+        },
+        "WGS84 degrees, with longitude. Without both (or as 0,0, where a GPS without a fix \
+         reports) the detection is stored without a position, tagged `no-fix`: it counts \
+         everywhere but on maps and in spatial queries.",
+        |d| Cell::Number(d.position.map(|p| p.lat())),
     ),
-    required(
-        field(
-            "longitude",
-            Kind::Coordinate {
-                min: -180.0,
-                max: 180.0,
-            },
-            "WGS84 degrees.",
-            |d| Cell::Number(Some(d.position.lon())),
-        ),
-        ALL,
+    field(
+        "longitude",
+        Kind::Coordinate {
+            min: -180.0,
+            max: 180.0,
+        },
+        "WGS84 degrees, with latitude.",
+        |d| Cell::Number(d.position.map(|p| p.lon())),
     ),
     required(
         field(

@@ -19,7 +19,7 @@ impl PrivacyPolicy {
         if self
             .exclusion_zones
             .iter()
-            .any(|(c, r)| c.distance_m(d.position) <= r * 1.01)
+            .any(|(c, r)| d.position.is_some_and(|at| c.distance_m(at) <= r * 1.01))
         {
             return Some("inside an exclusion zone");
         }

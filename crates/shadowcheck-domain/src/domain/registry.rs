@@ -144,8 +144,8 @@ pub struct Sighting {
     pub id: i64,
     pub key: TransmitterKey,
     pub at: DateTime<Utc>,
-    pub lat: f64,
-    pub lon: f64,
+    /// (latitude, longitude); `None` when the capture had no fix.
+    pub fix: Option<(f64, f64)>,
     pub accuracy_m: Option<f64>,
     pub altitude_m: Option<f64>,
     pub signal_dbm: Option<i32>,
@@ -226,9 +226,9 @@ impl Estimate {
         Some(e)
     }
 
-    fn add(&mut self, s: &Sighting) {
+    fn add(&mut self, s: &Sighting, (lat_deg, lon_deg): (f64, f64)) {
         let w = weight(s.signal_dbm);
-        let (lat, lon) = (s.lat.to_radians(), s.lon.to_radians());
+        let (lat, lon) = (lat_deg.to_radians(), lon_deg.to_radians());
         self.w += w;
         self.x += w * lat.cos() * lon.cos();
         self.y += w * lat.cos() * lon.sin();
@@ -236,7 +236,7 @@ impl Estimate {
         let h = mix(s.id);
         if let Err(at) = self.sample.binary_search_by_key(&h, |p| p.0) {
             if at < SAMPLE_SIZE {
-                self.sample.insert(at, (h, s.lat as f32, s.lon as f32));
+                self.sample.insert(at, (h, lat_deg as f32, lon_deg as f32));
                 self.sample.truncate(SAMPLE_SIZE);
             }
         }
@@ -340,16 +340,20 @@ impl Entry {
                 self.names.push(name.to_owned());
             }
         }
-        if let Some(dbm) = s.signal_dbm {
+        // The strongest signal at a known place: where the transmitter most likely is.
+        if let (Some(dbm), Some(fix)) = (s.signal_dbm, s.fix) {
             if self.best_signal_dbm.is_none_or(|best| dbm > best) {
                 self.best_signal_dbm = Some(dbm);
                 self.best_signal_at = Some(s.at);
-                self.best_location = Some((s.lat, s.lon));
+                self.best_location = Some(fix);
             }
         }
-        if s.accuracy_m.is_none_or(|a| a <= MAX_FIX_ACCURACY_M) {
+        if let Some(fix) = s
+            .fix
+            .filter(|_| s.accuracy_m.is_none_or(|a| a <= MAX_FIX_ACCURACY_M))
+        {
             self.fixes += 1;
-            self.estimate.add(s);
+            self.estimate.add(s, fix);
         }
         if let Some(caps) = s.security.as_deref() {
             let class = rogue::Security::classify(caps);
@@ -390,8 +394,7 @@ mod tests {
             id,
             key: TransmitterKey::parse("wifi", "A4-00-00-00-00-01").expect("key"),
             at: DateTime::from_timestamp(1_699_920_000 + id * 3_600, 0).expect("time"),
-            lat,
-            lon,
+            fix: Some((lat, lon)),
             accuracy_m: acc,
             altitude_m: None,
             signal_dbm: dbm,

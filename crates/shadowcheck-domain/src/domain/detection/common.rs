@@ -88,27 +88,37 @@ pub(super) fn detected_at(r: &mut Reader<'_>, policy: &ValidationPolicy) -> Opti
     }
 }
 
-pub(super) fn position(r: &mut Reader<'_>) -> Option<Position> {
+/// Where it was seen. A capture without a fix sends no coordinates, or 0,0 (where a GPS without a
+/// fix reports, as Kismet and WiGLE logs do): the detection is stored without a position (it
+/// counts for everything but maps and spatial queries). Half a position is refused.
+pub(super) enum Fix {
+    At(Position),
+    Missing,
+    Invalid,
+}
+
+pub(super) fn position(r: &mut Reader<'_>) -> Fix {
     let lat = r.float_of("latitude");
     let lon = r.float_of("longitude");
-    if r.get("latitude").is_none() {
-        r.fail("latitude", "required");
-    }
-    if r.get("longitude").is_none() {
-        r.fail("longitude", "required");
+    match (r.get("latitude").is_some(), r.get("longitude").is_some()) {
+        (false, false) => return Fix::Missing,
+        (true, false) => {
+            r.fail("longitude", "required with latitude");
+            return Fix::Invalid;
+        }
+        (false, true) => {
+            r.fail("latitude", "required with longitude");
+            return Fix::Invalid;
+        }
+        (true, true) => {}
     }
     match (lat, lon) {
         (Some(lat), Some(lon)) => match Position::new(lat, lon) {
-            Ok(p) if p.is_null_island() => {
-                r.fail(
-                    "latitude",
-                    "0,0 (null island) is a missing GPS fix, not a position",
-                );
-                None
-            }
-            p => p.ok(),
+            Ok(p) if p.is_null_island() => Fix::Missing,
+            Ok(p) => Fix::At(p),
+            Err(_) => Fix::Invalid,
         },
-        _ => None,
+        _ => Fix::Invalid,
     }
 }
 

@@ -65,6 +65,8 @@ impl FromStr for SignalType {
 
 /// Tag added to detections whose transmitter address is locally administered (randomised).
 pub const TAG_RANDOMIZED_MAC: &str = "randomized-mac";
+/// Tag added to detections stored without a position (the capture had no GPS fix).
+pub const TAG_NO_FIX: &str = "no-fix";
 /// Tag added to access points whose SSID opts out of mapping (`_nomap`, `_optout`).
 pub const TAG_NOMAP: &str = "nomap";
 
@@ -105,7 +107,8 @@ impl FieldError {
 pub struct Detection {
     pub detected_at: DateTime<Utc>,
     pub capture_duration_ms: Option<i32>,
-    pub position: Position,
+    /// `None` when the capture had no fix: stored, counted and scored by time, never on a map.
+    pub position: Option<Position>,
     pub altitude_meters: Option<f64>,
     pub accuracy_meters: Option<f64>,
     pub signal_type: SignalType,
@@ -208,7 +211,7 @@ impl Detection {
         common::refuse_foreign_fields(&mut r);
         let signal_type = common::signal_type(&mut r);
         let detected_at = common::detected_at(&mut r, policy);
-        let position = common::position(&mut r);
+        let fix = common::position(&mut r);
         let capture_duration_ms = r.int_of("capture_duration_ms").map(|v| v as i32);
         let altitude_meters = r.float_of("altitude_meters");
         let accuracy_meters = r.float_of("accuracy_meters");
@@ -239,6 +242,16 @@ impl Detection {
         if opted_out && !tags.iter().any(|t| t == TAG_NOMAP) {
             tags.push(TAG_NOMAP.to_owned());
         }
+        let position = match fix {
+            common::Fix::At(p) => Some(Some(p)),
+            common::Fix::Missing => {
+                if !tags.iter().any(|t| t == TAG_NO_FIX) {
+                    tags.push(TAG_NO_FIX.to_owned());
+                }
+                Some(None)
+            }
+            common::Fix::Invalid => None,
+        };
         match (r.errors.is_empty(), detected_at, position, signal_type) {
             (true, Some(detected_at), Some(position), Some(signal_type)) => Ok(Detection {
                 detected_at,
