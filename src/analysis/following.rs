@@ -71,15 +71,19 @@ pub async fn score_once(
     // Each pair's window: its look-back, ending at its last sighting.
     let mut scored: Vec<(usize, Vec<Fix>)> = Vec::new();
     let mut windows: BTreeMap<Uuid, (DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
+    // Pairs without enough fixes: perhaps heard by a device without GPS, scored on time alone.
+    let mut fixless: Vec<usize> = Vec::new();
     for (i, fixes) in fixes.into_iter().enumerate() {
         let (key, device) = &pairs[i];
         let Some(last) = fixes.last().map(|f| f.at) else {
+            fixless.push(i);
             continue;
         };
         let days = subjects.get(key).map_or(0, |s| s.days_seen);
         let from = last - following::lookback(key, days);
         let fixes: Vec<Fix> = fixes.into_iter().filter(|f| f.at >= from).collect();
         if fixes.len() < following::MIN_SIGHTINGS {
+            fixless.push(i);
             continue;
         }
         let w = windows.entry(*device).or_insert((from, last));
@@ -181,6 +185,50 @@ pub async fn score_once(
         if crowd > 0 {
             assessments[n] = explain_links(n, assess(scored[n].0, &scored[n].1, crowd as usize));
         }
+    }
+    // Time-only evidence for the pairs without fixes (stored after the others: no crowd, no
+    // fixes to write scores onto).
+    let fixless_pairs: Vec<(TransmitterKey, Uuid)> =
+        fixless.iter().map(|&i| pairs[i].clone()).collect();
+    let times = db::following::fixless_times(
+        &mut tx,
+        &fixless_pairs,
+        crate::domain::ValidationPolicy::earliest(),
+        MAX_FIXES,
+    )
+    .await?;
+    let mut churns: BTreeMap<(Uuid, DateTime<Utc>), following::Churn> = BTreeMap::new();
+    for (&i, times) in fixless.iter().zip(times) {
+        let (key, device) = &pairs[i];
+        let Some(&last) = times.last() else {
+            continue;
+        };
+        let from = last - chrono::Duration::hours(following::TIME_ONLY_LOOKBACK_HOURS);
+        let times: Vec<DateTime<Utc>> = times.into_iter().filter(|t| *t >= from).collect();
+        if times.len() < following::MIN_SIGHTINGS {
+            continue;
+        }
+        let churn = match churns.get(&(*device, last)) {
+            Some(c) => *c,
+            None => {
+                let c = db::following::churn(&mut tx, *device, from, last).await?;
+                churns.insert((*device, last), c);
+                c
+            }
+        };
+        let subject = subjects.get(key).copied().unwrap_or_default();
+        let a = following::assess_by_time(
+            Subject {
+                key,
+                tracker: subject.tracker,
+                allowlisted: subject.allowlisted,
+                days_seen: subject.days_seen,
+            },
+            &times,
+            churn,
+        );
+        scored.push((i, Vec::new()));
+        assessments.push(a);
     }
     let items: Vec<_> = scored
         .iter()

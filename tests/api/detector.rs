@@ -360,3 +360,72 @@ async fn carried_trackers_are_warned_about_on_the_first_day_of_short_walks() {
         watched.len()
     );
 }
+
+/// A rig without GPS uploads 40 minutes of a drive: roadside access points come and go, one
+/// BLE device is there all along. Or the same rig sits on a shelf, hearing the same neighbours.
+fn fixless_capture(device: &str, driving: bool) -> Vec<Value> {
+    let start = chrono::Utc::now() - chrono::Duration::hours(3);
+    let mut items = Vec::new();
+    for minute in 0..40i64 {
+        let at = |s: i64| {
+            (start + chrono::Duration::seconds(minute * 60 + s))
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        items.push(json!({"detected_at": at(0), "signal_type": "ble",
+            "bt_address": "c0:ff:ee:00:00:01", "bt_rssi": -60, "device_id": device}));
+        for n in 0..8i64 {
+            // Driving: new access points every minute; on a shelf: the same eight.
+            let ap = if driving { minute * 8 + n } else { n };
+            items.push(json!({"detected_at": at(1 + n), "signal_type": "wifi",
+                "bssid": format!("a4:00:00:00:{:02x}:{:02x}", ap / 256, ap % 256),
+                "signal_strength_dbm": -70, "device_id": device}));
+        }
+    }
+    items
+}
+
+async fn level_of(app: &TestApp, device: &str) -> (String, Value) {
+    let threats = app
+        .get_json(&format!(
+            "/api/v1/threats?device_id={device}&level=watch&limit=100"
+        ))
+        .await;
+    let t = threats["threats"]
+        .as_array()
+        .expect("threats")
+        .iter()
+        .find(|t| t["identifier"] == "c0:ff:ee:00:00:01")
+        .cloned()
+        .unwrap_or(Value::Null);
+    (t["level"].as_str().unwrap_or("none").to_owned(), t)
+}
+
+#[tokio::test]
+async fn a_follower_of_a_drive_without_gps_gets_a_time_only_warning() {
+    let app = crate::helpers::spawn_app_with(|s| s.registry.score_settle_ms = 200).await;
+    let device = "6f1c7a2e-3b1d-4c55-9f2a-0c6e8b1d2a77";
+    assert_eq!(
+        app.post_json(&json!(fixless_capture(device, true)))
+            .await
+            .status(),
+        201
+    );
+    settled(&app).await;
+    let (level, threat) = level_of(&app, device).await;
+    assert_eq!(level, "suspicious", "{threat}");
+    assert_eq!(threat["explanation"]["window"]["evidence"], "time_only");
+}
+
+#[tokio::test]
+async fn a_rig_on_a_shelf_without_gps_warns_about_nothing() {
+    let app = crate::helpers::spawn_app_with(|s| s.registry.score_settle_ms = 200).await;
+    let device = "6f1c7a2e-3b1d-4c55-9f2a-0c6e8b1d2a78";
+    assert_eq!(
+        app.post_json(&json!(fixless_capture(device, false)))
+            .await
+            .status(),
+        201
+    );
+    settled(&app).await;
+    assert_eq!(level_of(&app, device).await.0, "none");
+}

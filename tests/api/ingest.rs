@@ -545,7 +545,9 @@ async fn a_detection_without_a_fix_is_stored_off_the_map() {
     }
     let boxed = app.get_json("/api/v1/detections?bbox=-1,-1,1,1").await;
     assert_eq!(boxed["numberReturned"], 0, "{boxed}");
-    let near = app.get_json("/api/v1/detections?lat=0&lon=0&nearest=5").await;
+    let near = app
+        .get_json("/api/v1/detections?lat=0&lon=0&nearest=5")
+        .await;
     assert_eq!(near["numberReturned"], 0, "{near}");
     let stats = app.get_json("/api/v1/stats").await;
     assert_eq!(stats["total"], 2);

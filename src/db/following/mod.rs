@@ -14,7 +14,7 @@ use crate::db::observe;
 mod decisions;
 mod threats;
 
-use crate::domain::following::{self, AddressSpan, Assessment, Fix, PathPoint, Zone};
+use crate::domain::following::{self, AddressSpan, Assessment, Churn, Fix, PathPoint, Zone};
 use crate::domain::registry::{Sighting, TransmitterKey};
 use crate::domain::tracker::TrackerClass;
 use crate::domain::SignalType;
@@ -679,4 +679,91 @@ pub async fn tracker_spans(
             })
         })
         .collect())
+}
+
+/// Each pair's sightings without a fix from `since` on (at most `limit` each, the most recent),
+/// oldest first, in the order of `pairs`: the time-only evidence of a capture device without GPS.
+pub async fn fixless_times(
+    conn: &mut PgConnection,
+    pairs: &[(TransmitterKey, Uuid)],
+    since: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Vec<DateTime<Utc>>>, sqlx::Error> {
+    let mut out: Vec<Vec<DateTime<Utc>>> = vec![Vec::new(); pairs.len()];
+    for column in ["bssid", "bt_address"] {
+        let idx: Vec<usize> = (0..pairs.len())
+            .filter(|&i| match pairs[i].0.radio {
+                SignalType::Wifi => column == "bssid",
+                SignalType::Bluetooth | SignalType::Ble => column == "bt_address",
+                SignalType::Cellular => false,
+            })
+            .collect();
+        if idx.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "SELECT k.i, f.detected_at \
+             FROM UNNEST($1::text[], $2::text[], $3::uuid[], $4::int8[]) AS k(radio, identifier, device, i) \
+             CROSS JOIN LATERAL (SELECT d.detected_at FROM sigint.signal_detections d \
+                 WHERE d.{column} = k.identifier::macaddr AND d.signal_type = k.radio::sigint.signal_type \
+                   AND d.device_id = k.device AND d.location IS NULL AND d.detected_at >= $6 \
+                 ORDER BY d.detected_at DESC LIMIT $5) AS f \
+             ORDER BY k.i, f.detected_at"
+        );
+        let radios: Vec<&str> = idx.iter().map(|&i| pairs[i].0.radio.as_str()).collect();
+        let ids: Vec<&str> = idx
+            .iter()
+            .map(|&i| pairs[i].0.identifier.as_str())
+            .collect();
+        let devices: Vec<Uuid> = idx.iter().map(|&i| pairs[i].1).collect();
+        let order: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
+        let rows: Vec<(i64, DateTime<Utc>)> = observe(
+            "following_fixless_times",
+            sqlx::query_as(&sql)
+                .bind(radios)
+                .bind(ids)
+                .bind(devices)
+                .bind(order)
+                .bind(limit)
+                .bind(since)
+                .fetch_all(&mut *conn),
+        )
+        .await?;
+        for (i, at) in rows {
+            if let Some(list) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
+                list.push(at);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What `device` heard between `from` and `to`: how many transmitters, and how many of them in
+/// one time window only (of `following::TIME_WINDOW_MINUTES`).
+pub async fn churn(
+    conn: &mut PgConnection,
+    device: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Churn, sqlx::Error> {
+    let (heard, heard_once): (i64, i64) = observe(
+        "following_churn",
+        sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE windows = 1) FROM ( \
+                 SELECT count(DISTINCT date_bin($4::interval, d.detected_at, TIMESTAMPTZ '2000-01-01')) AS windows \
+                 FROM sigint.signal_detections d \
+                 WHERE d.device_id = $1 AND d.detected_at >= $2 AND d.detected_at <= $3 \
+                 GROUP BY d.signal_type, d.bssid, d.bt_address, d.mcc, d.mnc, d.lac, d.cell_id) AS t",
+        )
+        .bind(device)
+        .bind(from)
+        .bind(to)
+        .bind(format!("{} minutes", following::TIME_WINDOW_MINUTES))
+        .fetch_one(&mut *conn),
+    )
+    .await?;
+    Ok(Churn {
+        heard: heard as usize,
+        heard_once: heard_once as usize,
+    })
 }
