@@ -164,11 +164,13 @@ pub async fn score_once(
         }
         a
     };
-    let mut assessments: Vec<_> = scored
-        .iter()
-        .enumerate()
-        .map(|(n, (i, f))| explain_links(n, assess(*i, f, 0)))
-        .collect();
+    let mut assessments: Vec<_> = off_the_runtime(|| {
+        scored
+            .iter()
+            .enumerate()
+            .map(|(n, (i, f))| explain_links(n, assess(*i, f, 0)))
+            .collect()
+    });
     // The crowd around those that pass the gates, from the pairs stored before.
     let passing: Vec<usize> = (0..scored.len())
         .filter(|&n| assessments[n].gates_passed && assessments[n].together.is_some())
@@ -229,6 +231,15 @@ pub async fn score_once(
         );
         scored.push((i, Vec::new()));
         assessments.push(a);
+    }
+    // The operators' verdicts on these pairs.
+    let scored_pairs: Vec<(TransmitterKey, Uuid)> =
+        scored.iter().map(|(i, _)| pairs[*i].clone()).collect();
+    let verdicts = db::following::feedback_on(&mut tx, &scored_pairs).await?;
+    for (pair, a) in scored_pairs.iter().zip(assessments.iter_mut()) {
+        if let Some(fb) = verdicts.get(pair) {
+            following::heed(a, &fb.verdict, serde_json::to_value(fb).unwrap_or_default());
+        }
     }
     let items: Vec<_> = scored
         .iter()
@@ -291,8 +302,20 @@ pub async fn score_once(
     Ok(claimed.len())
 }
 
-/// The scoring queue's length and the scored pairs by level.
+/// The scoring queue's length, the scored pairs by level, and the operators' verdicts with the
+/// precision they give the detector (confirmed over confirmed and false alarms).
 pub async fn record_gauges(conn: &mut PgConnection) {
+    if let Ok(counts) = db::following::feedback_counts(conn).await {
+        let of = |v: &str| counts.iter().find(|c| c.0 == v).map_or(0, |c| c.1);
+        let (confirmed, false_alarms) = (of("confirmed"), of("false_alarm"));
+        for (verdict, n) in [("confirmed", confirmed), ("false_alarm", false_alarms)] {
+            metrics::gauge!("shadowcheck_follower_feedback", "verdict" => verdict).set(n as f64);
+        }
+        if confirmed + false_alarms > 0 {
+            metrics::gauge!("shadowcheck_follower_precision")
+                .set(confirmed as f64 / (confirmed + false_alarms) as f64);
+        }
+    }
     if let Ok(n) = db::following::queue_len(conn).await {
         metrics::gauge!("shadowcheck_following_queue_pairs").set(n as f64);
     }
@@ -315,4 +338,16 @@ fn bbox(points: impl Iterator<Item = (f64, f64)>) -> Option<[f64; 4]> {
             Some([w, s, e, n]) => [w.min(lon), s.min(lat), e.max(lon), n.max(lat)],
         })
     })
+}
+
+/// Runs CPU-bound scoring (a batch of thousands of fixes) without holding up the other tasks of
+/// this worker thread — probes and requests: on the multi-threaded runtime `serve` uses, the
+/// worker hands them on before it computes. (A single-threaded runtime, as in tests, just runs
+/// it.)
+fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
 }

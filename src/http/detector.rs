@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, put};
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
@@ -29,6 +29,10 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/threats", get(threats))
+        .route(
+            "/api/v1/threats/{radio}/{identifier}/{device_id}/feedback",
+            put(feedback_give).delete(feedback_withdraw),
+        )
         .route("/api/v1/allowlist", get(allowlist_list).post(allowlist_add))
         .route(
             "/api/v1/allowlist/{radio}/{identifier}",
@@ -367,6 +371,106 @@ pub(crate) async fn allowlist_remove(
         store::Removal::NotYours(by) => {
             return Err(not_yours(
                 &format!("the entry for {} {}", key.radio, key.identifier),
+                by,
+            ))
+        }
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackInput {
+    verdict: String,
+    note: Option<String>,
+}
+
+/// The pair a feedback path names.
+fn pair_of(radio: &str, identifier: &str, device: &str) -> ApiResult<(TransmitterKey, uuid::Uuid)> {
+    let key = TransmitterKey::parse(radio, identifier).map_err(|why| ApiError::BadRequest {
+        detail: why,
+        parameter: Some("identifier".into()),
+    })?;
+    let device = device.parse().map_err(|_| ApiError::BadRequest {
+        detail: "the capture device must be a UUID".into(),
+        parameter: Some("device_id".into()),
+    })?;
+    Ok((key, device))
+}
+
+#[utoipa::path(put, path = "/api/v1/threats/{radio}/{identifier}/{device_id}/feedback", tag = "detector",
+    params(("radio" = String, Path, description = "wifi, bluetooth, ble or cellular"),
+        ("identifier" = String, Path, description = "MAC address or cell tuple"),
+        ("device_id" = String, Path, description = "The capture device it was scored with")),
+    request_body(content = String, description = r#"{"verdict": "false_alarm" | "confirmed", "note": "the neighbour's car"}"#, content_type = "application/json"),
+    responses((status = 200, description = "Recorded; the pair is rescored (a false alarm stays below `suspicious`)"),
+        (status = 400, description = "Not a verdict, a transmitter or a device", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs the operator or admin scope", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("api_key" = [])))]
+/// An operator's verdict on a threat: `false_alarm` or `confirmed` ("this is mine" is the
+/// allow-list). Shown in the explanation, counted in the precision metric.
+pub(crate) async fn feedback_give(
+    State(state): State<AppState>,
+    caller: RequireOperator,
+    Path((radio, identifier, device)): Path<(String, String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let (key, device) = pair_of(&radio, &identifier, &device)?;
+    let input: FeedbackInput = json_body(&body)?;
+    if !matches!(input.verdict.as_str(), "false_alarm" | "confirmed") {
+        return Err(bad_body(
+            "verdict",
+            "must be false_alarm or confirmed (\"this is mine\" is the allow-list)",
+        ));
+    }
+    let note = text_field("note", input.note.as_deref(), false)?;
+    let mut tx = state.begin().await?;
+    let fb = store::give_feedback(
+        &mut tx,
+        &key,
+        device,
+        &input.verdict,
+        note.as_deref(),
+        &caller.0.name,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(fb).into_response())
+}
+
+#[utoipa::path(delete, path = "/api/v1/threats/{radio}/{identifier}/{device_id}/feedback", tag = "detector",
+    params(("radio" = String, Path, description = "wifi, bluetooth, ble or cellular"),
+        ("identifier" = String, Path, description = "MAC address or cell tuple"),
+        ("device_id" = String, Path, description = "The capture device")),
+    responses((status = 204, description = "Withdrawn; the pair is rescored"),
+        (status = 400, description = "Not a transmitter or a device", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Given by another key (admins may withdraw any)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No verdict on this pair", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("api_key" = [])))]
+pub(crate) async fn feedback_withdraw(
+    State(state): State<AppState>,
+    caller: RequireOperator,
+    Path((radio, identifier, device)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let (key, device) = pair_of(&radio, &identifier, &device)?;
+    let admin = caller.0.scopes.contains(&Scope::Admin);
+    let mut tx = state.begin().await?;
+    match store::withdraw_feedback(&mut tx, &key, device, &caller.0.name, admin).await? {
+        store::Removal::Removed => {}
+        store::Removal::NotFound => {
+            return Err(ApiError::NotFound {
+                detail: format!(
+                    "no verdict on {} {} with {device}",
+                    key.radio, key.identifier
+                ),
+            })
+        }
+        store::Removal::NotYours(by) => {
+            return Err(not_yours(
+                &format!("the verdict on {} {}", key.radio, key.identifier),
                 by,
             ))
         }

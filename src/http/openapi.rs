@@ -43,6 +43,8 @@ impl Modify for Security {
         super::transmitters::list,
         super::transmitters::one,
         super::detector::threats,
+        super::detector::feedback_give,
+        super::detector::feedback_withdraw,
         super::detector::allowlist_list,
         super::detector::allowlist_add,
         super::detector::allowlist_remove,

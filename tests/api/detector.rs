@@ -429,3 +429,49 @@ async fn a_rig_on_a_shelf_without_gps_warns_about_nothing() {
     settled(&app).await;
     assert_eq!(level_of(&app, device).await.0, "none");
 }
+
+/// "False alarm" on a threat keeps it below `suspicious`, says so in its explanation, and is
+/// withdrawn by the key that gave it.
+#[tokio::test]
+async fn a_threat_marked_as_a_false_alarm_stays_below_suspicious_until_withdrawn() {
+    let app = crate::helpers::spawn_app_with(|s| s.registry.score_settle_ms = 200).await;
+    let device = "6f1c7a2e-3b1d-4c55-9f2a-0c6e8b1d2a79";
+    assert_eq!(
+        app.post_json(&json!(fixless_capture(device, true)))
+            .await
+            .status(),
+        201
+    );
+    settled(&app).await;
+    assert_eq!(level_of(&app, device).await.0, "suspicious");
+    let path = format!("/api/v1/threats/ble/c0:ff:ee:00:00:01/{device}/feedback");
+    let marked = app
+        .client
+        .put(app.url(&path))
+        .json(&json!({"verdict": "false_alarm", "note": "my partner's earbuds"}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(marked.status(), 200);
+    settled(&app).await;
+    let (level, threat) = level_of(&app, device).await;
+    assert_eq!(level, "watch", "{threat}");
+    assert_eq!(threat["explanation"]["feedback"]["verdict"], "false_alarm");
+    let bad = app
+        .client
+        .put(app.url(&path))
+        .json(&json!({"verdict": "maybe"}))
+        .send()
+        .await
+        .expect("PUT");
+    problem(bad, 400).await;
+    let withdrawn = app
+        .client
+        .delete(app.url(&path))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(withdrawn.status(), 204);
+    settled(&app).await;
+    assert_eq!(level_of(&app, device).await.0, "suspicious");
+}

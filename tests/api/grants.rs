@@ -13,6 +13,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("sigint.allowlist", "DELETE,INSERT,SELECT,UPDATE"),
     ("sigint.api_keys", "INSERT,SELECT,UPDATE"),
     ("sigint.device_minutes", "INSERT,SELECT,UPDATE"),
+    ("sigint.feedback", "DELETE,INSERT,SELECT,UPDATE"),
     ("sigint.following", "INSERT,SELECT,UPDATE"),
     ("sigint.following_queue", "DELETE,INSERT,SELECT,UPDATE"),
     ("sigint.idempotency_keys", "DELETE,INSERT,SELECT,UPDATE"),

@@ -256,12 +256,33 @@ pub(crate) async fn walks_quality(server_bin: &Path, admin_url: &str, n: u64) ->
         .map_or_else(Utc::now, |t| t.and_utc());
     let (mut mine, mut peer) = (Tally::default(), Tally::default());
     let mut per_tracker: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    // Per carried tracker, whose first warning came first: (ours earlier, same walk, baseline
+    // earlier, only ours, only the baseline, neither).
+    let mut race = [0usize; 6];
     for seed in 0..n {
         let s = walks::generate(2_000 + seed, start);
         let v = ours(&client, &base, &url, &s).await?;
         let a = airguard(&s);
         mine.add(&s, &v);
         peer.add(&s, &a);
+        let first = |v: &Verdicts, owner: &str| {
+            s.addresses
+                .iter()
+                .filter(|x| x.carried && x.owner == owner)
+                .filter_map(|x| v.warned_after.get(&x.identifier).copied())
+                .min()
+        };
+        for owner in ["tile", "airtag", "chipolo", "smarttag"] {
+            let slot = match (first(&v, owner), first(&a, owner)) {
+                (Some(o), Some(b)) if o < b => 0,
+                (Some(o), Some(b)) if o == b => 1,
+                (Some(_), Some(_)) => 2,
+                (Some(_), None) => 3,
+                (None, Some(_)) => 4,
+                (None, None) => 5,
+            };
+            race[slot] += 1;
+        }
         for addr in s.addresses.iter().filter(|a| a.carried) {
             let e = per_tracker.entry(addr.owner.clone()).or_default();
             e.0 += usize::from(v.warned_after.contains_key(&addr.identifier));
@@ -275,6 +296,10 @@ pub(crate) async fn walks_quality(server_bin: &Path, admin_url: &str, n: u64) ->
     println!("{}", mine.row("ShadowCheck"));
     println!("{}", peer.row("AirGuard-style baseline"));
     println!("addresses warned about, per carried tracker (ours, baseline): {per_tracker:?}");
+    println!(
+        "first warning per carried tracker: ours earlier {}, same walk {}, baseline earlier {}, only ours {}, only the baseline {}, neither {}",
+        race[0], race[1], race[2], race[3], race[4], race[5]
+    );
     drop(server);
     Ok(())
 }

@@ -2,9 +2,12 @@
 //! and safe zones (home, office), each bounded, owned by the key that made it, and rescoring the
 //! pairs they touch.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use super::zone_of;
 use crate::db::observe;
@@ -316,4 +319,157 @@ pub async fn remove_zone(
     )
     .await?;
     Ok(Removal::Removed)
+}
+
+/// An operator's verdict on a threat.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct Feedback {
+    pub verdict: String,
+    pub note: Option<String>,
+    pub created_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Records (or replaces) the verdict on the pair and queues it for rescoring.
+pub async fn give_feedback(
+    conn: &mut PgConnection,
+    key: &TransmitterKey,
+    device: Uuid,
+    verdict: &str,
+    note: Option<&str>,
+    owner: &str,
+) -> Result<Feedback, sqlx::Error> {
+    let fb: Feedback = observe(
+        "feedback_give",
+        sqlx::query_as(
+            "INSERT INTO sigint.feedback (radio, identifier, device_id, verdict, note, created_by) \
+             VALUES ($1::sigint.signal_type, $2, $3, $4, $5, $6) \
+             ON CONFLICT (radio, identifier, device_id) DO UPDATE SET verdict = EXCLUDED.verdict, \
+                 note = EXCLUDED.note, created_by = EXCLUDED.created_by, created_at = now() \
+             RETURNING verdict, note, created_by, created_at",
+        )
+        .bind(key.radio.as_str())
+        .bind(&key.identifier)
+        .bind(device)
+        .bind(verdict)
+        .bind(note)
+        .bind(owner)
+        .fetch_one(&mut *conn),
+    )
+    .await?;
+    requeue_pair(conn, key, device).await?;
+    Ok(fb)
+}
+
+/// Removes the verdict on the pair if `owner` gave it (or `any_owner`, an admin); the pair is
+/// rescored.
+pub async fn withdraw_feedback(
+    conn: &mut PgConnection,
+    key: &TransmitterKey,
+    device: Uuid,
+    owner: &str,
+    any_owner: bool,
+) -> Result<Removal, sqlx::Error> {
+    let by: Option<Option<String>> = observe(
+        "feedback_owner",
+        sqlx::query_scalar(
+            "SELECT created_by FROM sigint.feedback \
+             WHERE radio = $1::sigint.signal_type AND identifier = $2 AND device_id = $3",
+        )
+        .bind(key.radio.as_str())
+        .bind(&key.identifier)
+        .bind(device)
+        .fetch_optional(&mut *conn),
+    )
+    .await?;
+    let Some(by) = by else {
+        return Ok(Removal::NotFound);
+    };
+    if !any_owner && by.as_deref() != Some(owner) {
+        return Ok(Removal::NotYours(by));
+    }
+    observe(
+        "feedback_withdraw",
+        sqlx::query(
+            "DELETE FROM sigint.feedback \
+             WHERE radio = $1::sigint.signal_type AND identifier = $2 AND device_id = $3",
+        )
+        .bind(key.radio.as_str())
+        .bind(&key.identifier)
+        .bind(device)
+        .execute(&mut *conn),
+    )
+    .await?;
+    requeue_pair(conn, key, device).await?;
+    Ok(Removal::Removed)
+}
+
+async fn requeue_pair(
+    conn: &mut PgConnection,
+    key: &TransmitterKey,
+    device: Uuid,
+) -> Result<(), sqlx::Error> {
+    observe(
+        "feedback_requeue",
+        sqlx::query(
+            "INSERT INTO sigint.following_queue (radio, identifier, device_id) \
+             VALUES ($1::sigint.signal_type, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(key.radio.as_str())
+        .bind(&key.identifier)
+        .bind(device)
+        .execute(&mut *conn),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The verdicts on these pairs, by pair.
+pub async fn feedback_on(
+    conn: &mut PgConnection,
+    pairs: &[(TransmitterKey, Uuid)],
+) -> Result<HashMap<(TransmitterKey, Uuid), Feedback>, sqlx::Error> {
+    let radios: Vec<&str> = pairs.iter().map(|p| p.0.radio.as_str()).collect();
+    let ids: Vec<&str> = pairs.iter().map(|p| p.0.identifier.as_str()).collect();
+    let devices: Vec<Uuid> = pairs.iter().map(|p| p.1).collect();
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        radio: String,
+        identifier: String,
+        device_id: Uuid,
+        #[sqlx(flatten)]
+        feedback: Feedback,
+    }
+    let rows: Vec<Row> = observe(
+        "feedback_on",
+        sqlx::query_as(
+            "SELECT f.radio::text AS radio, f.identifier, f.device_id, f.verdict, f.note, \
+                 f.created_by, f.created_at \
+             FROM UNNEST($1::text[], $2::text[], $3::uuid[]) AS k(radio, identifier, device) \
+             JOIN sigint.feedback f ON f.radio = k.radio::sigint.signal_type \
+              AND f.identifier = k.identifier AND f.device_id = k.device",
+        )
+        .bind(radios)
+        .bind(ids)
+        .bind(devices)
+        .fetch_all(&mut *conn),
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let key = TransmitterKey::parse(&r.radio, &r.identifier).ok()?;
+            Some(((key, r.device_id), r.feedback))
+        })
+        .collect())
+}
+
+/// Verdicts given, by verdict: the detector's precision as its operators judge it.
+pub async fn feedback_counts(conn: &mut PgConnection) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    observe(
+        "feedback_counts",
+        sqlx::query_as("SELECT verdict, count(*) FROM sigint.feedback GROUP BY 1")
+            .fetch_all(&mut *conn),
+    )
+    .await
 }

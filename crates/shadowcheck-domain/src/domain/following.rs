@@ -29,12 +29,12 @@ pub const MIN_SIGHTINGS: usize = 3;
 pub const TRACKER_MIN_PLACES: usize = 3;
 pub const TRACKER_MIN_SPAN_M: f64 = 200.0;
 pub const TRACKER_MIN_TOGETHER_MINUTES: f64 = 10.0;
-/// And of anything else (phones, watches, cars, unknown BLE): more places, more ground, an
-/// hour moving together.
+/// And of anything else (phones, watches, cars, unknown BLE): more places, more ground, three
+/// quarters of an hour moving together (longer than a bus ride across town).
 pub const MIN_PLACES_ROTATING: usize = 3;
 pub const MIN_PLACES_STABLE: usize = 4;
 pub const MIN_PLACE_SPAN_M: f64 = 400.0;
-pub const MIN_TOGETHER_MINUTES: f64 = 60.0;
+pub const MIN_TOGETHER_MINUTES: f64 = 45.0;
 /// `watch` needs at least this many places: what was only ever seen at one place (a shop's
 /// beacon passed on every walk, a neighbour's TV) is not following anyone.
 pub const WATCH_MIN_PLACES: usize = 2;
@@ -297,6 +297,18 @@ pub struct Explanation {
     /// Earlier and later addresses of the same rotating tracker whose sightings are scored with
     /// this one's (see [`linked`]).
     pub linked_addresses: Vec<String>,
+    /// An operator's verdict on the pair (see [`heed`]).
+    pub feedback: Option<Value>,
+}
+
+/// Applies an operator's verdict on the pair: a `false_alarm` keeps it below `suspicious` (its
+/// evidence is still scored and shown, so new evidence is visible); every verdict is shown.
+pub fn heed(a: &mut Assessment, verdict: &str, details: Value) {
+    if verdict == "false_alarm" && a.level > Level::Watch {
+        a.level = Level::Watch;
+        a.explanation.level = Level::Watch;
+    }
+    a.explanation.feedback = Some(details);
 }
 
 #[derive(Clone, Debug)]
@@ -697,6 +709,7 @@ pub fn assess(
             thresholds: json!({"alert": ALERT_FROM, "suspicious": SUSPICIOUS_FROM,
                 "watch": WATCH_FROM, "watch_min_places": WATCH_MIN_PLACES}),
             linked_addresses: Vec::new(),
+            feedback: None,
         },
     }
 }
@@ -851,6 +864,7 @@ pub fn assess_by_time(subject: Subject<'_>, times: &[DateTime<Utc>], churn: Chur
             thresholds: json!({"suspicious": SUSPICIOUS_FROM, "watch": WATCH_FROM,
                 "time_only_never_above": "suspicious"}),
             linked_addresses: Vec::new(),
+            feedback: None,
         },
     }
 }
