@@ -29,12 +29,12 @@ pub const MIN_SIGHTINGS: usize = 3;
 pub const TRACKER_MIN_PLACES: usize = 3;
 pub const TRACKER_MIN_SPAN_M: f64 = 200.0;
 pub const TRACKER_MIN_TOGETHER_MINUTES: f64 = 10.0;
-/// And of anything else (phones, watches, cars, unknown BLE): more places, more ground, three
-/// quarters of an hour moving together (longer than a bus ride across town).
+/// And of anything else (phones, watches, cars, unknown BLE): more places, more ground, an
+/// hour moving together.
 pub const MIN_PLACES_ROTATING: usize = 3;
 pub const MIN_PLACES_STABLE: usize = 4;
 pub const MIN_PLACE_SPAN_M: f64 = 400.0;
-pub const MIN_TOGETHER_MINUTES: f64 = 45.0;
+pub const MIN_TOGETHER_MINUTES: f64 = 60.0;
 /// `watch` needs at least this many places: what was only ever seen at one place (a shop's
 /// beacon passed on every walk, a neighbour's TV) is not following anyone.
 pub const WATCH_MIN_PLACES: usize = 2;
