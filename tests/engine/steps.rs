@@ -193,7 +193,7 @@ pub async fn the_api_role_has_every_grant_it_uses(stack: &mut Stack) {
     );
 }
 
-pub async fn transmitters_and_the_scenarios_follower_appear(stack: &mut Stack) {
+pub async fn the_scenarios_follower_appears_among_the_threats(stack: &mut Stack) {
     let start = chrono::Utc::now() - chrono::Duration::days(2);
     let scenario = shadowcheck_scenarios::generate(7, start);
     for chunk in scenario.detections.chunks(1_000) {
@@ -246,7 +246,7 @@ pub async fn the_follower_alert_reaches_alertmanager(stack: &mut Stack) {
         .await;
 }
 
-pub async fn an_allowlist_entry_is_added_and_removed(stack: &mut Stack) {
+pub async fn an_allowlist_entry_round_trips(stack: &mut Stack) {
     let entry = json!({"radio": "ble", "identifier": "c4:00:00:00:00:99", "note": "my own tag"});
     let (status, body) = stack.send(Method::POST, "/api/v1/allowlist", &entry).await;
     assert_eq!(status, 201, "{body}");

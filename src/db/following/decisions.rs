@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::zone_of;
+use super::inputs::zone_of;
 use crate::db::observe;
 use crate::domain::following::Zone;
 use crate::domain::registry::TransmitterKey;
