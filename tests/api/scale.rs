@@ -1073,8 +1073,12 @@ async fn the_stack_replica_script_follows_a_primary_prepared_by_the_init_script(
         std::env::var("PATH").unwrap_or_default()
     );
     let log = std::fs::File::create(dir.join("replica.log")).expect("log");
+    // A copy the postgres user can read: the checkout may sit in a directory only root enters.
+    let script = dir.join("replica.sh");
+    std::fs::copy(crate::helpers::repo("docker/postgres/replica.sh"), &script)
+        .expect("copy the replica script");
     let mut standby = as_postgres(Path::new("/bin/sh"))
-        .arg(crate::helpers::repo("docker/postgres/replica.sh"))
+        .arg(&script)
         .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
         .args(["-c", "unix_socket_directories="])
         .env("PATH", path)
