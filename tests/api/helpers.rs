@@ -44,9 +44,17 @@ extern "C" fn stop_cluster() {
     }
 }
 
-/// A file of this repository.
+/// A file of this checkout: the one `cargo test` runs the suite from (cargo sets
+/// CARGO_MANIFEST_DIR for the test process), else the one it was compiled in. The quick-start
+/// test rebuilds the test binaries from a fresh copy it then removes; a binary run after that
+/// must still read this checkout's files.
 pub fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).to_owned(),
+            PathBuf::from,
+        )
+        .join(path)
 }
 
 /// A directory under the system temp dir that the `postgres` user may enter.
@@ -78,8 +86,7 @@ fn run_init_script(base_url: &str, db: &str) {
     )
     .expect("write");
     std::fs::write(secrets.join("db_app_password"), format!("{APP_PASSWORD}\n")).expect("write");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("docker/postgres/initdb/10-shadowcheck.sh");
+    let script = repo("docker/postgres/initdb/10-shadowcheck.sh");
     let out = std::process::Command::new("sh")
         .arg(script)
         .env("SECRETS_DIR", &secrets)
