@@ -207,6 +207,9 @@ struct Problem<'a> {
     parameter: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [ItemError]>,
+    /// Members a protocol's clients expect besides RFC 9457's (ichnaea's `error`).
+    #[serde(flatten)]
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Builds a problem+json response; also used for errors raised outside handlers (e.g. panics).
@@ -223,6 +226,7 @@ pub fn problem_body(status: StatusCode, slug: &str, title: &str, detail: String)
         detail,
         parameter: None,
         errors: None,
+        extra: serde_json::Map::new(),
     };
     serde_json::to_vec(&body).unwrap_or_default()
 }
@@ -238,6 +242,19 @@ fn with_problem_type(status: StatusCode, body: Vec<u8>) -> Response {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.into_response_with(serde_json::Map::new())
+    }
+}
+
+impl ApiError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// The problem+json answer with `extra` members added (a protocol's own error shape, for
+    /// clients that read only that).
+    pub fn into_response_with(self, extra: serde_json::Map<String, serde_json::Value>) -> Response {
         let (status, slug, title) = self.parts();
         let detail = match &self {
             Self::Internal(message) => {
@@ -258,6 +275,7 @@ impl IntoResponse for ApiError {
             detail,
             parameter,
             errors,
+            extra,
         };
         let mut response = with_problem_type(status, serde_json::to_vec(&body).unwrap_or_default());
         match self {

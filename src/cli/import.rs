@@ -149,6 +149,7 @@ async fn import_one(
             device_id,
             progress,
             max_bytes: None,
+            reporter: None,
         })
         .await;
     if let Some(bar) = bar {

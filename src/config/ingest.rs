@@ -10,6 +10,11 @@ section! {
         max_future_skew_secs: i64 = 300,
         /// Largest file accepted by `POST /api/v1/imports` (streamed, never held in memory).
         max_import_bytes: u64 = 1024 * 1024 * 1024,
+        /// Largest Kismet log (`.kismet`, SQLite) accepted over HTTP: it is spooled to
+        /// `spool_dir` to be read in place (strip packets with `kismetdb_strip_packets` first).
+        max_kismet_upload_bytes: u64 = 256 * 1024 * 1024,
+        /// Where uploaded Kismet logs are spooled while read (default: the system temp dir).
+        spool_dir: Option<std::path::PathBuf> = None,
         /// Bound on one file import over HTTP (large files take minutes).
         import_timeout_secs: u64 = 3_600,
         /// How long an `Idempotency-Key` answer is kept for replay.

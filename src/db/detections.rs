@@ -68,10 +68,10 @@ fn insert_sql() -> &'static str {
         // enter the queue exactly when they commit.
         format!(
             "WITH inserted AS (INSERT INTO sigint.signal_detections ({}) SELECT {} FROM UNNEST({}) AS t({}) \
-             ON CONFLICT DO NOTHING RETURNING id, detected_at, signal_type), \
+             ON CONFLICT DO NOTHING RETURNING id, detected_at, signal_type, location IS NULL AS unfixed), \
              queued AS (INSERT INTO sigint.registry_queue (detection_id, detected_at) \
              SELECT id, detected_at FROM inserted) \
-             SELECT signal_type::text FROM inserted",
+             SELECT signal_type::text, id, detected_at, unfixed FROM inserted",
             columns.join(", "),
             values.join(", "),
             arrays.join(", "),
@@ -100,7 +100,8 @@ fn array_type(kind: Kind) -> &'static str {
     }
 }
 
-type InsertQuery<'q> = sqlx::query::QueryScalar<'q, Postgres, String, PgArguments>;
+type InsertQuery<'q> =
+    sqlx::query::QueryAs<'q, Postgres, (String, i64, DateTime<Utc>, bool), PgArguments>;
 
 /// Binds one field of every detection as one array, typed as `array_type` says.
 fn bind_field<'q>(
@@ -202,33 +203,44 @@ fn chunks<'a>(sorted: &'a [&'a Detection]) -> Vec<&'a [&'a Detection]> {
     out
 }
 
-/// Inserts the batch with UNNEST of column arrays (one round trip per few thousand rows) and returns how many rows were new, by signal type; the rest already existed
-/// under the natural key and were left untouched.
+/// What an insert stored.
+#[derive(Debug, Default)]
+pub struct Inserted {
+    /// New rows by signal type; the rest already existed under the natural key, untouched.
+    pub by_type: BTreeMap<String, u64>,
+    /// The new rows stored without a position (id, detected_at), to be placed if they can be.
+    pub unfixed: Vec<(i64, DateTime<Utc>)>,
+}
+
+/// Inserts the batch with UNNEST of column arrays (one round trip per few thousand rows).
 pub async fn insert_batch(
     tx: &mut Transaction<'_, Postgres>,
     detections: &[Detection],
-) -> Result<BTreeMap<String, u64>, sqlx::Error> {
+) -> Result<Inserted, sqlx::Error> {
+    let mut out = Inserted::default();
     if detections.is_empty() {
-        return Ok(BTreeMap::new());
+        return Ok(out);
     }
     // Every writer takes the unique-index locks in the same (natural-key) order, so two batches
     // that overlap in different orders wait for each other instead of deadlocking.
     let mut sorted: Vec<&Detection> = detections.iter().collect();
     sorted.sort_by_key(|d| d.natural_key());
-    let mut by_type = BTreeMap::new();
     // Statements of bounded size, in key order: a large batch is not encoded (and buffered for
     // sending) whole, and the lock order across statements stays the natural-key order.
     for chunk in chunks(&sorted) {
-        let mut query = sqlx::query_scalar::<_, String>(insert_sql());
+        let mut query = sqlx::query_as(insert_sql());
         for field in FIELDS {
             query = bind_field(query, field, chunk);
         }
         let inserted = crate::db::observe("insert_batch", query.fetch_all(&mut **tx)).await?;
-        for kind in inserted {
-            *by_type.entry(kind).or_insert(0) += 1;
+        for (kind, id, at, unfixed) in inserted {
+            *out.by_type.entry(kind).or_insert(0) += 1;
+            if unfixed {
+                out.unfixed.push((id, at));
+            }
         }
     }
-    Ok(by_type)
+    Ok(out)
 }
 
 /// One stored detection as the API shows it: its id, its point, and every field of the table
@@ -250,6 +262,7 @@ fn columns() -> &'static str {
             "d.id".to_owned(),
             "d.created_at".to_owned(),
             "d.updated_at".to_owned(),
+            "d.position_source".to_owned(),
         ];
         for field in FIELDS {
             let n = field.name;
@@ -300,13 +313,18 @@ impl<'r> sqlx::FromRow<'r, PgRow> for DetectionRow {
         for n in ["created_at", "updated_at"] {
             properties.insert(n.to_owned(), json!(row.try_get::<DateTime<Utc>, _>(n)?));
         }
+        let latitude: Option<f64> = row.try_get("latitude")?;
+        // fix (the capture's own), sensor (a fixed sensor's position), estimated, or none.
+        let source = row.try_get::<Option<String>, _>("position_source")?;
+        let source = source.or_else(|| latitude.map(|_| "fix".to_owned()));
+        properties.insert("position_source".to_owned(), json!(source));
         if let Some(distance) = row.try_get::<Option<f64>, _>("distance_m")? {
             properties.insert("distance_m".to_owned(), json!(distance));
         }
         Ok(Self {
             id: row.try_get("id")?,
             longitude: row.try_get("longitude")?,
-            latitude: row.try_get("latitude")?,
+            latitude,
             properties,
         })
     }

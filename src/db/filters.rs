@@ -18,6 +18,9 @@ pub fn like_pattern(text: &str) -> String {
 
 /// Appends the filters of detections (`d`) as `AND ...` terms, all bound, never formatted.
 pub fn push_filters(q: &mut QueryBuilder<'_, Postgres>, f: &Filters) {
+    if !f.with_estimated {
+        q.push(" AND d.position_source IS DISTINCT FROM 'estimated'");
+    }
     if let Some(start) = f.window.start() {
         q.push(" AND d.detected_at >= ").push_bind(start);
     }

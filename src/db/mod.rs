@@ -1,6 +1,7 @@
 //! Everything that talks to PostgreSQL: the pool, migrations, the embedded cluster and the SQL.
 
 pub mod detections;
+pub mod devices;
 pub mod embedded;
 pub mod failover;
 pub mod filters;
@@ -8,6 +9,7 @@ pub mod following;
 pub mod idempotency;
 pub mod imports;
 pub mod keys;
+pub mod positioning;
 pub mod registry;
 pub mod replica;
 pub mod retention;

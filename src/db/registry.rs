@@ -30,11 +30,14 @@ pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<Sighting>,
                d.mcc, d.mnc, d.lac, d.cell_id,
                COALESCE(d.ssid, d.bt_name) AS name,
                COALESCE(d.signal_strength_dbm, d.bt_rssi) AS signal_dbm,
-               ST_Y(d.location) AS lat, ST_X(d.location) AS lon,
+               -- An estimated position is the registry's own guess: never fed back into it.
+               ST_Y(p.fix) AS lat, ST_X(p.fix) AS lon,
                d.accuracy_meters, d.altitude_meters, d.device_id, d.security,
                d.ble_manufacturer_id, d.ble_service_uuids, d.ble_advertisement
         FROM claimed c
         JOIN sigint.signal_detections d ON d.id = c.detection_id AND d.detected_at = c.detected_at
+        CROSS JOIN LATERAL (SELECT CASE WHEN d.position_source IS DISTINCT FROM 'estimated'
+                                        THEN d.location END AS fix) p
     "#;
     let rows = crate::db::observe(
         "registry_claim",

@@ -256,3 +256,19 @@ where
     }
     Ok(())
 }
+
+/// A 400 naming the body field that is wrong, and why.
+pub fn bad_body(field: &str, why: impl Into<String>) -> ApiError {
+    ApiError::BadRequest {
+        detail: format!("`{field}`: {}", why.into()),
+        parameter: Some(field.to_owned()),
+    }
+}
+
+/// A small JSON body (already read within the body limit), or a 400 that says what is wrong.
+pub fn json_body<T: for<'de> serde::Deserialize<'de>>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest {
+        detail: format!("the body must be a JSON object as documented: {e}"),
+        parameter: None,
+    })
+}

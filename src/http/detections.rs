@@ -119,6 +119,7 @@ pub(crate) async fn post_detections(
             rows,
             source: Source::Api,
             idempotency,
+            reporter: Some(caller.0.name.clone()),
         })
         .await?;
     let report = receipt.report();

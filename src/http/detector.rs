@@ -20,6 +20,7 @@ use crate::domain::following::Level;
 use crate::domain::registry::TransmitterKey;
 use crate::domain::Position;
 use crate::error::{ApiError, ApiResult};
+use crate::http::body::{bad_body, json_body};
 use crate::http::geojson;
 use crate::http::guard::{RequireOperator, RequireRead};
 use crate::http::query::{self, Query, QueryPart};
@@ -40,21 +41,6 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/safe-zones", get(zones_list).post(zones_add))
         .route("/api/v1/safe-zones/{id}", delete(zones_remove))
-}
-
-fn bad_body(field: &str, why: impl Into<String>) -> ApiError {
-    ApiError::BadRequest {
-        detail: format!("`{field}`: {}", why.into()),
-        parameter: Some(field.to_owned()),
-    }
-}
-
-/// A JSON object body, or a 400 that says what is wrong with it.
-fn json_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest {
-        detail: format!("the body must be a JSON object as documented: {e}"),
-        parameter: None,
-    })
 }
 
 fn text_field(field: &str, value: Option<&str>, required: bool) -> ApiResult<Option<String>> {

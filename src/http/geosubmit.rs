@@ -82,6 +82,7 @@ pub(crate) async fn post_geosubmit(
             rows,
             source: Source::Geosubmit,
             idempotency: None,
+            reporter: Some(principal.name.clone()),
         })
         .await?;
     let skipped = skipped.load(Ordering::Relaxed);

@@ -26,6 +26,8 @@ pub struct OperatorScope;
 pub struct AdminScope;
 /// Ingest for geosubmit clients, which put the key in the query string.
 pub struct IngestQueryKeyScope;
+/// Reads for geolocate clients (microG, NeoStumbler), which put the key in the query string.
+pub struct ReadQueryKeyScope;
 
 impl ScopeMarker for IngestScope {
     const SCOPE: Scope = Scope::Ingest;
@@ -38,6 +40,10 @@ impl ScopeMarker for OperatorScope {
 }
 impl ScopeMarker for AdminScope {
     const SCOPE: Scope = Scope::Admin;
+}
+impl ScopeMarker for ReadQueryKeyScope {
+    const SCOPE: Scope = Scope::Read;
+    const QUERY_KEY: bool = true;
 }
 impl ScopeMarker for IngestQueryKeyScope {
     const SCOPE: Scope = Scope::Ingest;

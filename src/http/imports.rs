@@ -1,5 +1,6 @@
 //! `POST /api/v1/imports`: a WiGLE CSV file (raw `text/csv` or multipart, plain or gzip) streamed
-//! into detections in bounded memory, answered with the import report.
+//! into detections in bounded memory, or a Kismet log (`.kismet`, SQLite; recognised by its
+//! content) spooled to a temporary file and read in place; answered with the import report.
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, RawQuery, Request, State};
@@ -24,12 +25,12 @@ pub fn router() -> Router<AppState> {
     post,
     path = "/api/v1/imports",
     tag = "imports",
-    request_body(content = String, description = "A WiGLE CSV file (1.4 or 1.6), raw (text/csv, optionally Content-Encoding: gzip) or as the file field of multipart/form-data", content_type = "text/csv"),
+    request_body(content = String, description = "A WiGLE CSV file (1.4 or 1.6) or a Kismet log (.kismet, recognised by its SQLite header; at most ingest.max_kismet_upload_bytes), raw (text/csv, application/octet-stream, application/vnd.sqlite3; optionally gzip) or as the file field of multipart/form-data", content_type = "text/csv"),
     params(("device_id" = Option<String>, Query, description = "Capture device UUID (default: derived from the file's pre-header)")),
     responses(
         (status = 201, description = "Imported; some rows may have been rejected (see the report)", body = crate::ingest::ImportReport),
         (status = 200, description = "Nothing new stored (a re-upload, or every row rejected)", body = crate::ingest::ImportReport),
-        (status = 400, description = "Not a WiGLE CSV file", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Not a WiGLE CSV file or a Kismet log", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "File too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Unsupported content type", body = Problem, content_type = "application/problem+json"),
@@ -39,7 +40,7 @@ pub fn router() -> Router<AppState> {
 )]
 pub(crate) async fn post_import(
     State(state): State<AppState>,
-    _caller: RequireIngest,
+    caller: RequireIngest,
     RawQuery(query): RawQuery,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -72,6 +73,7 @@ pub(crate) async fn post_import(
         progress: None,
         // Counted after decompression too: a small gzip bomb is refused like a large file.
         max_bytes: Some(limit),
+        reporter: Some(caller.0.name.clone()),
     };
 
     let (pumped, imported) = if content_type.starts_with("multipart/form-data") {
@@ -106,6 +108,8 @@ pub(crate) async fn post_import(
         || content_type.starts_with("application/gzip")
         || content_type.starts_with("application/x-gzip")
         || content_type.starts_with("application/octet-stream")
+        || content_type.starts_with("application/vnd.sqlite3")
+        || content_type.starts_with("application/x-sqlite3")
     {
         let stream = Body::new(request.into_body()).into_data_stream();
         tokio::join!(body::pump(stream, tx, limit, pace), ingest.import(import))

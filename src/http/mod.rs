@@ -5,9 +5,11 @@ pub mod body;
 pub mod connections;
 pub mod detections;
 pub mod detector;
+pub mod devices;
 pub mod edge;
 pub mod export;
 pub mod geojson;
+pub mod geolocate;
 pub mod geosubmit;
 pub mod guard;
 pub mod health;
@@ -58,6 +60,8 @@ pub fn router(state: AppState) -> Router {
         .merge(stats::router())
         .merge(openapi::router())
         .merge(geosubmit::router())
+        .merge(geolocate::router())
+        .merge(devices::router())
         .merge(transmitters::router())
         .merge(detector::router())
         .merge(tiles::router())

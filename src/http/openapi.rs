@@ -40,6 +40,12 @@ impl Modify for Security {
         super::health::get_detailed,
         super::imports::post_import,
         super::geosubmit::post_geosubmit,
+        super::geolocate::geolocate,
+        super::devices::list,
+        super::devices::create,
+        super::devices::read,
+        super::devices::replace,
+        super::devices::remove,
         super::transmitters::list,
         super::transmitters::one,
         super::detector::threats,
@@ -54,9 +60,9 @@ impl Modify for Security {
         super::tiles::tile,
         super::tiles::tilejson,
     ),
-    components(schemas(DetectionInput, Problem, FeatureCollection, Feature, crate::ingest::IngestReport, Health, crate::ingest::ImportReport)),
+    components(schemas(DetectionInput, Problem, FeatureCollection, Feature, crate::ingest::IngestReport, Health, crate::ingest::ImportReport, crate::db::devices::Device)),
     modifiers(&Security),
-    tags((name = "detections"), (name = "imports"), (name = "transmitters"), (name = "health"), (name = "maps"))
+    tags((name = "detections"), (name = "imports"), (name = "transmitters"), (name = "health"), (name = "maps"), (name = "devices"), (name = "geolocate"))
 )]
 pub struct ApiDoc;
 

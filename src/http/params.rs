@@ -126,6 +126,10 @@ pub struct PropertyParams {
     /// The transmitter's following score at least this (0 to 100).
     #[param(value_type = Option<f32>, minimum = 0, maximum = 100)]
     pub min_score: Option<Score>,
+    /// Also detections without a fix of their own whose position was estimated from the
+    /// transmitters heard in the same scan (`position_source: estimated`). Detections only.
+    #[param(value_type = Option<bool>)]
+    pub estimated: Option<YesNo>,
 }
 
 impl QueryPart for PropertyParams {
@@ -144,6 +148,7 @@ pub fn filters(window: TimeWindow, p: PropertyParams) -> Filters {
         is_suspicious: p.is_suspicious.map(|y| y.0),
         min_signal_dbm: p.min_signal_dbm,
         min_score: p.min_score,
+        with_estimated: p.estimated.is_some_and(|y| y.0),
     }
 }
 

@@ -2,6 +2,8 @@
 //! row (`formats`), and every batch of `BATCH_ROWS` goes through [`Ingest::submit`] as it
 //! arrives. The file's report adds the batches up; it is recorded in `sigint.imports`.
 
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -11,7 +13,7 @@ use uuid::Uuid;
 
 use super::{Ingest, IngestError, Source, Submission};
 use crate::db;
-use crate::formats::{Broken, CaptureFile, FileFormat, Input, Row};
+use crate::formats::{Broken, CaptureFile, Exceeded, FileFormat, FormatError, Input, Row};
 
 /// Rows per stored batch: the unit of memory and of one INSERT.
 pub const BATCH_ROWS: usize = 1_000;
@@ -57,6 +59,73 @@ pub struct ImportRequest {
     pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
     /// Most bytes the file may hold once decompressed (uploads); `None` for local files.
     pub max_bytes: Option<u64>,
+    /// The uploading key's name (none for the local CLI).
+    pub reporter: Option<String>,
+}
+
+/// Where uploaded Kismet logs are written while they are read, and how large one may be.
+#[derive(Clone, Debug)]
+pub struct Spool {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+}
+
+/// The first bytes of every SQLite database, so of every Kismet log.
+const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
+
+/// An uploaded stream's format by its content: a SQLite file (raw or gzip) is a Kismet log,
+/// written to a temporary file in the spool (SQLite reads a file, not a stream; the file goes
+/// when the guard is dropped); anything else goes on as the stream it was.
+fn sniff(
+    format: FileFormat,
+    input: Input,
+    spool: &Spool,
+) -> Result<(FileFormat, Input, Option<tempfile::NamedTempFile>), IngestError> {
+    let Input::Stream(stream) = input else {
+        return Ok((format, input, None));
+    };
+    if format == FileFormat::GeosubmitJson {
+        return Ok((format, Input::Stream(stream), None));
+    }
+    let unreadable = |e: std::io::Error| FormatError(format!("unreadable input: {e}"));
+    let mut raw = BufReader::new(stream);
+    let head = raw.fill_buf().map_err(unreadable)?;
+    let mut reader: BufReader<Box<dyn Read + Send>> = if head.starts_with(&[0x1f, 0x8b]) {
+        BufReader::new(Box::new(flate2::read::MultiGzDecoder::new(raw)))
+    } else {
+        BufReader::new(Box::new(raw))
+    };
+    if !reader
+        .fill_buf()
+        .map_err(unreadable)?
+        .starts_with(SQLITE_MAGIC)
+    {
+        return Ok((format, Input::Stream(Box::new(reader)), None));
+    }
+    let mut file = tempfile::Builder::new()
+        .prefix("shadowcheck-upload-")
+        .suffix(".kismet")
+        .tempfile_in(&spool.dir)
+        .map_err(|e| IngestError::Internal(format!("cannot spool the Kismet log: {e}")))?;
+    let copied = std::io::copy(
+        &mut (&mut reader).take(spool.max_bytes + 1),
+        file.as_file_mut(),
+    )
+    .map_err(|e| match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            IngestError::Internal(format!("cannot spool the Kismet log: {e}"))
+        }
+        _ => IngestError::Format(unreadable(e)),
+    })?;
+    if copied > spool.max_bytes {
+        let what = Exceeded::Bytes(spool.max_bytes);
+        return Err(IngestError::Exceeded {
+            detail: format!("a Kismet log upload is limited to {} bytes (ingest.max_kismet_upload_bytes); strip its packets with kismetdb_strip_packets, or import it with `shadowcheck import`", spool.max_bytes),
+            what,
+        });
+    }
+    let path = file.path().to_owned();
+    Ok((FileFormat::Kismet, Input::Path(path), Some(file)))
 }
 
 enum Message {
@@ -76,10 +145,14 @@ impl Ingest {
             device_id,
             progress,
             max_bytes,
+            reporter,
         } = request;
         let (tx, mut rx) = mpsc::channel::<Message>(2);
         let name = filename.clone();
+        let spool = self.spool.clone();
         let reader = tokio::task::spawn_blocking(move || {
+            // Held until the file is read: a spooled Kismet log is read in place.
+            let (format, input, _spooled) = sniff(format, input, &spool)?;
             let file = CaptureFile::open(format, input, device_id, name.as_deref(), max_bytes)?;
             let opened = Message::Opened {
                 format: file.format.clone(),
@@ -100,7 +173,7 @@ impl Ingest {
             if !batch.is_empty() {
                 let _ = tx.blocking_send(Message::Rows(batch));
             }
-            Ok::<_, crate::formats::FormatError>(failure)
+            Ok::<_, IngestError>(failure)
         });
 
         let mut report = ImportReport {
@@ -127,7 +200,7 @@ impl Ingest {
                     report.source = source;
                 }
                 Message::Rows(rows) => {
-                    if let Err(e) = self.add_batch(rows, &mut report).await {
+                    if let Err(e) = self.add_batch(rows, reporter.clone(), &mut report).await {
                         stored = Err(e);
                         break;
                     }
@@ -189,6 +262,7 @@ impl Ingest {
     async fn add_batch(
         &self,
         rows: Vec<Row>,
+        reporter: Option<String>,
         report: &mut ImportReport,
     ) -> Result<(), IngestError> {
         report.rows_read += rows.len() as u64;
@@ -197,6 +271,7 @@ impl Ingest {
                 rows: rows.into(),
                 source: Source::Import,
                 idempotency: None,
+                reporter,
             })
             .await?;
         let batch = receipt.report();

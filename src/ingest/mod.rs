@@ -108,6 +108,8 @@ pub struct Submission {
     pub rows: Rows,
     pub source: Source,
     pub idempotency: Option<Idempotency>,
+    /// The key's name that sent the rows, recorded against their capture devices.
+    pub reporter: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +222,7 @@ pub struct Ingest {
     privacy: Arc<PrivacyPolicy>,
     max_batch_items: usize,
     max_future_skew: chrono::Duration,
+    spool: import::Spool,
 }
 
 /// A batch after validation and the privacy policy.
@@ -253,6 +256,13 @@ impl Ingest {
             privacy,
             max_batch_items: settings.max_batch_items,
             max_future_skew: chrono::Duration::seconds(settings.max_future_skew_secs),
+            spool: import::Spool {
+                dir: settings
+                    .spool_dir
+                    .clone()
+                    .unwrap_or_else(std::env::temp_dir),
+                max_bytes: settings.max_kismet_upload_bytes,
+            },
         }
     }
 
@@ -266,6 +276,7 @@ impl Ingest {
             rows,
             source,
             idempotency,
+            reporter,
         } = submission;
         // Sources that count their rows up front are refused on the count alone, before any
         // row is read; the others are counted as they are read.
@@ -314,7 +325,14 @@ impl Ingest {
         if valid.is_empty() && idempotency.is_none() {
             return Ok(Receipt::Stored(report));
         }
-        self.store(pool, valid, idempotency.as_ref(), report).await
+        self.store(
+            pool,
+            valid,
+            idempotency.as_ref(),
+            reporter.as_deref(),
+            report,
+        )
+        .await
     }
 
     /// Checks every row, keeping the valid detections and an error per bad field. Rejections are
@@ -385,6 +403,7 @@ impl Ingest {
         pool: &db::Pool,
         valid: Vec<Detection>,
         idempotency: Option<&Idempotency>,
+        reporter: Option<&str>,
         mut report: IngestReport,
     ) -> Result<Receipt, IngestError> {
         // Partitions are DDL: made (and committed) before the insert transaction starts.
@@ -406,7 +425,13 @@ impl Ingest {
                 return Ok(Receipt::Replayed(first));
             }
         }
-        let inserted_by_type = db::detections::insert_batch(&mut tx, &valid).await?;
+        let inserted = db::detections::insert_batch(&mut tx, &valid).await?;
+        // Placed in the same transaction: a 2xx means the rows and their positions are stored.
+        let placed = db::positioning::place_unfixed(&mut tx, &inserted.unfixed).await?;
+        if let Some(reporter) = reporter {
+            db::devices::record_reporter(&mut tx, &valid, reporter).await?;
+        }
+        let inserted_by_type = inserted.by_type;
         report.accepted = inserted_by_type.values().sum();
         report.duplicates = valid.len() as u64 - report.accepted;
         if let Some(idem) = idempotency {
@@ -420,6 +445,12 @@ impl Ingest {
             self.activity.record(area);
         }
         record_stored(&valid, &inserted_by_type);
+        for (how, n) in [("sensor", placed.sensor), ("estimated", placed.estimated)] {
+            if n > 0 {
+                metrics::counter!("shadowcheck_ingest_positioned_total", "source" => how)
+                    .increment(n);
+            }
+        }
         Ok(Receipt::Stored(report))
     }
 }

@@ -18,6 +18,7 @@ mod lifecycle;
 mod maps;
 mod observability;
 mod partitions;
+mod positions;
 mod probes;
 mod query;
 mod quickstart;

@@ -7,6 +7,7 @@
 mod bodies;
 mod data;
 mod detector;
+mod geolocate;
 mod harness;
 mod indexes;
 mod ingest;
@@ -55,6 +56,9 @@ pub(crate) struct Args {
     /// AirGuard-style rule on the same data.
     #[arg(long, default_value_t = 5)]
     pub(crate) walks: u64,
+    /// Only the geolocate section (h): position error on held-out real WiGLE scans.
+    #[arg(long)]
+    pub(crate) geolocate_only: bool,
     /// Also measure each index's ingest cost and query benefit (on min(rows, 200000) rows).
     #[arg(long)]
     pub(crate) index_study: bool,
@@ -129,6 +133,9 @@ async fn run(
     admin_url: &str,
     dir: &Path,
 ) -> Result<()> {
+    if args.geolocate_only {
+        return geolocate::geolocate_accuracy(server_bin, admin_url).await;
+    }
     if args.detector_only {
         detector::detector_quality(server_bin, admin_url, args.scenarios).await?;
         return walks::walks_quality(server_bin, admin_url, args.walks).await;
@@ -195,6 +202,7 @@ async fn run(
     )
     .await?;
     map::map_serving(args, &client, &server, &spots, &http_url).await?;
+    geolocate::geolocate_accuracy(server_bin, admin_url).await?;
     let rss = peak_rss_kib(server.child.id(), "VmHWM:").unwrap_or(0) as f64 / 1024.0;
     println!("\nserver peak RSS over the whole run: {rss:.1} MiB (target <= 150 MiB)");
     drop(server);

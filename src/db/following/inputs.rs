@@ -39,7 +39,7 @@ pub async fn fixes(
              CROSS JOIN LATERAL (SELECT d.id, d.detected_at, ST_Y(d.location) AS lat, ST_X(d.location) AS lon, \
                  d.accuracy_meters, d.altitude_meters FROM sigint.signal_detections d \
                  WHERE d.{column} = k.identifier::macaddr AND d.signal_type = k.radio::sigint.signal_type \
-                   AND d.device_id = k.device AND d.location IS NOT NULL \
+                   AND d.device_id = k.device AND d.location IS NOT NULL AND d.position_source IS NULL \
                  ORDER BY d.detected_at DESC LIMIT $5) AS f \
              ORDER BY k.i, f.detected_at, f.id"
         );
@@ -261,7 +261,8 @@ pub async fn fixless_times(
              FROM UNNEST($1::text[], $2::text[], $3::uuid[], $4::int8[]) AS k(radio, identifier, device, i) \
              CROSS JOIN LATERAL (SELECT d.detected_at FROM sigint.signal_detections d \
                  WHERE d.{column} = k.identifier::macaddr AND d.signal_type = k.radio::sigint.signal_type \
-                   AND d.device_id = k.device AND d.location IS NULL AND d.detected_at >= $6 \
+                   AND d.device_id = k.device AND (d.location IS NULL OR d.position_source IS NOT NULL) \
+                   AND d.detected_at >= $6 \
                  ORDER BY d.detected_at DESC LIMIT $5) AS f \
              ORDER BY k.i, f.detected_at"
         );

@@ -1,9 +1,11 @@
 //! The detection domain: types that can only hold valid values. No HTTP, no SQL.
 
 pub mod detection;
+pub mod device;
 pub mod fields;
 pub mod following;
 pub mod geo;
+pub mod geolocate;
 pub mod mac;
 pub mod privacy;
 pub mod registry;

@@ -66,6 +66,9 @@ pub struct Filters {
     pub min_signal_dbm: Option<MinSignal>,
     /// Detections whose transmitter scored at least this, written back by the detector.
     pub min_score: Option<Score>,
+    /// Include detections whose position was estimated from the transmitters heard in the same
+    /// scan (left out unless asked: they are the registry's guess, not a fix).
+    pub with_estimated: bool,
 }
 
 impl Filters {
@@ -77,6 +80,7 @@ impl Filters {
             ("bt_address", self.bt_address.is_some()),
             ("ssid", self.ssid.is_some()),
             ("min_signal_dbm", self.min_signal_dbm.is_some()),
+            ("estimated", self.with_estimated),
         ]
         .into_iter()
         .find_map(|(name, set)| set.then_some(name))
