@@ -49,13 +49,50 @@ pub async fn score_once(
         tx.commit().await?;
         return Ok(0);
     }
+    let scored = match score_claimed(&mut tx, &claimed).await {
+        Ok(counts) => tx.commit().await.map(|()| counts),
+        Err(e) => {
+            // Rolled back now, not when the connection is next used: the claimed rows stay
+            // locked until then, and `defer` below would wait for them.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    };
+    match scored {
+        Ok((items, alerts)) => {
+            metrics::counter!("shadowcheck_following_scored_total").increment(items);
+            if alerts > 0 {
+                metrics::counter!("shadowcheck_follower_alerts_total").increment(alerts);
+            }
+            Ok(claimed.len())
+        }
+        // The database went away: nothing is wrong with the pairs, which the rollback kept.
+        Err(e) if db::is_unavailable(&e) => Err(e),
+        Err(e) => {
+            // Something in these pairs cannot be scored: put them back behind the others, so
+            // one bad pair never stalls the queue (it is retried alone, with a backoff).
+            tracing::error!(error = %e, pairs = claimed.len(), "scoring failed; the pairs are retried one at a time");
+            metrics::counter!("shadowcheck_following_score_failures_total").increment(1);
+            let mut conn = pool.acquire().await?;
+            db::following::defer(&mut conn, &claimed).await?;
+            Ok(claimed.len())
+        }
+    }
+}
+
+/// Scores the claimed pairs in the caller's transaction: how many scores were stored, and how
+/// many of them are new alerts.
+async fn score_claimed(
+    tx: &mut PgConnection,
+    claimed: &[(TransmitterKey, Uuid)],
+) -> Result<(u64, u64), sqlx::Error> {
     let keys: Vec<TransmitterKey> = claimed
         .iter()
         .map(|p| p.0.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let subjects = db::following::subjects(&mut tx, &keys).await?;
+    let subjects = db::following::subjects(&mut *tx, &keys).await?;
     // Fewer sightings in all than the first gate needs, by any device: nothing to score (most
     // transmitters; skipping them keeps the scorer's cost off the common case).
     let pairs: Vec<(TransmitterKey, Uuid)> = claimed
@@ -67,7 +104,7 @@ pub async fn score_once(
         })
         .cloned()
         .collect();
-    let fixes = db::following::fixes(&mut tx, &pairs, MAX_FIXES).await?;
+    let fixes = db::following::fixes(&mut *tx, &pairs, MAX_FIXES).await?;
     // Each pair's window: its look-back, ending at its last sighting.
     let mut scored: Vec<(usize, Vec<Fix>)> = Vec::new();
     let mut windows: BTreeMap<Uuid, (DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
@@ -90,7 +127,7 @@ pub async fn score_once(
         *w = (w.0.min(from), w.1.max(last));
         scored.push((i, fixes));
     }
-    let paths = db::following::paths(&mut tx, &windows).await?;
+    let paths = db::following::paths(&mut *tx, &windows).await?;
     let no_path = Vec::new();
     // A rotating tracker's earlier and later addresses are one candidate: their sightings are
     // scored with this address's (the windows above already cover the look-back they lie in).
@@ -107,7 +144,7 @@ pub async fn score_once(
         let last = fixes[fixes.len() - 1].at;
         let lookback = following::lookback(key, subject.days_seen);
         let spans =
-            db::following::tracker_spans(&mut tx, class, *device, last - lookback, last).await?;
+            db::following::tracker_spans(&mut *tx, class, *device, last - lookback, last).await?;
         let path = paths.get(device).unwrap_or(&no_path);
         let chain = following::linked(key, &spans, path);
         if chain.is_empty() {
@@ -115,7 +152,7 @@ pub async fn score_once(
         }
         let chain_pairs: Vec<(TransmitterKey, Uuid)> =
             chain.iter().map(|k| (k.clone(), *device)).collect();
-        let theirs = db::following::fixes(&mut tx, &chain_pairs, MAX_FIXES).await?;
+        let theirs = db::following::fixes(&mut *tx, &chain_pairs, MAX_FIXES).await?;
         let from = last - lookback;
         fixes.extend(theirs.into_iter().flatten().filter(|f| f.at >= from));
         fixes.sort_by_key(|f| (f.at, f.id));
@@ -132,7 +169,7 @@ pub async fn score_once(
             .iter()
             .flat_map(|(_, f)| f.iter().map(|f| (f.lon, f.lat))),
     ) {
-        Some(b) => db::following::zones_near(&mut tx, b).await?,
+        Some(b) => db::following::zones_near(&mut *tx, b).await?,
         None => Vec::new(),
     };
     let assess = |i: usize, fixes: &[Fix], crowd: usize| {
@@ -182,7 +219,7 @@ pub async fn score_once(
             Some((key, *device, assessments[n].together?))
         })
         .collect();
-    let crowds = db::following::crowds(&mut tx, &crowd_items).await?;
+    let crowds = db::following::crowds(&mut *tx, &crowd_items).await?;
     for (&n, &crowd) in passing.iter().zip(&crowds) {
         if crowd > 0 {
             assessments[n] = explain_links(n, assess(scored[n].0, &scored[n].1, crowd as usize));
@@ -193,7 +230,7 @@ pub async fn score_once(
     let fixless_pairs: Vec<(TransmitterKey, Uuid)> =
         fixless.iter().map(|&i| pairs[i].clone()).collect();
     let times = db::following::fixless_times(
-        &mut tx,
+        &mut *tx,
         &fixless_pairs,
         crate::domain::ValidationPolicy::earliest(),
         MAX_FIXES,
@@ -213,7 +250,7 @@ pub async fn score_once(
         let churn = match churns.get(&(*device, last)) {
             Some(c) => *c,
             None => {
-                let c = db::following::churn(&mut tx, *device, from, last).await?;
+                let c = db::following::churn(&mut *tx, *device, from, last).await?;
                 churns.insert((*device, last), c);
                 c
             }
@@ -235,7 +272,7 @@ pub async fn score_once(
     // The operators' verdicts on these pairs.
     let scored_pairs: Vec<(TransmitterKey, Uuid)> =
         scored.iter().map(|(i, _)| pairs[*i].clone()).collect();
-    let verdicts = db::following::feedback_on(&mut tx, &scored_pairs).await?;
+    let verdicts = db::following::feedback_on(&mut *tx, &scored_pairs).await?;
     for (pair, a) in scored_pairs.iter().zip(assessments.iter_mut()) {
         if let Some(fb) = verdicts.get(pair) {
             following::heed(a, &fb.verdict, serde_json::to_value(fb).unwrap_or_default());
@@ -246,7 +283,7 @@ pub async fn score_once(
         .zip(&assessments)
         .map(|((i, _), a)| (&pairs[*i].0, pairs[*i].1, a))
         .collect();
-    let stored = db::following::store(&mut tx, &items).await?;
+    let stored = db::following::store(&mut *tx, &items).await?;
     let mut alerts = 0u64;
     let mut changed = Vec::new();
     let mut writes = Vec::new();
@@ -283,8 +320,8 @@ pub async fn score_once(
             ));
         }
     }
-    db::following::requeue_overlapping(&mut tx, &changed).await?;
-    db::following::write_back(&mut tx, &writes).await?;
+    db::following::requeue_overlapping(&mut *tx, &changed).await?;
+    db::following::write_back(&mut *tx, &writes).await?;
     let touched: Vec<TransmitterKey> = items
         .iter()
         .map(|i| i.0.clone())
@@ -292,14 +329,9 @@ pub async fn score_once(
         .into_iter()
         .collect();
     if !touched.is_empty() {
-        db::following::roll_up(&mut tx, &touched).await?;
+        db::following::roll_up(&mut *tx, &touched).await?;
     }
-    tx.commit().await?;
-    metrics::counter!("shadowcheck_following_scored_total").increment(items.len() as u64);
-    if alerts > 0 {
-        metrics::counter!("shadowcheck_follower_alerts_total").increment(alerts);
-    }
-    Ok(claimed.len())
+    Ok((items.len() as u64, alerts))
 }
 
 /// The scoring queue's length, the scored pairs by level, and the operators' verdicts with the

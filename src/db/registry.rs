@@ -489,6 +489,8 @@ pub struct TrackPoint {
     pub latitude: Option<f64>,
     pub longitude: Option<f64>,
     pub accuracy_meters: Option<f64>,
+    /// `sensor` or `estimated` when the position is not the capture's own fix.
+    pub position_source: Option<String>,
     pub signal_dbm: Option<i32>,
     pub device_id: Option<Uuid>,
 }
@@ -501,7 +503,7 @@ pub async fn track(
 ) -> Result<Vec<TrackPoint>, sqlx::Error> {
     let mut q = QueryBuilder::<Postgres>::new(
         "SELECT * FROM (SELECT d.id, d.detected_at, ST_Y(d.location) AS latitude, \
-         ST_X(d.location) AS longitude, d.accuracy_meters, \
+         ST_X(d.location) AS longitude, d.accuracy_meters, d.position_source, \
          COALESCE(d.signal_strength_dbm, d.bt_rssi) AS signal_dbm, d.device_id \
          FROM sigint.signal_detections d WHERE d.signal_type = ",
     );

@@ -475,3 +475,52 @@ async fn a_threat_marked_as_a_false_alarm_stays_below_suspicious_until_withdrawn
     settled(&app).await;
     assert_eq!(level_of(&app, device).await.0, "suspicious");
 }
+
+#[tokio::test]
+async fn a_pair_that_cannot_be_scored_does_not_stall_the_others() {
+    let app = crate::helpers::spawn_app_with(|s| s.registry.score_settle_ms = 200).await;
+    let (bad, good) = (
+        "6f1c7a2e-3b1d-4c55-9f2a-0c6e8b1d2a78",
+        "6f1c7a2e-3b1d-4c55-9f2a-0c6e8b1d2a79",
+    );
+    // Storing the score of one pair fails (as a bug or a bad value would), every time.
+    sqlx::query(&format!(
+        "ALTER TABLE sigint.following ADD CONSTRAINT poison \
+         CHECK (NOT (identifier = 'c0:ff:ee:00:00:01' AND device_id = '{bad}'))"
+    ))
+    .execute(&app.db)
+    .await
+    .expect("constraint");
+    for device in [bad, good] {
+        let status = app
+            .post_json(&json!(fixless_capture(device, true)))
+            .await
+            .status();
+        assert_eq!(status, 201);
+    }
+    let started = Instant::now();
+    while level_of(&app, good).await.0 != "suspicious" {
+        if started.elapsed() > Duration::from_secs(90) {
+            let queue: Vec<(String, String, i32)> = sqlx::query_as(
+                "SELECT identifier, device_id::text, attempts FROM sigint.following_queue",
+            )
+            .fetch_all(&app.db)
+            .await
+            .expect("q");
+            let scored: Vec<(String, String, String)> =
+                sqlx::query_as("SELECT identifier, device_id::text, level FROM sigint.following")
+                    .fetch_all(&app.db)
+                    .await
+                    .expect("f");
+            panic!("the good pair was never scored: queue {queue:?} scored {scored:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let attempts: i32 = sqlx::query_scalar(&format!(
+        "SELECT attempts FROM sigint.following_queue WHERE device_id = '{bad}'"
+    ))
+    .fetch_one(&app.db)
+    .await
+    .expect("the bad pair stays queued");
+    assert!(attempts >= 1);
+}

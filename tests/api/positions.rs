@@ -584,3 +584,65 @@ async fn geolocate_places_a_real_walk_from_other_real_walks() {
         errors.len()
     );
 }
+
+/// Logs written by Kismet itself (2026.12, built from kismetwireless/kismet) replaying a real
+/// 802.11 capture (ehn1225/airodump `80211-sample2.pcap`): without GPS, and with Kismet's virtual
+/// GPS for a fixed mast (see tests/fixtures/README.md).
+fn real_kismet_log(name: &str) -> Vec<u8> {
+    std::fs::read(crate::helpers::repo("tests/fixtures/real/kismet").join(name)).expect("fixture")
+}
+
+#[tokio::test]
+async fn a_real_gpsless_kismet_log_from_a_fixed_sensor_stores_every_wifi_device_there() {
+    let app = spawn_app().await;
+    register_sensor(&app).await;
+    let resp = upload_kismet(&app, SENSOR, real_kismet_log("80211-sample2-nogps.kismet")).await;
+    assert_eq!(resp.status(), 201);
+    let report: Value = resp.json().await.expect("report");
+    assert_eq!(report["rejected"], 0, "{report}");
+    let rows = stored(&app, SENSOR).await;
+    let devices: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(devices.len(), 16, "every Wi-Fi device Kismet logged");
+    for (address, source, lat) in &rows {
+        assert_eq!(
+            (source.as_deref(), *lat),
+            (Some("sensor"), Some(52.5)),
+            "{address}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_real_gpsless_kismet_log_from_a_car_is_placed_from_a_real_survey() {
+    let app = spawn_app().await;
+    // The same place logged with a position: the registry learns its access points.
+    let survey = upload_kismet(
+        &app,
+        SURVEY,
+        real_kismet_log("80211-sample2-virtualgps.kismet"),
+    )
+    .await;
+    assert_eq!(survey.status(), 201);
+    placed(&app, "/api/v1/transmitters/wifi/88:36:6c:02:ed:22").await;
+    placed(&app, "/api/v1/transmitters/wifi/08:5d:dd:f9:be:13").await;
+    let started = Instant::now();
+    while app
+        .count_sql("SELECT count(*) FROM sigint.registry_queue")
+        .await
+        > 0
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "registry lag");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let resp = upload_kismet(&app, CAR, real_kismet_log("80211-sample2-nogps.kismet")).await;
+    assert_eq!(resp.status(), 201);
+    let rows = stored(&app, CAR).await;
+    assert!(!rows.is_empty());
+    for (address, source, lat) in rows {
+        assert_eq!(source.as_deref(), Some("estimated"), "{address}");
+        assert!(
+            (lat.expect("lat") - 32.1049).abs() < 0.001,
+            "{address}: {lat:?}"
+        );
+    }
+}

@@ -11,6 +11,7 @@ mod geolocate;
 mod harness;
 mod indexes;
 mod ingest;
+mod load;
 mod map;
 mod queries;
 mod scale;
@@ -56,6 +57,13 @@ pub(crate) struct Args {
     /// AirGuard-style rule on the same data.
     #[arg(long, default_value_t = 5)]
     pub(crate) walks: u64,
+    /// Only section (i): /health/live and the registry's lag under sustained ingest at
+    /// 1,000 rows/s with 100 followers and a rescoring burst.
+    #[arg(long)]
+    pub(crate) load_only: bool,
+    /// How long section (i) ingests, seconds.
+    #[arg(long, default_value_t = 120)]
+    pub(crate) load_secs: usize,
     /// Only the geolocate section (h): position error on held-out real WiGLE scans.
     #[arg(long)]
     pub(crate) geolocate_only: bool,
@@ -133,6 +141,9 @@ async fn run(
     admin_url: &str,
     dir: &Path,
 ) -> Result<()> {
+    if args.load_only {
+        return load::live_under_load(server_bin, admin_url, args.load_secs).await;
+    }
     if args.geolocate_only {
         return geolocate::geolocate_accuracy(server_bin, admin_url).await;
     }
@@ -203,6 +214,7 @@ async fn run(
     .await?;
     map::map_serving(args, &client, &server, &spots, &http_url).await?;
     geolocate::geolocate_accuracy(server_bin, admin_url).await?;
+    load::live_under_load(server_bin, admin_url, args.load_secs).await?;
     let rss = peak_rss_kib(server.child.id(), "VmHWM:").unwrap_or(0) as f64 / 1024.0;
     println!("\nserver peak RSS over the whole run: {rss:.1} MiB (target <= 150 MiB)");
     drop(server);

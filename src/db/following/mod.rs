@@ -140,12 +140,21 @@ pub async fn claim_pairs(
     limit: i64,
     settle_ms: i64,
 ) -> Result<Vec<(TransmitterKey, Uuid)>, sqlx::Error> {
+    // Fresh pairs in batches; once none is due, one pair that failed before (see `defer`).
     const SQL: &str = r#"
+        WITH fresh AS (
+            SELECT EXISTS (SELECT 1 FROM sigint.following_queue
+                           WHERE attempts = 0
+                             AND queued_at <= now() - make_interval(secs => $2::float8 / 1000)) AS due
+        )
         DELETE FROM sigint.following_queue
         WHERE ctid = ANY (ARRAY(
-            SELECT ctid FROM sigint.following_queue
-            WHERE queued_at <= now() - make_interval(secs => $2::float8 / 1000)
-            ORDER BY queued_at LIMIT $1 FOR UPDATE SKIP LOCKED))
+            SELECT q.ctid FROM sigint.following_queue q
+            WHERE q.queued_at <= now() - make_interval(secs => $2::float8 / 1000)
+              AND (q.attempts = 0) = (SELECT due FROM fresh)
+            ORDER BY q.queued_at
+            LIMIT CASE WHEN (SELECT due FROM fresh) THEN $1 ELSE 1 END
+            FOR UPDATE SKIP LOCKED))
         RETURNING radio::text AS radio, identifier, device_id
     "#;
     let rows = observe(
@@ -171,6 +180,34 @@ pub async fn claim_pairs(
         ));
     }
     Ok(out)
+}
+
+/// Puts back pairs whose scoring failed, with one more attempt counted and a backoff of
+/// 5 s × 2^attempts (10 s, 20 s, … at most ~23 h): they are retried one per transaction, after
+/// every fresh pair, so the good ones of a failed batch are scored within seconds.
+pub async fn defer(
+    conn: &mut PgConnection,
+    pairs: &[(TransmitterKey, Uuid)],
+) -> Result<(), sqlx::Error> {
+    let radios: Vec<&str> = pairs.iter().map(|p| p.0.radio.as_str()).collect();
+    let ids: Vec<&str> = pairs.iter().map(|p| p.0.identifier.as_str()).collect();
+    let devices: Vec<Uuid> = pairs.iter().map(|p| p.1).collect();
+    observe(
+        "following_defer",
+        sqlx::query(
+            "INSERT INTO sigint.following_queue AS q (radio, identifier, device_id, attempts, queued_at) \
+             SELECT k.radio::sigint.signal_type, k.identifier, k.device, 1, now() + interval '10 seconds' \
+             FROM UNNEST($1::text[], $2::text[], $3::uuid[]) AS k(radio, identifier, device) \
+             ON CONFLICT (radio, identifier, device_id) DO UPDATE SET attempts = q.attempts + 1, \
+                 queued_at = now() + interval '5 seconds' * power(2, least(q.attempts + 1, 14))",
+        )
+        .bind(&radios)
+        .bind(&ids)
+        .bind(&devices)
+        .execute(&mut *conn),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Pairs waiting to be scored.
