@@ -348,7 +348,7 @@ const ROW_COLUMNS: &str =
     ST_X(t.best_location) AS best_longitude, ST_Y(t.location) AS latitude, \
     ST_X(t.location) AS longitude, t.spread_m, t.fixes, t.mac_kind, t.vendor, t.security, \
     t.tracker_class, t.tracker_evidence, t.flags || t.related_flags AS flags, \
-    t.surveillance_score, t.level, t.updated_at";
+    t.surveillance_score, t.level::text AS level, t.updated_at";
 
 /// Up to `limit + 1` rows, so the caller knows whether a next page exists.
 pub async fn search(
@@ -404,7 +404,9 @@ pub async fn search(
             .filter(|l| *l >= min)
             .map(Level::as_str)
             .collect();
-        q.push(" AND t.level = ANY(").push_bind(levels).push(")");
+        q.push(" AND t.level = ANY(")
+            .push_bind(levels)
+            .push("::text[]::sigint.follow_level[])");
     }
     if let Some(min) = s.min_score {
         q.push(" AND t.surveillance_score >= ")

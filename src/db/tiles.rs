@@ -117,7 +117,7 @@ const TRANSMITTERS: LayerSql = LayerSql {
            to_char(t.last_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS last_seen,
            t.vendor,
            t.tracker_class,
-           t.level,
+           t.level::text AS level,
            t.surveillance_score AS score,
            t.spread_m"#,
     has_id: false,

@@ -508,7 +508,7 @@ async fn a_pair_that_cannot_be_scored_does_not_stall_the_others() {
             .await
             .expect("q");
             let scored: Vec<(String, String, String)> =
-                sqlx::query_as("SELECT identifier, device_id::text, level FROM sigint.following")
+                sqlx::query_as("SELECT identifier, device_id::text, level::text FROM sigint.following")
                     .fetch_all(&app.db)
                     .await
                     .expect("f");

@@ -219,7 +219,7 @@ pub async fn queue_len(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
 
 /// Scored pairs by level.
 pub async fn level_counts(conn: &mut PgConnection) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as("SELECT level, count(*) FROM sigint.following GROUP BY level")
+    sqlx::query_as("SELECT level::text, count(*) FROM sigint.following GROUP BY level")
         .fetch_all(&mut *conn)
         .await
 }
@@ -287,13 +287,14 @@ pub async fn store(
                 identifier text, device_id uuid, score real, level text, gates_passed boolean,
                 together_from timestamptz, together_to timestamptz, explanation jsonb)
         ), prev AS (
-            SELECT i.i, f.gates_passed, f.score, f.level FROM input i
+            SELECT i.i, f.gates_passed, f.score, f.level::text AS level FROM input i
             JOIN sigint.following f ON f.radio = i.radio::sigint.signal_type
              AND f.identifier = i.identifier AND f.device_id = i.device_id
         ), up AS (
             INSERT INTO sigint.following AS f (radio, identifier, device_id, score, level,
                 gates_passed, together_from, together_to, explanation, computed_at, alerted_at)
-            SELECT radio::sigint.signal_type, identifier, device_id, score, level, gates_passed,
+            SELECT radio::sigint.signal_type, identifier, device_id, score,
+                   level::sigint.follow_level, gates_passed,
                    together_from, together_to, explanation, now(),
                    CASE WHEN level = 'alert' THEN now() END
             FROM input
@@ -426,7 +427,7 @@ pub async fn roll_up(conn: &mut PgConnection, keys: &[TransmitterKey]) -> Result
                    JOIN UNNEST($1::text[], $2::text[]) AS k(radio, identifier) \
                      ON f.radio = k.radio::sigint.signal_type AND f.identifier = k.identifier \
                    ORDER BY f.radio, f.identifier, \
-                            array_position(ARRAY['none','watch','suspicious','alert'], f.level) DESC, \
+                            f.level DESC, \
                             f.score DESC) s \
              WHERE t.radio = s.radio AND t.identifier = s.identifier \
                AND (t.surveillance_score IS DISTINCT FROM s.score OR t.level <> s.level)",

@@ -26,7 +26,7 @@ pub struct ScoreRow {
     pub explanation: Value,
 }
 
-const SCORE_COLUMNS: &str = "f.radio::text AS radio, f.identifier, f.device_id, f.score, f.level, \
+const SCORE_COLUMNS: &str = "f.radio::text AS radio, f.identifier, f.device_id, f.score, f.level::text AS level, \
     f.gates_passed, f.together_from, f.together_to, f.computed_at, f.alerted_at, f.explanation";
 
 /// A transmitter's scores per capture device, highest first.
@@ -59,7 +59,7 @@ pub async fn threats(
 ) -> Result<Vec<ScoreRow>, sqlx::Error> {
     let sql = format!(
         "SELECT {SCORE_COLUMNS} FROM sigint.following f \
-         WHERE f.level = ANY($1) AND ($2::uuid IS NULL OR f.device_id = $2) \
+         WHERE f.level = ANY($1::text[]::sigint.follow_level[]) AND ($2::uuid IS NULL OR f.device_id = $2) \
            AND ($3::timestamptz IS NULL OR (COALESCE(f.together_to, f.computed_at), f.radio::text, f.identifier, f.device_id) < ($3, $4, $5, $6)) \
          ORDER BY COALESCE(f.together_to, f.computed_at) DESC, f.radio::text DESC, f.identifier DESC, f.device_id DESC \
          LIMIT $7"
