@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 pub mod walks;
+pub mod week;
 
 /// Who a transmitter is in the story, and what the detector should say about it.
 #[derive(Clone, Debug, PartialEq)]

@@ -41,7 +41,7 @@ pub struct Walks {
 
 /// A BLE advertiser: how it announces itself.
 #[derive(Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     Tile,
     AirTag,
     Chipolo,
@@ -52,7 +52,7 @@ enum Kind {
     Plain,
 }
 
-fn advert(kind: Kind, rng: &mut StdRng) -> Value {
+pub(crate) fn advert(kind: Kind, rng: &mut StdRng) -> Value {
     match kind {
         Kind::Tile => json!({"ble_service_uuids": ["feed"]}),
         Kind::Chipolo => json!({"ble_service_uuids": ["fe33"]}),

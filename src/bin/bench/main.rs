@@ -67,6 +67,9 @@ pub(crate) struct Args {
     /// Only the geolocate section (h): position error on held-out real WiGLE scans.
     #[arg(long)]
     pub(crate) geolocate_only: bool,
+    /// Weeks of commuting, with and without a planted AirTag (section e3).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) weeks: u64,
     /// Also measure each index's ingest cost and query benefit (on min(rows, 200000) rows).
     #[arg(long)]
     pub(crate) index_study: bool,
@@ -149,7 +152,7 @@ async fn run(
     }
     if args.detector_only {
         detector::detector_quality(server_bin, admin_url, args.scenarios).await?;
-        return walks::walks_quality(server_bin, admin_url, args.walks).await;
+        return walks::walks_quality(server_bin, admin_url, args.walks, args.weeks).await;
     }
     let t = std::time::Instant::now();
     let rows = data::generate(args.rows);
@@ -220,7 +223,7 @@ async fn run(
     drop(server);
     bodies::large_bodies(server_bin, admin_url, args.large_concurrency).await?;
     detector::detector_quality(server_bin, admin_url, args.scenarios).await?;
-    walks::walks_quality(server_bin, admin_url, args.walks).await?;
+    walks::walks_quality(server_bin, admin_url, args.walks, args.weeks).await?;
     if args.index_study {
         indexes::index_study(&rows[..rows.len().min(200_000)], pg_bin, admin_url, dir).await?;
     }

@@ -244,7 +244,12 @@ async fn ours(client: &reqwest::Client, base: &str, url: &str, s: &Walks) -> Res
 /// (e2) `n` randomised four-day walk scenarios: per rule, trackers warned about, the median
 /// hours from a tracker's first sighting to its first warning, warnings about anything not
 /// carried, and the watch list's size and precision at the end.
-pub(crate) async fn walks_quality(server_bin: &Path, admin_url: &str, n: u64) -> Result<()> {
+pub(crate) async fn walks_quality(
+    server_bin: &Path,
+    admin_url: &str,
+    n: u64,
+    weeks: u64,
+) -> Result<()> {
     let url = create_db(admin_url, "bench_walks").await?;
     let server = start_server(server_bin, &url, 8)?;
     let client = client()?;
@@ -300,6 +305,59 @@ pub(crate) async fn walks_quality(server_bin: &Path, admin_url: &str, n: u64) ->
         "first warning per carried tracker: ours earlier {}, same walk {}, baseline earlier {}, only ours {}, only the baseline {}, neither {}",
         race[0], race[1], race[2], race[3], race[4], race[5]
     );
+    if weeks > 0 {
+        week_quality(&client, &base, &url, weeks).await?;
+    }
     drop(server);
+    Ok(())
+}
+
+/// (e3) A week of commuting (crates/shadowcheck-scenarios `week`), with and without an AirTag
+/// planted on the Wednesday: the same rules, and what the false warnings were about.
+async fn week_quality(client: &reqwest::Client, base: &str, url: &str, n: u64) -> Result<()> {
+    let start = (Utc::now() - chrono::Duration::days(8))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map_or_else(Utc::now, |t| t.and_utc());
+    println!(
+        "\n## (e3) detector on {n} weeks of commuting (train crowds, two regulars on the morning train, colleagues, shops passed daily)\n\
+         | week | rule | trackers warned | median hours to first warning | warnings about what was not carried | watch list at end | watch precision |\n|---|---|---|---|---|---|---|"
+    );
+    let mut wrongly: BTreeMap<String, usize> = BTreeMap::new();
+    for planted in [true, false] {
+        let (mut mine, mut peer) = (Tally::default(), Tally::default());
+        for seed in 0..n {
+            // Another person each time (a device of their own): the weeks share one database.
+            let person = if planted { 3_000 } else { 3_500 } + seed;
+            let s = shadowcheck_scenarios::week::generate(person, start, planted);
+            let v = ours(client, base, url, &s).await?;
+            let a = airguard(&s);
+            mine.add(&s, &v);
+            peer.add(&s, &a);
+            for id in v.warned_after.keys() {
+                if let Some(addr) = s
+                    .addresses
+                    .iter()
+                    .find(|x| &x.identifier == id && !x.carried)
+                {
+                    *wrongly.entry(addr.owner.clone()).or_default() += 1;
+                }
+            }
+        }
+        let week = if planted {
+            "AirTag planted Wednesday"
+        } else {
+            "nothing follows"
+        };
+        println!(
+            "| {week} {}",
+            mine.row("ShadowCheck").trim_start_matches('|')
+        );
+        println!(
+            "| {week} {}",
+            peer.row("AirGuard-style baseline").trim_start_matches('|')
+        );
+    }
+    println!("ShadowCheck's warnings about what was not carried, by role: {wrongly:?}");
     Ok(())
 }

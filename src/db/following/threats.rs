@@ -26,7 +26,8 @@ pub struct ScoreRow {
     pub explanation: Value,
 }
 
-const SCORE_COLUMNS: &str = "f.radio::text AS radio, f.identifier, f.device_id, f.score, f.level::text AS level, \
+const SCORE_COLUMNS: &str =
+    "f.radio::text AS radio, f.identifier, f.device_id, f.score, f.level::text AS level, \
     f.gates_passed, f.together_from, f.together_to, f.computed_at, f.alerted_at, f.explanation";
 
 /// A transmitter's scores per capture device, highest first.

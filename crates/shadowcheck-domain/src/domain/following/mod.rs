@@ -6,7 +6,7 @@
 //! The rule is here; `places` (fixed-centre places, zones, moving minutes), `linking` (a
 //! rotating tracker's addresses) and `time_only` (captures without GPS) are its parts.
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -20,10 +20,10 @@ mod places;
 mod time_only;
 
 pub use linking::{linked, AddressSpan, LINK_GAP_SECONDS};
-use places::{cluster, moving_minutes, zone_of};
+use places::{cluster, dwell_minutes, moving_minutes, zone_of};
 pub use time_only::*;
 
-pub const RULE_VERSION: &str = "following-2";
+pub const RULE_VERSION: &str = "following-3";
 /// Fixes higher than this (or less accurate than [`MAX_FIX_ACCURACY_M`]) are left out, and
 /// listed as such.
 pub const MAX_ALTITUDE_M: f64 = 3_000.0;
@@ -46,6 +46,13 @@ pub const MIN_TOGETHER_MINUTES: f64 = 60.0;
 /// `watch` needs at least this many places: what was only ever seen at one place (a shop's
 /// beacon passed on every walk, a neighbour's TV) is not following anyone.
 pub const WATCH_MIN_PLACES: usize = 2;
+/// A stop: the device within this of where it stopped for at least this many minutes.
+pub const DWELL_RADIUS_M: f64 = 100.0;
+pub const DWELL_MIN_MINUTES: i64 = 5;
+/// A transmitter without a tracker signature must have been with the device at this many of its
+/// stops (outside safe zones or in them): a follower comes to where you stop; a fellow passenger
+/// on your train, however often, does not.
+pub const MIN_STOPS_TOGETHER: usize = 1;
 /// A moving minute counts as "present" when a sighting falls within this many minutes of it:
 /// phones scan BLE every 10–30 s, so a minute either side fits the cadence without covering a
 /// whole short walk.
@@ -363,6 +370,27 @@ pub fn assess(
         })
         .count();
     let together_min = present as f64;
+    // The places where it was with the device while the device had stopped.
+    let dwell = dwell_minutes(path);
+    let stops_together = {
+        let mut at_stops: Vec<usize> = valid
+            .iter()
+            .zip(&of_fix)
+            // In a minute of the stop itself: a passenger who gets off where the device does
+            // is heard at the platform, not in the café.
+            .filter(|(f, _)| {
+                let minute = f.at - Duration::seconds(i64::from(f.at.second()));
+                let minute = minute - Duration::nanoseconds(i64::from(minute.nanosecond()));
+                dwell.binary_search(&minute).is_ok()
+            })
+            .map(|(_, &p)| p)
+            .collect();
+        at_stops.sort_unstable();
+        at_stops.dedup();
+        at_stops.len()
+    };
+    let has_signature = subject.tracker.is_some_and(|c| c.is_tracker());
+    let need_stops = if has_signature { 0 } else { MIN_STOPS_TOGETHER };
 
     let is_rotating = rotating(subject.key, subject.days_seen);
     let need = thresholds(subject.tracker, is_rotating);
@@ -391,6 +419,12 @@ pub fn assess(
             json!(together_min),
             json!(need.together_minutes),
             together_min >= need.together_minutes,
+        ),
+        gate(
+            "stops_together",
+            json!(stops_together),
+            json!(need_stops),
+            stops_together >= need_stops,
         ),
         gate(
             "not_allowlisted",
@@ -515,7 +549,10 @@ pub fn assess(
         Level::Alert
     } else if gates_passed && score >= f64::from(SUSPICIOUS_FROM) {
         Level::Suspicious
-    } else if score >= f64::from(WATCH_FROM) && distinct.len() >= WATCH_MIN_PLACES {
+    } else if score >= f64::from(WATCH_FROM)
+        && distinct.len() >= WATCH_MIN_PLACES
+        && stops_together >= need_stops
+    {
         Level::Watch
     } else {
         Level::None

@@ -1,8 +1,10 @@
-//! Places (fixed-centre circles), safe zones and the device's moving minutes.
+//! Places (fixed-centre circles), safe zones, and the device's moving and dwelling minutes.
 
 use chrono::{DateTime, Utc};
 
-use super::{Fix, PathPoint, Zone, MOVING_M_PER_MINUTE, PLACE_RADIUS_M};
+use super::{
+    Fix, PathPoint, Zone, DWELL_MIN_MINUTES, DWELL_RADIUS_M, MOVING_M_PER_MINUTE, PLACE_RADIUS_M,
+};
 use crate::domain::geo::haversine_m;
 
 pub(super) struct Cluster {
@@ -91,4 +93,29 @@ pub(super) fn moving_minutes(path: &[PathPoint]) -> Vec<DateTime<Utc>> {
             (speed >= MOVING_M_PER_MINUTE).then_some(w[1].minute)
         })
         .collect()
+}
+
+/// The minutes in which the device had stopped: runs of its path that stay within
+/// [`DWELL_RADIUS_M`] of where they began for at least [`DWELL_MIN_MINUTES`] (a café, an office,
+/// a home; not a train's halt at a station). Sorted.
+pub(super) fn dwell_minutes(path: &[PathPoint]) -> Vec<DateTime<Utc>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=path.len() {
+        let ends = i == path.len() || {
+            let (a, b) = (&path[start], &path[i]);
+            let gap = (b.minute - path[i - 1].minute).num_minutes();
+            gap > 2 || haversine_m((a.lat, a.lon), (b.lat, b.lon)) > DWELL_RADIUS_M
+        };
+        if ends {
+            let run = &path[start..i];
+            if let (Some(first), Some(last)) = (run.first(), run.last()) {
+                if (last.minute - first.minute).num_minutes() >= DWELL_MIN_MINUTES {
+                    out.extend(run.iter().map(|p| p.minute));
+                }
+            }
+            start = i;
+        }
+    }
+    out
 }

@@ -17,6 +17,17 @@ fn drive(minutes: i64) -> Vec<PathPoint> {
         .collect()
 }
 
+/// The drive, then `minutes` parked where it ended.
+fn drive_then_stop(minutes: i64, parked: i64) -> Vec<PathPoint> {
+    let mut path = drive(minutes);
+    let end = path.last().cloned().expect("a drive");
+    path.extend((1..=parked).map(|m| PathPoint {
+        minute: end.minute + Duration::minutes(m),
+        ..end.clone()
+    }));
+    path
+}
+
 fn along(path: &[PathPoint], every: usize) -> Vec<Fix> {
     path.iter()
         .step_by(every)
@@ -56,7 +67,7 @@ fn a_tag_that_rides_along_is_an_explained_alert() {
     assert_eq!(a.level, Level::Alert, "{:#?}", a.explanation);
     let e = serde_json::to_value(&a.explanation).expect("json");
     assert_eq!(e["rule_version"], RULE_VERSION);
-    assert_eq!(e["gates"].as_array().map(Vec::len), Some(6));
+    assert_eq!(e["gates"].as_array().map(Vec::len), Some(7));
     assert!(e["components"][2]["inputs"]["share"].as_f64() > Some(0.9));
     // Allow-listed: the same evidence, no level.
     let mine = assess(
@@ -113,7 +124,7 @@ fn weak_evidence_stays_below_suspicious() {
 
 #[test]
 fn a_crowd_lowers_a_plain_follower_more_than_a_tracker() {
-    let path = drive(120);
+    let path = drive_then_stop(120, 10);
     let key = ble("c0:11:22:33:44:77");
     let plain = Subject {
         key: &key,
@@ -282,4 +293,42 @@ fn a_follower_heard_through_a_drive_without_gps_is_suspicious_on_time_alone() {
         heard_once: 2,
     };
     assert_eq!(assess_by_time(subject, &times, shelf).level, Level::None);
+}
+
+#[test]
+fn a_fellow_passenger_who_never_comes_to_a_stop_is_not_followed() {
+    // Two hours on the same train, then the device stops where the passenger is not.
+    let path = drive_then_stop(120, 30);
+    let key = ble("c0:11:22:33:44:88");
+    let passenger = Subject {
+        key: &key,
+        tracker: None,
+        allowlisted: false,
+        days_seen: 1,
+    };
+    let a = assess(passenger, &along(&path[..120], 2), &path, &[], 0);
+    assert_eq!(a.level, Level::None, "{:#?}", a.explanation.gates);
+    let stops = a
+        .explanation
+        .gates
+        .iter()
+        .find(|g| g.gate == "stops_together");
+    assert!(stops.is_some_and(|g| !g.passed && g.value == json!(0)));
+    // The same transmitter also waiting where the device stopped: followed.
+    let b = assess(passenger, &along(&path, 2), &path, &[], 0);
+    assert!(b.level >= Level::Suspicious, "{:#?}", b.explanation.gates);
+}
+
+#[test]
+fn a_tracker_needs_no_stop_together() {
+    let path = drive(120);
+    let key = ble("c0:11:22:33:44:99");
+    let tag = Subject {
+        key: &key,
+        tracker: Some(TrackerClass::AppleFindMy),
+        allowlisted: false,
+        days_seen: 1,
+    };
+    let a = assess(tag, &along(&path, 2), &path, &[], 0);
+    assert!(a.level >= Level::Suspicious);
 }
