@@ -350,11 +350,11 @@ async fn week_quality(client: &reqwest::Client, base: &str, url: &str, n: u64) -
             "nothing follows"
         };
         println!(
-            "| {week} {}",
+            "| {week} |{}",
             mine.row("ShadowCheck").trim_start_matches('|')
         );
         println!(
-            "| {week} {}",
+            "| {week} |{}",
             peer.row("AirGuard-style baseline").trim_start_matches('|')
         );
     }
