@@ -39,6 +39,32 @@ pub struct Walks {
     pub addresses: Vec<Address>,
 }
 
+impl Walks {
+    /// The story, its truth kept to the addresses the device actually heard.
+    pub(crate) fn heard(
+        device: String,
+        home: (f64, f64),
+        walks: Vec<Walk>,
+        addresses: Vec<Address>,
+    ) -> Self {
+        let heard: std::collections::BTreeSet<&str> = walks
+            .iter()
+            .flat_map(|w| w.detections.iter())
+            .filter_map(|d| d["bt_address"].as_str())
+            .collect();
+        let addresses = addresses
+            .into_iter()
+            .filter(|a| heard.contains(a.identifier.as_str()))
+            .collect();
+        Self {
+            device,
+            home,
+            walks,
+            addresses,
+        }
+    }
+}
+
 /// A BLE advertiser: how it announces itself.
 #[derive(Clone, Copy)]
 pub(crate) enum Kind {
@@ -252,22 +278,7 @@ pub fn generate(seed: u64, start: DateTime<Utc>) -> Walks {
         }
     }
     // A SmartTag address made after the last scan was never heard.
-    let heard: std::collections::BTreeSet<&str> = walks
-        .iter()
-        .flat_map(|w| w.detections.iter())
-        .filter_map(|d| d["bt_address"].as_str())
-        .collect();
-    let addresses = addresses
-        .iter()
-        .filter(|a| heard.contains(a.identifier.as_str()))
-        .cloned()
-        .collect();
-    Walks {
-        device,
-        home,
-        walks,
-        addresses,
-    }
+    Walks::heard(device, home, walks, addresses)
 }
 
 /// The point `f` (0 to 1) of the way round `route`, by distance.

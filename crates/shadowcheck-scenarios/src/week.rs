@@ -305,20 +305,5 @@ pub fn generate(seed: u64, start: DateTime<Utc>, planted: bool) -> Walks {
             }
         }
     }
-    let heard: std::collections::BTreeSet<&str> = walks
-        .iter()
-        .flat_map(|w| w.detections.iter())
-        .filter_map(|d| d["bt_address"].as_str())
-        .collect();
-    let addresses = addresses
-        .iter()
-        .filter(|a| heard.contains(a.identifier.as_str()))
-        .cloned()
-        .collect();
-    Walks {
-        device,
-        home,
-        walks,
-        addresses,
-    }
+    Walks::heard(device, home, walks, addresses)
 }
