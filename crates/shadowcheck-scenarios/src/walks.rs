@@ -91,6 +91,27 @@ pub(crate) fn advert(kind: Kind, rng: &mut StdRng) -> Value {
     }
 }
 
+/// One BLE sighting by the capture device: the fix, the address, its signal and advertisement.
+pub(crate) fn sighting(
+    stamp: &str,
+    fix: (f64, f64),
+    address: &str,
+    kind: Kind,
+    rssi: i64,
+    device: &str,
+    rng: &mut StdRng,
+) -> Value {
+    let mut item = json!({
+        "detected_at": stamp, "latitude": fix.0, "longitude": fix.1,
+        "accuracy_meters": rng.gen_range(4.0..12.0), "signal_type": "ble",
+        "bt_address": address, "bt_rssi": rssi, "device_id": device,
+    });
+    if let (Some(o), Value::Object(extra)) = (item.as_object_mut(), advert(kind, rng)) {
+        o.extend(extra);
+    }
+    item
+}
+
 /// A stationary transmitter: where it is and how far it is heard.
 struct Fixed {
     at: (f64, f64),
@@ -212,17 +233,7 @@ pub fn generate(seed: u64, start: DateTime<Utc>) -> Walks {
                 let fix = offset(p, rng.gen_range(-6.0..6.0), rng.gen_range(-6.0..6.0));
                 let stamp = at.to_rfc3339_opts(SecondsFormat::Millis, true);
                 let mut seen = |address: &str, kind: Kind, rssi: i64, rng: &mut StdRng| {
-                    let mut item = json!({
-                        "detected_at": stamp, "latitude": fix.0, "longitude": fix.1,
-                        "accuracy_meters": rng.gen_range(4.0..12.0), "signal_type": "ble",
-                        "bt_address": address, "bt_rssi": rssi, "device_id": device,
-                    });
-                    if let (Some(o), Value::Object(extra)) =
-                        (item.as_object_mut(), advert(kind, rng))
-                    {
-                        o.extend(extra);
-                    }
-                    detections.push(item);
+                    detections.push(sighting(&stamp, fix, address, kind, rssi, &device, rng));
                 };
                 // Carried tags are heard on most scans.
                 if rng.gen_bool(0.8) {

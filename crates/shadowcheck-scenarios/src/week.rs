@@ -9,9 +9,8 @@
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
 
-use crate::walks::{advert, Address, Kind, Walk, Walks};
+use crate::walks::{sighting, Address, Kind, Walk, Walks};
 use crate::{mac, offset};
 
 /// A stationary transmitter.
@@ -268,17 +267,7 @@ pub fn generate(seed: u64, start: DateTime<Utc>, planted: bool) -> Walks {
                 let stamp = when.to_rfc3339_opts(SecondsFormat::Millis, true);
                 let fix = offset(*p, rng.gen_range(-6.0..6.0), rng.gen_range(-6.0..6.0));
                 let mut seen = |address: &str, kind: Kind, rssi: i64, rng: &mut StdRng| {
-                    let mut item = json!({
-                        "detected_at": stamp, "latitude": fix.0, "longitude": fix.1,
-                        "accuracy_meters": rng.gen_range(4.0..12.0), "signal_type": "ble",
-                        "bt_address": address, "bt_rssi": rssi, "device_id": device,
-                    });
-                    if let (Some(o), Value::Object(extra)) =
-                        (item.as_object_mut(), advert(kind, rng))
-                    {
-                        o.extend(extra);
-                    }
-                    detections.push(item);
+                    detections.push(sighting(&stamp, fix, address, kind, rssi, &device, rng));
                 };
                 if let Some(id) = &airtag {
                     if rng.gen_bool(0.7) {
