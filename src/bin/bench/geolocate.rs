@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 use shadowcheck::domain::geo::haversine_m;
 use shadowcheck::formats::{CaptureFile, FileFormat, Input};
 
-use crate::harness::{client, create_db, percentile, psql_scalar, start_server, wait_ready};
+use crate::harness::{
+    client, create_db, percentile, post_detections, psql_scalar, start_server, wait_ready,
+};
 
 /// One scan: where the phone was, and what it heard (address, signal, SSID).
 struct Scan {
@@ -114,16 +116,9 @@ pub(crate) async fn geolocate_accuracy(server_bin: &Path, admin_url: &str) -> Re
     let client = client()?;
     wait_ready(&client, &server.addr).await?;
     let base = format!("http://{}", server.addr);
-    for chunk in training.chunks(1_000) {
-        let resp = client
-            .post(format!("{base}/api/v1/detections"))
-            .json(&chunk)
-            .send()
-            .await?;
-        if !resp.status().is_success() {
-            bail!("training upload: {} {}", resp.status(), resp.text().await?);
-        }
-    }
+    post_detections(&client, &base, &training, 1_000)
+        .await
+        .context("training upload")?;
     let t = Instant::now();
     while psql_scalar(&url, "SELECT count(*) FROM sigint.registry_queue").await? > 0 {
         if t.elapsed() > Duration::from_secs(120) {

@@ -198,3 +198,24 @@ pub(crate) async fn timed_gets(
     lat.sort_by(f64::total_cmp);
     Ok((lat, secs, bytes))
 }
+
+/// POSTs `rows` to `/api/v1/detections` in requests of `per_request`; an answer that is not a
+/// 2xx is an error naming its status and body.
+pub(crate) async fn post_detections(
+    client: &reqwest::Client,
+    base: &str,
+    rows: &[serde_json::Value],
+    per_request: usize,
+) -> Result<()> {
+    for chunk in rows.chunks(per_request) {
+        let resp = client
+            .post(format!("{base}/api/v1/detections"))
+            .json(&chunk)
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("HTTP {} {}", resp.status(), resp.text().await?);
+        }
+    }
+    Ok(())
+}

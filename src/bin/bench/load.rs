@@ -10,11 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use crate::harness::{client, create_db, percentile, psql_scalar, start_server, wait_ready};
+use crate::harness::{
+    client, create_db, percentile, post_detections, psql_scalar, start_server, wait_ready,
+};
 
 const DEVICES: usize = 10;
 const FOLLOWERS_PER_DEVICE: usize = 10;
@@ -119,16 +121,9 @@ pub(crate) async fn live_under_load(server_bin: &Path, admin_url: &str, secs: us
                 .await?;
         }
         let rows = second(t, Utc::now());
-        for chunk in rows.chunks(500) {
-            let resp = client
-                .post(format!("{base}/api/v1/detections"))
-                .json(&chunk)
-                .send()
-                .await?;
-            if !resp.status().is_success() {
-                bail!("ingest: {} {}", resp.status(), resp.text().await?);
-            }
-        }
+        post_detections(&client, &base, &rows, 500)
+            .await
+            .context("ingest")?;
         let next = Duration::from_secs(t as u64 + 1);
         match next.checked_sub(started.elapsed()) {
             Some(wait) => tokio::time::sleep(wait).await,

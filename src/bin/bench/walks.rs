@@ -7,12 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use shadowcheck_scenarios::walks::{self, Walks};
 
-use crate::harness::{client, create_db, psql_scalar, start_server, wait_ready};
+use crate::harness::{client, create_db, post_detections, psql_scalar, start_server, wait_ready};
 
 /// What one rule said about one scenario: for each address, the first walk (0-based) after which
 /// it was warned about (`suspicious` or above), and the addresses on the watch list at the end.
@@ -196,16 +196,9 @@ fn airguard(s: &Walks) -> Verdicts {
 async fn ours(client: &reqwest::Client, base: &str, url: &str, s: &Walks) -> Result<Verdicts> {
     let mut v = Verdicts::default();
     for (w, walk) in s.walks.iter().enumerate() {
-        for chunk in walk.detections.chunks(1_000) {
-            let resp = client
-                .post(format!("{base}/api/v1/detections"))
-                .json(&chunk)
-                .send()
-                .await?;
-            if !resp.status().is_success() {
-                bail!("walk {w}: HTTP {}", resp.status());
-            }
-        }
+        post_detections(client, base, &walk.detections, 1_000)
+            .await
+            .with_context(|| format!("walk {w}"))?;
         let t = Instant::now();
         loop {
             let queued: usize = psql_scalar(url, "SELECT (SELECT count(*) FROM sigint.registry_queue) + (SELECT count(*) FROM sigint.following_queue)").await?;
