@@ -10,7 +10,7 @@ use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
-use crate::db::filters::{push_envelope, push_filters, push_point, push_radius};
+use crate::db::filters::{push_filters, push_point, push_radius, push_within};
 use crate::domain::fields::{Cell, Field, Kind, FIELDS};
 use crate::domain::search::{Area, DetectionSearch};
 use crate::domain::Detection;
@@ -385,8 +385,8 @@ fn search_sql(search: &DetectionSearch, limit: i64) -> QueryBuilder<'static, Pos
     q.push(", NULL::float8 AS distance_m FROM sigint.signal_detections d WHERE true");
     match search.area() {
         Area::BBox(b) => {
-            q.push(" AND d.location && ");
-            push_envelope(&mut q, *b);
+            q.push(" AND ");
+            push_within(&mut q, "d.location", b);
         }
         Area::Radius { center, radius_m } => push_radius(&mut q, *center, *radius_m),
         Area::Anywhere | Area::Nearest { .. } => {}

@@ -71,6 +71,23 @@ pub fn push_envelope(q: &mut QueryBuilder<'_, Postgres>, b: crate::domain::BBox)
         .push(", 4326)");
 }
 
+/// `column` inside any of the boxes (two across the antimeridian), each by the index.
+pub fn push_within(
+    q: &mut QueryBuilder<'_, Postgres>,
+    column: &str,
+    bounds: &crate::domain::Bounds,
+) {
+    q.push("(");
+    for (i, b) in bounds.parts().into_iter().enumerate() {
+        if i > 0 {
+            q.push(" OR ");
+        }
+        q.push(format!("{column} && "));
+        push_envelope(q, b);
+    }
+    q.push(")");
+}
+
 /// `AND column = ANY(types)` when any types are given (none: every type).
 pub fn push_signal_types(
     q: &mut QueryBuilder<'_, Postgres>,

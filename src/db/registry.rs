@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use crate::db::filters::{like_pattern, push_envelope};
+use crate::db::filters::{like_pattern, push_within};
 use crate::domain::following::Level;
 use crate::domain::registry::{Entry, Estimate, MacKind, Sighting, TransmitterKey};
 use crate::domain::rogue::{Flag, Security};
@@ -370,9 +370,9 @@ pub async fn search(
             .push_bind(radios)
             .push(")");
     }
-    if let Some(b) = s.bbox {
-        q.push(" AND t.location && ");
-        push_envelope(&mut q, b);
+    if let Some(b) = &s.bbox {
+        q.push(" AND ");
+        push_within(&mut q, "t.location", b);
     }
     if let Some(from) = s.seen_from {
         q.push(" AND t.last_seen >= ").push_bind(from);

@@ -24,12 +24,11 @@ use crate::http::{body, geojson};
 use crate::ingest::{Idempotency, Receipt, Source, Submission};
 use crate::state::AppState;
 
+const PATH: &str = "/api/v1/detections";
+
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route(
-            "/api/v1/detections",
-            get(get_detections).post(post_detections),
-        )
+        .route(PATH, get(get_detections).post(post_detections))
         .route("/api/v1/detections/{id}", get(get_detection))
 }
 
@@ -224,11 +223,11 @@ pub(crate) async fn get_detections(
     let next = rows
         .last()
         .filter(|_| has_more)
-        .map(|last| last.id.to_string());
+        .map(|last| geojson::next_href(PATH, raw.as_deref(), &last.id.to_string()));
     let features: Vec<Feature<'_>> = rows.iter().map(feature).collect();
     Ok(geojson::page(
         "",
-        "/api/v1/detections",
+        PATH,
         raw.as_deref(),
         &features,
         next,

@@ -25,8 +25,8 @@ pub fn link(href: String, rel: &str, media: &str, title: &str) -> Value {
     json!({"href": href, "rel": rel, "type": media, "title": title})
 }
 
-/// One page of `features` answered to the query `raw` on `path`; `next` is the cursor of the
-/// page after it, when there is one. Links start with `origin` (empty: relative) and `extra`
+/// One page of `features` answered to the query `raw` on `path`; `next` is the path and query
+/// of the page after it (see [`next_href`]), when there is one. Links start with `origin` (empty: relative) and `extra`
 /// links follow `self`. Serialised straight from the features: a page of 1000 detections is
 /// about 1 MiB of JSON.
 pub fn page(
@@ -55,8 +55,9 @@ pub fn page(
     let mut links = vec![link(self_href, "self", GEOJSON, "This page")];
     links.extend(extra);
     if let Some(cursor) = next {
+        // `cursor` is the next page's path and query.
         links.push(link(
-            format!("{origin}{}", next_href(path, raw, &cursor)),
+            format!("{origin}{cursor}"),
             "next",
             GEOJSON,
             "The next page",

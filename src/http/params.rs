@@ -11,7 +11,7 @@ use crate::domain::search::{
     Area, DetectionSearch, Filters, MinSignal, Score, SearchError, SignalTypes, SsidPattern,
     TimeWindow, Timestamp, YesNo,
 };
-use crate::domain::{BBox, Mac, Position};
+use crate::domain::{BBox, Bounds, Mac, Position};
 use crate::error::ApiError;
 use crate::http::query::QueryPart;
 
@@ -62,7 +62,7 @@ impl AreaParams {
             }
             (_, None, Some(_), _) => Err(needs_point("radius_m")),
             (_, None, _, Some(_)) => Err(needs_point("nearest")),
-            (Some(b), None, None, None) => Ok(Area::BBox(b)),
+            (Some(b), None, None, None) => Ok(Area::BBox(Bounds::One(b))),
             (None, None, None, None) => Ok(Area::Anywhere),
             (None, Some(_), Some(_), Some(_)) => Err(SearchError::new(
                 "nearest",

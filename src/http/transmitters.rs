@@ -18,7 +18,7 @@ use crate::domain::search::{
     Score, SignalTypes, Sort, TextPattern, Timestamp, Trackers, TransmitterCursor,
     TransmitterSearch,
 };
-use crate::domain::{BBox, SignalType};
+use crate::domain::{BBox, Bounds, SignalType};
 use crate::error::{ApiError, ApiResult};
 use crate::http::geojson;
 use crate::http::guard::RequireRead;
@@ -26,9 +26,11 @@ use crate::http::query::{self, Query, QueryPart};
 use crate::http::schema::Problem;
 use crate::state::AppState;
 
+const PATH: &str = "/api/v1/transmitters";
+
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/transmitters", get(list))
+        .route(PATH, get(list))
         .route("/api/v1/transmitters/{radio}/{identifier}", get(one))
 }
 
@@ -153,7 +155,7 @@ impl TransmitterListParams {
         max_limit: u32,
     ) -> ApiResult<TransmitterSearch> {
         Ok(TransmitterSearch {
-            bbox: self.bbox,
+            bbox: self.bbox.map(Bounds::One),
             seen_from: self.start.map(|t| t.0),
             seen_until: self.end.map(|t| t.0),
             sort: self.sort.unwrap_or_default(),
@@ -194,11 +196,14 @@ pub(crate) async fn list(
     let mut rows = store::search(&mut conn, &search).await?;
     let has_more = rows.len() > search.limit as usize;
     rows.truncate(search.limit as usize);
-    let next = rows.last().filter(|_| has_more).map(cursor_of);
+    let next = rows
+        .last()
+        .filter(|_| has_more)
+        .map(|last| geojson::next_href(PATH, raw.as_deref(), &cursor_of(last)));
     let features: Vec<Value> = rows.iter().map(|r| feature(r, None)).collect();
     Ok(geojson::page(
         "",
-        "/api/v1/transmitters",
+        PATH,
         raw.as_deref(),
         &features,
         next,

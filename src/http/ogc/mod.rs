@@ -249,7 +249,10 @@ async fn items(
             drop(conn);
             let has_more = rows.len() > search.limit() as usize;
             rows.truncate(search.limit() as usize);
-            let next = rows.last().filter(|_| has_more).map(|r| r.id.to_string());
+            let next = rows
+                .last()
+                .filter(|_| has_more)
+                .map(|r| continuation(c, raw.as_deref(), &r.id.to_string(), limit, q));
             // Serialised straight from the rows: a page of 1000 is ~1 MiB of JSON.
             let features: Vec<_> = rows.iter().map(crate::http::detections::feature).collect();
             Ok(items_page(&origin, c, raw.as_deref(), &features, next))
@@ -278,14 +281,46 @@ async fn items(
             drop(conn);
             let has_more = rows.len() > search.limit as usize;
             rows.truncate(search.limit as usize);
-            let next = rows
-                .last()
-                .filter(|_| has_more)
-                .map(transmitters::cursor_of);
+            let next = rows.last().filter(|_| has_more).map(|r| {
+                continuation(
+                    c,
+                    raw.as_deref(),
+                    &transmitters::cursor_of(r),
+                    search.limit,
+                    q,
+                )
+            });
             let features: Vec<Value> = rows.iter().map(transmitter_feature).collect();
             Ok(items_page(&origin, c, raw.as_deref(), &features, next))
         }
     }
+}
+
+/// The `next` link: the same query from after `cursor`, in pages of at least
+/// `query.default_limit`. GDAL 3.6 asks for 10 features a page whatever the API advertises and
+/// then follows `next` links as given, so a copy of 100k features would be 10,000 requests
+/// (cut off by the per-key rate long before the end); growing the pages it follows makes it
+/// 100. A client's `limit` still bounds the page it asked for.
+fn continuation(
+    c: Collection,
+    raw: Option<&str>,
+    cursor: &str,
+    asked: u32,
+    q: &crate::config::QuerySettings,
+) -> String {
+    let size = asked.max(q.default_limit).min(q.max_limit);
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if k != "limit" {
+            query.append_pair(&k, &v);
+        }
+    }
+    query.append_pair("limit", &size.to_string());
+    geojson::next_href(
+        &format!("/ogc/collections/{}/items", c.id()),
+        Some(&query.finish()),
+        cursor,
+    )
 }
 
 /// One items page of a collection: absolute links, and one back to the collection.

@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 
 use super::CRS84;
 use crate::domain::geo::GeoError;
-use crate::domain::BBox;
+use crate::domain::Bounds;
 use crate::error::{ApiError, ApiResult};
 use crate::http::query::{self, QueryPart};
 
@@ -107,9 +107,10 @@ impl FromStr for Crs84 {
     }
 }
 
-/// OGC `bbox`: four numbers, or six (the heights are ignored: fixes are 2D here), in CRS84.
+/// OGC `bbox`: four numbers, or six (the heights are ignored: fixes are 2D here), in CRS84; a
+/// west edge east of the east edge spans the antimeridian.
 #[derive(Debug)]
-pub(super) struct OgcBBox(pub BBox);
+pub(super) struct OgcBBox(pub Bounds);
 
 impl FromStr for OgcBBox {
     type Err = String;
@@ -124,7 +125,14 @@ impl FromStr for OgcBBox {
                 )
             }
         };
-        four.parse().map(Self).map_err(|e: GeoError| e.to_string())
+        let edges: Vec<f64> = four
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|_| GeoError::BBox.to_string())?;
+        Bounds::from_edges(edges[0], edges[1], edges[2], edges[3])
+            .map(Self)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -183,9 +191,9 @@ mod tests {
     use crate::http::params::PropertyParams;
     use crate::http::transmitters::TransmitterPropertyParams;
 
-    type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+    type Ends = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
-    fn interval(s: &str) -> Result<Bounds, &'static str> {
+    fn interval(s: &str) -> Result<Ends, &'static str> {
         s.parse::<Interval>().map(|i| (i.start, i.end))
     }
 
@@ -241,7 +249,9 @@ mod tests {
     fn a_six_number_bbox_drops_its_heights() {
         let (item, _) =
             query::parse::<(ItemParams, PropertyParams)>("bbox=13,52,0,14,53,100").expect("valid");
-        let b = item.bbox.expect("bbox").0;
+        let Bounds::One(b) = item.bbox.expect("bbox").0 else {
+            panic!("one box")
+        };
         assert_eq!(
             (b.min_lon, b.min_lat, b.max_lon, b.max_lat),
             (13.0, 52.0, 14.0, 53.0)

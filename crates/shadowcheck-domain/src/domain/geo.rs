@@ -64,8 +64,8 @@ impl Position {
     }
 }
 
-/// An axis-aligned box in degrees. Boxes crossing the antimeridian are not supported: the
-/// frontend splits them into two requests.
+/// An axis-aligned box in degrees, west edge west of the east edge. A box across the
+/// antimeridian is a [`Bounds`] of two.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BBox {
     pub min_lon: f64,
@@ -100,9 +100,79 @@ impl FromStr for BBox {
     }
 }
 
+/// An area searched by box: one box, or for an OGC bbox whose west edge lies east of its east
+/// edge (OGC API – Features 1, /req/core/fc-bbox-definition), the two either side of the
+/// antimeridian.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Bounds {
+    One(BBox),
+    AcrossAntimeridian { west: BBox, east: BBox },
+}
+
+impl Bounds {
+    /// From the four edges; `min_lon > max_lon` wraps across the antimeridian.
+    pub fn from_edges(
+        min_lon: f64,
+        min_lat: f64,
+        max_lon: f64,
+        max_lat: f64,
+    ) -> Result<Self, GeoError> {
+        Position::new(min_lat, min_lon)?;
+        Position::new(max_lat, max_lon)?;
+        if min_lat >= max_lat || min_lon == max_lon {
+            return Err(GeoError::BBox);
+        }
+        if min_lon < max_lon {
+            return Ok(Self::One(BBox {
+                min_lon,
+                min_lat,
+                max_lon,
+                max_lat,
+            }));
+        }
+        Ok(Self::AcrossAntimeridian {
+            west: BBox {
+                min_lon,
+                min_lat,
+                max_lon: 180.0,
+                max_lat,
+            },
+            east: BBox {
+                min_lon: -180.0,
+                min_lat,
+                max_lon,
+                max_lat,
+            },
+        })
+    }
+
+    /// The boxes to search, one or two.
+    pub fn parts(&self) -> Vec<BBox> {
+        match *self {
+            Self::One(b) => vec![b],
+            Self::AcrossAntimeridian { west, east } => vec![west, east],
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ogc_box_west_of_its_east_edge_wraps_the_antimeridian() {
+        let b = Bounds::from_edges(170.0, -20.0, -170.0, 10.0).expect("wrapping");
+        let parts = b.parts();
+        assert_eq!(parts.len(), 2);
+        assert_eq!((parts[0].min_lon, parts[0].max_lon), (170.0, 180.0));
+        assert_eq!((parts[1].min_lon, parts[1].max_lon), (-180.0, -170.0));
+        assert!(matches!(
+            Bounds::from_edges(1.0, 2.0, 3.0, 4.0),
+            Ok(Bounds::One(_))
+        ));
+        assert_eq!(Bounds::from_edges(5.0, 2.0, 5.0, 4.0), Err(GeoError::BBox));
+        assert_eq!(Bounds::from_edges(1.0, 4.0, 3.0, 2.0), Err(GeoError::BBox));
+    }
 
     #[test]
     fn position_ranges() {

@@ -15,5 +15,5 @@ pub mod tile;
 pub mod tracker;
 
 pub use detection::{Detection, FieldError, SignalType, ValidationPolicy};
-pub use geo::{BBox, Position};
+pub use geo::{BBox, Bounds, Position};
 pub use mac::Mac;

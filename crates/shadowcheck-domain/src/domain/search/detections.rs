@@ -5,12 +5,12 @@ use uuid::Uuid;
 
 use super::values::{MinSignal, Score, SsidPattern, TimeWindow};
 use super::SearchError;
-use crate::domain::{BBox, Mac, Position, SignalType};
+use crate::domain::{Bounds, Mac, Position, SignalType};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Area {
     Anywhere,
-    BBox(BBox),
+    BBox(Bounds),
     /// Within `radius_m` true metres (on the WGS84 spheroid) of a point.
     Radius {
         center: Position,

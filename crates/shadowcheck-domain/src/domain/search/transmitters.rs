@@ -11,7 +11,7 @@ use crate::domain::following::Level;
 use crate::domain::registry::TransmitterKey;
 use crate::domain::rogue::RogueFlag;
 use crate::domain::tracker::TrackerClass;
-use crate::domain::{BBox, SignalType};
+use crate::domain::{Bounds, SignalType};
 
 /// How registry searches are ordered, descending: newest, most seen, or highest scored first.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -84,7 +84,7 @@ pub struct TransmitterSearch {
     /// Any of these radios (empty: all).
     pub radios: Vec<SignalType>,
     /// Of the estimated position.
-    pub bbox: Option<BBox>,
+    pub bbox: Option<Bounds>,
     /// Last seen at or after.
     pub seen_from: Option<DateTime<Utc>>,
     /// First seen at or before.
