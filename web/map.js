@@ -74,16 +74,52 @@ async function fetchJson(path) {
   return response.json();
 }
 
+// Read before the map writes its own position into the address.
+const linkedView = Boolean(window.location.hash);
 const config = await fetch('/map/config.json').then((r) => r.json());
-const plainStyle = {
+const WATER = '#a9cde0';
+// Built into the binary: land, borders and lakes at 1:50m, so a laptop in the field still
+// shows where it is.
+const offlineStyle = {
   version: 8,
-  sources: {},
-  layers: [{ id: 'background', type: 'background', paint: { 'background-color': '#eef0f2' } }],
+  sources: {
+    world: {
+      type: 'geojson',
+      data: `${window.location.origin}${config.offline_basemap}`,
+      attribution: 'Natural Earth · lakes © OpenStreetMap contributors',
+    },
+  },
+  layers: [
+    { id: 'water', type: 'background', paint: { 'background-color': WATER } },
+    { id: 'land', type: 'fill', source: 'world', filter: ['==', ['get', 'kind'], 'land'], paint: { 'fill-color': '#f2efe9' } },
+    { id: 'lakes', type: 'fill', source: 'world', filter: ['==', ['get', 'kind'], 'lake'], paint: { 'fill-color': WATER } },
+    { id: 'borders', type: 'line', source: 'world', filter: ['==', ['get', 'kind'], 'border'], paint: { 'line-color': '#a39e96', 'line-width': 0.8 } },
+  ],
 };
+
+/** The online style when it loads within a few seconds, else the offline one. */
+async function basemap() {
+  const url = config.basemap_style_url;
+  if (!url) return { style: offlineStyle, online: false };
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(5000) });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return { style: await response.json(), online: true };
+  } catch {
+    return { style: offlineStyle, online: false };
+  }
+}
+const base = await basemap();
+page.basemap = base.online ? 'online' : 'offline';
+if (!base.online) {
+  document.getElementById('basemap-note').textContent = config.basemap_style_url
+    ? 'Offline basemap: the online map could not be loaded.'
+    : 'Offline basemap.';
+}
 
 const map = new maplibregl.Map({
   container: 'map',
-  style: config.basemap_style_url || plainStyle,
+  style: base.style,
   center: [0, 20],
   zoom: 1.5,
   hash: true,
@@ -183,6 +219,8 @@ for (const id of ['cells', 'points']) {
 }
 
 map.on('error', async (e) => {
+  // A basemap tile that does not arrive leaves a gap; it is not this server's data failing.
+  if (e.sourceId && e.sourceId !== 'shadowcheck') return;
   const statusCode = e.error && e.error.status;
   if (statusCode === 401) {
     await askForKey(storedKey() ? 'That key was refused.' : '');
@@ -223,8 +261,14 @@ map.on('load', async () => {
     show(selection());
     const [w, s, e, n] = tilejson.bounds;
     const world = w <= -180 && e >= 180;
-    if (!window.location.hash && !world) {
-      map.fitBounds([[w, s], [e, n]], { padding: 40, maxZoom: 15, duration: 0 });
+    if (!linkedView && !world) {
+      // Framed beside the panel, which covers the map's left side.
+      const panel = document.getElementById('panel').getBoundingClientRect();
+      map.fitBounds([[w, s], [e, n]], {
+        padding: { top: 40, bottom: 40, right: 60, left: Math.min(panel.right + 40, window.innerWidth / 2) },
+        maxZoom: 15,
+        duration: 0,
+      });
     }
   } catch (err) {
     say(String(err.message || err), true);

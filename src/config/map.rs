@@ -2,6 +2,10 @@
 
 use super::{invalid, is_http_url, ConfigError};
 
+/// OpenFreeMap's "liberty" style: OpenStreetMap data, free to use without a key or account
+/// (attribution is in the style).
+pub const DEFAULT_BASEMAP_STYLE: &str = "https://tiles.openfreemap.org/styles/liberty";
+
 section! {
     pub struct MapSettings {
         /// A tile with more matching points than this is drawn as grid cells with counts.
@@ -13,8 +17,10 @@ section! {
         /// A cached tile is rebuilt after this long even when this process stored nothing
         /// there (another replica's ingest, the detector's scores).
         tile_cache_ttl_secs: u64 = 30,
-        /// Basemap for the page at `/`: a MapLibre style URL. Empty: a plain offline background.
-        basemap_style_url: String = String::new(),
+        /// Basemap for the page at `/`: a MapLibre style URL the browser loads (the default,
+        /// OpenFreeMap's, needs no account or key). When it cannot be loaded (offline), and
+        /// when this is empty, the page draws the offline basemap built into the binary.
+        basemap_style_url: String = String::from(DEFAULT_BASEMAP_STYLE),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod detections;
 pub mod detector;
 pub mod devices;
 pub mod edge;
+pub mod encoding;
 pub mod export;
 pub mod geojson;
 pub mod geolocate;

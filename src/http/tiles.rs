@@ -16,6 +16,7 @@ use crate::db::tiles::{self as store, TileKind, TileShape};
 use crate::domain::search::Filters;
 use crate::domain::tile::{TileCoord, TileError, MAX_LAT, MAX_ZOOM};
 use crate::error::{ApiError, ApiResult};
+use crate::http::encoding;
 use crate::http::guard::RequireRead;
 use crate::http::origin::Origin;
 use crate::http::params::{self, PropertyParams, WindowParams};
@@ -231,13 +232,25 @@ pub(crate) async fn tile(
                 .record(started.elapsed().as_secs_f64());
             let tile = CachedTile {
                 etag: etag(&bytes),
+                gzip: if bytes.is_empty() {
+                    Bytes::new()
+                } else {
+                    Bytes::from(encoding::gzip(&bytes))
+                },
                 bytes: Bytes::from(bytes),
             };
             Ok::<_, ApiError>((tile, started, store::buffered(coord)))
         })
         .await?;
     let outcome = if built { "built" } else { "hit" };
-    let not_modified = matches_tag(&headers, &cached.etag);
+    // Each encoding is its own representation, with its own tag.
+    let gzipped = !cached.gzip.is_empty() && encoding::accepts_gzip(&headers);
+    let tag = if gzipped {
+        format!("{}-gz\"", cached.etag.trim_end_matches('"'))
+    } else {
+        cached.etag.clone()
+    };
+    let not_modified = matches_tag(&headers, &tag);
     metrics::counter!("shadowcheck_tiles_total", "layer" => layer.name(), "outcome" => if not_modified { "not_modified" } else { outcome })
         .increment(1);
     let status = if not_modified {
@@ -248,7 +261,11 @@ pub(crate) async fn tile(
         StatusCode::OK
     };
     let mut response = if status == StatusCode::OK {
-        cached.bytes.into_response()
+        if gzipped {
+            cached.gzip.into_response()
+        } else {
+            cached.bytes.into_response()
+        }
     } else {
         status.into_response()
     };
@@ -256,14 +273,17 @@ pub(crate) async fn tile(
     let h = response.headers_mut();
     if status == StatusCode::OK {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(MVT));
+        if gzipped {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
     }
-    if let Ok(tag) = HeaderValue::from_str(&cached.etag) {
+    if let Ok(tag) = HeaderValue::from_str(&tag) {
         h.insert(header::ETAG, tag);
     }
     h.insert(header::CACHE_CONTROL, cache_control(&state));
     h.insert(
         header::VARY,
-        HeaderValue::from_static("Authorization, X-API-Key"),
+        HeaderValue::from_static("Authorization, X-API-Key, Accept-Encoding"),
     );
     Ok(response)
 }

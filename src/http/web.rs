@@ -3,13 +3,16 @@
 //! The page holds no data and needs no key; the tiles it draws do.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue};
+use std::sync::OnceLock;
+
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::http::encoding;
 use crate::state::AppState;
 
 pub const MAPLIBRE_VERSION: &str = "6.17.0";
@@ -18,6 +21,8 @@ const INDEX: &str = include_str!("../../web/index.html");
 const MAP_JS: &str = include_str!("../../web/map.js");
 const MAP_CSS: &str = include_str!("../../web/map.css");
 const FAVICON: &str = include_str!("../../web/favicon.svg");
+/// The offline basemap: land, borders and lakes at 1:50m (web/basemap/build.mjs).
+const WORLD: &[u8] = include_bytes!("../../web/basemap/world.geojson");
 const VENDOR: [(&str, &str, &[u8]); 4] = [
     (
         "maplibre-gl.mjs",
@@ -65,6 +70,7 @@ pub fn router() -> Router<AppState> {
             get(|s| page_file(s, "text/css; charset=utf-8", MAP_CSS.as_bytes(), false)),
         )
         .route("/map/vendor/maplibre-gl/{file}", get(vendor))
+        .route("/map/basemap/world.geojson", get(world))
 }
 
 /// Scripts and styles from this server only; data from this server (and the basemap's hosts
@@ -117,6 +123,22 @@ fn file(media: &'static str, body: &'static [u8], long_lived: bool) -> Response 
     response
 }
 
+/// The offline basemap, gzipped once (2 MiB of GeoJSON is about 0.6 MiB) for browsers that
+/// accept it.
+async fn world(state: State<AppState>, headers: HeaderMap) -> Response {
+    static GZIPPED: OnceLock<Vec<u8>> = OnceLock::new();
+    let media = "application/geo+json";
+    if !encoding::accepts_gzip(&headers) {
+        return page_file(state, media, WORLD, true).await;
+    }
+    let body = GZIPPED.get_or_init(|| encoding::gzip(WORLD));
+    let mut response = page_file(state, media, body, true).await;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    response
+}
+
 async fn index(state: State<AppState>) -> Response {
     page_file(state, "text/html; charset=utf-8", INDEX.as_bytes(), false).await
 }
@@ -124,6 +146,7 @@ async fn index(state: State<AppState>) -> Response {
 async fn config(State(state): State<AppState>) -> Response {
     let mut response = Json(json!({
         "basemap_style_url": state.settings.map.basemap_style_url,
+        "offline_basemap": "/map/basemap/world.geojson",
         "public_read": state.auth.anonymous_read,
         "maplibre_version": MAPLIBRE_VERSION,
         "version": env!("CARGO_PKG_VERSION"),

@@ -27,7 +27,16 @@ pub struct TileKey {
 #[derive(Clone, Debug)]
 pub struct CachedTile {
     pub bytes: Bytes,
+    /// The same bytes gzipped, for clients that accept it (compressed once, when built).
+    pub gzip: Bytes,
     pub etag: String,
+}
+
+impl CachedTile {
+    /// Memory held: both encodings.
+    fn size(&self) -> usize {
+        self.bytes.len() + self.gzip.len()
+    }
 }
 
 struct Entry {
@@ -85,7 +94,7 @@ impl TileCache {
             return Some(entry.tile.clone());
         }
         if let Some(stale) = inner.entries.remove(key) {
-            inner.bytes -= stale.tile.bytes.len() + OVERHEAD;
+            inner.bytes -= stale.tile.size() + OVERHEAD;
         }
         None
     }
@@ -93,7 +102,7 @@ impl TileCache {
     /// Keeps a tile built by a query that started at `built_from`, covering `area` (its
     /// buffer included).
     pub fn put(&self, key: TileKey, tile: CachedTile, built_from: Instant, area: BBox) {
-        let size = tile.bytes.len() + OVERHEAD;
+        let size = tile.size() + OVERHEAD;
         if size > self.max_bytes / 4 {
             return;
         }
@@ -106,7 +115,7 @@ impl TileCache {
                 area,
             },
         ) {
-            inner.bytes -= old.tile.bytes.len() + OVERHEAD;
+            inner.bytes -= old.tile.size() + OVERHEAD;
         }
         inner.bytes += size;
         inner.order.push_back((key, built_from));
@@ -117,7 +126,7 @@ impl TileCache {
             // Only the entry this order record was made for (not a rebuilt one).
             if inner.entries.get(&key).is_some_and(|e| e.built_from == at) {
                 if let Some(old) = inner.entries.remove(&key) {
-                    inner.bytes -= old.tile.bytes.len() + OVERHEAD;
+                    inner.bytes -= old.tile.size() + OVERHEAD;
                 }
             }
         }
@@ -218,6 +227,7 @@ mod tests {
     fn tile(len: usize) -> CachedTile {
         CachedTile {
             bytes: Bytes::from(vec![1u8; len]),
+            gzip: Bytes::new(),
             etag: "\"t\"".into(),
         }
     }

@@ -839,10 +839,11 @@ async fn half_a_million_rows_export_in_bounded_memory() {
     pool.close().await;
 }
 
-/// The page at `/` in headless Chromium (Debian `chromium`, driven by npm `puppeteer-core`):
-/// it asks for a key, then draws our tiles with no console errors, and the screenshot shows
-/// features where the detections are (single points, and a dense group drawn as a cell) and
-/// background where there are none.
+/// The page at `/` in headless Chromium (Debian `chromium`, driven by npm `puppeteer-core`),
+/// offline, with the default settings: it asks for a key, frames the data, draws our tiles
+/// with no console errors over the built-in basemap (the online style cannot load), and the
+/// screenshot shows features where the detections are (single points, and a dense group drawn
+/// as a cell) and land where there are none; at zoom 3 land and sea differ.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     not(feature = "tool-tests"),
@@ -887,7 +888,7 @@ async fn the_map_page_draws_detections_in_chromium() {
     let dir = tempfile::tempdir().expect("tempdir");
     let shot = dir.path().join("map.png");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/map_check.mjs");
-    let url = app.url("/#11/52.52/13.38");
+    let url = app.url("/");
     let out = tokio::task::spawn_blocking({
         let shot = shot.clone();
         let args = (
@@ -900,6 +901,11 @@ async fn the_map_page_draws_detections_in_chromium() {
                 .args([url.as_str(), "-", &args.0, &args.1])
                 .arg(&shot)
                 .env("KEY_TO_TYPE", crate::helpers::TEST_KEY)
+                // Madrid's land and the Atlantic, no detections near either.
+                .env(
+                    "ZOOM3",
+                    r#"{"center": [-10, 45], "land": [-3.7, 40.4], "sea": [-20, 45]}"#,
+                )
                 .env(
                     "TOOLS_DIR",
                     concat!(env!("CARGO_MANIFEST_DIR"), "/target/tools"),
@@ -942,10 +948,28 @@ async fn the_map_page_draws_detections_in_chromium() {
             "something drawn where there is no data: {report}"
         );
     }
+    // Offline, the default online style could not load: the built-in basemap is drawn.
+    assert_eq!(report["basemap"], "offline", "{report}");
+    let rgb = |which: &str| -> Vec<i64> {
+        report["zoom3"][which]
+            .as_array()
+            .expect("colour")
+            .iter()
+            .map(|c| c.as_i64().expect("channel"))
+            .collect()
+    };
+    let (land, sea) = (rgb("land"), rgb("sea"));
+    let difference: i64 = land.iter().zip(&sea).map(|(a, b)| (a - b).abs()).sum();
+    assert!(
+        difference > 60,
+        "land and sea look alike at zoom 3: {report}"
+    );
     assert!(std::fs::metadata(&shot).expect("screenshot").len() > 10_000);
     // To look at it: SHADOWCHECK_MAP_SCREENSHOT=/some/file.png cargo test the_map_page
     if let Ok(keep) = std::env::var("SHADOWCHECK_MAP_SCREENSHOT") {
-        std::fs::copy(&shot, keep).expect("copy screenshot");
+        std::fs::copy(&shot, &keep).expect("copy screenshot");
+        let z3 = |p: &str| p.replace(".png", "-z3.png");
+        std::fs::copy(z3(shot.to_str().expect("path")), z3(&keep)).expect("copy zoom-3 screenshot");
     }
 }
 
@@ -1029,4 +1053,50 @@ async fn an_ogc_bbox_across_the_antimeridian_finds_both_sides() {
         400,
     )
     .await;
+}
+
+/// A client that accepts gzip gets the tile gzipped (its own tag, revalidated like the plain
+/// one); gunzipped, the third-party decoder reads the same features.
+#[tokio::test]
+async fn tiles_are_gzipped_for_clients_that_accept_it() {
+    use std::io::Read;
+    let app = spawn_app().await;
+    let (lat, lon) = CENTRES[2];
+    load(&app, 300, 31).await;
+    let path = tile_path_at(lat, lon);
+    let (status, plain_tag, plain) = tile(&app, &path).await;
+    assert_eq!(status, 200);
+    let get_gzip = |tag: Option<String>| {
+        let mut request = app
+            .client
+            .get(app.url(&path))
+            .header("accept-encoding", "gzip, deflate, br");
+        if let Some(tag) = tag {
+            request = request.header("if-none-match", tag);
+        }
+        request.send()
+    };
+    let resp = get_gzip(None).await.expect("GET");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    assert!(resp.headers()["vary"]
+        .to_str()
+        .expect("vary")
+        .contains("Accept-Encoding"));
+    let tag = resp.headers()["etag"].to_str().expect("etag").to_owned();
+    assert_ne!(Some(&tag), plain_tag.as_ref());
+    let body = resp.bytes().await.expect("body");
+    assert!(
+        body.len() < plain.len(),
+        "{} vs {}",
+        body.len(),
+        plain.len()
+    );
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_end(&mut unzipped)
+        .expect("gunzip");
+    assert_eq!(decode(&unzipped), decode(&plain));
+    let again = get_gzip(Some(tag)).await.expect("GET");
+    assert_eq!(again.status(), 304);
 }

@@ -5,6 +5,11 @@
 //
 // usage: node map_check.mjs URL KEY|- POINTS_JSON BACKGROUND_JSON SCREENSHOT.png
 //   KEY `-`: no key stored; the page must ask for one, and KEY_TO_TYPE (env) is typed in.
+//   ZOOM3 (env, JSON {"center": [lon, lat], "land": [lon, lat], "sea": [lon, lat]}): then
+//   jumps to zoom 3 there and reports the colours of the land and sea pixels.
+// The browser is offline: every name but the loopback address fails to resolve, so a page
+// that needs the internet for its basemap shows it here. Requests it tries outside are
+// listed apart (`outside`), not as problems.
 import { createRequire } from 'node:module';
 import { writeFileSync } from 'node:fs';
 
@@ -16,21 +21,27 @@ const { PNG } = require('pngjs');
 const [url, key, pointsJson, backgroundJson, screenshotPath] = process.argv.slice(2);
 const points = JSON.parse(pointsJson);
 const background = JSON.parse(backgroundJson);
-const report = { problems: [], asked_for_key: false };
+const report = { problems: [], outside: [], asked_for_key: false };
+const local = (u) => { try { return new URL(u).hostname === '127.0.0.1'; } catch { return true; } };
 
 const browser = await puppeteer.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   headless: true,
-  args: ['--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--window-size=1000,700'],
+  args: ['--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--window-size=1000,700',
+    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
 });
 const page = await browser.newPage();
 try {
   await page.setViewport({ width: 1000, height: 700 });
   page.on('console', (m) => {
-    if (m.type() === 'error') report.problems.push(`console error: ${m.text()}`);
+    if (m.type() !== 'error') return;
+    const where = m.location()?.url || '';
+    if (where && !local(where)) report.outside.push(`console error: ${m.text()}`);
+    else report.problems.push(`console error: ${m.text()}`);
   });
   page.on('pageerror', (e) => report.problems.push(`page error: ${e.message}`));
-  page.on('requestfailed', (r) => report.problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on('requestfailed', (r) => (local(r.url()) ? report.problems : report.outside)
+    .push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
   page.on('response', (r) => {
     if (r.status() >= 400) report.problems.push(`HTTP ${r.status()} ${r.url()}`);
   });
@@ -61,7 +72,8 @@ try {
   const shot = await page.screenshot({ type: 'png' });
   writeFileSync(screenshotPath, shot);
   const png = PNG.sync.read(shot);
-  const bg = [0xee, 0xf0, 0xf2];
+  // The offline basemap's land colour (the known places are on land).
+  const bg = [0xf2, 0xef, 0xe9];
   // Whether any pixel within r of (x, y) is clearly not the background.
   const drawn = ([x, y], r) => {
     for (let dy = -r; dy <= r; dy++) {
@@ -78,6 +90,20 @@ try {
   };
   report.points = at.map((p) => ({ pixel: p, drawn: drawn(p, 3) }));
   report.background = empty.map((p) => ({ pixel: p, drawn: drawn(p, 3) }));
+  report.basemap = await page.evaluate(() => window.shadowcheck.basemap);
+  if (process.env.ZOOM3) {
+    const z3 = JSON.parse(process.env.ZOOM3);
+    const before = await page.evaluate(() => window.shadowcheck.idle);
+    await page.evaluate((c) => window.shadowcheck.map.jumpTo({ center: c, zoom: 3 }), z3.center);
+    await page.waitForFunction((n) => window.shadowcheck.idle > n && window.shadowcheck.map.areTilesLoaded(), { timeout: 30000 }, before);
+    await new Promise((r) => setTimeout(r, 500));
+    const [land, sea] = await project([z3.land, z3.sea]);
+    const shot3 = await page.screenshot({ type: 'png' });
+    writeFileSync(screenshotPath.replace(/\.png$/, '-z3.png'), shot3);
+    const png3 = PNG.sync.read(shot3);
+    const rgb = ([x, y]) => { const i = (png3.width * y + x) * 4; return [png3.data[i], png3.data[i + 1], png3.data[i + 2]]; };
+    report.zoom3 = { land: rgb(land), sea: rgb(sea), land_pixel: land, sea_pixel: sea };
+  }
 } catch (err) {
   report.failure = String(err && err.message ? err.message : err);
   try {
