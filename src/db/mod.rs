@@ -9,6 +9,7 @@ pub mod following;
 pub mod idempotency;
 pub mod imports;
 pub mod keys;
+pub mod notes;
 pub mod positioning;
 pub mod registry;
 pub mod replica;

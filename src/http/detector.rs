@@ -165,7 +165,7 @@ impl QueryPart for ZonePage {}
     tag = "detector",
     params(ThreatParams),
     responses(
-        (status = 200, description = "Scored (transmitter, capture device) pairs, most recently together first, each with its explanation"),
+        (status = 200, description = "Scored (transmitter, capture device) pairs at or above the level, and every pair of a watched transmitter, most recently together first, each with its explanation, the explanation in words (`summary`) and the transmitter's note"),
         (status = 400, description = "Invalid parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
@@ -222,6 +222,7 @@ pub(crate) async fn threats(
         .map(|r| {
             let mut v = serde_json::to_value(r).unwrap_or_else(|_| json!({}));
             v["transmitter"] = json!(format!("/api/v1/transmitters/{}/{}", r.radio, r.identifier));
+            v["summary"] = json!(crate::domain::following::words::summary(&r.explanation));
             v
         })
         .collect();

@@ -15,6 +15,7 @@ pub mod geosubmit;
 pub mod guard;
 pub mod health;
 pub mod imports;
+pub mod notes;
 pub mod ogc;
 pub mod openapi;
 pub mod origin;
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .merge(geosubmit::router())
         .merge(geolocate::router())
         .merge(devices::router())
+        .merge(notes::router())
         .merge(transmitters::router())
         .merge(detector::router())
         .merge(tiles::router())

@@ -46,6 +46,8 @@ impl Modify for Security {
         super::devices::read,
         super::devices::replace,
         super::devices::remove,
+        super::notes::replace,
+        super::notes::remove,
         super::transmitters::list,
         super::transmitters::one,
         super::detector::threats,
@@ -60,7 +62,7 @@ impl Modify for Security {
         super::tiles::tile,
         super::tiles::tilejson,
     ),
-    components(schemas(DetectionInput, Problem, FeatureCollection, Feature, crate::ingest::IngestReport, Health, crate::ingest::ImportReport, crate::db::devices::Device)),
+    components(schemas(DetectionInput, Problem, FeatureCollection, Feature, crate::ingest::IngestReport, Health, crate::ingest::ImportReport, crate::db::devices::Device, crate::db::notes::Note, crate::http::notes::NoteInput)),
     modifiers(&Security),
     tags((name = "detections"), (name = "imports"), (name = "transmitters"), (name = "health"), (name = "maps"), (name = "devices"), (name = "geolocate"))
 )]

@@ -258,6 +258,8 @@ pub(crate) async fn one(
         )),
     );
     f["properties"]["scores"] = serde_json::to_value(&scores).unwrap_or_else(|_| json!([]));
+    let note = crate::db::notes::get(&mut conn, &key).await?;
+    f["properties"]["note"] = serde_json::to_value(&note).unwrap_or(Value::Null);
     Ok(geojson::response(&f))
 }
 

@@ -569,3 +569,91 @@ async fn a_pair_that_cannot_be_scored_does_not_stall_the_others() {
     .expect("the bad pair stays queued");
     assert!(attempts >= 1);
 }
+
+/// A note on a transmitter ("watch this") keeps it on the threats list whatever its level,
+/// with the note beside it; every threat carries its explanation in words.
+#[tokio::test]
+async fn a_watched_transmitter_stays_on_the_threats_list_with_its_note() {
+    let app = crate::helpers::spawn_app_with(|s| s.registry.score_settle_ms = 200).await;
+    let device = "6f1c7a2e-3b1d-4c55-9f2a-0c6e8b1d2a7a";
+    assert_eq!(
+        app.post_json(&json!(fixless_capture(device, true)))
+            .await
+            .status(),
+        201
+    );
+    settled(&app).await;
+    let listed = |v: &Value| {
+        v["threats"]
+            .as_array()
+            .expect("threats")
+            .iter()
+            .filter(|t| t["identifier"] == "c0:ff:ee:00:00:01")
+            .cloned()
+            .collect::<Vec<Value>>()
+    };
+    let threats = app.get_json("/api/v1/threats").await;
+    let summary = listed(&threats)[0]["summary"]
+        .as_str()
+        .expect("summary")
+        .to_owned();
+    assert!(
+        summary.contains("Score") && summary.contains("suspicious"),
+        "{summary}"
+    );
+    // A false alarm drops it to `watch`: off the default list...
+    let feedback = format!("/api/v1/threats/ble/c0:ff:ee:00:00:01/{device}/feedback");
+    let marked = app
+        .client
+        .put(app.url(&feedback))
+        .json(&json!({"verdict": "false_alarm"}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(marked.status(), 200);
+    settled(&app).await;
+    assert!(listed(&app.get_json("/api/v1/threats").await).is_empty());
+    // ...until someone watches it.
+    let note = "/api/v1/transmitters/ble/c0:ff:ee:00:00:01/note";
+    let put = app
+        .client
+        .put(app.url(note))
+        .json(&json!({"note": "partner's earbuds?\nkeep an eye on it", "watched": true}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(put.status(), 200);
+    let threats = app.get_json("/api/v1/threats").await;
+    let watched = listed(&threats);
+    assert_eq!(watched.len(), 1, "{threats}");
+    assert_eq!(watched[0]["watched"], true);
+    assert_eq!(watched[0]["level"], "watch");
+    assert_eq!(watched[0]["note"], "partner's earbuds?\nkeep an eye on it");
+    let one = app
+        .get_json("/api/v1/transmitters/ble/c0:ff:ee:00:00:01")
+        .await;
+    assert_eq!(one["properties"]["note"]["watched"], true, "{one}");
+    let bad = app
+        .client
+        .put(app.url(note))
+        .json(&json!({"note": "bell\u{7}"}))
+        .send()
+        .await
+        .expect("PUT");
+    problem(bad, 400).await;
+    let removed = app
+        .client
+        .delete(app.url(note))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(removed.status(), 204);
+    assert!(listed(&app.get_json("/api/v1/threats").await).is_empty());
+    let again = app
+        .client
+        .delete(app.url(note))
+        .send()
+        .await
+        .expect("DELETE");
+    problem(again, 404).await;
+}

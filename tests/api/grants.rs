@@ -24,6 +24,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("sigint.registry_queue", "DELETE,INSERT,SELECT,UPDATE"),
     ("sigint.safe_zones", "DELETE,INSERT,SELECT,UPDATE"),
     ("sigint.signal_detections", "INSERT,SELECT,UPDATE"),
+    ("sigint.transmitter_notes", "DELETE,INSERT,SELECT,UPDATE"),
     ("sigint.transmitters", "INSERT,SELECT,UPDATE"),
 ];
 

@@ -24,11 +24,19 @@ pub struct ScoreRow {
     pub computed_at: DateTime<Utc>,
     pub alerted_at: Option<DateTime<Utc>>,
     pub explanation: Value,
+    /// A person's note on the transmitter, and whether they watch it.
+    pub note: Option<String>,
+    pub watched: bool,
 }
 
 const SCORE_COLUMNS: &str =
     "f.radio::text AS radio, f.identifier, f.device_id, f.score, f.level::text AS level, \
-    f.gates_passed, f.together_from, f.together_to, f.computed_at, f.alerted_at, f.explanation";
+    f.gates_passed, f.together_from, f.together_to, f.computed_at, f.alerted_at, f.explanation, \
+    n.note, COALESCE(n.watched, false) AS watched";
+
+/// The notes beside each scored pair.
+const WITH_NOTES: &str = "sigint.following f LEFT JOIN sigint.transmitter_notes n \
+    ON n.radio = f.radio AND n.identifier = f.identifier";
 
 /// A transmitter's scores per capture device, highest first.
 pub async fn scores_of(
@@ -36,7 +44,7 @@ pub async fn scores_of(
     key: &TransmitterKey,
 ) -> Result<Vec<ScoreRow>, sqlx::Error> {
     let sql = format!(
-        "SELECT {SCORE_COLUMNS} FROM sigint.following f \
+        "SELECT {SCORE_COLUMNS} FROM {WITH_NOTES} \
          WHERE f.radio = $1::sigint.signal_type AND f.identifier = $2 ORDER BY f.score DESC"
     );
     observe(
@@ -49,8 +57,8 @@ pub async fn scores_of(
     .await
 }
 
-/// Threats: pairs at or above the given levels, newest together first; keyset on
-/// (together_to, radio, identifier, device).
+/// Threats: pairs at or above the given levels, and every pair of a watched transmitter, newest
+/// together first; keyset on (together_to, radio, identifier, device).
 pub async fn threats(
     conn: &mut PgConnection,
     levels: &[&str],
@@ -59,8 +67,8 @@ pub async fn threats(
     limit: i64,
 ) -> Result<Vec<ScoreRow>, sqlx::Error> {
     let sql = format!(
-        "SELECT {SCORE_COLUMNS} FROM sigint.following f \
-         WHERE f.level = ANY($1::text[]::sigint.follow_level[]) AND ($2::uuid IS NULL OR f.device_id = $2) \
+        "SELECT {SCORE_COLUMNS} FROM {WITH_NOTES} \
+         WHERE (f.level = ANY($1::text[]::sigint.follow_level[]) OR n.watched) AND ($2::uuid IS NULL OR f.device_id = $2) \
            AND ($3::timestamptz IS NULL OR (COALESCE(f.together_to, f.computed_at), f.radio::text, f.identifier, f.device_id) < ($3, $4, $5, $6)) \
          ORDER BY COALESCE(f.together_to, f.computed_at) DESC, f.radio::text DESC, f.identifier DESC, f.device_id DESC \
          LIMIT $7"

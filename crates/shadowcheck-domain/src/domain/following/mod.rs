@@ -18,6 +18,7 @@ use super::SignalType;
 mod linking;
 mod places;
 mod time_only;
+pub mod words;
 
 pub use linking::{linked, AddressSpan, LINK_GAP_SECONDS};
 use places::{cluster, dwell_minutes, moving_minutes, zone_of};
