@@ -1,6 +1,7 @@
 // The built-in map: ShadowCheck's own vector tiles on MapLibre GL JS (vendored), with type,
 // suspicion and time filters, details on click, and a read key kept in this browser only.
 import * as maplibregl from '/map/vendor/maplibre-gl/maplibre-gl.mjs';
+import { initThreats } from '/map/threats.js';
 
 const COLOURS = { wifi: '#1f8cd9', bluetooth: '#8e5ab4', ble: '#e8a02f', cellular: '#d63c3c' };
 const KEY_STORE = 'shadowcheck.key';
@@ -72,6 +73,24 @@ async function fetchJson(path) {
   }
   if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
   return response.json();
+}
+
+/** A write (an operator's action); the answer's problem detail when it is refused. */
+async function send(method, path, body) {
+  const response = await fetch(path, {
+    method,
+    headers: { ...authHeaders(), 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 401) {
+    await askForKey(storedKey() ? 'That key was refused.' : '');
+    return send(method, path, body);
+  }
+  if (!response.ok) {
+    const problem = await response.json().catch(() => ({}));
+    throw new Error(problem.detail || `HTTP ${response.status}`);
+  }
+  return response.status === 204 ? null : response.json();
 }
 
 // Read before the map writes its own position into the address.
@@ -259,13 +278,21 @@ map.on('load', async () => {
     // Checks the key (asking for one if needed) and finds the data.
     const tilejson = await fetchJson('/tiles/detections.json');
     show(selection());
+    page.panel = initThreats({ map, fetchJson, send, page, say });
+    await page.panel.refresh();
     const [w, s, e, n] = tilejson.bounds;
     const world = w <= -180 && e >= 180;
     if (!linkedView && !world) {
-      // Framed beside the panel, which covers the map's left side.
+      // Framed between the panels, which cover the map's sides.
       const panel = document.getElementById('panel').getBoundingClientRect();
+      const threats = document.getElementById('threats').getBoundingClientRect();
       map.fitBounds([[w, s], [e, n]], {
-        padding: { top: 40, bottom: 40, right: 60, left: Math.min(panel.right + 40, window.innerWidth / 2) },
+        padding: {
+          top: 40,
+          bottom: 40,
+          left: Math.min(panel.right + 30, window.innerWidth * 0.4),
+          right: Math.min(window.innerWidth - threats.left + 30, window.innerWidth * 0.4),
+        },
         maxZoom: 15,
         duration: 0,
       });

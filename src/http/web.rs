@@ -19,6 +19,7 @@ pub const MAPLIBRE_VERSION: &str = "6.17.0";
 
 const INDEX: &str = include_str!("../../web/index.html");
 const MAP_JS: &str = include_str!("../../web/map.js");
+const THREATS_JS: &str = include_str!("../../web/threats.js");
 const MAP_CSS: &str = include_str!("../../web/map.css");
 const FAVICON: &str = include_str!("../../web/favicon.svg");
 /// The offline basemap: land, borders and lakes at 1:50m (web/basemap/build.mjs).
@@ -61,6 +62,17 @@ pub fn router() -> Router<AppState> {
                     s,
                     "text/javascript; charset=utf-8",
                     MAP_JS.as_bytes(),
+                    false,
+                )
+            }),
+        )
+        .route(
+            "/map/threats.js",
+            get(|s| {
+                page_file(
+                    s,
+                    "text/javascript; charset=utf-8",
+                    THREATS_JS.as_bytes(),
                     false,
                 )
             }),

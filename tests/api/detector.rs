@@ -20,7 +20,7 @@ async fn post(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
 }
 
 /// Waits until the registry and the scorer have caught up with everything ingested.
-async fn settled(app: &TestApp) {
+pub(crate) async fn settled(app: &TestApp) {
     let started = Instant::now();
     loop {
         let queued = app

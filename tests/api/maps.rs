@@ -839,6 +839,34 @@ async fn half_a_million_rows_export_in_bounded_memory() {
     pool.close().await;
 }
 
+/// A page test script from tests/support run by node against the page (headless Chromium via
+/// npm puppeteer-core, installed by scripts/test into target/tools); its JSON report.
+async fn page_script(script: &str, args: &[&str], env: &[(&str, &str)]) -> Value {
+    let script = format!("{}/tests/support/{script}", env!("CARGO_MANIFEST_DIR"));
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(&script)
+            .args(&args)
+            .envs(env)
+            .env(
+                "TOOLS_DIR",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/target/tools"),
+            )
+            .output()
+            .expect("node runs (scripts/test installs puppeteer-core and pngjs)")
+    })
+    .await
+    .expect("join");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "page script failed: {stderr}");
+    serde_json::from_slice(&out.stdout).expect("report")
+}
+
 /// The page at `/` in headless Chromium (Debian `chromium`, driven by npm `puppeteer-core`),
 /// offline, with the default settings: it asks for a key, frames the data, draws our tiles
 /// with no console errors over the built-in basemap (the online style cannot load), and the
@@ -887,38 +915,27 @@ async fn the_map_page_draws_detections_in_chromium() {
     let background = [[13.47, 52.49], [13.36, 52.555]];
     let dir = tempfile::tempdir().expect("tempdir");
     let shot = dir.path().join("map.png");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/map_check.mjs");
     let url = app.url("/");
-    let out = tokio::task::spawn_blocking({
-        let shot = shot.clone();
-        let args = (
-            serde_json::to_string(&points).expect("json"),
-            serde_json::to_string(&background).expect("json"),
-        );
-        move || {
-            std::process::Command::new("node")
-                .arg(script)
-                .args([url.as_str(), "-", &args.0, &args.1])
-                .arg(&shot)
-                .env("KEY_TO_TYPE", crate::helpers::TEST_KEY)
-                // Madrid's land and the Atlantic, no detections near either.
-                .env(
-                    "ZOOM3",
-                    r#"{"center": [-10, 45], "land": [-3.7, 40.4], "sea": [-20, 45]}"#,
-                )
-                .env(
-                    "TOOLS_DIR",
-                    concat!(env!("CARGO_MANIFEST_DIR"), "/target/tools"),
-                )
-                .output()
-                .expect("node runs (scripts/test installs puppeteer-core and pngjs)")
-        }
-    })
-    .await
-    .expect("join");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "map check failed: {stderr}");
-    let report: Value = serde_json::from_slice(&out.stdout).expect("report");
+    let args = [
+        url.as_str(),
+        "-",
+        &serde_json::to_string(&points).expect("json"),
+        &serde_json::to_string(&background).expect("json"),
+        shot.to_str().expect("path"),
+    ];
+    let report = page_script(
+        "map_check.mjs",
+        &args,
+        &[
+            ("KEY_TO_TYPE", crate::helpers::TEST_KEY),
+            // Madrid's land and the Atlantic, no detections near either.
+            (
+                "ZOOM3",
+                r#"{"center": [-10, 45], "land": [-3.7, 40.4], "sea": [-20, 45]}"#,
+            ),
+        ],
+    )
+    .await;
     eprintln!("map page: {report}");
     assert!(
         report.get("failure").is_none(),
@@ -934,11 +951,12 @@ async fn the_map_page_draws_detections_in_chromium() {
         report["rendered"].as_i64().expect("rendered") >= 5,
         "{report}"
     );
+    let free = |i: usize| report["free"][i].as_f64().expect("panel edge") as i64;
     for p in report["points"].as_array().expect("points") {
         let x = p["pixel"][0].as_i64().expect("x");
         assert!(
-            x > 280 && x < 1000,
-            "a known place is off the visible map: {report}"
+            x > free(0) && x < free(1),
+            "a known place is under a panel or off the map: {report}"
         );
         assert_eq!(p["drawn"], true, "nothing drawn at a detection: {report}");
     }
@@ -1099,4 +1117,69 @@ async fn tiles_are_gzipped_for_clients_that_accept_it() {
     assert_eq!(decode(&unzipped), decode(&plain));
     let again = get_gzip(Some(tag)).await.expect("GET");
     assert_eq!(again.status(), 304);
+}
+
+/// The threats panel as a person uses it, in headless Chromium, offline: after a day with a
+/// tag in the bag is uploaded, the page lists the follower with its explanation in words;
+/// clicking it draws its track where it was seen; "This is mine" puts it on the allow-list;
+/// the console stays clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs Chromium and npm puppeteer-core: feature tool-tests (scripts/test)"
+)]
+async fn the_threats_panel_lists_the_follower_draws_its_track_and_takes_mine() {
+    let app = spawn_app().await;
+    let s = shadowcheck_scenarios::generate(7, chrono::Utc::now() - chrono::Duration::days(2));
+    for chunk in s.detections.chunks(1_000) {
+        assert_eq!(app.post_json(&json!(chunk)).await.status(), 201);
+    }
+    crate::detector::settled(&app).await;
+    let follower = s
+        .truth
+        .iter()
+        .find(|t| t.follower && t.certain)
+        .expect("the scenario has a follower");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shot = dir.path().join("threats.png");
+    let url = app.url("/");
+    let report = page_script(
+        "threats_check.mjs",
+        &[
+            url.as_str(),
+            crate::helpers::TEST_KEY,
+            &follower.identifier,
+            shot.to_str().expect("path"),
+        ],
+        &[],
+    )
+    .await;
+    eprintln!("threats panel: {report}");
+    assert!(report.get("failure").is_none(), "{report}");
+    assert_eq!(
+        report["problems"],
+        json!([]),
+        "the browser complained: {report}"
+    );
+    assert!(
+        report["listed"]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("Seen with this capture device")),
+        "{report}"
+    );
+    let places = report["places"].as_array().expect("places");
+    assert!(!places.is_empty(), "{report}");
+    assert!(
+        places.iter().all(|p| p["drawn"] == true),
+        "the track is not drawn at every place: {report}"
+    );
+    assert_eq!(report["marked_mine"], true);
+    let allowed = app.get_json("/api/v1/allowlist").await;
+    assert!(
+        allowed.to_string().contains(&follower.identifier),
+        "{allowed}"
+    );
+    if let Ok(keep) = std::env::var("SHADOWCHECK_THREATS_SCREENSHOT") {
+        std::fs::copy(&shot, keep).expect("copy screenshot");
+    }
 }

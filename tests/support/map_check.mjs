@@ -1,50 +1,22 @@
-// Loads the map page in headless Chromium (Debian `chromium`, driven by npm puppeteer-core)
-// and reports, as JSON: what the browser complained about (console errors, page errors,
-// failed or refused requests), what the page says it drew, and whether the screenshot shows
-// drawn features at the given positions (and background where there is no data).
+// Loads the map page in headless Chromium (offline: see browser.mjs) and reports, as JSON:
+// what the browser complained about (console errors, page errors, failed or refused
+// requests), what the page says it drew, whether the screenshot shows drawn features at the
+// given positions (and background where there is no data), and the map's open strip between
+// the two panels (`free`: [left, right] pixels).
 //
 // usage: node map_check.mjs URL KEY|- POINTS_JSON BACKGROUND_JSON SCREENSHOT.png
 //   KEY `-`: no key stored; the page must ask for one, and KEY_TO_TYPE (env) is typed in.
 //   ZOOM3 (env, JSON {"center": [lon, lat], "land": [lon, lat], "sea": [lon, lat]}): then
 //   jumps to zoom 3 there and reports the colours of the land and sea pixels.
-// The browser is offline: every name but the loopback address fails to resolve, so a page
-// that needs the internet for its basemap shows it here. Requests it tries outside are
-// listed apart (`outside`), not as problems.
-import { createRequire } from 'node:module';
 import { writeFileSync } from 'node:fs';
-
-// The packages live in target/tools (installed by scripts/test), named by TOOLS_DIR.
-const require = createRequire(`${process.env.TOOLS_DIR}/node_modules/`);
-const puppeteer = require('puppeteer-core');
-const { PNG } = require('pngjs');
+import { open, PNG, project as projectOn, settle } from './browser.mjs';
 
 const [url, key, pointsJson, backgroundJson, screenshotPath] = process.argv.slice(2);
 const points = JSON.parse(pointsJson);
 const background = JSON.parse(backgroundJson);
-const report = { problems: [], outside: [], asked_for_key: false };
-const local = (u) => { try { return new URL(u).hostname === '127.0.0.1'; } catch { return true; } };
-
-const browser = await puppeteer.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--window-size=1000,700',
-    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
-});
-const page = await browser.newPage();
+const report = { asked_for_key: false };
+const { browser, page } = await open(report);
 try {
-  await page.setViewport({ width: 1000, height: 700 });
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    const where = m.location()?.url || '';
-    if (where && !local(where)) report.outside.push(`console error: ${m.text()}`);
-    else report.problems.push(`console error: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => report.problems.push(`page error: ${e.message}`));
-  page.on('requestfailed', (r) => (local(r.url()) ? report.problems : report.outside)
-    .push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
-  page.on('response', (r) => {
-    if (r.status() >= 400) report.problems.push(`HTTP ${r.status()} ${r.url()}`);
-  });
   if (key !== '-') {
     await page.evaluateOnNewDocument((k) => localStorage.setItem('shadowcheck.key', k), key);
   }
@@ -63,10 +35,11 @@ try {
   await new Promise((r) => setTimeout(r, 500));
   report.status = await page.$eval('#status', (el) => el.textContent);
   report.rendered = await page.evaluate(() => window.shadowcheck.rendered);
-  const project = (list) => page.evaluate((ps) => ps.map(([lon, lat]) => {
-    const p = window.shadowcheck.map.project([lon, lat]);
-    return [Math.round(p.x), Math.round(p.y)];
-  }), list);
+  report.free = await page.evaluate(() => [
+    document.getElementById('panel').getBoundingClientRect().right,
+    document.getElementById('threats').getBoundingClientRect().left,
+  ]);
+  const project = (list) => projectOn(page, list);
   const at = await project(points);
   const empty = await project(background);
   const shot = await page.screenshot({ type: 'png' });
@@ -95,8 +68,7 @@ try {
     const z3 = JSON.parse(process.env.ZOOM3);
     const before = await page.evaluate(() => window.shadowcheck.idle);
     await page.evaluate((c) => window.shadowcheck.map.jumpTo({ center: c, zoom: 3 }), z3.center);
-    await page.waitForFunction((n) => window.shadowcheck.idle > n && window.shadowcheck.map.areTilesLoaded(), { timeout: 30000 }, before);
-    await new Promise((r) => setTimeout(r, 500));
+    await settle(page, before);
     const [land, sea] = await project([z3.land, z3.sea]);
     const shot3 = await page.screenshot({ type: 'png' });
     writeFileSync(screenshotPath.replace(/\.png$/, '-z3.png'), shot3);

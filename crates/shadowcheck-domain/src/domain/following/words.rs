@@ -27,6 +27,23 @@ fn component<'a>(e: &'a Value, name: &str) -> Option<&'a Value> {
         .map(|c| &c["inputs"])
 }
 
+fn gate_value<'a>(e: &'a Value, name: &str) -> Option<&'a Value> {
+    e["gates"]
+        .as_array()?
+        .iter()
+        .find(|g| g["gate"] == name)
+        .map(|g| &g["value"])
+}
+
+/// A number as people write it: no `.0` on whole numbers.
+fn number(v: &Value) -> String {
+    match v.as_f64() {
+        Some(f) if f.fract() == 0.0 => format!("{f:.0}"),
+        Some(f) => format!("{f:.1}"),
+        None => v.to_string(),
+    }
+}
+
 fn distance(metres: f64) -> String {
     if metres >= 1000.0 {
         format!("{:.1} km", metres / 1000.0)
@@ -58,12 +75,11 @@ pub fn summary(e: &Value) -> String {
             seen.push(format!("over {} travelled together", distance(m)));
         }
     }
-    if let Some(min) = component(e, "moving_time_share").and_then(|i| i["moving_minutes"].as_u64())
-    {
-        if min > 0 {
+    if let Some(min) = gate_value(e, "minutes_moving_together").and_then(Value::as_f64) {
+        if min >= 1.0 {
             seen.push(format!(
                 "moving with you for {}",
-                plural(min, "minute", "minutes")
+                plural(min.round() as u64, "minute", "minutes")
             ));
         }
     }
@@ -89,12 +105,8 @@ pub fn summary(e: &Value) -> String {
             seen.join(", ")
         ));
     }
-    if let Some(stops) = e["gates"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|g| g["gate"] == "stops_together")
-        .and_then(|g| g["value"].as_u64())
+    if let Some(stops) = gate_value(e, "stops_together")
+        .and_then(Value::as_u64)
         .filter(|n| *n > 0)
     {
         s.push(format!(
@@ -114,7 +126,7 @@ pub fn summary(e: &Value) -> String {
         .flatten()
         .filter(|g| g["passed"] == false)
         .filter_map(|g| {
-            let (value, needed) = (&g["value"], &g["threshold"]);
+            let (value, needed) = (number(&g["value"]), number(&g["threshold"]));
             let text = match g["gate"].as_str()? {
                 "sightings" => format!("sightings {value} of {needed}"),
                 "distinct_places" => format!("places {value} of {needed}"),
@@ -156,11 +168,11 @@ mod tests {
     fn an_alert_reads_as_sentences_with_its_evidence() {
         let e = json!({
             "score": 81.5, "level": "alert", "places_count": 4,
-            "gates": [{"gate": "stops_together", "value": 2, "threshold": 1, "passed": true}],
+            "gates": [{"gate": "stops_together", "value": 2, "threshold": 1, "passed": true},
+                      {"gate": "minutes_moving_together", "value": 35.0, "threshold": 30.0, "passed": true}],
             "components": [
                 {"component": "tracker_signature", "inputs": {"tracker_class": "apple_find_my"}},
                 {"component": "distance_together", "inputs": {"metres": 6200.0}},
-                {"component": "moving_time_share", "inputs": {"moving_minutes": 35}},
                 {"component": "recurrence", "inputs": {"days_at_two_or_more_places": ["2026-12-01", "2026-12-02"]}}
             ],
             "penalties": []
@@ -179,13 +191,16 @@ mod tests {
     fn a_watch_says_what_is_missing_and_the_verdict() {
         let e = json!({
             "score": 40.0, "level": "watch", "places_count": 2,
-            "gates": [{"gate": "distinct_places", "value": 2, "threshold": 3, "passed": false}],
+            "gates": [{"gate": "distinct_places", "value": 2, "threshold": 3, "passed": false},
+                      {"gate": "minutes_moving_together", "value": 37.0, "threshold": 60.0, "passed": false}],
             "components": [], "penalties": [{"component": "crowd", "inputs": {"co_travellers": 6}}],
             "feedback": {"verdict": "false_alarm"}
         });
         let words = summary(&e);
         assert!(
-            words.contains("Not enough for a warning yet: places 2 of 3."),
+            words.contains(
+                "Not enough for a warning yet: places 2 of 3; minutes moving together 37 of 60."
+            ),
             "{words}"
         );
         assert!(
