@@ -120,6 +120,12 @@ impl Application {
             Arc::clone(&state.lifecycle),
             state.ingest_activity(),
         ));
+        tokio::spawn(crate::notify::run_in_serve(
+            state.pool().clone(),
+            state.settings.notify.clone(),
+            Arc::clone(&state.lifecycle),
+            Arc::clone(&state.notify),
+        ));
         tokio::spawn(crate::maintenance::retention_in_serve(
             state.pool().clone(),
             state.settings.retention.clone(),

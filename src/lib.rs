@@ -28,6 +28,8 @@ pub mod ingest;
 pub mod lifecycle;
 
 pub mod maintenance;
+/// Live warnings: event streams for open pages, pushes to webhooks and ntfy.
+pub mod notify;
 /// The read side: the map tile cache.
 pub mod query;
 /// What handlers share: settings, lifecycle, auth, ingest service, pool.

@@ -83,6 +83,8 @@ pub struct AppState {
     /// (`query.max_exports_per_key`): one reader cannot hold every turn.
     pub exports: Arc<Semaphore>,
     pub exports_per_key: Arc<crate::auth::PerCaller>,
+    /// New threats for the open pages' event streams, and the streams' turns.
+    pub notify: Arc<crate::notify::Hub>,
     ingest: Ingest,
     pool: db::Pool,
     /// Reads: the replica (`database.read_url`) while usable, else `pool`.
@@ -137,6 +139,7 @@ impl AppState {
             )),
             tiles,
             exports: Arc::new(Semaphore::new(settings.query.max_concurrent_exports.max(1))),
+            notify: Arc::new(crate::notify::Hub::new(&settings.notify)),
             exports_per_key: Arc::new(crate::auth::PerCaller::new(
                 settings.query.max_exports_per_key,
             )),

@@ -278,7 +278,7 @@ map.on('load', async () => {
     // Checks the key (asking for one if needed) and finds the data.
     const tilejson = await fetchJson('/tiles/detections.json');
     show(selection());
-    page.panel = initThreats({ map, fetchJson, send, page, say });
+    page.panel = initThreats({ map, fetchJson, send, authHeaders, page, say });
     await page.panel.refresh();
     const [w, s, e, n] = tilejson.bounds;
     const world = w <= -180 && e >= 180;

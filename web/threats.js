@@ -33,7 +33,7 @@ const el = (tag, props = {}, ...children) => {
   return node;
 };
 
-export function initThreats({ map, fetchJson, send, page, say }) {
+export function initThreats({ map, fetchJson, send, authHeaders, page, say }) {
   const list = document.getElementById('threat-list');
   const summary = document.getElementById('threat-summary');
   page.threats = [];
@@ -161,6 +161,54 @@ export function initThreats({ map, fetchJson, send, page, say }) {
       summary.textContent = `Threats could not be loaded: ${err.message || err}`;
     }
   }
+
+  /** A new threat on the open page: a banner, and the list refreshed. */
+  function announce(threat) {
+    page.live.push({ ...threat, shown_at: Date.now() });
+    const banner = document.getElementById('live-banner');
+    banner.textContent = `New ${threat.level}: ${threat.summary}`;
+    banner.hidden = false;
+    refresh();
+  }
+
+  /**
+   * New threats as server-sent events, read with fetch (EventSource cannot send the key in a
+   * header); reconnects after a drop with the last id seen, so nothing is missed.
+   */
+  async function listen() {
+    page.live = [];
+    let last = null;
+    for (;;) {
+      try {
+        const headers = authHeaders();
+        if (last !== null) headers['Last-Event-ID'] = last;
+        const response = await fetch('/api/v1/threats/events', { headers });
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        page.liveConnected = true;
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value;
+          let end;
+          while ((end = buffer.indexOf('\n\n')) >= 0) {
+            const block = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            const field = (name) => block.split('\n').find((l) => l.startsWith(`${name}:`))?.slice(name.length + 1).trim();
+            if (field('event') !== 'threat') continue;
+            last = field('id') ?? last;
+            announce(JSON.parse(field('data')));
+          }
+        }
+      } catch {
+        // Dropped or refused: try again shortly.
+      }
+      page.liveConnected = false;
+      await new Promise((r) => setTimeout(r, 3000));
+    }
+  }
+  listen();
 
   return { refresh, showTrack };
 }

@@ -287,9 +287,25 @@ async fn score_claimed(
     let mut alerts = 0u64;
     let mut changed = Vec::new();
     let mut writes = Vec::new();
+    let mut rises = Vec::new();
     for (n, st) in stored.iter().enumerate() {
         let (key, device) = &pairs[scored[n].0];
         let a = &assessments[n];
+        // A warning people must hear of: the pair has just risen to `suspicious` or `alert`.
+        let before = st.level_before.as_deref().and_then(Level::parse);
+        if a.level >= Level::Suspicious && before.is_none_or(|b| b < a.level) {
+            rises.push(db::events::Rise {
+                key,
+                device: *device,
+                level: a.level.as_str(),
+                level_before: st.level_before.as_deref(),
+                score: a.score,
+                tracker_class: tracker_class(&a.explanation),
+                summary: following::words::summary(
+                    &serde_json::to_value(&a.explanation).unwrap_or_default(),
+                ),
+            });
+        }
         if st.alerted {
             alerts += 1;
             tracing::warn!(
@@ -320,6 +336,7 @@ async fn score_claimed(
             ));
         }
     }
+    db::events::record(&mut *tx, &rises).await?;
     db::following::requeue_overlapping(&mut *tx, &changed).await?;
     db::following::write_back(&mut *tx, &writes).await?;
     let touched: Vec<TransmitterKey> = items
@@ -382,4 +399,14 @@ fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
         _ => work(),
     }
+}
+
+/// The tracker class the explanation names, if any.
+fn tracker_class(e: &following::Explanation) -> Option<&'static str> {
+    e.components
+        .iter()
+        .find(|c| c.component == "tracker_signature")
+        .and_then(|c| c.inputs["tracker_class"].as_str())
+        .and_then(crate::domain::tracker::TrackerClass::parse)
+        .map(crate::domain::tracker::TrackerClass::as_str)
 }

@@ -40,6 +40,7 @@ mod auth;
 mod database;
 mod ingest;
 mod map;
+mod notify;
 mod privacy;
 mod query;
 mod registry;
@@ -51,6 +52,7 @@ pub use auth::{AuthSettings, RateLimitSettings};
 pub use database::DatabaseSettings;
 pub use ingest::IngestSettings;
 pub use map::MapSettings;
+pub use notify::NotifySettings;
 pub use privacy::{ExclusionZone, PrivacySettings};
 pub use query::QuerySettings;
 pub use registry::RegistrySettings;
@@ -101,6 +103,7 @@ pub struct Settings {
     pub maintenance: MaintenanceSettings,
     pub registry: RegistrySettings,
     pub map: MapSettings,
+    pub notify: NotifySettings,
 }
 
 /// A setting that cannot be used: its key and why.
@@ -195,6 +198,7 @@ impl Settings {
         self.maintenance.validate()?;
         self.registry.validate()?;
         self.map.validate()?;
+        self.notify.validate()?;
         if self.database.url.is_none() {
             // The embedded cluster lives in one process's data directory: it cannot be shared.
             if self.server.api_replicas > 1 {

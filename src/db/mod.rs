@@ -3,6 +3,7 @@
 pub mod detections;
 pub mod devices;
 pub mod embedded;
+pub mod events;
 pub mod failover;
 pub mod filters;
 pub mod following;

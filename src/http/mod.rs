@@ -8,6 +8,7 @@ pub mod detector;
 pub mod devices;
 pub mod edge;
 pub mod encoding;
+pub mod events;
 pub mod export;
 pub mod geojson;
 pub mod geolocate;
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(geolocate::router())
         .merge(devices::router())
         .merge(notes::router())
+        .merge(events::router())
         .merge(transmitters::router())
         .merge(detector::router())
         .merge(tiles::router())

@@ -407,7 +407,7 @@ async fn carried_trackers_are_warned_about_on_the_first_day_of_short_walks() {
 
 /// A rig without GPS uploads 40 minutes of a drive: roadside access points come and go, one
 /// BLE device is there all along. Or the same rig sits on a shelf, hearing the same neighbours.
-fn fixless_capture(device: &str, driving: bool) -> Vec<Value> {
+pub(crate) fn fixless_capture(device: &str, driving: bool) -> Vec<Value> {
     let start = chrono::Utc::now() - chrono::Duration::hours(3);
     let mut items = Vec::new();
     for minute in 0..40i64 {
@@ -656,4 +656,237 @@ async fn a_watched_transmitter_stays_on_the_threats_list_with_its_note() {
         .await
         .expect("DELETE");
     problem(again, 404).await;
+}
+
+/// A loopback receiver for pushes: records each request's headers and body, answering 500 to
+/// the first `failures` and 200 after.
+struct Receiver {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+}
+
+async fn receiver(failures: usize) -> Receiver {
+    use axum::http::{HeaderMap, StatusCode};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let log = std::sync::Arc::clone(&log);
+            async move {
+                let mut log = log.lock().expect("log");
+                log.push((headers, body));
+                if log.len() <= failures {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Receiver { url, seen }
+}
+
+impl Receiver {
+    fn bodies(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .expect("log")
+            .iter()
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    async fn wait_for(&self, n: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.seen.lock().expect("log").len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} pushes arrived: {:?}",
+                self.seen.lock().expect("log").len(),
+                self.bodies()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Reads a server-sent event stream until a `threat` event arrives; its id and data.
+async fn next_threat(stream: &mut reqwest::Response, within: Duration) -> (i64, Value) {
+    let mut text = String::new();
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            if block.contains("event: threat") {
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(str::trim)
+                        .expect("field")
+                        .to_owned()
+                };
+                let id = field("id:").parse().expect("id");
+                return (id, serde_json::from_str(&field("data:")).expect("data"));
+            }
+            continue;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, stream.chunk())
+            .await
+            .expect("no threat event in time")
+            .expect("stream")
+            .expect("stream open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+/// With the production timings (a pair settles 2 s, new threats are looked for every second), a
+/// new follower reaches a page's open event stream within 5 s of the upload that makes it one,
+/// and the webhook, which fails at first, gets it on a retry.
+#[tokio::test]
+async fn a_new_follower_reaches_an_open_page_and_the_webhook_within_seconds() {
+    let hook = receiver(1).await;
+    let ntfy = receiver(0).await;
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.notify.webhook_url = hook.url.clone();
+        s.notify.ntfy_url = ntfy.url.clone();
+        s.notify.retry_base_ms = 200;
+    })
+    .await;
+    let mut stream = app
+        .client
+        .get(app.url("/api/v1/threats/events"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let device = "6f1c7a2e-3b1d-4c55-9f2a-0c6e8b1d2a7b";
+    let uploaded = Instant::now();
+    assert_eq!(
+        app.post_json(&json!(fixless_capture(device, true)))
+            .await
+            .status(),
+        201
+    );
+    let (id, threat) = next_threat(&mut stream, Duration::from_secs(15)).await;
+    let took = uploaded.elapsed();
+    eprintln!("the warning reached the page {took:?} after the upload");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(threat["identifier"], "c0:ff:ee:00:00:01");
+    assert_eq!(threat["level"], "suspicious");
+    assert!(threat["summary"]
+        .as_str()
+        .expect("summary")
+        .contains("Score"));
+    // The webhook: refused once, delivered on the retry, the same event both times.
+    hook.wait_for(2, Duration::from_secs(10)).await;
+    let bodies: Vec<Value> = hook
+        .bodies()
+        .iter()
+        .map(|b| serde_json::from_str(b).expect("JSON"))
+        .collect();
+    assert!(bodies.iter().all(|b| b["id"] == id), "{bodies:?}");
+    assert_eq!(
+        bodies[1]["links"]["report"],
+        format!("/report/ble/c0:ff:ee:00:00:01/{device}")
+    );
+    // ntfy: the words as the message, a title and a priority.
+    ntfy.wait_for(1, Duration::from_secs(10)).await;
+    let (headers, body) = ntfy.seen.lock().expect("log")[0].clone();
+    assert_eq!(body, threat["summary"].as_str().expect("summary"));
+    assert_eq!(headers["priority"], "high");
+    assert!(headers["title"]
+        .to_str()
+        .expect("title")
+        .contains("c0:ff:ee:00:00:01"));
+    let delivered = app
+        .count_sql("SELECT delivered FROM sigint.notification_cursors WHERE sink = 'webhook'")
+        .await;
+    assert_eq!(delivered, 1);
+    // A page that reconnects with the last id it saw misses nothing.
+    let mut again = app
+        .client
+        .get(app.url("/api/v1/threats/events"))
+        .header("Last-Event-ID", (id - 1).to_string())
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(next_threat(&mut again, Duration::from_secs(5)).await.0, id);
+}
+
+/// A push nobody accepts is retried `notify.max_attempts` times, then kept as a dead letter and
+/// counted; a key holds at most `notify.streams_per_key` open streams.
+#[tokio::test]
+async fn an_undeliverable_push_is_dead_lettered_and_streams_are_bounded_per_key() {
+    let hook = receiver(usize::MAX).await;
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.notify.webhook_url = hook.url.clone();
+        s.notify.max_attempts = 3;
+        s.notify.retry_base_ms = 50;
+        s.notify.streams_per_key = 1;
+        s.registry.score_settle_ms = 200;
+    })
+    .await;
+    let first = app
+        .client
+        .get(app.url("/api/v1/threats/events"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(first.status(), 200);
+    let second = app
+        .client
+        .get(app.url("/api/v1/threats/events"))
+        .send()
+        .await
+        .expect("GET");
+    problem(second, 429).await;
+    let device = "6f1c7a2e-3b1d-4c55-9f2a-0c6e8b1d2a7c";
+    assert_eq!(
+        app.post_json(&json!(fixless_capture(device, true)))
+            .await
+            .status(),
+        201
+    );
+    hook.wait_for(3, Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app
+        .count_sql("SELECT count(*) FROM sigint.notification_dead_letters WHERE sink = 'webhook'")
+        .await
+        < 1
+    {
+        assert!(Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        app.count_sql(
+            "SELECT dead_letters FROM sigint.notification_cursors WHERE sink = 'webhook'"
+        )
+        .await,
+        1
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(hook.bodies().len(), 3, "retried more than max_attempts");
+    let bad = app
+        .client
+        .get(app.url("/api/v1/threats/events"))
+        .header("Last-Event-ID", "yesterday")
+        .send()
+        .await
+        .expect("GET");
+    // The key's one stream is still open: the bound answers first.
+    assert!(
+        bad.status() == 400 || bad.status() == 429,
+        "{}",
+        bad.status()
+    );
+    drop(first);
 }

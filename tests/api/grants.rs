@@ -20,10 +20,13 @@ const EXPECTED: &[(&str, &str)] = &[
     ("sigint.following_queue", "DELETE,INSERT,SELECT,UPDATE"),
     ("sigint.idempotency_keys", "DELETE,INSERT,SELECT,UPDATE"),
     ("sigint.imports", "INSERT,SELECT,UPDATE"),
+    ("sigint.notification_cursors", "INSERT,SELECT,UPDATE"),
+    ("sigint.notification_dead_letters", "INSERT,SELECT,UPDATE"),
     ("sigint.pair_sightings", "INSERT,SELECT,UPDATE"),
     ("sigint.registry_queue", "DELETE,INSERT,SELECT,UPDATE"),
     ("sigint.safe_zones", "DELETE,INSERT,SELECT,UPDATE"),
     ("sigint.signal_detections", "INSERT,SELECT,UPDATE"),
+    ("sigint.threat_events", "INSERT,SELECT,UPDATE"),
     ("sigint.transmitter_notes", "DELETE,INSERT,SELECT,UPDATE"),
     ("sigint.transmitters", "INSERT,SELECT,UPDATE"),
 ];

@@ -1183,3 +1183,59 @@ async fn the_threats_panel_lists_the_follower_draws_its_track_and_takes_mine() {
         std::fs::copy(&shot, keep).expect("copy screenshot");
     }
 }
+
+/// A page left open hears of a new follower without a reload: with the production timings, the
+/// banner shows it within 5 s of the upload that makes it one, and the list holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs Chromium and npm puppeteer-core: feature tool-tests (scripts/test)"
+)]
+async fn an_open_page_shows_a_new_follower_within_five_seconds() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ready = dir.path().join("ready");
+    let url = app.url("/");
+    let page = tokio::spawn({
+        let ready = ready.to_str().expect("path").to_owned();
+        async move {
+            page_script(
+                "live_check.mjs",
+                &[url.as_str(), crate::helpers::TEST_KEY, ready.as_str()],
+                &[],
+            )
+            .await
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page never connected its event stream"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let device = "6f1c7a2e-3b1d-4c55-9f2a-0c6e8b1d2a7d";
+    let capture = crate::detector::fixless_capture(device, true);
+    assert_eq!(app.post_json(&json!(capture)).await.status(), 201);
+    let stored_at = chrono::Utc::now().timestamp_millis();
+    let report = page.await.expect("join");
+    eprintln!("live page: {report}");
+    assert!(report.get("failure").is_none(), "{report}");
+    assert_eq!(
+        report["problems"],
+        json!([]),
+        "the browser complained: {report}"
+    );
+    let after_ms = report["shown_at"].as_i64().expect("shown_at") - stored_at;
+    eprintln!("shown {after_ms} ms after the upload was stored");
+    assert!(after_ms < 5_000, "{after_ms} ms: {report}");
+    assert_eq!(report["threat"]["identifier"], "c0:ff:ee:00:00:01");
+    assert!(
+        report["banner"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("New suspicious")),
+        "{report}"
+    );
+    assert_eq!(report["listed"], true);
+}

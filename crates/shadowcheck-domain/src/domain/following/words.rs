@@ -90,19 +90,20 @@ pub fn summary(e: &Value) -> String {
             seen.push(format!("on {} days", days.len()));
         }
     }
-    if let Some(w) = component(e, "windows_heard").and_then(|i| i["windows"].as_u64()) {
-        let minutes = component(e, "windows_heard")
-            .and_then(|i| i["window_minutes"].as_u64())
-            .unwrap_or(0);
-        seen.push(format!(
-            "heard in {} of {minutes} minutes (no positions: time evidence only)",
-            plural(w, "window", "windows")
-        ));
-    }
     if !seen.is_empty() {
         s.push(format!(
             "Seen with this capture device {}.",
             seen.join(", ")
+        ));
+    }
+    if let Some(w) = component(e, "windows_heard").and_then(|i| i["windows"].as_u64()) {
+        let minutes = component(e, "windows_heard")
+            .and_then(|i| i["window_minutes"].as_u64())
+            .unwrap_or(0);
+        s.push(format!(
+            "Heard by this capture device in {} of {minutes} minutes, without positions (time \
+             evidence only).",
+            plural(w, "window", "windows")
         ));
     }
     if let Some(stops) = gate_value(e, "stops_together")
