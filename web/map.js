@@ -1,6 +1,7 @@
 // The built-in map: ShadowCheck's own vector tiles on MapLibre GL JS (vendored), with type,
 // suspicion and time filters, details on click, and a read key kept in this browser only.
 import * as maplibregl from '/map/vendor/maplibre-gl/maplibre-gl.mjs';
+import { basemap } from '/map/basemap.js';
 import { initThreats } from '/map/threats.js';
 
 const COLOURS = { wifi: '#1f8cd9', bluetooth: '#8e5ab4', ble: '#e8a02f', cellular: '#d63c3c' };
@@ -96,39 +97,7 @@ async function send(method, path, body) {
 // Read before the map writes its own position into the address.
 const linkedView = Boolean(window.location.hash);
 const config = await fetch('/map/config.json').then((r) => r.json());
-const WATER = '#a9cde0';
-// Built into the binary: land, borders and lakes at 1:50m, so a laptop in the field still
-// shows where it is.
-const offlineStyle = {
-  version: 8,
-  sources: {
-    world: {
-      type: 'geojson',
-      data: `${window.location.origin}${config.offline_basemap}`,
-      attribution: 'Natural Earth · lakes © OpenStreetMap contributors',
-    },
-  },
-  layers: [
-    { id: 'water', type: 'background', paint: { 'background-color': WATER } },
-    { id: 'land', type: 'fill', source: 'world', filter: ['==', ['get', 'kind'], 'land'], paint: { 'fill-color': '#f2efe9' } },
-    { id: 'lakes', type: 'fill', source: 'world', filter: ['==', ['get', 'kind'], 'lake'], paint: { 'fill-color': WATER } },
-    { id: 'borders', type: 'line', source: 'world', filter: ['==', ['get', 'kind'], 'border'], paint: { 'line-color': '#a39e96', 'line-width': 0.8 } },
-  ],
-};
-
-/** The online style when it loads within a few seconds, else the offline one. */
-async function basemap() {
-  const url = config.basemap_style_url;
-  if (!url) return { style: offlineStyle, online: false };
-  try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(5000) });
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    return { style: await response.json(), online: true };
-  } catch {
-    return { style: offlineStyle, online: false };
-  }
-}
-const base = await basemap();
+const base = await basemap(config);
 page.basemap = base.online ? 'online' : 'offline';
 if (!base.online) {
   document.getElementById('basemap-note').textContent = config.basemap_style_url

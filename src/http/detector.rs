@@ -31,6 +31,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/threats", get(threats))
         .route(
+            "/api/v1/threats/{radio}/{identifier}/{device_id}",
+            get(threat),
+        )
+        .route(
             "/api/v1/threats/{radio}/{identifier}/{device_id}/feedback",
             put(feedback_give).delete(feedback_withdraw),
         )
@@ -217,16 +221,45 @@ pub(crate) async fn threats(
         .last()
         .filter(|_| has_more)
         .map(|r| geojson::next_href("/api/v1/threats", raw.as_deref(), &cursor_of(r)));
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            let mut v = serde_json::to_value(r).unwrap_or_else(|_| json!({}));
-            v["transmitter"] = json!(format!("/api/v1/transmitters/{}/{}", r.radio, r.identifier));
-            v["summary"] = json!(crate::domain::following::words::summary(&r.explanation));
-            v
-        })
-        .collect();
+    let items: Vec<Value> = rows.iter().map(threat_item).collect();
     Ok(Json(json!({"level": level, "threats": items, "next": next})).into_response())
+}
+
+/// A threat as the API shows it: the scored pair, its transmitter's link, and the explanation
+/// in words.
+fn threat_item(r: &ScoreRow) -> Value {
+    let mut v = serde_json::to_value(r).unwrap_or_else(|_| json!({}));
+    v["transmitter"] = json!(format!("/api/v1/transmitters/{}/{}", r.radio, r.identifier));
+    v["summary"] = json!(crate::domain::following::words::summary(&r.explanation));
+    v
+}
+
+#[utoipa::path(get, path = "/api/v1/threats/{radio}/{identifier}/{device_id}", tag = "detector",
+    params(("radio" = String, Path, description = "wifi, bluetooth, ble or cellular"),
+        ("identifier" = String, Path, description = "MAC address or cell tuple"),
+        ("device_id" = String, Path, description = "The capture device it was scored with")),
+    responses((status = 200, description = "The pair's score whatever its level, with its explanation, the explanation in words and the transmitter's note"),
+        (status = 400, description = "Not a transmitter or a device", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "This pair was never scored", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("api_key" = [])))]
+/// One (transmitter, capture device) pair, for its report.
+pub(crate) async fn threat(
+    State(state): State<AppState>,
+    _caller: RequireRead,
+    Path((radio, identifier, device)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let (key, device) = pair_of(&radio, &identifier, &device)?;
+    let mut conn = state.read().await?;
+    let row = store::pair(&mut conn, &key, device)
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            detail: format!(
+                "{} {} was never scored with capture device {device}",
+                key.radio, key.identifier
+            ),
+        })?;
+    Ok(Json(threat_item(&row)).into_response())
 }
 
 #[derive(Deserialize)]

@@ -47,6 +47,7 @@ impl Modify for Security {
         super::devices::replace,
         super::devices::remove,
         super::notes::replace,
+        super::detector::threat,
         super::events::events,
         super::notes::remove,
         super::transmitters::list,

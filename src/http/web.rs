@@ -20,6 +20,10 @@ pub const MAPLIBRE_VERSION: &str = "6.17.0";
 const INDEX: &str = include_str!("../../web/index.html");
 const MAP_JS: &str = include_str!("../../web/map.js");
 const THREATS_JS: &str = include_str!("../../web/threats.js");
+const BASEMAP_JS: &str = include_str!("../../web/basemap.js");
+const REPORT_HTML: &str = include_str!("../../web/report.html");
+const REPORT_JS: &str = include_str!("../../web/report.js");
+const REPORT_CSS: &str = include_str!("../../web/report.css");
 const MAP_CSS: &str = include_str!("../../web/map.css");
 const FAVICON: &str = include_str!("../../web/favicon.svg");
 /// The offline basemap: land, borders and lakes at 1:50m (web/basemap/build.mjs).
@@ -55,27 +59,18 @@ pub fn router() -> Router<AppState> {
             "/map/favicon.svg",
             get(|s| page_file(s, "image/svg+xml", FAVICON.as_bytes(), false)),
         )
+        .route("/map/map.js", get(|s| script(s, MAP_JS)))
+        .route("/map/threats.js", get(|s| script(s, THREATS_JS)))
+        .route("/map/basemap.js", get(|s| script(s, BASEMAP_JS)))
+        .route("/map/report.js", get(|s| script(s, REPORT_JS)))
         .route(
-            "/map/map.js",
-            get(|s| {
-                page_file(
-                    s,
-                    "text/javascript; charset=utf-8",
-                    MAP_JS.as_bytes(),
-                    false,
-                )
-            }),
+            "/map/report.css",
+            get(|s| page_file(s, "text/css; charset=utf-8", REPORT_CSS.as_bytes(), false)),
         )
+        // The report holds no data either: its script reads the threat with the stored key.
         .route(
-            "/map/threats.js",
-            get(|s| {
-                page_file(
-                    s,
-                    "text/javascript; charset=utf-8",
-                    THREATS_JS.as_bytes(),
-                    false,
-                )
-            }),
+            "/report/{radio}/{identifier}/{device_id}",
+            get(|s| page_file(s, "text/html; charset=utf-8", REPORT_HTML.as_bytes(), false)),
         )
         .route(
             "/map/map.css",
@@ -149,6 +144,16 @@ async fn world(state: State<AppState>, headers: HeaderMap) -> Response {
     h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     response
+}
+
+async fn script(state: State<AppState>, body: &'static str) -> Response {
+    page_file(
+        state,
+        "text/javascript; charset=utf-8",
+        body.as_bytes(),
+        false,
+    )
+    .await
 }
 
 async fn index(state: State<AppState>) -> Response {

@@ -1142,6 +1142,7 @@ async fn the_threats_panel_lists_the_follower_draws_its_track_and_takes_mine() {
         .expect("the scenario has a follower");
     let dir = tempfile::tempdir().expect("tempdir");
     let shot = dir.path().join("threats.png");
+    let pdf = dir.path().join("report.pdf");
     let url = app.url("/");
     let report = page_script(
         "threats_check.mjs",
@@ -1150,6 +1151,7 @@ async fn the_threats_panel_lists_the_follower_draws_its_track_and_takes_mine() {
             crate::helpers::TEST_KEY,
             &follower.identifier,
             shot.to_str().expect("path"),
+            pdf.to_str().expect("path"),
         ],
         &[],
     )
@@ -1173,6 +1175,34 @@ async fn the_threats_panel_lists_the_follower_draws_its_track_and_takes_mine() {
         places.iter().all(|p| p["drawn"] == true),
         "the track is not drawn at every place: {report}"
     );
+    // The report: the same words, a row per place, its track attached, printed to a PDF that
+    // poppler reads back with the words in it.
+    let r = &report["report"];
+    assert_eq!(r["errors"], json!([]), "{report}");
+    assert_eq!(r["summary"], report["listed"]["summary"]);
+    assert_eq!(r["rows"], r["places"]);
+    assert!(r["rows"].as_i64().expect("rows") >= 3, "{report}");
+    assert!(
+        r["geojson_features"].as_i64().expect("features") >= 3,
+        "{report}"
+    );
+    let text = std::process::Command::new("pdftotext")
+        .arg(&pdf)
+        .arg("-")
+        .output()
+        .expect("pdftotext runs (Debian poppler-utils)");
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(text.contains("Threat report"), "{text}");
+    assert!(text.contains("Sightings by place"), "{text}");
+    assert!(text.contains(&follower.identifier), "{text}");
+    assert!(
+        text.contains("It advertises like an Apple Find My tracker"),
+        "{text}"
+    );
     assert_eq!(report["marked_mine"], true);
     let allowed = app.get_json("/api/v1/allowlist").await;
     assert!(
@@ -1180,7 +1210,8 @@ async fn the_threats_panel_lists_the_follower_draws_its_track_and_takes_mine() {
         "{allowed}"
     );
     if let Ok(keep) = std::env::var("SHADOWCHECK_THREATS_SCREENSHOT") {
-        std::fs::copy(&shot, keep).expect("copy screenshot");
+        std::fs::copy(&shot, &keep).expect("copy screenshot");
+        std::fs::copy(&pdf, keep.replace(".png", ".pdf")).expect("copy report");
     }
 }
 

@@ -1,15 +1,17 @@
 // Drives the threats panel as a person would, in headless Chromium (offline: see browser.mjs):
 // waits for the threat on IDENTIFIER to be listed, clicks it, checks its track is drawn in the
-// screenshot, then presses "This is mine". Reports, as JSON, what it saw and what the browser
-// complained about.
+// screenshot, opens its report (as the Report link does, in a new tab) and prints it to PDF,
+// then presses "This is mine". Reports, as JSON, what it saw and what the browser complained
+// about.
 //
-// usage: node threats_check.mjs URL KEY IDENTIFIER SCREENSHOT.png
+// usage: node threats_check.mjs URL KEY IDENTIFIER SCREENSHOT.png REPORT.pdf
 import { writeFileSync } from 'node:fs';
 import { open, PNG, project, settle } from './browser.mjs';
 
-const [url, key, identifier, screenshotPath] = process.argv.slice(2);
+const [url, key, identifier, screenshotPath, pdfPath] = process.argv.slice(2);
 const report = {};
 const { browser, page } = await open(report);
+let tab = null;
 try {
   await page.evaluateOnNewDocument((k) => localStorage.setItem('shadowcheck.key', k), key);
   await page.goto(url, { waitUntil: 'load' });
@@ -43,6 +45,25 @@ try {
     return false;
   };
   report.places = pixels.map((p) => ({ pixel: p, drawn: red(p) }));
+  // The report, in a tab of its own: its words, its places, its attachments, and a PDF.
+  const reportUrl = await page.evaluate((el) => el.querySelector('a[href^="/report/"]').href, item);
+  tab = await browser.newPage();
+  tab.on('pageerror', (e) => report.problems.push(`report page error: ${e.message}`));
+  tab.on('console', (m) => {
+    if (m.type() === 'error' && !(m.location()?.url || '').startsWith('https://')) report.problems.push(`report console error: ${m.text()}`);
+  });
+  await tab.goto(reportUrl, { waitUntil: 'load' });
+  await tab.waitForFunction(() => window.report && window.report.ready && window.report.geojson && window.report.kml, { timeout: 30000 });
+  report.report = await tab.evaluate(() => ({
+    errors: window.report.errors,
+    places: window.report.places,
+    rows: document.querySelectorAll('#places tbody tr').length,
+    summary: document.getElementById('summary').textContent,
+    geojson: document.getElementById('geojson').href.startsWith('blob:'),
+  }));
+  report.report.geojson_features = await tab.evaluate(() => window.report.sightings);
+  await tab.pdf({ path: pdfPath, format: 'A4', printBackground: true });
+  await tab.close();
   // "This is mine": the panel says so once the server has it.
   const mine = await page.evaluateHandle((el) => [...el.querySelectorAll('button')].find((b) => b.textContent === 'This is mine'), item);
   await mine.click();
@@ -50,6 +71,12 @@ try {
   report.marked_mine = true;
 } catch (err) {
   report.failure = String(err && err.message ? err.message : err);
+  if (tab) {
+    report.report_page = await tab.evaluate(() => ({
+      ready: window.report?.ready, geojson: window.report?.geojson, kml: window.report?.kml,
+      errors: window.report?.errors, problem: document.getElementById('problem')?.textContent,
+    })).catch((e) => String(e));
+  }
   try {
     report.status = await page.$eval('#status', (el) => el.textContent);
   } catch (_) {

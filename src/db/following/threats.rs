@@ -87,3 +87,24 @@ pub async fn threats(
     )
     .await
 }
+
+/// One pair's score, whatever its level.
+pub async fn pair(
+    conn: &mut PgConnection,
+    key: &TransmitterKey,
+    device: Uuid,
+) -> Result<Option<ScoreRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {SCORE_COLUMNS} FROM {WITH_NOTES} \
+         WHERE f.radio = $1::sigint.signal_type AND f.identifier = $2 AND f.device_id = $3"
+    );
+    observe(
+        "following_pair",
+        sqlx::query_as::<_, ScoreRow>(&sql)
+            .bind(key.radio.as_str())
+            .bind(&key.identifier)
+            .bind(device)
+            .fetch_optional(&mut *conn),
+    )
+    .await
+}
