@@ -3,6 +3,7 @@
 import * as maplibregl from '/map/vendor/maplibre-gl/maplibre-gl.mjs';
 import { basemap } from '/map/basemap.js';
 import { initThreats } from '/map/threats.js';
+import { initTimeline } from '/map/timeline.js';
 
 const COLOURS = { wifi: '#1f8cd9', bluetooth: '#8e5ab4', ble: '#e8a02f', cellular: '#d63c3c' };
 const KEY_STORE = 'shadowcheck.key';
@@ -45,6 +46,8 @@ function askForKey(message) {
   });
 }
 
+let timeline = null;
+
 /** The layer shown and the tile query of the current filters. */
 function selection() {
   const data = new FormData(form);
@@ -55,7 +58,12 @@ function selection() {
   if (data.get('suspicious')) params.set('is_suspicious', 'true');
   const range = data.get('range');
   document.getElementById('custom-range').hidden = range !== 'custom';
-  if (range === 'custom') {
+  const span = timeline && timeline.window();
+  if (span) {
+    // The timeline's window, when it is on, is the time filter.
+    params.set('start', new Date(span.start).toISOString());
+    params.set('end', new Date(span.end).toISOString());
+  } else if (range === 'custom') {
     const start = data.get('start');
     const end = data.get('end');
     if (start) params.set('start', new Date(start).toISOString());
@@ -97,9 +105,9 @@ async function send(method, path, body) {
 // Read before the map writes its own position into the address.
 const linkedView = Boolean(window.location.hash);
 const config = await fetch('/map/config.json').then((r) => r.json());
-const base = await basemap(config);
-page.basemap = base.online ? 'online' : 'offline';
-if (!base.online) {
+const base = await basemap(config, maplibregl);
+page.basemap = base.kind;
+if (base.kind === 'offline') {
   document.getElementById('basemap-note').textContent = config.basemap_style_url
     ? 'Offline basemap: the online map could not be loaded.'
     : 'Offline basemap.';
@@ -248,6 +256,21 @@ map.on('load', async () => {
     const tilejson = await fetchJson('/tiles/detections.json');
     show(selection());
     page.panel = initThreats({ map, fetchJson, send, authHeaders, page, say });
+    // The data's time extent, for the timeline.
+    const collection = await fetchJson('/ogc/collections/detections');
+    const [[from, to]] = collection.extent.temporal.interval;
+    // The extent is given to the second: the last second is included.
+    const extent = [Date.parse(from || new Date()), Date.parse(to || new Date()) + 1000];
+    timeline = initTimeline({
+      extent,
+      onChange: () => show(selection()),
+      // Drawn, or at most 3 s (a step whose tiles are all empty may not repaint).
+      idle: () => new Promise((resolve) => {
+        map.once('idle', resolve);
+        setTimeout(resolve, 3000);
+      }),
+      page,
+    });
     await page.panel.refresh();
     const [w, s, e, n] = tilejson.bounds;
     const world = w <= -180 && e >= 180;

@@ -74,7 +74,7 @@ try {
   report.places = places.length;
 
   const config = await fetch('/map/config.json').then((r) => r.json());
-  const base = await basemap(config);
+  const base = await basemap(config, maplibregl);
   const map = new maplibregl.Map({
     container: 'map',
     style: base.style,

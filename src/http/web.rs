@@ -5,6 +5,11 @@
 use axum::extract::{Path, State};
 use std::sync::OnceLock;
 
+use axum::body::Body;
+use axum::extract::Request;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,6 +26,7 @@ const INDEX: &str = include_str!("../../web/index.html");
 const MAP_JS: &str = include_str!("../../web/map.js");
 const THREATS_JS: &str = include_str!("../../web/threats.js");
 const BASEMAP_JS: &str = include_str!("../../web/basemap.js");
+const TIMELINE_JS: &str = include_str!("../../web/timeline.js");
 const REPORT_HTML: &str = include_str!("../../web/report.html");
 const REPORT_JS: &str = include_str!("../../web/report.js");
 const REPORT_CSS: &str = include_str!("../../web/report.css");
@@ -28,26 +34,43 @@ const MAP_CSS: &str = include_str!("../../web/map.css");
 const FAVICON: &str = include_str!("../../web/favicon.svg");
 /// The offline basemap: land, borders and lakes at 1:50m (web/basemap/build.mjs).
 const WORLD: &[u8] = include_bytes!("../../web/basemap/world.geojson");
-const VENDOR: [(&str, &str, &[u8]); 4] = [
+/// (directory, file, media type, bytes) under /map/vendor.
+const VENDOR: [(&str, &str, &str, &[u8]); 6] = [
     (
+        "maplibre-gl",
         "maplibre-gl.mjs",
         "text/javascript; charset=utf-8",
         include_bytes!("../../web/vendor/maplibre-gl/maplibre-gl.mjs"),
     ),
     (
+        "maplibre-gl",
         "maplibre-gl-worker.mjs",
         "text/javascript; charset=utf-8",
         include_bytes!("../../web/vendor/maplibre-gl/maplibre-gl-worker.mjs"),
     ),
     (
+        "maplibre-gl",
         "maplibre-gl.css",
         "text/css; charset=utf-8",
         include_bytes!("../../web/vendor/maplibre-gl/maplibre-gl.css"),
     ),
     (
+        "maplibre-gl",
         "LICENSE.txt",
         "text/plain; charset=utf-8",
         include_bytes!("../../web/vendor/maplibre-gl/LICENSE.txt"),
+    ),
+    (
+        "pmtiles",
+        "pmtiles.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../web/vendor/pmtiles/pmtiles.js"),
+    ),
+    (
+        "pmtiles",
+        "LICENSE.txt",
+        "text/plain; charset=utf-8",
+        include_bytes!("../../web/vendor/pmtiles/LICENSE.txt"),
     ),
 ];
 
@@ -62,6 +85,7 @@ pub fn router() -> Router<AppState> {
         .route("/map/map.js", get(|s| script(s, MAP_JS)))
         .route("/map/threats.js", get(|s| script(s, THREATS_JS)))
         .route("/map/basemap.js", get(|s| script(s, BASEMAP_JS)))
+        .route("/map/timeline.js", get(|s| script(s, TIMELINE_JS)))
         .route("/map/report.js", get(|s| script(s, REPORT_JS)))
         .route(
             "/map/report.css",
@@ -76,8 +100,9 @@ pub fn router() -> Router<AppState> {
             "/map/map.css",
             get(|s| page_file(s, "text/css; charset=utf-8", MAP_CSS.as_bytes(), false)),
         )
-        .route("/map/vendor/maplibre-gl/{file}", get(vendor))
+        .route("/map/vendor/{dir}/{file}", get(vendor))
         .route("/map/basemap/world.geojson", get(world))
+        .route("/map/basemap.pmtiles", get(pmtiles))
 }
 
 /// Scripts and styles from this server only; data from this server (and the basemap's hosts
@@ -156,6 +181,28 @@ async fn script(state: State<AppState>, body: &'static str) -> Response {
     .await
 }
 
+/// The operator's PMTiles basemap, with range requests (a PMTiles reader asks for the header,
+/// then for the directories and tiles it needs, never the whole file). A map, not this service's
+/// data: no key, as for the page itself.
+async fn pmtiles(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let path = &state.settings.map.pmtiles_path;
+    if path.is_empty() {
+        return Err(ApiError::NotFound {
+            detail: "no PMTiles basemap is configured (map.pmtiles_path)".into(),
+        });
+    }
+    let served = ServeFile::new(path)
+        .oneshot(request)
+        .await
+        .map_err(|e| ApiError::Internal(format!("the PMTiles basemap: {e}")))?;
+    let mut response = served.map(Body::new);
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    Ok(response)
+}
+
 async fn index(state: State<AppState>) -> Response {
     page_file(state, "text/html; charset=utf-8", INDEX.as_bytes(), false).await
 }
@@ -164,6 +211,7 @@ async fn config(State(state): State<AppState>) -> Response {
     let mut response = Json(json!({
         "basemap_style_url": state.settings.map.basemap_style_url,
         "offline_basemap": "/map/basemap/world.geojson",
+        "pmtiles": (!state.settings.map.pmtiles_path.is_empty()).then_some("/map/basemap.pmtiles"),
         "public_read": state.auth.anonymous_read,
         "maplibre_version": MAPLIBRE_VERSION,
         "version": env!("CARGO_PKG_VERSION"),
@@ -175,10 +223,14 @@ async fn config(State(state): State<AppState>) -> Response {
     response
 }
 
-async fn vendor(state: State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
-    let Some((_, media, body)) = VENDOR.iter().find(|(file, _, _)| *file == name) else {
+async fn vendor(
+    state: State<AppState>,
+    Path((dir, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let Some((_, _, media, body)) = VENDOR.iter().find(|(d, f, _, _)| *d == dir && *f == name)
+    else {
         return Err(ApiError::NotFound {
-            detail: format!("no file `{name}` here"),
+            detail: format!("no file `{dir}/{name}` here"),
         });
     };
     Ok(page_file(state, media, body, true).await)

@@ -112,8 +112,13 @@ pub async fn run_in_serve(
     }
 }
 
+/// A listener on a connection of its own: it holds it for good, and the request pool's
+/// connections are the requests' (as the readiness probe has its own).
 async fn listen(pool: &db::Pool) -> Option<sqlx::postgres::PgListener> {
-    let mut listener = sqlx::postgres::PgListener::connect_with(pool.inner())
+    let own = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with((*pool.inner().connect_options()).clone());
+    let mut listener = sqlx::postgres::PgListener::connect_with(&own)
         .await
         .map_err(|e| tracing::debug!(error = %e, "cannot listen for new threats; polling"))
         .ok()?;

@@ -966,6 +966,16 @@ async fn the_map_page_draws_detections_in_chromium() {
             "something drawn where there is no data: {report}"
         );
     }
+    // The timeline filters the map: an hour ending at the last detection shows everything, a
+    // replay of a day without data nothing.
+    assert_eq!(report["timeline"]["hour"], report["rendered"], "{report}");
+    assert_eq!(report["timeline"]["replay"], 0, "{report}");
+    assert!(
+        report["timeline"]["label"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("Jan 1")),
+        "{report}"
+    );
     // Offline, the default online style could not load: the built-in basemap is drawn.
     assert_eq!(report["basemap"], "offline", "{report}");
     let rgb = |which: &str| -> Vec<i64> {
@@ -1269,4 +1279,94 @@ async fn an_open_page_shows_a_new_follower_within_five_seconds() {
         "{report}"
     );
     assert_eq!(report["listed"], true);
+}
+
+/// A real public PMTiles file (Stamen Toner, z0–3, from protomaps/PMTiles) as the basemap:
+/// served by the binary with range requests, no key, and drawn by the page offline.
+const TONER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/real/pmtiles/stamen_toner_z3.pmtiles"
+);
+
+#[tokio::test]
+async fn a_pmtiles_basemap_is_served_with_range_requests() {
+    let app = spawn_app_with(|s| s.map.pmtiles_path = TONER.into()).await;
+    let config = app.get_json("/map/config.json").await;
+    assert_eq!(config["pmtiles"], "/map/basemap.pmtiles");
+    let anonymous = reqwest::Client::new();
+    let header = anonymous
+        .get(app.url("/map/basemap.pmtiles"))
+        .header("range", "bytes=0-126")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(header.status(), 206);
+    assert_eq!(header.headers()["content-range"], "bytes 0-126/716052");
+    let bytes = header.bytes().await.expect("body");
+    assert_eq!(bytes.len(), 127);
+    assert_eq!(&bytes[..8], b"PMTiles\x03");
+    let whole = anonymous
+        .get(app.url("/map/basemap.pmtiles"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.bytes().await.expect("body").len(), 716_052);
+    let none = spawn_app().await;
+    problem(none.get("/map/basemap.pmtiles").await, 404).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs Chromium and npm puppeteer-core: feature tool-tests (scripts/test)"
+)]
+async fn the_page_draws_a_pmtiles_basemap_offline() {
+    let app = spawn_app_with(|s| s.map.pmtiles_path = TONER.into()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shot = dir.path().join("pmtiles.png");
+    // Zoom 2 over the Atlantic: mid-ocean and the Sahara.
+    let url = app.url("/#2/25/-15");
+    let report = page_script(
+        "basemap_check.mjs",
+        &[
+            url.as_str(),
+            crate::helpers::TEST_KEY,
+            "-40,30",
+            "10,24",
+            shot.to_str().expect("path"),
+        ],
+        &[],
+    )
+    .await;
+    eprintln!("PMTiles basemap: {report}");
+    assert!(report.get("failure").is_none(), "{report}");
+    assert_eq!(
+        report["problems"],
+        json!([]),
+        "the browser complained: {report}"
+    );
+    assert_eq!(report["basemap"], "pmtiles");
+    assert!(
+        report["ranges"]
+            .as_array()
+            .expect("ranges")
+            .iter()
+            .any(|s| s == 206),
+        "the file was not read by ranges: {report}"
+    );
+    let sum = |which: &str| -> i64 {
+        report[which]
+            .as_array()
+            .expect("rgb")
+            .iter()
+            .map(|c| c.as_i64().expect("channel"))
+            .sum()
+    };
+    // Toner: black water, white land.
+    assert!(sum("sea") < 200, "{report}");
+    assert!(sum("land") > 600, "{report}");
+    if let Ok(keep) = std::env::var("SHADOWCHECK_PMTILES_SCREENSHOT") {
+        std::fs::copy(&shot, keep).expect("copy screenshot");
+    }
 }

@@ -58,3 +58,11 @@ export async function settle(page, idleBefore) {
   await page.waitForFunction((n) => window.shadowcheck.idle > n && window.shadowcheck.map.areTilesLoaded(), { timeout: 30000 }, idleBefore);
   await new Promise((r) => setTimeout(r, 500));
 }
+
+/** Once the map's tiles are in after a change: how many of our features it draws. */
+export async function drawnFeatures(page) {
+  await new Promise((r) => setTimeout(r, 500));
+  await page.waitForFunction(() => window.shadowcheck.map.loaded() && window.shadowcheck.map.areTilesLoaded(), { timeout: 30000 });
+  await new Promise((r) => setTimeout(r, 300));
+  return page.evaluate(() => window.shadowcheck.map.queryRenderedFeatures({ layers: ['points', 'cells'] }).length);
+}

@@ -9,7 +9,7 @@
 //   ZOOM3 (env, JSON {"center": [lon, lat], "land": [lon, lat], "sea": [lon, lat]}): then
 //   jumps to zoom 3 there and reports the colours of the land and sea pixels.
 import { writeFileSync } from 'node:fs';
-import { open, PNG, project as projectOn, settle } from './browser.mjs';
+import { drawnFeatures, open, PNG, project as projectOn, settle } from './browser.mjs';
 
 const [url, key, pointsJson, backgroundJson, screenshotPath] = process.argv.slice(2);
 const points = JSON.parse(pointsJson);
@@ -64,6 +64,18 @@ try {
   report.points = at.map((p) => ({ pixel: p, drawn: drawn(p, 3) }));
   report.background = empty.map((p) => ({ pixel: p, drawn: drawn(p, 3) }));
   report.basemap = await page.evaluate(() => window.shadowcheck.basemap);
+  // The timeline: an hour's window ending at the data's last time still shows it all; a replay
+  // of a day without data shows nothing.
+  await page.select('#tl-span', '3600');
+  report.timeline = { hour: await drawnFeatures(page) };
+  await page.$eval('#tl-day', (el) => { el.value = '2001-01-01'; });
+  await page.click('#tl-play');
+  await page.waitForFunction(() => window.shadowcheck.timeline?.playing, { timeout: 10000 });
+  report.timeline.replay = await drawnFeatures(page);
+  report.timeline.label = await page.$eval('#tl-label', (el) => el.textContent);
+  await page.click('#tl-play');
+  await page.waitForFunction(() => !window.shadowcheck.timeline?.playing, { timeout: 15000 });
+  await page.select('#tl-span', '0');
   if (process.env.ZOOM3) {
     const z3 = JSON.parse(process.env.ZOOM3);
     const before = await page.evaluate(() => window.shadowcheck.idle);
