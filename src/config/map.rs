@@ -88,9 +88,10 @@ mod tests {
             path
         };
         assert!(pmtiles_header(&write("ok.pmtiles", b"PMTiles\x03rest")).is_ok());
-        let v2 = pmtiles_header(&write("v2.pmtiles", b"PMTiles\x02rest")).unwrap_err();
+        let v2 = pmtiles_header(&write("v2.pmtiles", b"PMTiles\x02rest")).expect_err("v2");
         assert!(v2.contains("version 2"), "{v2}");
-        let other = pmtiles_header(&write("x.mbtiles", b"SQLite format 3")).unwrap_err();
+        let other =
+            pmtiles_header(&write("x.mbtiles", b"SQLite format 3")).expect_err("not PMTiles");
         assert!(other.contains("not a PMTiles file"), "{other}");
         assert!(pmtiles_header(&dir.path().join("missing")).is_err());
     }
