@@ -63,6 +63,23 @@ fn push_tile_y(q: &mut QueryBuilder<'_, Postgres>, tile: TileCoord, lat: &str) {
         .push(format!(") * {EXTENT}.0"));
 }
 
+/// The latitudes of the edges between a tile's rows of cells, south to north (what
+/// `width_bucket` wants): equal steps in mercator y, as the tile's own units are.
+fn lat_edges(tile: TileCoord, cells: u32) -> Vec<f64> {
+    let n = f64::from(1u32 << tile.z());
+    let mut edges: Vec<f64> = (0..=cells)
+        .map(|k| {
+            let y = f64::from(tile.y()) + f64::from(k) / f64::from(cells);
+            (std::f64::consts::PI * (1.0 - 2.0 * y / n))
+                .sinh()
+                .atan()
+                .to_degrees()
+        })
+        .collect();
+    edges.reverse();
+    edges
+}
+
 /// What differs between layers: the table's rows as points with their properties, and what a
 /// cell sums up.
 struct LayerSql {
@@ -74,9 +91,11 @@ struct LayerSql {
     properties: &'static str,
     /// Whether `id` is the MVT feature id.
     has_id: bool,
-    /// Columns the cells are summed from, and the sums (over `p`).
+    /// Columns the cells are summed from, the sums (over `p`), and the sums as the cell's
+    /// properties (over `g`); the cell's `signal_type` is the most counted of the four.
     cell_columns: &'static str,
     cell_sums: &'static str,
+    cell_outputs: &'static str,
 }
 
 const DETECTIONS: LayerSql = LayerSql {
@@ -101,8 +120,8 @@ const DETECTIONS: LayerSql = LayerSql {
                count(*) FILTER (WHERE p.signal_type = 'cellular')::int8 AS cellular,
                count(*) FILTER (WHERE p.is_suspicious)::int8 AS suspicious,
                to_char(min(p.detected_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS first_seen,
-               to_char(max(p.detected_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS last_seen,
-               mode() WITHIN GROUP (ORDER BY p.signal_type)::text AS signal_type"#,
+               to_char(max(p.detected_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS last_seen"#,
+    cell_outputs: "g.wifi, g.bluetooth, g.ble, g.cellular, g.suspicious, g.first_seen, g.last_seen",
 };
 
 const TRANSMITTERS: LayerSql = LayerSql {
@@ -126,8 +145,8 @@ const TRANSMITTERS: LayerSql = LayerSql {
                count(*) FILTER (WHERE p.radio = 'bluetooth')::int8 AS bluetooth,
                count(*) FILTER (WHERE p.radio = 'ble')::int8 AS ble,
                count(*) FILTER (WHERE p.radio = 'cellular')::int8 AS cellular,
-               count(*) FILTER (WHERE p.level <> 'none')::int8 AS suspicious,
-               mode() WITHIN GROUP (ORDER BY p.radio)::text AS signal_type"#,
+               count(*) FILTER (WHERE p.level <> 'none')::int8 AS suspicious"#,
+    cell_outputs: "g.wifi, g.bluetooth, g.ble, g.cellular, g.suspicious",
 };
 
 /// One tile of a layer. First, in one statement: up to `max_points + 1` matching rows of the
@@ -143,21 +162,27 @@ async fn layer_tile(
     from_where: impl Fn(&mut QueryBuilder<'_, Postgres>, BBox),
 ) -> Result<(Vec<u8>, TileKind), sqlx::Error> {
     let area = buffered(tile);
-    let mut q = QueryBuilder::<Postgres>::new("WITH p AS MATERIALIZED (SELECT ST_MakePoint(round(");
+    // Counted first without the properties (a dense tile never needs them); the points are
+    // read again, with them, only when there are few enough.
+    let mut q = QueryBuilder::<Postgres>::new(
+        "WITH n AS MATERIALIZED (SELECT count(*) AS n FROM (SELECT 1 ",
+    );
+    from_where(&mut q, area);
+    q.push(" LIMIT ")
+        .push_bind(i64::from(shape.max_points) + 1)
+        .push(") s) SELECT n.n, CASE WHEN n.n <= ")
+        .push_bind(i64::from(shape.max_points))
+        .push(format!(
+            " THEN (SELECT ST_AsMVT(p, '{}', {EXTENT}, 'geom'{}) FROM (SELECT ST_MakePoint(round(",
+            layer.name,
+            if layer.has_id { ", 'id'" } else { "" }
+        ));
     push_tile_x(&mut q, tile, layer.lon);
     q.push("), round(");
     push_tile_y(&mut q, tile, layer.lat);
     q.push(")) AS geom, ").push(layer.properties).push(" ");
     from_where(&mut q, area);
-    q.push(" LIMIT ")
-        .push_bind(i64::from(shape.max_points) + 1)
-        .push(") SELECT (SELECT count(*) FROM p), CASE WHEN (SELECT count(*) FROM p) <= ")
-        .push_bind(i64::from(shape.max_points))
-        .push(format!(
-            " THEN (SELECT ST_AsMVT(p, '{}', {EXTENT}, 'geom'{}) FROM p) END",
-            layer.name,
-            if layer.has_id { ", 'id'" } else { "" }
-        ));
+    q.push(") p) END FROM n");
     let (n, points): (i64, Option<Vec<u8>>) = crate::db::observe(
         if layer.has_id {
             "tile_detections"
@@ -170,23 +195,46 @@ async fn layer_tile(
     if n <= i64::from(shape.max_points) {
         return Ok((points.unwrap_or_default(), TileKind::Points));
     }
+    // Cells by plain arithmetic per row: a column from the longitude (linear), a row from the
+    // latitude against the cells' edges computed here (no logarithm per row); the mercator
+    // projection only for each cell's mean position. The most counted type from the counts (an
+    // ordered-set `mode()` sorted every row of every cell).
+    let b = tile.bbox();
+    let cells_a_side = EXTENT / shape.cell;
+    let cell_deg = (b.max_lon - b.min_lon) / f64::from(cells_a_side);
+    let edges = lat_edges(tile, cells_a_side);
     let mut q = QueryBuilder::<Postgres>::new("SELECT ST_AsMVT(c, ");
     q.push_bind(layer.name).push(format!(
-        ", {EXTENT}, 'geom') FROM (SELECT ST_MakePoint(round(avg(p.tx)), round(avg(p.ty))) AS geom, true AS cluster, count(*)::int8 AS count, {} FROM (SELECT ",
-        layer.cell_sums
+        ", {EXTENT}, 'geom') FROM (SELECT ST_MakePoint(round("
     ));
-    push_tile_x(&mut q, tile, layer.lon);
-    q.push(" AS tx, ");
-    push_tile_y(&mut q, tile, layer.lat);
-    q.push(" AS ty, ").push(layer.cell_columns).push(" ");
-    from_where(&mut q, area);
+    push_tile_x(&mut q, tile, "g.lon");
+    q.push("), round(");
+    push_tile_y(&mut q, tile, "g.lat");
     q.push(format!(
-        ") p WHERE p.tx >= 0 AND p.tx < {EXTENT} AND p.ty >= 0 AND p.ty < {EXTENT} GROUP BY floor(p.tx / "
-    ))
-    .push(shape.cell)
-    .push("), floor(p.ty / ")
-    .push(shape.cell)
-    .push(")) c");
+        ")) AS geom, true AS cluster, g.count, {}, \
+         CASE greatest(g.wifi, g.bluetooth, g.ble, g.cellular) WHEN g.wifi THEN 'wifi' \
+           WHEN g.bluetooth THEN 'bluetooth' WHEN g.ble THEN 'ble' ELSE 'cellular' END AS signal_type \
+         FROM (SELECT avg(p.lon) AS lon, avg(p.lat) AS lat, count(*)::int8 AS count, {} \
+         FROM (SELECT {} AS lon, {} AS lat, {} ",
+        layer.cell_outputs, layer.cell_sums, layer.lon, layer.lat, layer.cell_columns
+    ));
+    from_where(&mut q, area);
+    // The tile itself, not its buffer, as tile units [0, 4096) on both axes are.
+    q.push(") p WHERE p.lon >= ")
+        .push_bind(b.min_lon)
+        .push(" AND p.lon < ")
+        .push_bind(b.max_lon)
+        .push(" AND p.lat > ")
+        .push_bind(b.min_lat)
+        .push(" AND p.lat <= ")
+        .push_bind(b.max_lat)
+        .push(" GROUP BY floor((p.lon - ")
+        .push_bind(b.min_lon)
+        .push(") / ")
+        .push_bind(cell_deg)
+        .push("), width_bucket(p.lat, ")
+        .push_bind(edges)
+        .push(")) g) c");
     let cells: Option<Vec<u8>> = crate::db::observe(
         if layer.has_id {
             "tile_detection_cells"
