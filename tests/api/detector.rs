@@ -446,15 +446,8 @@ async fn level_of(app: &TestApp, device: &str) -> (String, Value) {
 
 #[tokio::test]
 async fn a_follower_of_a_drive_without_gps_gets_a_time_only_warning() {
-    let app = crate::helpers::spawn_app_with(|s| s.registry.score_settle_ms = 200).await;
     let device = "6f1c7a2e-3b1d-4c55-9f2a-0c6e8b1d2a77";
-    assert_eq!(
-        app.post_json(&json!(fixless_capture(device, true)))
-            .await
-            .status(),
-        201
-    );
-    settled(&app).await;
+    let app = with_a_gpsless_follower(device).await;
     let (level, threat) = level_of(&app, device).await;
     assert_eq!(level, "suspicious", "{threat}");
     assert_eq!(threat["explanation"]["window"]["evidence"], "time_only");
@@ -478,15 +471,8 @@ async fn a_rig_on_a_shelf_without_gps_warns_about_nothing() {
 /// withdrawn by the key that gave it.
 #[tokio::test]
 async fn a_threat_marked_as_a_false_alarm_stays_below_suspicious_until_withdrawn() {
-    let app = crate::helpers::spawn_app_with(|s| s.registry.score_settle_ms = 200).await;
     let device = "6f1c7a2e-3b1d-4c55-9f2a-0c6e8b1d2a79";
-    assert_eq!(
-        app.post_json(&json!(fixless_capture(device, true)))
-            .await
-            .status(),
-        201
-    );
-    settled(&app).await;
+    let app = with_a_gpsless_follower(device).await;
     assert_eq!(level_of(&app, device).await.0, "suspicious");
     let path = format!("/api/v1/threats/ble/c0:ff:ee:00:00:01/{device}/feedback");
     let marked = app
@@ -574,15 +560,8 @@ async fn a_pair_that_cannot_be_scored_does_not_stall_the_others() {
 /// with the note beside it; every threat carries its explanation in words.
 #[tokio::test]
 async fn a_watched_transmitter_stays_on_the_threats_list_with_its_note() {
-    let app = crate::helpers::spawn_app_with(|s| s.registry.score_settle_ms = 200).await;
     let device = "6f1c7a2e-3b1d-4c55-9f2a-0c6e8b1d2a7a";
-    assert_eq!(
-        app.post_json(&json!(fixless_capture(device, true)))
-            .await
-            .status(),
-        201
-    );
-    settled(&app).await;
+    let app = with_a_gpsless_follower(device).await;
     let listed = |v: &Value| {
         v["threats"]
             .as_array()
@@ -714,6 +693,20 @@ impl Receiver {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// An app (pairs settle in 0.2 s) that has stored, and scored, 40 minutes of a GPS-less drive by
+/// `device` with one BLE device along all the way: a time-only `suspicious` follower.
+async fn with_a_gpsless_follower(device: &str) -> TestApp {
+    let app = crate::helpers::spawn_app_with(|s| s.registry.score_settle_ms = 200).await;
+    assert_eq!(
+        app.post_json(&json!(fixless_capture(device, true)))
+            .await
+            .status(),
+        201
+    );
+    settled(&app).await;
+    app
 }
 
 /// Reads a server-sent event stream until a `threat` event arrives; its id and data.

@@ -867,6 +867,16 @@ async fn page_script(script: &str, args: &[&str], env: &[(&str, &str)]) -> Value
     serde_json::from_slice(&out.stdout).expect("report")
 }
 
+/// The page script finished, and the browser complained of nothing on this server.
+fn assert_page_clean(report: &Value) {
+    assert!(report.get("failure").is_none(), "{report}");
+    assert_eq!(
+        report["problems"],
+        json!([]),
+        "the browser complained: {report}"
+    );
+}
+
 /// The page at `/` in headless Chromium (Debian `chromium`, driven by npm `puppeteer-core`),
 /// offline, with the default settings: it asks for a key, frames the data, draws our tiles
 /// with no console errors over the built-in basemap (the online style cannot load), and the
@@ -1167,12 +1177,7 @@ async fn the_threats_panel_lists_the_follower_draws_its_track_and_takes_mine() {
     )
     .await;
     eprintln!("threats panel: {report}");
-    assert!(report.get("failure").is_none(), "{report}");
-    assert_eq!(
-        report["problems"],
-        json!([]),
-        "the browser complained: {report}"
-    );
+    assert_page_clean(&report);
     assert!(
         report["listed"]["summary"]
             .as_str()
@@ -1262,12 +1267,7 @@ async fn an_open_page_shows_a_new_follower_within_five_seconds() {
     let stored_at = chrono::Utc::now().timestamp_millis();
     let report = page.await.expect("join");
     eprintln!("live page: {report}");
-    assert!(report.get("failure").is_none(), "{report}");
-    assert_eq!(
-        report["problems"],
-        json!([]),
-        "the browser complained: {report}"
-    );
+    assert_page_clean(&report);
     let after_ms = report["shown_at"].as_i64().expect("shown_at") - stored_at;
     eprintln!("shown {after_ms} ms after the upload was stored");
     assert!(after_ms < 5_000, "{after_ms} ms: {report}");
@@ -1340,12 +1340,7 @@ async fn the_page_draws_a_pmtiles_basemap_offline() {
     )
     .await;
     eprintln!("PMTiles basemap: {report}");
-    assert!(report.get("failure").is_none(), "{report}");
-    assert_eq!(
-        report["problems"],
-        json!([]),
-        "the browser complained: {report}"
-    );
+    assert_page_clean(&report);
     assert_eq!(report["basemap"], "pmtiles");
     assert!(
         report["ranges"]
