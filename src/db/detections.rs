@@ -376,16 +376,24 @@ pub async fn search(
     if matches!(search.area(), Area::BBox(_)) {
         // A page of a box in id order: for a box holding much of the table the planner reads
         // all of it through the spatial index and sorts (a city box of 1M rows: ~250 ms), where
-        // walking the id index fills the page after a few thousand rows. So a bounded walk
-        // first; a box too sparse to fill the page within it takes the general plan.
-        let mut q = search_sql(search, fetch, Some(BOX_WALK_ROWS));
-        let rows = crate::db::observe(
-            "search_box_walk",
-            q.build_query_as::<DetectionRow>().fetch_all(&mut *conn),
-        )
-        .await?;
-        if rows.len() as i64 == fetch {
-            return Ok(rows);
+        // walking the id index fills the page after a few thousand rows. So a short walk
+        // first; what it finds says how dense the box is, and so whether a longer walk will
+        // fill the page sooner than the spatial index would read the box.
+        let mut window = BOX_WALK_FIRST;
+        loop {
+            let mut q = search_sql(search, fetch, Some(window));
+            let rows = crate::db::observe(
+                "search_box_walk",
+                q.build_query_as::<DetectionRow>().fetch_all(&mut *conn),
+            )
+            .await?;
+            if rows.len() as i64 == fetch {
+                return Ok(rows);
+            }
+            match box_walk_next(window, rows.len() as i64, fetch) {
+                Some(longer) => window = longer,
+                None => break,
+            }
         }
     }
     let mut q = search_sql(search, fetch, None);
@@ -393,8 +401,20 @@ pub async fn search(
     crate::db::observe("search", query.fetch_all(&mut *conn)).await
 }
 
-/// Rows a box search walks in id order before it leaves the page to the spatial index.
-const BOX_WALK_ROWS: i64 = 20_000;
+/// Rows a box search walks in id order first.
+const BOX_WALK_FIRST: i64 = 8_000;
+/// The longest walk: beyond it the spatial index reads fewer rows.
+const BOX_WALK_MAX: i64 = 48_000;
+
+/// After a walk of `window` rows found `found` of the `fetch` wanted: the longer walk expected
+/// to fill the page (with a margin), or `None` when the box is too sparse for walking to pay.
+fn box_walk_next(window: i64, found: i64, fetch: i64) -> Option<i64> {
+    if found == 0 || window >= BOX_WALK_MAX {
+        return None;
+    }
+    let needed = window * fetch / found * 5 / 4;
+    (needed <= BOX_WALK_MAX).then_some(needed.max(window * 2))
+}
 
 /// A search other than nearest-N, in id order, at most `limit` rows; with `walk`, only among
 /// the next `walk` rows in id order.
@@ -561,4 +581,20 @@ pub async fn stats(conn: &mut PgConnection) -> Result<Stats, sqlx::Error> {
         last_detected_at: last,
         extent,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_box_walk_grows_only_while_it_can_fill_the_page() {
+        // Dense enough: a longer walk, with a margin.
+        assert_eq!(box_walk_next(8_000, 400, 1_001), Some(25_025));
+        // Too sparse, or nothing at all: the spatial index.
+        assert_eq!(box_walk_next(8_000, 100, 1_001), None);
+        assert_eq!(box_walk_next(8_000, 0, 1_001), None);
+        // Never past the longest walk.
+        assert_eq!(box_walk_next(48_000, 900, 1_001), None);
+    }
 }
