@@ -15,9 +15,12 @@ page.on('response', (r) => {
 try {
   await page.evaluateOnNewDocument((k) => localStorage.setItem('shadowcheck.key', k), key);
   await page.goto(url, { waitUntil: 'load' });
-  await page.waitForFunction(() => window.shadowcheck.map && window.shadowcheck.idle > 0
-    && window.shadowcheck.map.areTilesLoaded(), { timeout: 60000 });
-  await new Promise((r) => setTimeout(r, 800));
+  // The basemap's tiles in (not the map's `idle`: with no data of ours it may not come).
+  const loaded = () => page.waitForFunction(() => window.shadowcheck.basemap && window.shadowcheck.map
+    && window.shadowcheck.map.loaded() && window.shadowcheck.map.areTilesLoaded(), { timeout: 60000 });
+  await loaded();
+  await new Promise((r) => setTimeout(r, 1500));
+  await loaded();
   report.basemap = await page.evaluate(() => window.shadowcheck.basemap);
   const points = [sea, land].map((p) => p.split(',').map(Number));
   const [seaPx, landPx] = await project(page, points);
