@@ -27,6 +27,23 @@ async fn load(app: &TestApp, n: usize, seed: u64) {
     assert_eq!(status, 201);
 }
 
+/// Every stored detection 99 more times, a microsecond apart: a large table in SQL, after the
+/// API has made the month's partitions.
+async fn hundredfold(pool: &sqlx::PgPool) {
+    sqlx::query(
+        "INSERT INTO sigint.signal_detections (detected_at, location, accuracy_meters, signal_type, ssid, bssid,
+             channel, frequency_mhz, signal_strength_dbm, bt_address, bt_name, bt_class, bt_rssi, cell_id, lac, mcc,
+             mnc, network_type, device_id, is_suspicious, tags)
+         SELECT detected_at + n * interval '1 microsecond', location, accuracy_meters, signal_type, ssid, bssid,
+             channel, frequency_mhz, signal_strength_dbm, bt_address, bt_name, bt_class, bt_rssi, cell_id, lac, mcc,
+             mnc, network_type, device_id, is_suspicious, tags
+         FROM sigint.signal_detections, generate_series(1, 99) AS n",
+    )
+    .execute(pool)
+    .await
+    .expect("copies");
+}
+
 /// Decodes tile bytes with the third-party decoder.
 fn decode(bytes: &[u8]) -> Value {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -774,18 +791,7 @@ async fn half_a_million_rows_export_in_bounded_memory() {
         assert_eq!(resp.status(), 201);
     }
     let pool = sqlx::PgPool::connect(&url).await.expect("pool");
-    sqlx::query(
-        "INSERT INTO sigint.signal_detections (detected_at, location, accuracy_meters, signal_type, ssid, bssid,
-             channel, frequency_mhz, signal_strength_dbm, bt_address, bt_name, bt_class, bt_rssi, cell_id, lac, mcc,
-             mnc, network_type, device_id, is_suspicious, tags)
-         SELECT detected_at + n * interval '1 microsecond', location, accuracy_meters, signal_type, ssid, bssid,
-             channel, frequency_mhz, signal_strength_dbm, bt_address, bt_name, bt_class, bt_rssi, cell_id, lac, mcc,
-             mnc, network_type, device_id, is_suspicious, tags
-         FROM sigint.signal_detections, generate_series(1, 99) AS n",
-    )
-    .execute(&pool)
-    .await
-    .expect("copies");
+    hundredfold(&pool).await;
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM sigint.signal_detections")
         .fetch_one(&pool)
         .await
@@ -1022,18 +1028,7 @@ async fn gdal_copies_100k_features_with_default_settings() {
     // The production read budget, not the tests' unlimited one.
     let app = spawn_app_with(|s| s.rate_limit.enabled = true).await;
     load(&app, 1_000, 23).await;
-    sqlx::query(
-        "INSERT INTO sigint.signal_detections (detected_at, location, accuracy_meters, signal_type, ssid, bssid,
-             channel, frequency_mhz, signal_strength_dbm, bt_address, bt_name, bt_class, bt_rssi, cell_id, lac, mcc,
-             mnc, network_type, device_id, is_suspicious, tags)
-         SELECT detected_at + n * interval '1 microsecond', location, accuracy_meters, signal_type, ssid, bssid,
-             channel, frequency_mhz, signal_strength_dbm, bt_address, bt_name, bt_class, bt_rssi, cell_id, lac, mcc,
-             mnc, network_type, device_id, is_suspicious, tags
-         FROM sigint.signal_detections, generate_series(1, 99) AS n",
-    )
-    .execute(&app.db)
-    .await
-    .expect("copies");
+    hundredfold(&app.db).await;
     let source = format!("OAPIF:http://{}/ogc", app.addr);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("all.geojsonl");
