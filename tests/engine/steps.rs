@@ -162,13 +162,57 @@ pub async fn no_alert_is_pending_or_firing_after_boot(stack: &mut Stack) {
     // A second evaluation (15 s apart) after the first, with every target scraped.
     tokio::time::sleep(Duration::from_secs(20)).await;
     let alerts = stack.prometheus("/api/v1/alerts");
-    let listed = alerts["data"]["alerts"]
+    let listed: Vec<Value> = alerts["data"]["alerts"]
         .as_array()
         .cloned()
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| !a_true_disk_alarm(a))
+        .collect();
     assert!(listed.is_empty(), "alerts after boot: {listed:#?}");
-    let sent = stack.alertmanager("/api/v2/alerts");
-    assert_eq!(sent, json!([]), "Alertmanager holds alerts after boot");
+    let sent: Vec<Value> = stack
+        .alertmanager("/api/v2/alerts")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| !a_true_disk_alarm(a))
+        .collect();
+    assert!(
+        sent.is_empty(),
+        "Alertmanager holds alerts after boot: {sent:#?}"
+    );
+}
+
+/// `DiskSpaceLow` raised while the disk under the engine's volumes really is below its 15 %
+/// threshold (the volumes share the host's disk) is the alert doing its job, not a boot fault.
+fn a_true_disk_alarm(alert: &Value) -> bool {
+    if alert["labels"]["alertname"] != "DiskSpaceLow" {
+        return false;
+    }
+    let root = must(docker().args(["info", "--format", "{{.DockerRootDir}}"]));
+    let df = must(Command::new("df").args(["-P", "-B1"]).arg(root.trim()));
+    let numbers: Vec<f64> = df
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let &[size, _used, available] = numbers.as_slice() else {
+        panic!("cannot read df: {df}");
+    };
+    let free = available / size;
+    // A little margin: the share moves while images build and the stack writes.
+    let low = free < 0.16;
+    if low {
+        eprintln!(
+            "DiskSpaceLow is true here: {:.1} % free under {}",
+            free * 100.0,
+            root.trim()
+        );
+    }
+    low
 }
 
 /// The API's log never says it was refused something by the database (the registry and the
