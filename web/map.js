@@ -3,7 +3,7 @@
 import * as maplibregl from '/map/vendor/maplibre-gl/maplibre-gl.mjs';
 import { basemap } from '/map/basemap.js';
 import { initThreats } from '/map/threats.js';
-import { initTimeline } from '/map/timeline.js';
+import { initTimeline, openArea } from '/map/timeline.js';
 
 const COLOURS = { wifi: '#1f8cd9', bluetooth: '#8e5ab4', ble: '#e8a02f', cellular: '#d63c3c' };
 const KEY_STORE = 'shadowcheck.key';
@@ -275,16 +275,8 @@ map.on('load', async () => {
     const [w, s, e, n] = tilejson.bounds;
     const world = w <= -180 && e >= 180;
     if (!linkedView && !world) {
-      // Framed between the panels, which cover the map's sides.
-      const panel = document.getElementById('panel').getBoundingClientRect();
-      const threats = document.getElementById('threats').getBoundingClientRect();
       map.fitBounds([[w, s], [e, n]], {
-        padding: {
-          top: 40,
-          bottom: 40,
-          left: Math.min(panel.right + 30, window.innerWidth * 0.4),
-          right: Math.min(window.innerWidth - threats.left + 30, window.innerWidth * 0.4),
-        },
+        padding: openArea(30),
         maxZoom: 15,
         duration: 0,
       });

@@ -2,6 +2,8 @@
 // the map and the actions a person takes on it ("this is mine", "false alarm", "watch this",
 // a note). Built as text nodes only: names and notes may hold markup.
 
+import { openArea } from '/map/timeline.js';
+
 const LEVEL_COLOURS = { alert: '#c62828', suspicious: '#ef6c00', watch: '#f9a825', none: '#9e9e9e' };
 const CLASS_NAMES = {
   apple_find_my: 'Apple Find My tracker', tile: 'Tile tracker', chipolo: 'Chipolo tracker',
@@ -83,10 +85,8 @@ export function initThreats({ map, fetchJson, send, authHeaders, page, say }) {
     if (all.length) {
       const lons = all.map((c) => c[0]);
       const lats = all.map((c) => c[1]);
-      const panel = document.getElementById('panel').getBoundingClientRect();
-      const right = document.getElementById('threats').getBoundingClientRect();
       map.fitBounds([[Math.min(...lons), Math.min(...lats)], [Math.max(...lons), Math.max(...lats)]], {
-        padding: { top: 60, bottom: 60, left: panel.right + 40, right: window.innerWidth - right.left + 40 },
+        padding: openArea(40),
         maxZoom: 16,
         duration: 0,
       });

@@ -10,6 +10,23 @@ const dayOf = (t) => {
 };
 
 /**
+ * Padding that keeps what the map frames in the open: between the side panels and above the
+ * timeline, which lie over the map. `margin` px more on every side.
+ */
+export function openArea(margin) {
+  const panel = document.getElementById('panel').getBoundingClientRect();
+  const threats = document.getElementById('threats').getBoundingClientRect();
+  const timeline = document.getElementById('timeline').getBoundingClientRect();
+  const side = window.innerWidth * 0.4;
+  return {
+    top: margin,
+    bottom: Math.min(window.innerHeight - timeline.top + margin, window.innerHeight * 0.4),
+    left: Math.min(panel.right + margin, side),
+    right: Math.min(window.innerWidth - threats.left + margin, side),
+  };
+}
+
+/**
  * `extent`: [first, last] ms of the data. `onChange()` is called when the window moves; `idle()`
  * resolves once the map has drawn. Returns `window()`: `{start, end}` (ms) or null when off.
  */

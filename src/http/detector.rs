@@ -23,6 +23,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::body::{bad_body, json_body};
 use crate::http::geojson;
 use crate::http::guard::{RequireOperator, RequireRead};
+use crate::http::path::{PairPath, TransmitterPath};
 use crate::http::query::{self, Query, QueryPart};
 use crate::http::schema::Problem;
 use crate::state::AppState;
@@ -247,9 +248,8 @@ fn threat_item(r: &ScoreRow) -> Value {
 pub(crate) async fn threat(
     State(state): State<AppState>,
     _caller: RequireRead,
-    Path((radio, identifier, device)): Path<(String, String, String)>,
+    PairPath { key, device }: PairPath,
 ) -> ApiResult<Response> {
-    let (key, device) = pair_of(&radio, &identifier, &device)?;
     let mut conn = state.read().await?;
     let row = store::pair(&mut conn, &key, device)
         .await?
@@ -373,12 +373,8 @@ pub(crate) async fn allowlist_add(
 pub(crate) async fn allowlist_remove(
     State(state): State<AppState>,
     caller: RequireOperator,
-    Path((radio, identifier)): Path<(String, String)>,
+    TransmitterPath(key): TransmitterPath,
 ) -> ApiResult<Response> {
-    let key = TransmitterKey::parse(&radio, &identifier).map_err(|why| ApiError::BadRequest {
-        detail: why,
-        parameter: Some("identifier".into()),
-    })?;
     let admin = caller.0.scopes.contains(&Scope::Admin);
     let mut tx = state.begin().await?;
     match store::disallow(&mut tx, &key, &caller.0.name, admin).await? {
@@ -406,19 +402,6 @@ struct FeedbackInput {
     note: Option<String>,
 }
 
-/// The pair a feedback path names.
-fn pair_of(radio: &str, identifier: &str, device: &str) -> ApiResult<(TransmitterKey, uuid::Uuid)> {
-    let key = TransmitterKey::parse(radio, identifier).map_err(|why| ApiError::BadRequest {
-        detail: why,
-        parameter: Some("identifier".into()),
-    })?;
-    let device = device.parse().map_err(|_| ApiError::BadRequest {
-        detail: "the capture device must be a UUID".into(),
-        parameter: Some("device_id".into()),
-    })?;
-    Ok((key, device))
-}
-
 #[utoipa::path(put, path = "/api/v1/threats/{radio}/{identifier}/{device_id}/feedback", tag = "detector",
     params(("radio" = String, Path, description = "wifi, bluetooth, ble or cellular"),
         ("identifier" = String, Path, description = "MAC address or cell tuple"),
@@ -434,10 +417,9 @@ fn pair_of(radio: &str, identifier: &str, device: &str) -> ApiResult<(Transmitte
 pub(crate) async fn feedback_give(
     State(state): State<AppState>,
     caller: RequireOperator,
-    Path((radio, identifier, device)): Path<(String, String, String)>,
+    PairPath { key, device }: PairPath,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (key, device) = pair_of(&radio, &identifier, &device)?;
     let input: FeedbackInput = json_body(&body)?;
     if !matches!(input.verdict.as_str(), "false_alarm" | "confirmed") {
         return Err(bad_body(
@@ -473,9 +455,8 @@ pub(crate) async fn feedback_give(
 pub(crate) async fn feedback_withdraw(
     State(state): State<AppState>,
     caller: RequireOperator,
-    Path((radio, identifier, device)): Path<(String, String, String)>,
+    PairPath { key, device }: PairPath,
 ) -> ApiResult<Response> {
-    let (key, device) = pair_of(&radio, &identifier, &device)?;
     let admin = caller.0.scopes.contains(&Scope::Admin);
     let mut tx = state.begin().await?;
     match store::withdraw_feedback(&mut tx, &key, device, &caller.0.name, admin).await? {

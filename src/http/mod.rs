@@ -21,6 +21,7 @@ pub mod ogc;
 pub mod openapi;
 pub mod origin;
 pub mod params;
+pub mod path;
 pub mod query;
 pub mod schema;
 pub mod server;

@@ -2,7 +2,7 @@
 //! neighbour's car") and whether to watch it (kept on the threats list whatever its level).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
@@ -10,10 +10,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::db::notes as store;
-use crate::domain::registry::TransmitterKey;
 use crate::error::{ApiError, ApiResult};
 use crate::http::body::{bad_body, json_body};
 use crate::http::guard::RequireOperator;
+use crate::http::path::TransmitterPath;
 use crate::http::schema::Problem;
 use crate::state::AppState;
 
@@ -62,13 +62,6 @@ impl NoteInput {
     }
 }
 
-fn key_of(radio: &str, identifier: &str) -> ApiResult<TransmitterKey> {
-    TransmitterKey::parse(radio, identifier).map_err(|why| ApiError::BadRequest {
-        detail: why,
-        parameter: Some("identifier".into()),
-    })
-}
-
 #[utoipa::path(put, path = "/api/v1/transmitters/{radio}/{identifier}/note", tag = "transmitters",
     params(("radio" = String, Path, description = "wifi, bluetooth, ble or cellular"),
         ("identifier" = String, Path, description = "MAC address or cell tuple")),
@@ -82,10 +75,9 @@ fn key_of(radio: &str, identifier: &str) -> ApiResult<TransmitterKey> {
 pub(crate) async fn replace(
     State(state): State<AppState>,
     caller: RequireOperator,
-    Path((radio, identifier)): Path<(String, String)>,
+    TransmitterPath(key): TransmitterPath,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let key = key_of(&radio, &identifier)?;
     let input: NoteInput = json_body(&body)?;
     let text = input.text()?;
     let mut tx = state.begin().await?;
@@ -107,9 +99,8 @@ pub(crate) async fn replace(
 pub(crate) async fn remove(
     State(state): State<AppState>,
     _caller: RequireOperator,
-    Path((radio, identifier)): Path<(String, String)>,
+    TransmitterPath(key): TransmitterPath,
 ) -> ApiResult<Response> {
-    let key = key_of(&radio, &identifier)?;
     let mut tx = state.begin().await?;
     if !store::delete(&mut tx, &key).await? {
         return Err(ApiError::NotFound {

@@ -1,7 +1,7 @@
 //! `/api/v1/transmitters`: the transmitter registry as GeoJSON (each transmitter at its
 //! estimated position), searchable and keyset-paged, and one transmitter with its track.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
@@ -22,6 +22,7 @@ use crate::domain::{BBox, Bounds, SignalType};
 use crate::error::{ApiError, ApiResult};
 use crate::http::geojson;
 use crate::http::guard::RequireRead;
+use crate::http::path::TransmitterPath;
 use crate::http::query::{self, Query, QueryPart};
 use crate::http::schema::Problem;
 use crate::state::AppState;
@@ -233,12 +234,8 @@ pub(crate) async fn list(
 pub(crate) async fn one(
     State(state): State<AppState>,
     _caller: RequireRead,
-    Path((radio, identifier)): Path<(String, String)>,
+    TransmitterPath(key): TransmitterPath,
 ) -> ApiResult<Response> {
-    let key = TransmitterKey::parse(&radio, &identifier).map_err(|why| ApiError::BadRequest {
-        detail: why,
-        parameter: Some("identifier".into()),
-    })?;
     let mut conn = state.read().await?;
     let Some(row) = store::get(&mut conn, &key).await? else {
         return Err(ApiError::NotFound {

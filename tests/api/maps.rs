@@ -847,7 +847,7 @@ async fn half_a_million_rows_export_in_bounded_memory() {
 
 /// A page test script from tests/support run by node against the page (headless Chromium via
 /// npm puppeteer-core, installed by scripts/test into target/tools); its JSON report.
-async fn page_script(script: &str, args: &[&str], env: &[(&str, &str)]) -> Value {
+pub(crate) async fn page_script(script: &str, args: &[&str], env: &[(&str, &str)]) -> Value {
     let script = format!("{}/tests/support/{script}", env!("CARGO_MANIFEST_DIR"));
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     let env: Vec<(String, String)> = env
@@ -874,12 +874,64 @@ async fn page_script(script: &str, args: &[&str], env: &[(&str, &str)]) -> Value
 }
 
 /// The page script finished, and the browser complained of nothing on this server.
-fn assert_page_clean(report: &Value) {
+pub(crate) fn assert_page_clean(report: &Value) {
     assert!(report.get("failure").is_none(), "{report}");
     assert_eq!(
         report["problems"],
         json!([]),
         "the browser complained: {report}"
+    );
+}
+
+/// map_check.mjs's ZOOM3: Madrid's land and the Atlantic, no detections near either.
+pub(crate) const ZOOM3_MADRID_AND_THE_ATLANTIC: &str =
+    r#"{"center": [-10, 45], "land": [-3.7, 40.4], "sea": [-20, 45]}"#;
+
+/// map_check.mjs saw features drawn at every known place, each in the open strip between the
+/// panels (the page framed the data).
+pub(crate) fn assert_drawn_in_the_open(report: &Value) {
+    let free = |i: usize| report["free"][i].as_f64().expect("panel edge") as i64;
+    for p in report["points"].as_array().expect("points") {
+        let x = p["pixel"][0].as_i64().expect("x");
+        assert!(
+            x > free(0) && x < free(1),
+            "a known place is under a panel or off the map: {report}"
+        );
+        assert_eq!(p["drawn"], true, "nothing drawn at a detection: {report}");
+    }
+}
+
+/// map_check.mjs's zoom 3 screenshot: the offline basemap's land and sea are visibly apart.
+pub(crate) fn assert_land_and_sea_differ(report: &Value) {
+    let rgb = |which: &str| -> Vec<i64> {
+        report["zoom3"][which]
+            .as_array()
+            .expect("colour")
+            .iter()
+            .map(|c| c.as_i64().expect("channel"))
+            .collect()
+    };
+    let (land, sea) = (rgb("land"), rgb("sea"));
+    let difference: i64 = land.iter().zip(&sea).map(|(a, b)| (a - b).abs()).sum();
+    assert!(
+        difference > 60,
+        "land and sea look alike at zoom 3: {report}"
+    );
+}
+
+/// threats_check.mjs found the threat listed in words and its track drawn at every place.
+pub(crate) fn assert_listed_with_its_track(report: &Value) {
+    assert!(
+        report["listed"]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("Seen with this capture device")),
+        "{report}"
+    );
+    let places = report["places"].as_array().expect("places");
+    assert!(!places.is_empty(), "{report}");
+    assert!(
+        places.iter().all(|p| p["drawn"] == true),
+        "the track is not drawn at every place: {report}"
     );
 }
 
@@ -944,11 +996,7 @@ async fn the_map_page_draws_detections_in_chromium() {
         &args,
         &[
             ("KEY_TO_TYPE", crate::helpers::TEST_KEY),
-            // Madrid's land and the Atlantic, no detections near either.
-            (
-                "ZOOM3",
-                r#"{"center": [-10, 45], "land": [-3.7, 40.4], "sea": [-20, 45]}"#,
-            ),
+            ("ZOOM3", ZOOM3_MADRID_AND_THE_ATLANTIC),
         ],
     )
     .await;
@@ -967,15 +1015,7 @@ async fn the_map_page_draws_detections_in_chromium() {
         report["rendered"].as_i64().expect("rendered") >= 5,
         "{report}"
     );
-    let free = |i: usize| report["free"][i].as_f64().expect("panel edge") as i64;
-    for p in report["points"].as_array().expect("points") {
-        let x = p["pixel"][0].as_i64().expect("x");
-        assert!(
-            x > free(0) && x < free(1),
-            "a known place is under a panel or off the map: {report}"
-        );
-        assert_eq!(p["drawn"], true, "nothing drawn at a detection: {report}");
-    }
+    assert_drawn_in_the_open(&report);
     for p in report["background"].as_array().expect("background") {
         assert_eq!(
             p["drawn"], false,
@@ -994,20 +1034,7 @@ async fn the_map_page_draws_detections_in_chromium() {
     );
     // Offline, the default online style could not load: the built-in basemap is drawn.
     assert_eq!(report["basemap"], "offline", "{report}");
-    let rgb = |which: &str| -> Vec<i64> {
-        report["zoom3"][which]
-            .as_array()
-            .expect("colour")
-            .iter()
-            .map(|c| c.as_i64().expect("channel"))
-            .collect()
-    };
-    let (land, sea) = (rgb("land"), rgb("sea"));
-    let difference: i64 = land.iter().zip(&sea).map(|(a, b)| (a - b).abs()).sum();
-    assert!(
-        difference > 60,
-        "land and sea look alike at zoom 3: {report}"
-    );
+    assert_land_and_sea_differ(&report);
     assert!(std::fs::metadata(&shot).expect("screenshot").len() > 10_000);
     // To look at it: SHADOWCHECK_MAP_SCREENSHOT=/some/file.png cargo test the_map_page
     if let Ok(keep) = std::env::var("SHADOWCHECK_MAP_SCREENSHOT") {
@@ -1173,18 +1200,7 @@ async fn the_threats_panel_lists_the_follower_draws_its_track_and_takes_mine() {
     .await;
     eprintln!("threats panel: {report}");
     assert_page_clean(&report);
-    assert!(
-        report["listed"]["summary"]
-            .as_str()
-            .is_some_and(|s| s.contains("Seen with this capture device")),
-        "{report}"
-    );
-    let places = report["places"].as_array().expect("places");
-    assert!(!places.is_empty(), "{report}");
-    assert!(
-        places.iter().all(|p| p["drawn"] == true),
-        "the track is not drawn at every place: {report}"
-    );
+    assert_listed_with_its_track(&report);
     // The report: the same words, a row per place, its track attached, printed to a PDF that
     // poppler reads back with the words in it.
     let r = &report["report"];

@@ -194,6 +194,7 @@ async fn readme_quick_start_runs_as_written() {
         dir.join("data").is_dir(),
         "the embedded cluster lives in ./data"
     );
+    an_import_then_the_map(&dir, &addr, &key).await;
     // SAFETY: signalling our own child (cargo run execs the binary, so this reaches serve).
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().expect("wait");
@@ -210,4 +211,110 @@ async fn readme_quick_start_runs_as_written() {
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The quick start's next step as the README gives it: a day from the WiGLE app imported
+/// beside the running server, then, with the real tools (tool-tests), `/` in headless Chromium
+/// offline: the data framed, land and sea apart at zoom 3, the tag that rode along listed, and
+/// its track drawn when it is clicked.
+async fn an_import_then_the_map(dir: &Path, addr: &str, key: &str) {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).expect("README.md");
+    let import_line = "cargo run --release -- import";
+    assert!(
+        readme.contains(&format!("`{import_line} ")),
+        "the quick start names `{import_line} FILE...`"
+    );
+    let day = shadowcheck_scenarios::generate(7, chrono::Utc::now() - chrono::Duration::days(2));
+    let file = "WigleWifi_day.csv";
+    std::fs::write(dir.join(file), shadowcheck_scenarios::wigle::csv(&day)).expect("write");
+    let out = bash(&format!("{import_line} {file}"), dir)
+        .output()
+        .expect("run the import");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "`{import_line} {file}` failed:\n{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tag = day
+        .truth
+        .iter()
+        .find(|t| t.role == "tag")
+        .expect("the day has a tag");
+    // The running server's detector scores what the import queued.
+    let client = reqwest::Client::new();
+    let listed_by = Instant::now() + Duration::from_secs(120);
+    loop {
+        let threats: Value = client
+            .get(format!("http://{addr}/api/v1/threats"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("GET threats")
+            .json()
+            .await
+            .expect("json");
+        if threats.to_string().contains(&tag.identifier) {
+            break;
+        }
+        assert!(
+            Instant::now() < listed_by,
+            "the tag is not a threat after the import ({printed}): {threats}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if !cfg!(feature = "tool-tests") {
+        return;
+    }
+    let shots = tempfile::tempdir().expect("tempdir");
+    let url = format!("http://{addr}/");
+    let path = |name: &str| shots.path().join(name).to_string_lossy().into_owned();
+    // Where the day went: its stops.
+    let places: Vec<[f64; 2]> = day
+        .detections
+        .iter()
+        .filter(|d| d["bt_address"] == tag.identifier.as_str())
+        .step_by(40)
+        .map(|d| {
+            [
+                d["longitude"].as_f64().expect("lon"),
+                d["latitude"].as_f64().expect("lat"),
+            ]
+        })
+        .collect();
+    let map = crate::maps::page_script(
+        "map_check.mjs",
+        &[
+            &url,
+            key,
+            &json!(places).to_string(),
+            "[]",
+            &path("map.png"),
+        ],
+        &[("ZOOM3", crate::maps::ZOOM3_MADRID_AND_THE_ATLANTIC)],
+    )
+    .await;
+    eprintln!("map after the quick start and an import: {map}");
+    crate::maps::assert_page_clean(&map);
+    crate::maps::assert_drawn_in_the_open(&map);
+    crate::maps::assert_land_and_sea_differ(&map);
+    assert_eq!(
+        map["timeline"]["reachable"], true,
+        "the threats list covers the timeline: {map}"
+    );
+    let threats = crate::maps::page_script(
+        "threats_check.mjs",
+        &[
+            &url,
+            key,
+            &tag.identifier,
+            &path("threats.png"),
+            &path("report.pdf"),
+        ],
+        &[],
+    )
+    .await;
+    eprintln!("threats after the quick start and an import: {threats}");
+    crate::maps::assert_page_clean(&threats);
+    crate::maps::assert_listed_with_its_track(&threats);
 }

@@ -67,7 +67,7 @@ fn main() -> ExitCode {
         prometheus_scrapes_every_target,
         no_alert_is_pending_or_firing_after_boot,
         the_api_role_has_every_grant_it_uses,
-        the_scenarios_follower_appears_among_the_threats,
+        the_scenarios_follower_reaches_an_open_stream_and_the_threats,
         the_follower_alert_reaches_alertmanager,
         an_allowlist_entry_round_trips,
         the_backup_service_writes_a_verified_dump,

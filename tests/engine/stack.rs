@@ -191,43 +191,10 @@ impl Https {
         path: &str,
         body: &Value,
     ) -> Result<(u16, Vec<u8>), String> {
-        use http_body_util::{BodyExt, Full};
+        use http_body_util::BodyExt;
         let exchange = async {
-            let tcp = tokio::net::TcpStream::connect(PROXY)
-                .await
-                .map_err(|e| format!("connect: {e}"))?;
-            let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-            let tls = self
-                .tls
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS: {e}"))?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                    .await
-                    .map_err(|e| format!("handshake: {e}"))?;
-            tokio::spawn(connection);
-            let mut request = hyper::Request::builder()
-                .method(method)
-                .uri(path)
-                .header(hyper::header::HOST, PROXY)
-                .header(hyper::header::AUTHORIZATION, &self.authorization);
-            let payload = if body.is_null() {
-                Vec::new()
-            } else {
-                request = request.header(hyper::header::CONTENT_TYPE, "application/json");
-                serde_json::to_vec(body).expect("json")
-            };
-            let request = request
-                .body(Full::new(bytes::Bytes::from(payload)))
-                .map_err(|e| e.to_string())?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| format!("request: {e}"))?;
-            let status = response.status().as_u16();
-            let bytes = response
-                .into_body()
+            let (status, body) = self.respond(method, path, body).await?;
+            let bytes = body
                 .collect()
                 .await
                 .map_err(|e| format!("body: {e}"))?
@@ -237,6 +204,60 @@ impl Https {
         tokio::time::timeout(Duration::from_secs(30), exchange)
             .await
             .map_err(|_| "timeout".to_owned())?
+    }
+
+    /// A GET whose body is read as it comes (an event stream): the status once the headers are
+    /// in, and the body.
+    pub async fn open(&self, path: &str) -> Result<(u16, hyper::body::Incoming), String> {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            self.respond(Method::GET, path, &Value::Null),
+        )
+        .await
+        .map_err(|_| "timeout".to_owned())?
+    }
+
+    /// Sends one request on a new connection; the status and the body still to be read.
+    async fn respond(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<(u16, hyper::body::Incoming), String> {
+        use http_body_util::Full;
+        let tcp = tokio::net::TcpStream::connect(PROXY)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let tls = self
+            .tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(connection);
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, PROXY)
+            .header(hyper::header::AUTHORIZATION, &self.authorization);
+        let payload = if body.is_null() {
+            Vec::new()
+        } else {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+            serde_json::to_vec(body).expect("json")
+        };
+        let request = request
+            .body(Full::new(bytes::Bytes::from(payload)))
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        Ok((response.status().as_u16(), response.into_body()))
     }
 }
 

@@ -237,7 +237,17 @@ pub async fn the_api_role_has_every_grant_it_uses(stack: &mut Stack) {
     );
 }
 
-pub async fn the_scenarios_follower_appears_among_the_threats(stack: &mut Stack) {
+/// A day with a tag in the bag, uploaded through the proxy, makes the tag a threat: a page's
+/// event stream opened before the upload hears of it through nginx (unbuffered), and the
+/// threats list holds it.
+pub async fn the_scenarios_follower_reaches_an_open_stream_and_the_threats(stack: &mut Stack) {
+    // A page left open: its event stream, through the proxy, before the day is uploaded.
+    let (status, mut stream) = stack
+        .client()
+        .open("/api/v1/threats/events")
+        .await
+        .expect("open the event stream");
+    assert_eq!(status, 200, "GET /api/v1/threats/events");
     let start = chrono::Utc::now() - chrono::Duration::days(2);
     let scenario = shadowcheck_scenarios::generate(7, start);
     for chunk in scenario.detections.chunks(1_000) {
@@ -251,6 +261,12 @@ pub async fn the_scenarios_follower_appears_among_the_threats(stack: &mut Stack)
         .iter()
         .find(|t| t.follower && t.certain && t.radio == "ble")
         .expect("the scenario has a tag in the bag");
+    let uploaded = Instant::now();
+    let event = threat_event_on(&mut stream, &tag.identifier, Duration::from_secs(180)).await;
+    println!(
+        "  the open stream heard of the tag {:.1} s after the upload: {event}",
+        uploaded.elapsed().as_secs_f64()
+    );
     stack
         .until(
             "the tag listed as a threat",
@@ -271,6 +287,42 @@ pub async fn the_scenarios_follower_appears_among_the_threats(stack: &mut Stack)
         .map(Vec::len)
         .unwrap_or(0);
     assert!(listed > 10, "{listed} transmitters");
+}
+
+/// Reads a server-sent event stream until a `threat` event names `identifier`; its data line.
+/// nginx buffering the stream would hold the event back until the deadline.
+async fn threat_event_on(
+    stream: &mut hyper::body::Incoming,
+    identifier: &str,
+    within: Duration,
+) -> String {
+    use http_body_util::BodyExt;
+    let deadline = Instant::now() + within;
+    let mut text = String::new();
+    loop {
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            if block.contains("event: threat") && block.contains(identifier) {
+                return block
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data:"))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = tokio::time::timeout(left, stream.frame())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("no threat event for {identifier} in {within:?}; had {text:?}")
+            })
+            .expect("the stream ended")
+            .expect("stream");
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
 }
 
 /// The detector's counter, Prometheus's FollowerDetected rule and Alertmanager, end to end.

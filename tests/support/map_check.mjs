@@ -69,6 +69,11 @@ try {
   await page.select('#tl-span', '3600');
   report.timeline = { hour: await drawnFeatures(page) };
   await page.$eval('#tl-day', (el) => { el.value = '2001-01-01'; });
+  // A person can reach the button: nothing (a long threats list) lies over it.
+  report.timeline.reachable = await page.$eval('#tl-play', (el) => {
+    const r = el.getBoundingClientRect();
+    return document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2) === el;
+  });
   await page.click('#tl-play');
   await page.waitForFunction(() => window.shadowcheck.timeline?.playing, { timeout: 10000 });
   report.timeline.replay = await drawnFeatures(page);

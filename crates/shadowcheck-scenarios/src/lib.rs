@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 pub mod walks;
 pub mod week;
+pub mod wigle;
 
 /// Who a transmitter is in the story, and what the detector should say about it.
 #[derive(Clone, Debug, PartialEq)]
