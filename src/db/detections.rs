@@ -13,6 +13,8 @@ use uuid::Uuid;
 use crate::db::filters::{push_filters, push_point, push_radius, push_within};
 use crate::domain::fields::{Cell, Field, Kind, FIELDS};
 use crate::domain::search::{Area, DetectionSearch};
+use crate::domain::tile::key_ranges;
+use crate::domain::Bounds;
 use crate::domain::Detection;
 
 /// Makes sure a monthly partition exists for every month in the batch. Runs outside the insert
@@ -373,12 +375,13 @@ pub async fn search(
         let query = q.build_query_as::<DetectionRow>();
         return crate::db::observe("search_nearest", query.fetch_all(&mut *conn)).await;
     }
-    if matches!(search.area(), Area::BBox(_)) {
-        // A page of a box in id order: for a box holding much of the table the planner reads
-        // all of it through the spatial index and sorts (a city box of 1M rows: ~250 ms), where
-        // walking the id index fills the page after a few thousand rows. So a short walk
-        // first; what it finds says how dense the box is, and so whether a longer walk will
-        // fill the page sooner than the spatial index would read the box.
+    if let Area::BBox(bounds) = search.area() {
+        // A page of a box in id order. Walking the id index reads the table in order, a heap
+        // page per ~30 rows, so a box holding much of the table fills the page after a few
+        // thousand rows: a short walk first, and what it found says whether a longer one will
+        // fill the page. A sparser box reads its rows' ids from the key ranges of the tiles
+        // covering it, in the covering index (no heap page per row, as the spatial index would
+        // cost), and then only the page's rows.
         let mut window = BOX_WALK_FIRST;
         loop {
             let mut q = search_sql(search, fetch, Some(window));
@@ -395,6 +398,12 @@ pub async fn search(
                 None => break,
             }
         }
+        let mut q = box_by_keys_sql(search, bounds, fetch);
+        return crate::db::observe(
+            "search_box_keys",
+            q.build_query_as::<DetectionRow>().fetch_all(&mut *conn),
+        )
+        .await;
     }
     let mut q = search_sql(search, fetch, None);
     let query = q.build_query_as::<DetectionRow>();
@@ -403,7 +412,7 @@ pub async fn search(
 
 /// Rows a box search walks in id order first.
 const BOX_WALK_FIRST: i64 = 8_000;
-/// The longest walk: beyond it the spatial index reads fewer rows.
+/// The longest walk: beyond it the box's key ranges read fewer rows.
 const BOX_WALK_MAX: i64 = 48_000;
 
 /// After a walk of `window` rows found `found` of the `fetch` wanted: the longer walk expected
@@ -414,6 +423,49 @@ fn box_walk_next(window: i64, found: i64, fetch: i64) -> Option<i64> {
     }
     let needed = window * fetch / found * 5 / 4;
     (needed <= BOX_WALK_MAX).then_some(needed.max(window * 2))
+}
+
+/// Most tiles a box's key ranges come from (fewer, larger tiles read more rows outside it).
+const BOX_KEY_TILES: u64 = 64;
+
+/// A page of a box search: the ids of its matching rows, in id order, from the key ranges of
+/// the tiles covering it (an index-only scan of `signal_detections_tile_key` per range, the box
+/// tested on the indexed position), then those rows.
+fn box_by_keys_sql(
+    search: &DetectionSearch,
+    bounds: &Bounds,
+    limit: i64,
+) -> QueryBuilder<'static, Postgres> {
+    let (firsts, lasts): (Vec<i64>, Vec<i64>) = bounds
+        .parts()
+        .iter()
+        .flat_map(|b| key_ranges(b, BOX_KEY_TILES))
+        .unzip();
+    let mut q = QueryBuilder::<Postgres>::new("SELECT ");
+    q.push(columns());
+    q.push(
+        ", NULL::float8 AS distance_m FROM sigint.signal_detections d JOIN \
+         (SELECT w.id, w.detected_at FROM unnest(",
+    )
+    .push_bind(firsts)
+    .push("::int8[], ")
+    .push_bind(lasts)
+    .push(
+        "::int8[]) AS r(first, last) CROSS JOIN LATERAL \
+         (SELECT d.id, d.detected_at FROM sigint.signal_detections d \
+          WHERE d.tile_key BETWEEN r.first AND r.last AND ",
+    );
+    push_within(&mut q, "d.location", bounds);
+    push_filters(&mut q, search.filters());
+    if let Some(after) = search.after() {
+        q.push(" AND d.id > ").push_bind(after);
+    }
+    // OFFSET 0 keeps the range scans apart: flattened, the planner may walk the primary key
+    // with the ranges as a filter instead, which is the walk that just failed.
+    q.push(" OFFSET 0) w ORDER BY w.id LIMIT ")
+        .push_bind(limit)
+        .push(") k ON d.id = k.id AND d.detected_at = k.detected_at ORDER BY d.id");
+    q
 }
 
 /// A search other than nearest-N, in id order, at most `limit` rows; with `walk`, only among
@@ -591,7 +643,7 @@ mod tests {
     fn a_box_walk_grows_only_while_it_can_fill_the_page() {
         // Dense enough: a longer walk, with a margin.
         assert_eq!(box_walk_next(8_000, 400, 1_001), Some(25_025));
-        // Too sparse, or nothing at all: the spatial index.
+        // Too sparse, or nothing at all: the key ranges.
         assert_eq!(box_walk_next(8_000, 100, 1_001), None);
         assert_eq!(box_walk_next(8_000, 0, 1_001), None);
         // Never past the longest walk.

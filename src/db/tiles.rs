@@ -96,6 +96,9 @@ struct LayerSql {
     cell_columns: &'static str,
     cell_sums: &'static str,
     cell_outputs: &'static str,
+    /// The table's stored tile key (migration `tile_keys`), when it has one: then a dense
+    /// tile's cells are one key range read from the covering index alone.
+    tile_key: Option<&'static str>,
 }
 
 const DETECTIONS: LayerSql = LayerSql {
@@ -122,6 +125,7 @@ const DETECTIONS: LayerSql = LayerSql {
                to_char(min(p.detected_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS first_seen,
                to_char(max(p.detected_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS last_seen"#,
     cell_outputs: "g.wifi, g.bluetooth, g.ble, g.cellular, g.suspicious, g.first_seen, g.last_seen",
+    tile_key: Some("d.tile_key"),
 };
 
 const TRANSMITTERS: LayerSql = LayerSql {
@@ -147,7 +151,11 @@ const TRANSMITTERS: LayerSql = LayerSql {
                count(*) FILTER (WHERE p.radio = 'cellular')::int8 AS cellular,
                count(*) FILTER (WHERE p.level <> 'none')::int8 AS suspicious"#,
     cell_outputs: "g.wifi, g.bluetooth, g.ble, g.cellular, g.suspicious",
+    tile_key: None,
 };
+
+/// `FROM ... WHERE ...` of a layer's rows whose tile keys are in a range (inclusive).
+type KeyedRows<'f> = dyn Fn(&mut QueryBuilder<'_, Postgres>, (i64, i64)) + Sync + 'f;
 
 /// One tile of a layer. First, in one statement: up to `max_points + 1` matching rows of the
 /// tile and its buffer, and the tile of them when there are no more than `max_points`; only a
@@ -160,6 +168,7 @@ async fn layer_tile(
     shape: TileShape,
     layer: &LayerSql,
     from_where: impl Fn(&mut QueryBuilder<'_, Postgres>, BBox),
+    from_keys: Option<&KeyedRows<'_>>,
 ) -> Result<(Vec<u8>, TileKind), sqlx::Error> {
     let area = buffered(tile);
     // Counted first without the properties (a dense tile never needs them); the points are
@@ -218,6 +227,24 @@ async fn layer_tile(
          FROM (SELECT {} AS lon, {} AS lat, {} ",
         layer.cell_outputs, layer.cell_sums, layer.lon, layer.lat, layer.cell_columns
     ));
+    if let (Some(key), Some(from_keys), Some(shift)) =
+        (layer.tile_key, from_keys, tile.cell_shift(cells_a_side))
+    {
+        // The tile is one key range and each cell a range within it (its key at the cells'
+        // zoom): no per-row geometry test, and the covering index answers alone.
+        q.push(format!(", {key} AS key "));
+        from_keys(&mut q, tile.key_range());
+        // int8 >> int4: the shift is an int4.
+        q.push(") p GROUP BY p.key >> ")
+            .push_bind(shift as i32)
+            .push(") g) c");
+        let cells: Option<Vec<u8>> = crate::db::observe(
+            "tile_detection_cells",
+            q.build_query_scalar().fetch_one(&mut *conn),
+        )
+        .await?;
+        return Ok((cells.unwrap_or_default(), TileKind::Cells));
+    }
     from_where(&mut q, area);
     // The tile itself, not its buffer, as tile units [0, 4096) on both axes are.
     q.push(") p WHERE p.lon >= ")
@@ -255,11 +282,24 @@ pub async fn detections(
     filters: &Filters,
     shape: TileShape,
 ) -> Result<(Vec<u8>, TileKind), sqlx::Error> {
-    layer_tile(conn, tile, shape, &DETECTIONS, |q, area| {
-        q.push("FROM sigint.signal_detections d WHERE d.location && ");
-        push_envelope(q, area);
-        push_filters(q, filters);
-    })
+    layer_tile(
+        conn,
+        tile,
+        shape,
+        &DETECTIONS,
+        |q, area| {
+            q.push("FROM sigint.signal_detections d WHERE d.location && ");
+            push_envelope(q, area);
+            push_filters(q, filters);
+        },
+        Some(&|q, (first, last)| {
+            q.push("FROM sigint.signal_detections d WHERE d.tile_key BETWEEN ")
+                .push_bind(first)
+                .push(" AND ")
+                .push_bind(last);
+            push_filters(q, filters);
+        }),
+    )
     .await
 }
 
@@ -300,9 +340,14 @@ pub async fn transmitters(
     filters: &Filters,
     shape: TileShape,
 ) -> Result<(Vec<u8>, TileKind), sqlx::Error> {
-    layer_tile(conn, tile, shape, &TRANSMITTERS, |q, area| {
-        transmitters_from(q, area, filters)
-    })
+    layer_tile(
+        conn,
+        tile,
+        shape,
+        &TRANSMITTERS,
+        |q, area| transmitters_from(q, area, filters),
+        None,
+    )
     .await
 }
 

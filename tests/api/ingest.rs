@@ -543,6 +543,12 @@ async fn a_detection_without_a_fix_is_stored_off_the_map() {
             .as_array()
             .is_some_and(|t| t.iter().any(|t| t == "no-fix")));
     }
+    // No tile key either, so no tile's cells count them.
+    assert_eq!(
+        app.count_sql("SELECT count(*) FROM sigint.signal_detections WHERE tile_key IS NOT NULL")
+            .await,
+        0
+    );
     let boxed = app.get_json("/api/v1/detections?bbox=-1,-1,1,1").await;
     assert_eq!(boxed["numberReturned"], 0, "{boxed}");
     let near = app

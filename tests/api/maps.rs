@@ -94,6 +94,47 @@ fn features<'a>(decoded: &'a Value, layer: &str) -> &'a Vec<Value> {
         .unwrap_or_else(|| panic!("layer {layer} in {decoded}"))
 }
 
+/// The tile key stored with each detection is the one the tile ranges are computed from in
+/// Rust, for stored rows and at the edges of the world; a row without a position has none.
+#[tokio::test]
+async fn stored_tile_keys_agree_with_the_tile_ranges() {
+    use shadowcheck::domain::tile::key_of;
+    let app = spawn_app().await;
+    load(&app, 300, 5).await;
+    let rows: Vec<(f64, f64, Option<i64>)> = sqlx::query_as(
+        "SELECT ST_X(location), ST_Y(location), tile_key FROM sigint.signal_detections \
+         WHERE location IS NOT NULL",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("rows");
+    assert!(rows.len() > 250, "{}", rows.len());
+    for (lon, lat, key) in rows {
+        assert_eq!(key, Some(key_of(lon, lat)), "{lon},{lat}");
+    }
+    for (lon, lat) in [
+        (-180.0, 90.0),
+        (180.0, -90.0),
+        (0.0, 0.0),
+        (-0.000_000_1, 0.000_000_1),
+        (179.999_999_9, -85.0),
+        (13.404_954, 52.520_008),
+    ] {
+        let key: i64 = sqlx::query_scalar("SELECT sigint.tile_key($1, $2)")
+            .bind(lon)
+            .bind(lat)
+            .fetch_one(&app.db)
+            .await
+            .expect("key");
+        assert_eq!(key, key_of(lon, lat), "{lon},{lat}");
+    }
+    let keyless: bool = sqlx::query_scalar("SELECT sigint.tile_key(NULL, 1.0) IS NULL")
+        .fetch_one(&app.db)
+        .await
+        .expect("no key");
+    assert!(keyless);
+}
+
 #[tokio::test]
 #[cfg_attr(
     not(feature = "tool-tests"),

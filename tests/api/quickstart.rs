@@ -83,6 +83,20 @@ fn bash(line: &str, dir: &Path) -> Command {
     cmd
 }
 
+/// Stops the serve process when the test fails while it runs: a panic would leave it, and the
+/// cluster it started, running after the suite.
+struct StopOnPanic(i32);
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // SAFETY: signalling our own child; serve stops its cluster on SIGTERM.
+            unsafe { libc::kill(self.0, libc::SIGTERM) };
+            std::thread::sleep(Duration::from_secs(5));
+        }
+    }
+}
+
 #[tokio::test]
 async fn readme_quick_start_runs_as_written() {
     let commands = quick_start_commands();
@@ -112,6 +126,7 @@ async fn readme_quick_start_runs_as_written() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn the serve line");
+    let _stop = StopOnPanic(child.id() as i32);
     let (tx, rx) = mpsc::channel::<(bool, String)>();
     let out_tx = tx.clone();
     let stdout = child.stdout.take().expect("stdout");

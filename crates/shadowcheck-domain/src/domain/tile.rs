@@ -78,6 +78,103 @@ impl TileCoord {
     }
 }
 
+/// Zoom of the tile keys stored with each detection (migration `tile_keys`): every tile served
+/// (zoom <= 22) split into up to 512 cells a side is still a whole range of keys.
+pub const KEY_ZOOM: u8 = 31;
+
+/// Bit i of `v` (below 2^32) to bit 2i.
+fn spread(v: u64) -> u64 {
+    let v = (v | (v << 16)) & 0x0000_FFFF_0000_FFFF;
+    let v = (v | (v << 8)) & 0x00FF_00FF_00FF_00FF;
+    let v = (v | (v << 4)) & 0x0F0F_0F0F_0F0F_0F0F;
+    let v = (v | (v << 2)) & 0x3333_3333_3333_3333;
+    (v | (v << 1)) & 0x5555_5555_5555_5555
+}
+
+/// The Morton code of column `x` and row `y` (x on the even bits).
+fn morton(x: u64, y: u64) -> i64 {
+    // Two 31-bit values: 62 bits, always a positive i64.
+    (spread(x) | (spread(y) << 1)) as i64
+}
+
+/// The column and row at zoom `z` of the tile (or pixel, at a deep zoom) holding a position;
+/// latitudes beyond the mercator square in its edge rows.
+fn column_row(z: u8, lon: f64, lat: f64) -> (u64, u64) {
+    let n = (1u64 << z) as f64;
+    let max = n - 1.0;
+    let x = ((lon + 180.0) / 360.0 * n).floor().clamp(0.0, max);
+    let lat = lat.clamp(-MAX_LAT, MAX_LAT).to_radians();
+    let y = ((1.0 - lat.tan().asinh() / PI) / 2.0 * n)
+        .floor()
+        .clamp(0.0, max);
+    (x as u64, y as u64)
+}
+
+/// The tile key of a position, as `sigint.tile_key` computes it in SQL.
+pub fn key_of(lon: f64, lat: f64) -> i64 {
+    let (x, y) = column_row(KEY_ZOOM, lon, lat);
+    morton(x, y)
+}
+
+/// Inclusive tile-key ranges that together hold every position in `b` (and a margin around
+/// it): the tiles of the deepest zoom at which at most `most` of them cover the box, adjacent
+/// ranges merged, in key order.
+pub fn key_ranges(b: &BBox, most: u64) -> Vec<(i64, i64)> {
+    let covering = |z: u8| {
+        let (x0, y0) = column_row(z, b.min_lon, b.max_lat);
+        let (x1, y1) = column_row(z, b.max_lon, b.min_lat);
+        (x0, y0, x1, y1)
+    };
+    let z = (0..=MAX_ZOOM)
+        .rev()
+        .find(|&z| {
+            let (x0, y0, x1, y1) = covering(z);
+            (x1 - x0 + 1) * (y1 - y0 + 1) <= most.max(1)
+        })
+        .unwrap_or(0);
+    let (x0, y0, x1, y1) = covering(z);
+    let mut ranges: Vec<(i64, i64)> = (x0..=x1)
+        .flat_map(|x| {
+            (y0..=y1).map(move |y| {
+                // Below 2^z, and z <= MAX_ZOOM: always a tile.
+                TileCoord {
+                    z,
+                    x: x as u32,
+                    y: y as u32,
+                }
+                .key_range()
+            })
+        })
+        .collect();
+    ranges.sort_unstable();
+    let mut merged: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
+    for (first, last) in ranges {
+        match merged.last_mut() {
+            Some(previous) if previous.1 + 1 == first => previous.1 = last,
+            _ => merged.push((first, last)),
+        }
+    }
+    merged
+}
+
+impl TileCoord {
+    /// The tile keys of the positions in this tile: one inclusive range.
+    pub fn key_range(&self) -> (i64, i64) {
+        let shift = KEY_ZOOM - self.z;
+        let (x, y) = (u64::from(self.x) << shift, u64::from(self.y) << shift);
+        let last = (1u64 << shift) - 1;
+        (morton(x, y), morton(x + last, y + last))
+    }
+
+    /// How far to shift a key right for the cell of a grid `cells` a side (a power of two)
+    /// over this tile, as a key's cell at zoom `z + log2(cells)`.
+    pub fn cell_shift(&self, cells: u32) -> Option<u32> {
+        let depth = u32::from(self.z) + cells.checked_ilog2()?;
+        (cells.is_power_of_two() && depth <= u32::from(KEY_ZOOM))
+            .then(|| 2 * (u32::from(KEY_ZOOM) - depth))
+    }
+}
+
 impl fmt::Display for TileCoord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}/{}", self.z, self.x, self.y)
@@ -107,6 +204,62 @@ impl BBox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tiles_key_range_holds_exactly_its_positions() {
+        let tile = TileCoord::new(12, 2200, 1343).expect("tile");
+        let b = tile.bbox();
+        let (lo, hi) = tile.key_range();
+        let inside = key_of((b.min_lon + b.max_lon) / 2.0, (b.min_lat + b.max_lat) / 2.0);
+        assert!((lo..=hi).contains(&inside));
+        for (lon, lat) in [
+            (b.min_lon - 1e-7, b.max_lat - 1e-7),
+            (b.max_lon + 1e-7, b.min_lat + 1e-7),
+            (b.min_lon + 1e-7, b.max_lat + 1e-7),
+            (b.max_lon - 1e-7, b.min_lat - 1e-7),
+        ] {
+            assert!(!(lo..=hi).contains(&key_of(lon, lat)), "{lon},{lat}");
+        }
+        // Its four children split the range in order.
+        let child = TileCoord::new(13, 4400, 2686).expect("tile");
+        assert_eq!(child.key_range().0, lo);
+        // A cell of a 64-cell grid is a zoom-18 tile.
+        assert_eq!(tile.cell_shift(64), Some(2 * (31 - 18)));
+        assert_eq!(tile.cell_shift(48), None);
+    }
+
+    #[test]
+    fn key_ranges_cover_a_box_with_few_ranges() {
+        let b = BBox {
+            min_lon: 13.23,
+            min_lat: 52.40,
+            max_lon: 13.37,
+            max_lat: 52.49,
+        };
+        let ranges = key_ranges(&b, 64);
+        assert!(!ranges.is_empty() && ranges.len() <= 64, "{ranges:?}");
+        assert!(ranges.windows(2).all(|w| w[0].1 + 1 < w[1].0), "{ranges:?}");
+        let held = |lon: f64, lat: f64| {
+            let k = key_of(lon, lat);
+            ranges.iter().any(|(a, z)| (*a..=*z).contains(&k))
+        };
+        for i in 0..=20 {
+            for j in 0..=20 {
+                let lon = b.min_lon + (b.max_lon - b.min_lon) * f64::from(i) / 20.0;
+                let lat = b.min_lat + (b.max_lat - b.min_lat) * f64::from(j) / 20.0;
+                assert!(held(lon, lat), "{lon},{lat}");
+            }
+        }
+        assert!(!held(13.5, 52.6));
+        // The whole world is one range.
+        let world = BBox {
+            min_lon: -180.0,
+            min_lat: -90.0,
+            max_lon: 180.0,
+            max_lat: 90.0,
+        };
+        assert_eq!(key_ranges(&world, 64), vec![(0, (1i64 << 62) - 1)]);
+    }
 
     #[test]
     fn parses_only_tiles_that_exist() {
