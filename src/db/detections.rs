@@ -428,8 +428,8 @@ fn box_walk_next(window: i64, found: i64, fetch: i64) -> Option<i64> {
 /// Most tiles a box's key ranges come from (fewer, larger tiles read more rows outside it).
 const BOX_KEY_TILES: u64 = 64;
 
-/// A page of a box search: the ids of its matching rows, in id order, from the key ranges of
-/// the tiles covering it (an index-only scan of `signal_detections_tile_key` per range, the box
+/// A page of a box search (`bounds`, its area): the ids of its matching rows, in id order, from
+/// the key ranges of the tiles covering it (an index-only scan of `signal_detections_tile_key` per range, the box
 /// tested on the indexed position), then those rows.
 fn box_by_keys_sql(
     search: &DetectionSearch,
@@ -453,13 +453,9 @@ fn box_by_keys_sql(
     .push(
         "::int8[]) AS r(first, last) CROSS JOIN LATERAL \
          (SELECT d.id, d.detected_at FROM sigint.signal_detections d \
-          WHERE d.tile_key BETWEEN r.first AND r.last AND ",
+          WHERE d.tile_key BETWEEN r.first AND r.last",
     );
-    push_within(&mut q, "d.location", bounds);
-    push_filters(&mut q, search.filters());
-    if let Some(after) = search.after() {
-        q.push(" AND d.id > ").push_bind(after);
-    }
+    push_conditions(&mut q, search);
     // OFFSET 0 keeps the range scans apart: flattened, the planner may walk the primary key
     // with the ranges as a filter instead, which is the walk that just failed.
     q.push(" OFFSET 0) w ORDER BY w.id LIMIT ")
@@ -491,20 +487,26 @@ fn search_sql(
         }
     }
     q.push(" WHERE true");
+    push_conditions(&mut q, search);
+    q.push(" ORDER BY d.id LIMIT ").push_bind(limit);
+    q
+}
+
+/// ` AND ...` for each condition of a search other than nearest-N on `d`: its area, its
+/// filters, and its cursor.
+fn push_conditions(q: &mut QueryBuilder<'static, Postgres>, search: &DetectionSearch) {
     match search.area() {
         Area::BBox(b) => {
             q.push(" AND ");
-            push_within(&mut q, "d.location", b);
+            push_within(q, "d.location", b);
         }
-        Area::Radius { center, radius_m } => push_radius(&mut q, *center, *radius_m),
+        Area::Radius { center, radius_m } => push_radius(q, *center, *radius_m),
         Area::Anywhere | Area::Nearest { .. } => {}
     }
-    push_filters(&mut q, search.filters());
+    push_filters(q, search.filters());
     if let Some(after) = search.after() {
         q.push(" AND d.id > ").push_bind(after);
     }
-    q.push(" ORDER BY d.id LIMIT ").push_bind(limit);
-    q
 }
 
 /// Every row of a search, streamed in id order (nearest-N: in distance order, at most N)

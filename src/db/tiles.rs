@@ -96,9 +96,6 @@ struct LayerSql {
     cell_columns: &'static str,
     cell_sums: &'static str,
     cell_outputs: &'static str,
-    /// The table's stored tile key (migration `tile_keys`), when it has one: then a dense
-    /// tile's cells are one key range read from the covering index alone.
-    tile_key: Option<&'static str>,
 }
 
 const DETECTIONS: LayerSql = LayerSql {
@@ -125,7 +122,6 @@ const DETECTIONS: LayerSql = LayerSql {
                to_char(min(p.detected_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS first_seen,
                to_char(max(p.detected_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS last_seen"#,
     cell_outputs: "g.wifi, g.bluetooth, g.ble, g.cellular, g.suspicious, g.first_seen, g.last_seen",
-    tile_key: Some("d.tile_key"),
 };
 
 const TRANSMITTERS: LayerSql = LayerSql {
@@ -151,10 +147,11 @@ const TRANSMITTERS: LayerSql = LayerSql {
                count(*) FILTER (WHERE p.radio = 'cellular')::int8 AS cellular,
                count(*) FILTER (WHERE p.level <> 'none')::int8 AS suspicious"#,
     cell_outputs: "g.wifi, g.bluetooth, g.ble, g.cellular, g.suspicious",
-    tile_key: None,
 };
 
-/// `FROM ... WHERE ...` of a layer's rows whose tile keys are in a range (inclusive).
+/// `, key FROM ... WHERE ...`: a layer's rows whose stored tile key (migration `tile_keys`) is in
+/// a range (inclusive), with that key as `key`. A layer with one draws a dense tile's cells from
+/// a single key range, read from the covering index alone.
 type KeyedRows<'f> = dyn Fn(&mut QueryBuilder<'_, Postgres>, (i64, i64)) + Sync + 'f;
 
 /// One tile of a layer. First, in one statement: up to `max_points + 1` matching rows of the
@@ -208,10 +205,7 @@ async fn layer_tile(
     // latitude against the cells' edges computed here (no logarithm per row); the mercator
     // projection only for each cell's mean position. The most counted type from the counts (an
     // ordered-set `mode()` sorted every row of every cell).
-    let b = tile.bbox();
     let cells_a_side = EXTENT / shape.cell;
-    let cell_deg = (b.max_lon - b.min_lon) / f64::from(cells_a_side);
-    let edges = lat_edges(tile, cells_a_side);
     let mut q = QueryBuilder::<Postgres>::new("SELECT ST_AsMVT(c, ");
     q.push_bind(layer.name).push(format!(
         ", {EXTENT}, 'geom') FROM (SELECT ST_MakePoint(round("
@@ -227,41 +221,38 @@ async fn layer_tile(
          FROM (SELECT {} AS lon, {} AS lat, {} ",
         layer.cell_outputs, layer.cell_sums, layer.lon, layer.lat, layer.cell_columns
     ));
-    if let (Some(key), Some(from_keys), Some(shift)) =
-        (layer.tile_key, from_keys, tile.cell_shift(cells_a_side))
-    {
-        // The tile is one key range and each cell a range within it (its key at the cells'
-        // zoom): no per-row geometry test, and the covering index answers alone.
-        q.push(format!(", {key} AS key "));
-        from_keys(&mut q, tile.key_range());
-        // int8 >> int4: the shift is an int4.
-        q.push(") p GROUP BY p.key >> ")
-            .push_bind(shift as i32)
-            .push(") g) c");
-        let cells: Option<Vec<u8>> = crate::db::observe(
-            "tile_detection_cells",
-            q.build_query_scalar().fetch_one(&mut *conn),
-        )
-        .await?;
-        return Ok((cells.unwrap_or_default(), TileKind::Cells));
+    match from_keys.zip(tile.cell_shift(cells_a_side)) {
+        Some((from_keys, shift)) => {
+            // The tile is one key range and each cell a range within it (its key at the cells'
+            // zoom): no per-row geometry test, and the covering index answers alone.
+            from_keys(&mut q, tile.key_range());
+            // int8 >> int4: the shift is an int4.
+            q.push(") p GROUP BY p.key >> ")
+                .push_bind(shift as i32)
+                .push(") g) c");
+        }
+        None => {
+            let b = tile.bbox();
+            let cell_deg = (b.max_lon - b.min_lon) / f64::from(cells_a_side);
+            from_where(&mut q, area);
+            // The tile itself, not its buffer, as tile units [0, 4096) on both axes are.
+            q.push(") p WHERE p.lon >= ")
+                .push_bind(b.min_lon)
+                .push(" AND p.lon < ")
+                .push_bind(b.max_lon)
+                .push(" AND p.lat > ")
+                .push_bind(b.min_lat)
+                .push(" AND p.lat <= ")
+                .push_bind(b.max_lat)
+                .push(" GROUP BY floor((p.lon - ")
+                .push_bind(b.min_lon)
+                .push(") / ")
+                .push_bind(cell_deg)
+                .push("), width_bucket(p.lat, ")
+                .push_bind(lat_edges(tile, cells_a_side))
+                .push(")) g) c");
+        }
     }
-    from_where(&mut q, area);
-    // The tile itself, not its buffer, as tile units [0, 4096) on both axes are.
-    q.push(") p WHERE p.lon >= ")
-        .push_bind(b.min_lon)
-        .push(" AND p.lon < ")
-        .push_bind(b.max_lon)
-        .push(" AND p.lat > ")
-        .push_bind(b.min_lat)
-        .push(" AND p.lat <= ")
-        .push_bind(b.max_lat)
-        .push(" GROUP BY floor((p.lon - ")
-        .push_bind(b.min_lon)
-        .push(") / ")
-        .push_bind(cell_deg)
-        .push("), width_bucket(p.lat, ")
-        .push_bind(edges)
-        .push(")) g) c");
     let cells: Option<Vec<u8>> = crate::db::observe(
         if layer.has_id {
             "tile_detection_cells"
@@ -293,7 +284,7 @@ pub async fn detections(
             push_filters(q, filters);
         },
         Some(&|q, (first, last)| {
-            q.push("FROM sigint.signal_detections d WHERE d.tile_key BETWEEN ")
+            q.push(", d.tile_key AS key FROM sigint.signal_detections d WHERE d.tile_key BETWEEN ")
                 .push_bind(first)
                 .push(" AND ")
                 .push_bind(last);
