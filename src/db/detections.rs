@@ -333,6 +333,11 @@ impl<'r> sqlx::FromRow<'r, PgRow> for DetectionRow {
 }
 
 /// Runs a search, returning up to `limit + 1` rows so the caller knows whether a next page exists.
+///
+/// Searches run unprepared (`persistent(false)`), so each is planned with its own values: after
+/// five runs of one statement PostgreSQL may keep a generic plan, blind to how large a box or
+/// a key range list is, and for the key-range page that plan took 160 ms where a planned one
+/// took 22 (1M rows, measured).
 pub async fn search(
     conn: &mut PgConnection,
     search: &DetectionSearch,
@@ -355,7 +360,9 @@ pub async fn search(
         q.push(" LIMIT ").push_bind(i64::from(*n)).push(") AS c");
         let bound: Option<f64> = crate::db::observe(
             "search_nearest_bound",
-            q.build_query_scalar().fetch_one(&mut *conn),
+            q.build_query_scalar()
+                .persistent(false)
+                .fetch_one(&mut *conn),
         )
         .await?;
         let Some(bound) = bound else {
@@ -372,68 +379,113 @@ pub async fn search(
         push_filters(&mut q, search.filters());
         q.push(" ORDER BY distance_m, d.id LIMIT ")
             .push_bind(i64::from(*n));
-        let query = q.build_query_as::<DetectionRow>();
+        let query = q.build_query_as::<DetectionRow>().persistent(false);
         return crate::db::observe("search_nearest", query.fetch_all(&mut *conn)).await;
     }
     if let Area::BBox(bounds) = search.area() {
         // A page of a box in id order. Walking the id index reads the table in order, a heap
         // page per ~30 rows, so a box holding much of the table fills the page after a few
-        // thousand rows: a short walk first, and what it found says whether a longer one will
-        // fill the page. A sparser box reads its rows' ids from the key ranges of the tiles
-        // covering it, in the covering index (no heap page per row, as the spatial index would
-        // cost), and then only the page's rows.
+        // thousand rows: a short walk first, and what it found says whether walking on (from
+        // where it stopped) will fill the page. A sparser box reads its remaining rows' ids
+        // from the key ranges of the tiles covering it, in the covering index (no heap page per
+        // row, as the spatial index would cost), and then only the page's rows.
+        let mut rows: Vec<DetectionRow> = Vec::new();
+        let mut from = search.after();
+        let mut walked = 0;
         let mut window = BOX_WALK_FIRST;
         loop {
-            let mut q = search_sql(search, fetch, Some(window));
-            let rows = crate::db::observe(
-                "search_box_walk",
-                q.build_query_as::<DetectionRow>().fetch_all(&mut *conn),
-            )
-            .await?;
+            let want = fetch - rows.len() as i64;
+            let mut q = search_sql(search, from, want, Some(window));
+            rows.extend(
+                crate::db::observe(
+                    "search_box_walk",
+                    q.build_query_as::<DetectionRow>()
+                        .persistent(false)
+                        .fetch_all(&mut *conn),
+                )
+                .await?,
+            );
             if rows.len() as i64 == fetch {
                 return Ok(rows);
             }
-            match box_walk_next(window, rows.len() as i64, fetch) {
-                Some(longer) => window = longer,
+            walked += window;
+            match walk_end(conn, from, window).await? {
+                Some(end) => from = Some(end),
+                // The walk reached the last row: the box has no more.
+                None => return Ok(rows),
+            }
+            match box_walk_next(walked, rows.len() as i64, fetch) {
+                Some(more) => window = more,
                 None => break,
             }
         }
-        let mut q = box_by_keys_sql(search, bounds, fetch);
-        return crate::db::observe(
-            "search_box_keys",
-            q.build_query_as::<DetectionRow>().fetch_all(&mut *conn),
-        )
-        .await;
+        let mut q = box_by_keys_sql(search, bounds, from, fetch - rows.len() as i64);
+        rows.extend(
+            crate::db::observe(
+                "search_box_keys",
+                q.build_query_as::<DetectionRow>()
+                    .persistent(false)
+                    .fetch_all(&mut *conn),
+            )
+            .await?,
+        );
+        return Ok(rows);
     }
-    let mut q = search_sql(search, fetch, None);
-    let query = q.build_query_as::<DetectionRow>();
+    let mut q = search_sql(search, search.after(), fetch, None);
+    let query = q.build_query_as::<DetectionRow>().persistent(false);
     crate::db::observe("search", query.fetch_all(&mut *conn)).await
 }
 
 /// Rows a box search walks in id order first.
-const BOX_WALK_FIRST: i64 = 8_000;
-/// The longest walk: beyond it the box's key ranges read fewer rows.
+const BOX_WALK_FIRST: i64 = 2_000;
+/// The most rows a box search walks: beyond it the box's key ranges cost less.
 const BOX_WALK_MAX: i64 = 48_000;
 
-/// After a walk of `window` rows found `found` of the `fetch` wanted: the longer walk expected
-/// to fill the page (with a margin), or `None` when the box is too sparse for walking to pay.
-fn box_walk_next(window: i64, found: i64, fetch: i64) -> Option<i64> {
-    if found == 0 || window >= BOX_WALK_MAX {
+/// After walking `walked` rows that held `found` of the `fetch` wanted: how many more rows to
+/// walk to fill the page (with a margin), or `None` when the box is too sparse for walking to
+/// pay.
+fn box_walk_next(walked: i64, found: i64, fetch: i64) -> Option<i64> {
+    if found == 0 {
         return None;
     }
-    let needed = window * fetch / found * 5 / 4;
-    (needed <= BOX_WALK_MAX).then_some(needed.max(window * 2))
+    let more = (walked * (fetch - found) / found * 5 / 4).max(BOX_WALK_FIRST);
+    (walked + more <= BOX_WALK_MAX).then_some(more)
+}
+
+/// The id of the `window`th row after `from` in id order (the last a walk of that many read),
+/// or `None` when fewer are left.
+async fn walk_end(
+    conn: &mut PgConnection,
+    from: Option<i64>,
+    window: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    let mut q = QueryBuilder::<Postgres>::new("SELECT w.id FROM sigint.signal_detections w");
+    if let Some(from) = from {
+        q.push(" WHERE w.id > ").push_bind(from);
+    }
+    q.push(" ORDER BY w.id OFFSET ")
+        .push_bind(window - 1)
+        .push(" LIMIT 1");
+    crate::db::observe(
+        "search_box_walk_end",
+        q.build_query_scalar()
+            .persistent(false)
+            .fetch_optional(&mut *conn),
+    )
+    .await
 }
 
 /// Most tiles a box's key ranges come from (fewer, larger tiles read more rows outside it).
 const BOX_KEY_TILES: u64 = 64;
 
-/// A page of a box search (`bounds`, its area): the ids of its matching rows, in id order, from
-/// the key ranges of the tiles covering it (an index-only scan of `signal_detections_tile_key` per range, the box
-/// tested on the indexed position), then those rows.
+/// Up to `limit` rows of a box search (`bounds`, its area) after the id `after`, in id order:
+/// the ids of its matching rows from the key ranges of the tiles covering it (an index-only
+/// scan of `signal_detections_tile_key` per range, the box tested on the indexed position),
+/// then those rows.
 fn box_by_keys_sql(
     search: &DetectionSearch,
     bounds: &Bounds,
+    after: Option<i64>,
     limit: i64,
 ) -> QueryBuilder<'static, Postgres> {
     let (firsts, lasts): (Vec<i64>, Vec<i64>) = bounds
@@ -455,7 +507,7 @@ fn box_by_keys_sql(
          (SELECT d.id, d.detected_at FROM sigint.signal_detections d \
           WHERE d.tile_key BETWEEN r.first AND r.last",
     );
-    push_conditions(&mut q, search);
+    push_conditions(&mut q, search, after);
     // OFFSET 0 keeps the range scans apart: flattened, the planner may walk the primary key
     // with the ranges as a filter instead, which is the walk that just failed.
     q.push(" OFFSET 0) w ORDER BY w.id LIMIT ")
@@ -464,10 +516,11 @@ fn box_by_keys_sql(
     q
 }
 
-/// A search other than nearest-N, in id order, at most `limit` rows; with `walk`, only among
-/// the next `walk` rows in id order.
+/// A search other than nearest-N after the id `after` (in place of the search's own cursor),
+/// in id order, at most `limit` rows; with `walk`, only among the next `walk` rows in id order.
 fn search_sql(
     search: &DetectionSearch,
+    after: Option<i64>,
     limit: i64,
     walk: Option<i64>,
 ) -> QueryBuilder<'static, Postgres> {
@@ -480,21 +533,25 @@ fn search_sql(
         }
         Some(rows) => {
             q.push("(SELECT * FROM sigint.signal_detections w");
-            if let Some(after) = search.after() {
+            if let Some(after) = after {
                 q.push(" WHERE w.id > ").push_bind(after);
             }
             q.push(" ORDER BY w.id LIMIT ").push_bind(rows).push(") d");
         }
     }
     q.push(" WHERE true");
-    push_conditions(&mut q, search);
+    push_conditions(&mut q, search, after);
     q.push(" ORDER BY d.id LIMIT ").push_bind(limit);
     q
 }
 
 /// ` AND ...` for each condition of a search other than nearest-N on `d`: its area, its
-/// filters, and its cursor.
-fn push_conditions(q: &mut QueryBuilder<'static, Postgres>, search: &DetectionSearch) {
+/// filters, and the cursor `after`.
+fn push_conditions(
+    q: &mut QueryBuilder<'static, Postgres>,
+    search: &DetectionSearch,
+    after: Option<i64>,
+) {
     match search.area() {
         Area::BBox(b) => {
             q.push(" AND ");
@@ -504,7 +561,7 @@ fn push_conditions(q: &mut QueryBuilder<'static, Postgres>, search: &DetectionSe
         Area::Anywhere | Area::Nearest { .. } => {}
     }
     push_filters(q, search.filters());
-    if let Some(after) = search.after() {
+    if let Some(after) = after {
         q.push(" AND d.id > ").push_bind(after);
     }
 }
@@ -545,9 +602,12 @@ where
         tx.rollback().await?;
         return Ok(true);
     }
-    let mut q = search_sql(search, i64::from(search.limit()), None);
+    let mut q = search_sql(search, search.after(), i64::from(search.limit()), None);
     {
-        let mut rows = q.build_query_as::<DetectionRow>().fetch(&mut *tx);
+        let mut rows = q
+            .build_query_as::<DetectionRow>()
+            .persistent(false)
+            .fetch(&mut *tx);
         while let Some(row) = rows.try_next().await? {
             if each(row).await.is_break() {
                 return Ok(false);
@@ -642,13 +702,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_box_walk_grows_only_while_it_can_fill_the_page() {
-        // Dense enough: a longer walk, with a margin.
-        assert_eq!(box_walk_next(8_000, 400, 1_001), Some(25_025));
+    fn a_box_walk_goes_on_only_while_it_can_fill_the_page() {
+        // Dense enough: on for what the rows so far say the rest needs, with a margin.
+        assert_eq!(box_walk_next(2_000, 400, 1_001), Some(3_756));
+        // One row short still walks a short stretch, not two rows.
+        assert_eq!(box_walk_next(2_000, 1_000, 1_001), Some(2_000));
         // Too sparse, or nothing at all: the key ranges.
-        assert_eq!(box_walk_next(8_000, 100, 1_001), None);
-        assert_eq!(box_walk_next(8_000, 0, 1_001), None);
+        assert_eq!(box_walk_next(2_000, 50, 1_001), None);
+        assert_eq!(box_walk_next(2_000, 0, 1_001), None);
         // Never past the longest walk.
-        assert_eq!(box_walk_next(48_000, 900, 1_001), None);
+        assert_eq!(box_walk_next(22_000, 900, 1_001), None);
     }
 }

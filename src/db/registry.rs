@@ -350,7 +350,8 @@ const ROW_COLUMNS: &str =
     t.tracker_class, t.tracker_evidence, t.flags || t.related_flags AS flags, \
     t.surveillance_score, t.level::text AS level, t.updated_at";
 
-/// Up to `limit + 1` rows, so the caller knows whether a next page exists.
+/// Up to `limit + 1` rows, so the caller knows whether a next page exists. Unprepared, planned
+/// for its values (see `detections::search`).
 pub async fn search(
     conn: &mut PgConnection,
     s: &TransmitterSearch,
@@ -443,7 +444,9 @@ pub async fn search(
         .push_bind(i64::from(s.limit) + 1);
     crate::db::observe(
         "registry_search",
-        q.build_query_as::<TransmitterRow>().fetch_all(&mut *conn),
+        q.build_query_as::<TransmitterRow>()
+            .persistent(false)
+            .fetch_all(&mut *conn),
     )
     .await
 }

@@ -159,6 +159,7 @@ type KeyedRows<'f> = dyn Fn(&mut QueryBuilder<'_, Postgres>, (i64, i64)) + Sync 
 /// denser tile costs a second statement, which groups every matching point of the tile itself
 /// (not the buffer, so no point counts twice) into cells drawn at their points' mean position.
 /// Positions become tile units by arithmetic on the coordinates (no ST_Transform per row).
+/// Both run unprepared, planned for their tile (see `detections::search`).
 async fn layer_tile(
     conn: &mut PgConnection,
     tile: TileCoord,
@@ -195,7 +196,7 @@ async fn layer_tile(
         } else {
             "tile_transmitters"
         },
-        q.build_query_as().fetch_one(&mut *conn),
+        q.build_query_as().persistent(false).fetch_one(&mut *conn),
     )
     .await?;
     if n <= i64::from(shape.max_points) {
@@ -259,7 +260,9 @@ async fn layer_tile(
         } else {
             "tile_transmitter_cells"
         },
-        q.build_query_scalar().fetch_one(&mut *conn),
+        q.build_query_scalar()
+            .persistent(false)
+            .fetch_one(&mut *conn),
     )
     .await?;
     Ok((cells.unwrap_or_default(), TileKind::Cells))
