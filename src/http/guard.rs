@@ -97,6 +97,11 @@ fn presented_key(parts: &Parts, query_key: bool) -> Option<String> {
         if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() {
             return Some(token.trim().to_owned());
         }
+        if scheme.eq_ignore_ascii_case("basic") {
+            if let Some(key) = basic_key(token.trim()) {
+                return Some(key);
+            }
+        }
     }
     if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         if !v.trim().is_empty() {
@@ -111,6 +116,20 @@ fn presented_key(parts: &Parts, query_key: bool) -> Option<String> {
             .filter(|v| !v.is_empty());
     }
     None
+}
+
+/// The key in `Authorization: Basic` credentials: the password, or the user name when the
+/// password is empty. GIS clients (QGIS, GDAL's `GDAL_HTTP_USERPWD`, `curl -u`) can send a user
+/// name and password where they cannot add a header.
+fn basic_key(credentials: &str) -> Option<String> {
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    let key = if password.is_empty() { user } else { password };
+    (!key.is_empty()).then(|| key.to_owned())
 }
 
 fn refuse(failure: AuthFailure, parts: &Parts, state: &AppState) -> ApiError {

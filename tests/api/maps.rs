@@ -27,14 +27,15 @@ async fn load(app: &TestApp, n: usize, seed: u64) {
     assert_eq!(status, 201);
 }
 
-/// Every stored detection 99 more times, a microsecond apart: a large table in SQL, after the
-/// API has made the month's partitions.
+/// Every stored detection 99 more times, 10 ms apart (QGIS 3.22 reads a time's seconds as a
+/// 32-bit float and truncates it to the millisecond, so times 1 ms apart may read the same): a
+/// large table in SQL, after the API has made the month's partitions.
 async fn hundredfold(pool: &sqlx::PgPool) {
     sqlx::query(
         "INSERT INTO sigint.signal_detections (detected_at, location, accuracy_meters, signal_type, ssid, bssid,
              channel, frequency_mhz, signal_strength_dbm, bt_address, bt_name, bt_class, bt_rssi, cell_id, lac, mcc,
              mnc, network_type, device_id, is_suspicious, tags)
-         SELECT detected_at + n * interval '1 microsecond', location, accuracy_meters, signal_type, ssid, bssid,
+         SELECT detected_at + n * interval '10 milliseconds', location, accuracy_meters, signal_type, ssid, bssid,
              channel, frequency_mhz, signal_strength_dbm, bt_address, bt_name, bt_class, bt_rssi, cell_id, lac, mcc,
              mnc, network_type, device_id, is_suspicious, tags
          FROM sigint.signal_detections, generate_series(1, 99) AS n",
@@ -1122,6 +1123,50 @@ async fn gdal_copies_100k_features_with_default_settings() {
         started.elapsed()
     );
     assert_eq!(copied, 100_000);
+}
+
+/// QGIS (3.22, its OAPIF provider with default settings, the key as the basic-auth password)
+/// opens the collection and reads every feature, as saving the layer does, under the
+/// production read budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "tool-tests"),
+    ignore = "needs QGIS (Debian python3-qgis): feature tool-tests (scripts/test)"
+)]
+async fn qgis_copies_the_detections_with_default_settings() {
+    let app = spawn_app_with(|s| s.rate_limit.enabled = true).await;
+    load(&app, 1_000, 29).await;
+    hundredfold(&app.db).await;
+    let runtime = tempfile::tempdir().expect("tempdir");
+    let started = std::time::Instant::now();
+    let out = tokio::process::Command::new("/usr/bin/python3")
+        .arg("tests/support/qgis_copy.py")
+        .args([
+            &format!("http://{}/ogc", app.addr),
+            "detections",
+            crate::helpers::TEST_KEY,
+        ])
+        .env("QT_QPA_PLATFORM", "offscreen")
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .output()
+        .await
+        .expect("python3 runs (Debian python3-qgis)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "QGIS failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy: Value = serde_json::from_str(&stdout).expect("qgis_copy.py prints JSON");
+    eprintln!(
+        "QGIS read {} features in {:?}",
+        copy["count"],
+        started.elapsed()
+    );
+    assert_eq!(copy["valid"], true, "{copy}");
+    // Every stored row once: as many features as rows, none the same row twice.
+    assert_eq!(copy["count"], 100_000, "{}", copy["error"]);
+    assert_eq!(copy["distinct"], 100_000);
 }
 
 /// An OGC bbox whose west edge is east of its east edge spans the antimeridian (OGC API –

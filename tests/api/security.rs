@@ -168,6 +168,29 @@ async fn x_api_key_works_like_bearer() {
     assert_eq!(via_header.status(), 200);
 }
 
+/// GIS clients that can only send a user name and password (QGIS, `curl -u`) send the key as
+/// the password, or as the user name with no password; a wrong key is still refused.
+#[tokio::test]
+async fn a_key_as_basic_credentials_works_like_bearer() {
+    let (app, reader, _) = app_with_two_keys().await;
+    let get = |user: &str, password: Option<&str>| {
+        reqwest::Client::new()
+            .get(app.url("/ogc/collections/detections/items"))
+            .basic_auth(user, password)
+            .send()
+    };
+    assert_eq!(
+        get("qgis", Some(&reader)).await.expect("send").status(),
+        200
+    );
+    assert_eq!(get(&reader, None).await.expect("send").status(), 200);
+    assert_eq!(
+        get("qgis", Some("sc_wrong")).await.expect("send").status(),
+        401
+    );
+    assert_eq!(get("", None).await.expect("send").status(), 401);
+}
+
 /// Readiness and the API description are public: probes and clients read them before any key.
 #[tokio::test]
 async fn public_documents_need_no_key() {
