@@ -771,6 +771,14 @@ impl ServeProcess {
 impl Drop for ServeProcess {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
+            // Asked first: a serve managing its own PostgreSQL stops it on the way out, where a
+            // kill (a test that failed before `terminate`) would leave the cluster running.
+            self.signal(libc::SIGTERM);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
