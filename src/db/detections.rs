@@ -723,6 +723,6 @@ mod tests {
         assert_eq!(box_walk_next(2_000, 50, 1_001), None);
         assert_eq!(box_walk_next(2_000, 0, 1_001), None);
         // Never past the longest walk.
-        assert_eq!(box_walk_next(22_000, 900, 1_001), None);
+        assert_eq!(box_walk_next(46_000, 900, 1_001), None);
     }
 }
