@@ -395,18 +395,26 @@ pub async fn search(
         let mut window = BOX_WALK_FIRST;
         loop {
             let want = fetch - rows.len() as i64;
-            let (found, reach) = walk_box(conn, search, from, want, window).await?;
-            rows.extend(found);
+            let mut q = search_sql(search, from, want, Some(window));
+            rows.extend(
+                crate::db::observe(
+                    "search_box_walk",
+                    q.build_query_as::<DetectionRow>()
+                        .persistent(false)
+                        .fetch_all(&mut *conn),
+                )
+                .await?,
+            );
             if rows.len() as i64 == fetch {
                 return Ok(rows);
             }
             walked += window;
-            match reach {
-                // Fewer rows than the window were left: the box has no more.
-                Some(r) if r.rows < window => return Ok(rows),
-                Some(r) => from = Some(r.last_id),
-                // Nothing found (so nothing told where the walk stopped): too sparse to walk.
-                None => break,
+            match walk_end(conn, from, window).await? {
+                // Never before a row already taken: a row committed between the walk and this
+                // count (a lower id than rows already there) would move the end back over them.
+                Some(end) => from = Some(rows.last().map_or(end, |r| end.max(r.id))),
+                // The walk reached the last row: the box has no more.
+                None => return Ok(rows),
             }
             match box_walk_next(walked, rows.len() as i64, fetch) {
                 Some(more) => window = more,
@@ -425,7 +433,7 @@ pub async fn search(
         );
         return Ok(rows);
     }
-    let mut q = search_sql(search, search.after(), fetch);
+    let mut q = search_sql(search, search.after(), fetch, None);
     let query = q.build_query_as::<DetectionRow>().persistent(false);
     crate::db::observe("search", query.fetch_all(&mut *conn)).await
 }
@@ -446,59 +454,27 @@ fn box_walk_next(walked: i64, found: i64, fetch: i64) -> Option<i64> {
     (walked + more <= BOX_WALK_MAX).then_some(more)
 }
 
-/// How far a walk went: the rows it read and the last of them.
-struct Reach {
-    rows: i64,
-    last_id: i64,
-}
-
-/// Up to `limit` rows of a box search among the `window` rows after `from` in id order, and how
-/// far that walk went (known when it found a row). One statement, so where it stopped is read
-/// in the same snapshot as the rows: a row committed in between cannot move the next walk's
-/// start to before rows already returned.
-async fn walk_box(
+/// The id of the `window`th row after `from` in id order (the last a walk of that many read),
+/// or `None` when fewer are left.
+async fn walk_end(
     conn: &mut PgConnection,
-    search: &DetectionSearch,
     from: Option<i64>,
-    limit: i64,
     window: i64,
-) -> Result<(Vec<DetectionRow>, Option<Reach>), sqlx::Error> {
-    use sqlx::FromRow;
-    let walk = |q: &mut QueryBuilder<'static, Postgres>, columns: &str| {
-        q.push(" (SELECT ")
-            .push(columns)
-            .push(" FROM sigint.signal_detections w");
-        if let Some(from) = from {
-            q.push(" WHERE w.id > ").push_bind(from);
-        }
-        q.push(" ORDER BY w.id LIMIT ").push_bind(window).push(")");
-    };
-    let mut q = QueryBuilder::<Postgres>::new("SELECT ");
-    q.push(columns());
-    q.push(", NULL::float8 AS distance_m, e.walked_rows, e.walked_to FROM");
-    walk(&mut q, "*");
-    q.push(" d CROSS JOIN (SELECT count(*) AS walked_rows, max(x.id) AS walked_to FROM");
-    walk(&mut q, "w.id");
-    q.push(" x) e WHERE true");
-    push_conditions(&mut q, search, from);
-    q.push(" ORDER BY d.id LIMIT ").push_bind(limit);
-    let found = crate::db::observe(
-        "search_box_walk",
-        q.build().persistent(false).fetch_all(&mut *conn),
+) -> Result<Option<i64>, sqlx::Error> {
+    let mut q = QueryBuilder::<Postgres>::new("SELECT w.id FROM sigint.signal_detections w");
+    if let Some(from) = from {
+        q.push(" WHERE w.id > ").push_bind(from);
+    }
+    q.push(" ORDER BY w.id OFFSET ")
+        .push_bind(window - 1)
+        .push(" LIMIT 1");
+    crate::db::observe(
+        "search_box_walk_end",
+        q.build_query_scalar()
+            .persistent(false)
+            .fetch_optional(&mut *conn),
     )
-    .await?;
-    let reach = match found.first() {
-        Some(row) => Some(Reach {
-            rows: row.try_get("walked_rows")?,
-            last_id: row.try_get("walked_to")?,
-        }),
-        None => None,
-    };
-    let rows = found
-        .iter()
-        .map(DetectionRow::from_row)
-        .collect::<Result<_, _>>()?;
-    Ok((rows, reach))
+    .await
 }
 
 /// Most tiles a box's key ranges come from (fewer, larger tiles read more rows outside it).
@@ -543,15 +519,29 @@ fn box_by_keys_sql(
 }
 
 /// A search other than nearest-N after the id `after` (in place of the search's own cursor),
-/// in id order, at most `limit` rows.
+/// in id order, at most `limit` rows; with `walk`, only among the next `walk` rows in id order.
 fn search_sql(
     search: &DetectionSearch,
     after: Option<i64>,
     limit: i64,
+    walk: Option<i64>,
 ) -> QueryBuilder<'static, Postgres> {
     let mut q = QueryBuilder::<Postgres>::new("SELECT ");
     q.push(columns());
-    q.push(", NULL::float8 AS distance_m FROM sigint.signal_detections d WHERE true");
+    q.push(", NULL::float8 AS distance_m FROM ");
+    match walk {
+        None => {
+            q.push("sigint.signal_detections d");
+        }
+        Some(rows) => {
+            q.push("(SELECT * FROM sigint.signal_detections w");
+            if let Some(after) = after {
+                q.push(" WHERE w.id > ").push_bind(after);
+            }
+            q.push(" ORDER BY w.id LIMIT ").push_bind(rows).push(") d");
+        }
+    }
+    q.push(" WHERE true");
     push_conditions(&mut q, search, after);
     q.push(" ORDER BY d.id LIMIT ").push_bind(limit);
     q
@@ -614,7 +604,7 @@ where
         tx.rollback().await?;
         return Ok(true);
     }
-    let mut q = search_sql(search, search.after(), i64::from(search.limit()));
+    let mut q = search_sql(search, search.after(), i64::from(search.limit()), None);
     {
         let mut rows = q
             .build_query_as::<DetectionRow>()
