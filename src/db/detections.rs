@@ -379,8 +379,7 @@ pub async fn search(
         push_filters(&mut q, search.filters());
         q.push(" ORDER BY distance_m, d.id LIMIT ")
             .push_bind(i64::from(*n));
-        let query = q.build_query_as::<DetectionRow>().persistent(false);
-        return crate::db::observe("search_nearest", query.fetch_all(&mut *conn)).await;
+        return fetch_rows(conn, "search_nearest", q).await;
     }
     if let Area::BBox(bounds) = search.area() {
         // A page of a box in id order. Walking the id index reads the table in order, a heap
@@ -395,16 +394,8 @@ pub async fn search(
         let mut window = BOX_WALK_FIRST;
         loop {
             let want = fetch - rows.len() as i64;
-            let mut q = search_sql(search, from, want, Some(window));
-            rows.extend(
-                crate::db::observe(
-                    "search_box_walk",
-                    q.build_query_as::<DetectionRow>()
-                        .persistent(false)
-                        .fetch_all(&mut *conn),
-                )
-                .await?,
-            );
+            let walk = search_sql(search, from, want, Some(window));
+            rows.extend(fetch_rows(conn, "search_box_walk", walk).await?);
             if rows.len() as i64 == fetch {
                 return Ok(rows);
             }
@@ -421,21 +412,27 @@ pub async fn search(
                 None => break,
             }
         }
-        let mut q = box_by_keys_sql(search, bounds, from, fetch - rows.len() as i64);
-        rows.extend(
-            crate::db::observe(
-                "search_box_keys",
-                q.build_query_as::<DetectionRow>()
-                    .persistent(false)
-                    .fetch_all(&mut *conn),
-            )
-            .await?,
-        );
+        let keys = box_by_keys_sql(search, bounds, from, fetch - rows.len() as i64);
+        rows.extend(fetch_rows(conn, "search_box_keys", keys).await?);
         return Ok(rows);
     }
-    let mut q = search_sql(search, search.after(), fetch, None);
+    fetch_rows(
+        conn,
+        "search",
+        search_sql(search, search.after(), fetch, None),
+    )
+    .await
+}
+
+/// The rows of a search statement, run unprepared (planned for its own values, see `search`)
+/// and timed as `name`.
+async fn fetch_rows(
+    conn: &mut PgConnection,
+    name: &'static str,
+    mut q: QueryBuilder<'static, Postgres>,
+) -> Result<Vec<DetectionRow>, sqlx::Error> {
     let query = q.build_query_as::<DetectionRow>().persistent(false);
-    crate::db::observe("search", query.fetch_all(&mut *conn)).await
+    crate::db::observe(name, query.fetch_all(&mut *conn)).await
 }
 
 /// Rows a box search walks in id order first.

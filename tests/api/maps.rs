@@ -1086,6 +1086,15 @@ async fn the_map_page_draws_detections_in_chromium() {
     }
 }
 
+/// An app under the production read budget (not the tests' unlimited one) holding 100,000
+/// detections, for the GIS clients' copies.
+async fn app_with_100k_detections(seed: u64) -> TestApp {
+    let app = spawn_app_with(|s| s.rate_limit.enabled = true).await;
+    load(&app, 1_000, seed).await;
+    hundredfold(&app.db).await;
+    app
+}
+
 /// A GIS client with its defaults (GDAL 3.6 asks for 10 features a page) copies a large
 /// collection through the OGC API without being cut off by the read budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1094,10 +1103,7 @@ async fn the_map_page_draws_detections_in_chromium() {
     ignore = "needs GDAL: feature tool-tests (scripts/test)"
 )]
 async fn gdal_copies_100k_features_with_default_settings() {
-    // The production read budget, not the tests' unlimited one.
-    let app = spawn_app_with(|s| s.rate_limit.enabled = true).await;
-    load(&app, 1_000, 23).await;
-    hundredfold(&app.db).await;
+    let app = app_with_100k_detections(23).await;
     let source = format!("OAPIF:http://{}/ogc", app.addr);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("all.geojsonl");
@@ -1134,9 +1140,7 @@ async fn gdal_copies_100k_features_with_default_settings() {
     ignore = "needs QGIS (Debian python3-qgis): feature tool-tests (scripts/test)"
 )]
 async fn qgis_copies_the_detections_with_default_settings() {
-    let app = spawn_app_with(|s| s.rate_limit.enabled = true).await;
-    load(&app, 1_000, 29).await;
-    hundredfold(&app.db).await;
+    let app = app_with_100k_detections(29).await;
     let runtime = tempfile::tempdir().expect("tempdir");
     let started = std::time::Instant::now();
     let out = tokio::process::Command::new("/usr/bin/python3")
