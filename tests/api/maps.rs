@@ -1144,7 +1144,10 @@ async fn qgis_copies_the_detections_with_default_settings() {
     let runtime = tempfile::tempdir().expect("tempdir");
     let started = std::time::Instant::now();
     let out = tokio::process::Command::new("/usr/bin/python3")
-        .arg("tests/support/qgis_copy.py")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/qgis_copy.py"
+        ))
         .args([
             &format!("http://{}/ogc", app.addr),
             "detections",
